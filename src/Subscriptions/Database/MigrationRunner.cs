@@ -1,0 +1,107 @@
+using System.Reflection;
+using System.Security.Cryptography;
+using System.Text;
+using Dapper;
+using Npgsql;
+
+namespace Subscriptions.Database;
+
+/// <summary>
+/// Applies the numbered scripts of <c>sql/</c> (embedded in this assembly) in order, each once, in its
+/// own transaction, journaled in <c>schema_migrations</c>. A session advisory lock makes concurrent
+/// runners (two instances starting together) take turns, so no script is applied twice.
+/// </summary>
+internal sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<MigrationRunner> logger)
+{
+    // Any fixed number works; it only has to be the same for every instance of this service.
+    private const long AdvisoryLockKey = 0x5355_4253_4352_4950; // "SUBSCRIP"
+
+    public static IReadOnlyList<MigrationScript> Scripts { get; } = LoadEmbeddedScripts();
+
+    public async Task<IReadOnlyList<string>> ApplyPendingAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await connection.ExecuteAsync(new CommandDefinition(
+            "SELECT pg_advisory_lock(@key)", new { key = AdvisoryLockKey }, cancellationToken: cancellationToken));
+        try
+        {
+            const string createJournal = """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    name       text        PRIMARY KEY,
+                    checksum   text        NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """;
+            await connection.ExecuteAsync(new CommandDefinition(createJournal, cancellationToken: cancellationToken));
+
+            const string selectApplied = "SELECT name, checksum FROM schema_migrations";
+            var applied = (await connection.QueryAsync<(string Name, string Checksum)>(
+                    new CommandDefinition(selectApplied, cancellationToken: cancellationToken)))
+                .ToDictionary(row => row.Name, row => row.Checksum);
+
+            var appliedNow = new List<string>();
+            foreach (var script in Scripts)
+            {
+                if (applied.TryGetValue(script.Name, out var checksum))
+                {
+                    if (checksum != script.Checksum)
+                    {
+                        throw new InvalidOperationException(
+                            $"sql/{script.Name} was changed after it was applied to this database. " +
+                            "Shipped migrations are never edited: restore it and add the change as a new script.");
+                    }
+                    continue;
+                }
+
+                await ApplyAsync(connection, script, cancellationToken);
+                appliedNow.Add(script.Name);
+            }
+            return appliedNow;
+        }
+        finally
+        {
+            await connection.ExecuteAsync("SELECT pg_advisory_unlock(@key)", new { key = AdvisoryLockKey });
+        }
+    }
+
+    private async Task ApplyAsync(NpgsqlConnection connection, MigrationScript script, CancellationToken cancellationToken)
+    {
+        logger.LogInformation("Applying migration {Script}", script.Name);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        try
+        {
+            await connection.ExecuteAsync(new CommandDefinition(script.Sql, transaction: transaction, cancellationToken: cancellationToken));
+        }
+        catch (PostgresException e)
+        {
+            throw new InvalidOperationException($"sql/{script.Name} failed: {e.MessageText}", e);
+        }
+
+        const string journal = "INSERT INTO schema_migrations (name, checksum) VALUES (@Name, @Checksum)";
+        await connection.ExecuteAsync(new CommandDefinition(journal, script, transaction, cancellationToken: cancellationToken));
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    private static List<MigrationScript> LoadEmbeddedScripts()
+    {
+        var assembly = typeof(MigrationRunner).Assembly;
+        return assembly.GetManifestResourceNames()
+            .Where(name => name.StartsWith("sql/", StringComparison.Ordinal) && name.EndsWith(".sql", StringComparison.Ordinal))
+            .Order(StringComparer.Ordinal)
+            .Select(name => MigrationScript.Load(assembly, name))
+            .ToList();
+    }
+}
+
+internal sealed record MigrationScript(string Name, string Sql, string Checksum)
+{
+    public static MigrationScript Load(Assembly assembly, string resourceName)
+    {
+        using var stream = assembly.GetManifestResourceStream(resourceName)
+            ?? throw new InvalidOperationException($"Embedded migration {resourceName} is missing.");
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        var sql = reader.ReadToEnd().Replace("\r\n", "\n", StringComparison.Ordinal);
+        var checksum = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(sql)));
+        return new MigrationScript(resourceName["sql/".Length..], sql, checksum);
+    }
+}

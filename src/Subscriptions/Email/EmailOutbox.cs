@@ -1,0 +1,186 @@
+using System.Threading.Channels;
+using Dapper;
+using Microsoft.Extensions.Options;
+using MimeKit;
+using Npgsql;
+using Subscriptions.Configuration;
+
+namespace Subscriptions.Email;
+
+internal sealed class OutboxRow
+{
+    public long Id { get; set; }
+    public string Kind { get; set; } = "";
+    public int Attempts { get; set; }
+    public long SubscriberId { get; set; }
+    public string Email { get; set; } = "";
+    public string Status { get; set; } = "";
+    public byte[] SubscriptionKey { get; set; } = [];
+    public byte[]? ConfirmationNonce { get; set; }
+    public DateTime? ConfirmationExpiresAt { get; set; }
+}
+
+/// <summary>
+/// Sends the queued transactional emails, one per transaction: the row is locked, the message
+/// handed to the mail server, and the outcome recorded before the lock is let go. Another sender
+/// (on this or another instance) skips a locked row, so no email is sent twice; the only window
+/// left is a crash between the server accepting a message and our commit, one message wide.
+/// </summary>
+internal sealed class EmailOutbox(
+    NpgsqlDataSource dataSource, IMailSender sender, TransactionalEmails emails, IOptions<MailOptions> options,
+    TimeProvider time, ILogger<EmailOutbox> logger)
+{
+    private static readonly TimeSpan LongestRetryDelay = TimeSpan.FromHours(1);
+
+    /// <summary>Sends the next email that is due, if any; returns whether there was one.</summary>
+    public async Task<bool> SendNextAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+
+        const string claim = """
+            SELECT o.id, o.kind, o.attempts, s.id AS subscriber_id, s.email, s.status, s.subscription_key,
+                   s.confirmation_nonce, s.confirmation_expires_at
+            FROM email_outbox o
+            JOIN subscribers s ON s.id = o.subscriber_id
+            WHERE o.status = 'pending' AND o.next_attempt_at <= @now
+            ORDER BY o.next_attempt_at, o.id
+            LIMIT 1
+            FOR UPDATE OF o SKIP LOCKED
+            """;
+        var now = time.GetUtcNow();
+        var row = await connection.QuerySingleOrDefaultAsync<OutboxRow>(
+            new CommandDefinition(claim, new { now }, transaction, cancellationToken: cancellationToken));
+        if (row is null)
+        {
+            return false;
+        }
+
+        if (Render(row, now) is not { } message)
+        {
+            // The subscriber moved on (confirmed, left, or the link expired) since this was queued.
+            await RecordAsync(connection, transaction, "UPDATE email_outbox SET status = 'superseded' WHERE id = @id", new { id = row.Id });
+            await transaction.CommitAsync(cancellationToken);
+            return true;
+        }
+
+        try
+        {
+            await sender.SendAsync(message, cancellationToken);
+            const string sent = """
+                UPDATE email_outbox SET status = 'sent', attempts = attempts + 1, sent_at = @now, message_id = @messageId, last_error = NULL
+                WHERE id = @id
+                """;
+            await RecordAsync(connection, transaction, sent, new { id = row.Id, now = time.GetUtcNow(), messageId = message.MessageId });
+            logger.LogInformation("Sent {Kind} email {OutboxId} to subscriber {SubscriberId}", row.Kind, row.Id, row.SubscriberId);
+        }
+        catch (PermanentMailException e)
+        {
+            await FailAsync(connection, transaction, row, e.Reply);
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+        {
+            var attempts = row.Attempts + 1;
+            if (attempts >= options.Value.MaxAttempts)
+            {
+                await FailAsync(connection, transaction, row, e.Message);
+            }
+            else
+            {
+                var delay = RetryDelay(attempts);
+                const string retry = """
+                    UPDATE email_outbox SET attempts = attempts + 1, next_attempt_at = @next, last_error = @error WHERE id = @id
+                    """;
+                await RecordAsync(connection, transaction, retry, new { id = row.Id, next = time.GetUtcNow() + delay, error = e.Message });
+                logger.LogWarning("Could not send {Kind} email {OutboxId} (attempt {Attempt}), retrying in {Delay}: {Error}",
+                    row.Kind, row.Id, attempts, delay, e.Message);
+            }
+        }
+
+        await transaction.CommitAsync(CancellationToken.None);
+        return true;
+    }
+
+    private MimeMessage? Render(OutboxRow row, DateTimeOffset now) => row switch
+    {
+        { Kind: EmailQueue.Confirmation, Status: "pending", ConfirmationNonce: { } nonce, ConfirmationExpiresAt: { } expiresAt }
+            when expiresAt > now.UtcDateTime => emails.Confirmation(row.Email, row.SubscriberId, nonce),
+        { Kind: EmailQueue.AlreadySubscribed, Status: "active" } => emails.AlreadySubscribed(row.Email, row.SubscriberId, row.SubscriptionKey),
+        _ => null,
+    };
+
+    private TimeSpan RetryDelay(int attempts)
+    {
+        var delay = options.Value.RetryDelay * Math.Pow(2, Math.Min(attempts - 1, 20));
+        return delay < LongestRetryDelay ? delay : LongestRetryDelay;
+    }
+
+    private async Task FailAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, OutboxRow row, string error)
+    {
+        const string failed = "UPDATE email_outbox SET status = 'failed', attempts = attempts + 1, last_error = @error WHERE id = @id";
+        await RecordAsync(connection, transaction, failed, new { id = row.Id, error });
+        logger.LogError("Gave up on {Kind} email {OutboxId} to subscriber {SubscriberId}: {Error}", row.Kind, row.Id, row.SubscriberId, error);
+    }
+
+    // The outcome is recorded even when shutdown has begun: the message may already be with the server.
+    private static Task RecordAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string sql, object parameters) =>
+        connection.ExecuteAsync(new CommandDefinition(sql, parameters, transaction, cancellationToken: CancellationToken.None));
+}
+
+/// <summary>Wakes the outbox worker as soon as something is queued, instead of at its next poll.</summary>
+internal sealed class OutboxSignal
+{
+    private readonly Channel<bool> _channel = Channel.CreateBounded<bool>(
+        new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+
+    public void Wake() => _channel.Writer.TryWrite(true);
+
+    public async Task WaitAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timer.CancelAfter(timeout);
+        try
+        {
+            await _channel.Reader.ReadAsync(timer.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            // The poll interval passed.
+        }
+    }
+}
+
+internal sealed class EmailOutboxWorker(EmailOutbox outbox, OutboxSignal signal, IOptions<MailOptions> options, ILogger<EmailOutboxWorker> logger)
+    : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                while (await outbox.SendNextAsync(stoppingToken))
+                {
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                // The database is unreachable, most likely; the queue waits there until it is back.
+                logger.LogError(e, "Email outbox failed; trying again in {Interval}", options.Value.PollInterval);
+            }
+
+            try
+            {
+                await signal.WaitAsync(options.Value.PollInterval, stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+}

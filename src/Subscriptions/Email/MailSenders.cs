@@ -1,0 +1,167 @@
+using System.Net.Sockets;
+using System.Threading.Channels;
+using MailKit;
+using MailKit.Net.Smtp;
+using Microsoft.Extensions.Options;
+using MimeKit;
+using Polly;
+using Polly.Registry;
+using Subscriptions.Configuration;
+
+namespace Subscriptions.Email;
+
+/// <summary>The one way this service sends an email: confirmations now, the daily digest later.</summary>
+internal interface IMailSender
+{
+    /// <summary>
+    /// Hands the message to the mail system, retrying transient failures. Throws
+    /// <see cref="PermanentMailException"/> when the server refuses it for good (a 5xx reply).
+    /// </summary>
+    Task SendAsync(MimeMessage message, CancellationToken cancellationToken);
+}
+
+/// <summary>The mail server refused a message with a permanent (5xx) reply; trying again will not help.</summary>
+internal sealed class PermanentMailException(string reply, Exception inner) : Exception(reply, inner)
+{
+    public string Reply { get; } = reply;
+}
+
+/// <summary>
+/// Sends over a small pool of long-lived SMTP connections (<c>Smtp:Connections</c>). MailKit's
+/// <see cref="SmtpClient"/> is not thread-safe and has no pool of its own, so each connection is
+/// lent to one sender at a time. A connection that fails in any way is thrown away and the next
+/// user opens a fresh one.
+/// </summary>
+internal sealed class SmtpMailSender : IMailSender, IAsyncDisposable
+{
+    public const string PipelineName = "smtp";
+
+    private readonly SmtpOptions _options;
+    private readonly ResiliencePipeline _pipeline;
+    private readonly ILogger<SmtpMailSender> _logger;
+    private readonly Channel<SmtpClient?> _idle;
+
+    public SmtpMailSender(IOptions<SmtpOptions> options, ResiliencePipelineProvider<string> pipelines, ILogger<SmtpMailSender> logger)
+    {
+        _options = options.Value;
+        _pipeline = pipelines.GetPipeline(PipelineName);
+        _logger = logger;
+        _idle = Channel.CreateBounded<SmtpClient?>(_options.Connections);
+        for (var i = 0; i < _options.Connections; i++)
+        {
+            _idle.Writer.TryWrite(null);
+        }
+    }
+
+    public async Task SendAsync(MimeMessage message, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _pipeline.ExecuteAsync(
+                static async (state, token) => await state.sender.SendOnceAsync(state.message, token),
+                (sender: this, message), cancellationToken);
+        }
+        catch (SmtpCommandException e) when ((int)e.StatusCode >= 500)
+        {
+            throw new PermanentMailException($"{(int)e.StatusCode} {e.Message}", e);
+        }
+    }
+
+    private async Task SendOnceAsync(MimeMessage message, CancellationToken cancellationToken)
+    {
+        var client = await _idle.Reader.ReadAsync(cancellationToken);
+        try
+        {
+            client ??= await ConnectAsync(cancellationToken);
+            await client.SendAsync(message, cancellationToken);
+        }
+        catch
+        {
+            // After a failure the connection's state is unknown (a half-sent DATA, a server that hung
+            // up): never reuse it.
+            if (client is not null)
+            {
+                await DisposeQuietlyAsync(client);
+                client = null;
+            }
+            throw;
+        }
+        finally
+        {
+            _idle.Writer.TryWrite(client);
+        }
+    }
+
+    private async Task<SmtpClient> ConnectAsync(CancellationToken cancellationToken)
+    {
+        var host = _options.Host!;
+        // Connecting the socket ourselves to switch off Nagle's algorithm: with MailKit's own
+        // connect, every message waits ~40 ms for a delayed ACK on Linux.
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var client = new SmtpClient { Timeout = (int)_options.Timeout.TotalMilliseconds };
+        try
+        {
+            await socket.ConnectAsync(host, _options.Port, cancellationToken);
+            await client.ConnectAsync(socket, host, _options.Port, _options.Security, cancellationToken);
+            if (!string.IsNullOrEmpty(_options.Username))
+            {
+                await client.AuthenticateAsync(_options.Username, _options.Password ?? "", cancellationToken);
+            }
+            _logger.LogDebug("Opened SMTP connection to {Host}:{Port}", host, _options.Port);
+            return client;
+        }
+        catch
+        {
+            client.Dispose();
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    private static async Task DisposeQuietlyAsync(SmtpClient client)
+    {
+        try
+        {
+            if (client.IsConnected)
+            {
+                using var quick = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+                await client.DisconnectAsync(quit: true, quick.Token);
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ServiceNotConnectedException or SmtpProtocolException or SmtpCommandException)
+        {
+            // The connection is being dropped because it already failed; how it ends does not matter.
+        }
+        client.Dispose();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _idle.Writer.TryComplete();
+        while (_idle.Reader.TryRead(out var client))
+        {
+            if (client is not null)
+            {
+                await DisposeQuietlyAsync(client);
+            }
+        }
+    }
+}
+
+/// <summary>Writes each message as an <c>.eml</c> file, for running without a mail server.</summary>
+internal sealed class PickupDirectoryMailSender(IOptions<MailOptions> options, ILogger<PickupDirectoryMailSender> logger) : IMailSender
+{
+    public async Task SendAsync(MimeMessage message, CancellationToken cancellationToken)
+    {
+        var directory = Path.GetFullPath(options.Value.PickupDirectory);
+        Directory.CreateDirectory(directory);
+        var name = $"{DateTime.UtcNow:yyyyMMddTHHmmssfff}-{Guid.NewGuid():N}";
+        var partial = Path.Combine(directory, name + ".tmp");
+        var final = Path.Combine(directory, name + ".eml");
+
+        // Written under another name and renamed, so whatever watches the folder never sees half a message.
+        await message.WriteToAsync(partial, cancellationToken);
+        File.Move(partial, final);
+        logger.LogInformation("Wrote {File} for {Recipients}", final, string.Join(", ", message.To.Mailboxes.Select(m => m.Address)));
+    }
+}

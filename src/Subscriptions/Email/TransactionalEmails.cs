@@ -1,0 +1,71 @@
+using Microsoft.Extensions.Options;
+using MimeKit;
+using MimeKit.Utils;
+using Subscriptions.Configuration;
+using Subscriptions.Subscribers;
+
+namespace Subscriptions.Email;
+
+/// <summary>The emails of the subscriber lifecycle, each in HTML and plain text.</summary>
+internal sealed class TransactionalEmails(IOptions<AppOptions> app, IOptions<MailOptions> mail, LinkTokens tokens, TimeProvider time)
+{
+    public MimeMessage Confirmation(string email, long subscriberId, byte[] confirmationNonce)
+    {
+        var link = app.Value.Link($"subscriptions/confirm?token={tokens.Create(LinkPurpose.Confirm, subscriberId, confirmationNonce)}");
+        var days = (int)SubscriberStore.ConfirmationLifetime.TotalDays;
+        var body = new BodyBuilder
+        {
+            TextBody = $"""
+                Please confirm your subscription to the daily trending papers.
+
+                Open this link to confirm:
+                {link}
+
+                The link works for {days} days. If you did not ask for this, ignore this email
+                and you will hear nothing more from us.
+                """,
+            HtmlBody = Html.Document("Confirm your subscription", $"""
+                <p>Please confirm your subscription to the daily trending papers.</p>
+                <p><a href="{Html.Encode(link.AbsoluteUri)}" style="display:inline-block;padding:10px 18px;background:#1a56db;color:#ffffff;text-decoration:none;border-radius:4px">Confirm my subscription</a></p>
+                <p style="color:#555">The link works for {days} days. If you did not ask for this, ignore this email and you will hear nothing more from us.</p>
+                """),
+        };
+        return Compose(email, "Confirm your subscription to daily trending papers", body);
+    }
+
+    public MimeMessage AlreadySubscribed(string email, long subscriberId, byte[] subscriptionKey)
+    {
+        var unsubscribe = app.Value.Link($"unsubscribe?token={tokens.Create(LinkPurpose.Unsubscribe, subscriberId, subscriptionKey)}");
+        var body = new BodyBuilder
+        {
+            TextBody = $"""
+                Someone, probably you, asked to subscribe this address to the daily trending papers.
+                It is already subscribed, so nothing has changed.
+
+                To stop the emails, open:
+                {unsubscribe}
+                """,
+            HtmlBody = Html.Document("You are already subscribed", $"""
+                <p>Someone, probably you, asked to subscribe this address to the daily trending papers.
+                It is already subscribed, so nothing has changed.</p>
+                <p><a href="{Html.Encode(unsubscribe.AbsoluteUri)}">Unsubscribe</a> if you no longer want the emails.</p>
+                """),
+        };
+        return Compose(email, "You are already subscribed to daily trending papers", body);
+    }
+
+    private MimeMessage Compose(string email, string subject, BodyBuilder body)
+    {
+        var from = mail.Value.FromAddress;
+        var message = new MimeMessage
+        {
+            Subject = subject,
+            Date = time.GetUtcNow(),
+            MessageId = MimeUtils.GenerateMessageId(from.Domain),
+            Body = body.ToMessageBody(),
+        };
+        message.From.Add(from);
+        message.To.Add(MailboxAddress.Parse(email));
+        return message;
+    }
+}

@@ -1,0 +1,27 @@
+using System.Text.Encodings.Web;
+
+namespace Subscriptions;
+
+/// <summary>The few pages and emails this service renders: plain HTML, inline CSS, every value encoded.</summary>
+internal static class Html
+{
+    public static string Encode(string? text) => HtmlEncoder.Default.Encode(text ?? "");
+
+    /// <summary>A complete page; <paramref name="body"/> must already be encoded.</summary>
+    public static string Document(string title, string body) => $"""
+        <!DOCTYPE html>
+        <html lang="en">
+        <head>
+        <meta charset="utf-8">
+        <meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>{Encode(title)}</title>
+        </head>
+        <body style="margin:0;padding:0;background:#f5f5f5;font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;color:#222;line-height:1.5">
+        <main style="max-width:640px;margin:0 auto;padding:24px 16px;background:#ffffff">
+        <h1 style="font-size:1.4em;margin-top:0">{Encode(title)}</h1>
+        {body}
+        </main>
+        </body>
+        </html>
+        """;
+}

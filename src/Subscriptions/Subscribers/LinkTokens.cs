@@ -1,0 +1,90 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Options;
+using Subscriptions.Configuration;
+
+namespace Subscriptions.Subscribers;
+
+internal enum LinkPurpose : byte
+{
+    Confirm = 1,
+    Unsubscribe = 2,
+    Preferences = 3,
+}
+
+/// <summary>What a valid link names: a subscriber and the 128-bit random value the link was issued for.</summary>
+internal readonly record struct LinkToken(long SubscriberId, byte[] Nonce);
+
+/// <summary>
+/// Links in emails carry <c>(purpose, subscriber id, nonce)</c> signed with HMAC-SHA256 under
+/// <c>App:TokenSecret</c>. The nonce is random (128 bits) and stored with the subscriber, so a link
+/// works only while the database still holds its nonce: confirmation links die when a fresh one is
+/// sent, unsubscribe links when the person subscribes anew. The database holds nothing that can be
+/// turned into a working link without the secret.
+/// </summary>
+internal sealed class LinkTokens(IOptions<AppOptions> options)
+{
+    public const int NonceLength = 16;
+    private const byte FormatVersion = 1;
+    private const int MacLength = 16;
+    private const int PayloadLength = 1 + 1 + sizeof(long) + NonceLength;
+    private const int TokenLength = PayloadLength + MacLength;
+
+    private readonly byte[] _key = Encoding.UTF8.GetBytes(options.Value.TokenSecret);
+
+    public static byte[] NewNonce() => RandomNumberGenerator.GetBytes(NonceLength);
+
+    public string Create(LinkPurpose purpose, long subscriberId, byte[] nonce)
+    {
+        if (nonce.Length != NonceLength)
+        {
+            throw new ArgumentException($"A link nonce is {NonceLength} bytes.", nameof(nonce));
+        }
+        Span<byte> token = stackalloc byte[TokenLength];
+        token[0] = FormatVersion;
+        token[1] = (byte)purpose;
+        BinaryPrimitives.WriteInt64BigEndian(token[2..], subscriberId);
+        nonce.CopyTo(token[(2 + sizeof(long))..]);
+        Sign(token[..PayloadLength], token[PayloadLength..]);
+        return Base64UrlEncode(token);
+    }
+
+    public bool TryRead(LinkPurpose purpose, string? text, out LinkToken token)
+    {
+        token = default;
+        if (string.IsNullOrEmpty(text) || text.Length > 128)
+        {
+            return false;
+        }
+        Span<byte> bytes = stackalloc byte[96];
+        if (!System.Buffers.Text.Base64Url.TryDecodeFromChars(text, bytes, out var length) || length != TokenLength)
+        {
+            return false;
+        }
+        bytes = bytes[..TokenLength];
+        if (bytes[0] != FormatVersion || bytes[1] != (byte)purpose)
+        {
+            return false;
+        }
+        Span<byte> expected = stackalloc byte[MacLength];
+        Sign(bytes[..PayloadLength], expected);
+        if (!CryptographicOperations.FixedTimeEquals(expected, bytes[PayloadLength..]))
+        {
+            return false;
+        }
+        token = new LinkToken(
+            BinaryPrimitives.ReadInt64BigEndian(bytes[2..]),
+            bytes.Slice(2 + sizeof(long), NonceLength).ToArray());
+        return true;
+    }
+
+    private void Sign(ReadOnlySpan<byte> payload, Span<byte> mac)
+    {
+        Span<byte> full = stackalloc byte[HMACSHA256.HashSizeInBytes];
+        HMACSHA256.HashData(_key, payload, full);
+        full[..MacLength].CopyTo(mac);
+    }
+
+    private static string Base64UrlEncode(ReadOnlySpan<byte> bytes) => System.Buffers.Text.Base64Url.EncodeToString(bytes);
+}

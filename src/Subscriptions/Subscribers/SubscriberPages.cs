@@ -1,0 +1,85 @@
+namespace Subscriptions.Subscribers;
+
+/// <summary>The server-rendered pages of the lifecycle; they work without JavaScript.</summary>
+internal static class SubscriberPages
+{
+    private const string Field = "display:block;width:100%;box-sizing:border-box;padding:10px;font-size:1em;border:1px solid #999;border-radius:4px";
+    private const string Button = "padding:10px 18px;font-size:1em;background:#1a56db;color:#ffffff;border:0;border-radius:4px;cursor:pointer";
+
+    public static IResult Signup(string? email = null, string? topics = null, IReadOnlyDictionary<string, string[]>? errors = null, int statusCode = StatusCodes.Status200OK)
+    {
+        var problems = errors is { Count: > 0 }
+            ? $"""
+              <div role="alert" style="border:1px solid #c81e1e;background:#fdf2f2;padding:8px 16px;margin-bottom:16px">
+              <p><strong>Please correct the following:</strong></p>
+              <ul>{string.Concat(errors.Select(e => $"<li>{Html.Encode(e.Key)}: {Html.Encode(string.Join(" ", e.Value))}</li>"))}</ul>
+              </div>
+              """
+            : "";
+        var body = $"""
+            <p>Every morning, one email with the day's trending research papers on the topics you choose.</p>
+            {problems}
+            <form method="post" action="/subscriptions">
+            <p><label for="email"><strong>Email address</strong></label>
+            <input id="email" name="email" type="email" autocomplete="email" required maxlength="{SignupValidator.MaxEmailLength}" value="{Html.Encode(email)}" style="{Field}"></p>
+            <p><label for="topics"><strong>Topics</strong>, one per line</label>
+            <textarea id="topics" name="topics" rows="5" required aria-describedby="topics-help" style="{Field}">{Html.Encode(topics)}</textarea>
+            <small id="topics-help" style="color:#555">Words match their variants (<em>autoencoders</em> finds <em>autoencoder</em>).
+            Use "quotes" for a phrase, OR between alternatives, and -word to leave papers out, e.g. <code>depth estimation -medical</code>.
+            Up to {SignupValidator.MaxTopics} topics.</small></p>
+            <p><button type="submit" style="{Button}">Subscribe</button></p>
+            </form>
+            <p style="color:#555">We send a link to confirm the address first. Every email has a one-click unsubscribe link.</p>
+            """;
+        return Page("Trending papers in your inbox", body, statusCode);
+    }
+
+    public static IResult SignupAccepted() => Page("Check your inbox",
+        $"""
+        <p>{Html.Encode(SubscriberEndpoints.AcceptedMessage)}</p>
+        <p><a href="/">Back to the signup page</a></p>
+        """, StatusCodes.Status202Accepted);
+
+    public static IResult Confirmed(ConfirmOutcome outcome) => outcome switch
+    {
+        ConfirmOutcome.Confirmed => Page("You are subscribed",
+            "<p>Thank you: your address is confirmed. The next morning's email will bring the trending papers on your topics.</p>" +
+            "<p>Every email has a link to change your topics and a link to unsubscribe.</p>"),
+        ConfirmOutcome.AlreadyConfirmed => Page("Already confirmed",
+            "<p>This address was already confirmed; nothing has changed. Your daily email keeps coming.</p>"),
+        ConfirmOutcome.Expired => Page("This link has expired",
+            $"<p>Confirmation links work for {(int)SubscriberStore.ConfirmationLifetime.TotalDays} days, and this one is older. " +
+            "<a href=\"/\">Sign up again</a> to get a fresh link.</p>", StatusCodes.Status410Gone),
+        _ => InvalidLink("confirmation"),
+    };
+
+    public static IResult MissingToken() => Page("This link is incomplete",
+        "<p>The link has no token. Open the full link from your email, or <a href=\"/\">go to the signup page</a>.</p>",
+        StatusCodes.Status400BadRequest);
+
+    public static IResult InvalidLink(string what) => Page("This link is not valid",
+        $"<p>This {Html.Encode(what)} link is unknown or no longer works: a newer email may have replaced it, or it was " +
+        "copied incompletely. <a href=\"/\">Go to the signup page</a> to subscribe.</p>",
+        StatusCodes.Status404NotFound);
+
+    public static IResult UnsubscribeForm(SubscriberLink subscriber, string token)
+    {
+        if (subscriber.Status == "unsubscribed")
+        {
+            return Unsubscribed(UnsubscribeOutcome.AlreadyUnsubscribed);
+        }
+        return Page("Unsubscribe", $"""
+            <p>Stop the daily trending papers for <strong>{Html.Encode(subscriber.Email)}</strong>?</p>
+            <form method="post" action="/unsubscribe?token={Html.Encode(Uri.EscapeDataString(token))}">
+            <button type="submit" style="{Button}">Unsubscribe</button>
+            </form>
+            """);
+    }
+
+    public static IResult Unsubscribed(UnsubscribeOutcome outcome) => Page("You are unsubscribed",
+        (outcome == UnsubscribeOutcome.AlreadyUnsubscribed ? "<p>This address was already unsubscribed.</p>" : "<p>You will get no more emails from us.</p>") +
+        "<p>Changed your mind? <a href=\"/\">Subscribe again</a>.</p>");
+
+    private static IResult Page(string title, string body, int statusCode = StatusCodes.Status200OK) =>
+        TypedResults.Text(Html.Document(title, body), "text/html; charset=utf-8", statusCode: statusCode);
+}

@@ -1,0 +1,196 @@
+using Dapper;
+using Npgsql;
+using Subscriptions.Email;
+
+namespace Subscriptions.Subscribers;
+
+internal enum ConfirmOutcome
+{
+    Confirmed,
+    AlreadyConfirmed,
+    Expired,
+    Unknown,
+}
+
+internal enum UnsubscribeOutcome
+{
+    Unsubscribed,
+    AlreadyUnsubscribed,
+    Unknown,
+}
+
+internal sealed record SubscriberLink(long Id, string Email, string Status);
+
+internal sealed class ConfirmationRow
+{
+    public string Status { get; set; } = "";
+
+    public DateTime? ConfirmationExpiresAt { get; set; }
+}
+
+internal sealed class SubscriberStore(NpgsqlDataSource dataSource, TimeProvider time)
+{
+    public static readonly TimeSpan ConfirmationLifetime = TimeSpan.FromDays(7);
+
+    /// <summary>
+    /// Records a signup and queues the email it calls for, in one transaction: a new or returning
+    /// address gets a fresh confirmation; an address that is already active gets a notice instead
+    /// (its topics change only through its own preferences link).
+    /// </summary>
+    public async Task SignUpAsync(string email, IReadOnlyList<string> topics, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var confirmation = new
+        {
+            email,
+            now,
+            key = LinkTokens.NewNonce(),
+            nonce = LinkTokens.NewNonce(),
+            expires = now + ConfirmationLifetime,
+        };
+
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+
+        const string insert = """
+            INSERT INTO subscribers (email, status, subscription_key, confirmation_nonce, confirmation_expires_at, created_at, updated_at)
+            VALUES (@email, 'pending', @key, @nonce, @expires, @now, @now)
+            ON CONFLICT ((lower(email))) DO NOTHING
+            RETURNING id
+            """;
+        var newId = await connection.QuerySingleOrDefaultAsync<long?>(
+            new CommandDefinition(insert, confirmation, transaction, cancellationToken: cancellationToken));
+
+        long id;
+        string kind;
+        if (newId is { } inserted)
+        {
+            id = inserted;
+            kind = EmailQueue.Confirmation;
+        }
+        else
+        {
+            const string existing = """
+                SELECT id, status FROM subscribers WHERE lower(email) = lower(@email) FOR UPDATE
+                """;
+            (id, var status) = await connection.QuerySingleAsync<(long, string)>(
+                new CommandDefinition(existing, confirmation, transaction, cancellationToken: cancellationToken));
+
+            if (status == "active")
+            {
+                kind = EmailQueue.AlreadySubscribed;
+            }
+            else
+            {
+                // Pending: a fresh confirmation link replaces the last one. Unsubscribed or bounced: a new
+                // subscription begins, with a new key so the old subscription's links stop working.
+                const string renew = """
+                    UPDATE subscribers
+                    SET status = 'pending',
+                        subscription_key = CASE WHEN status = 'pending' THEN subscription_key ELSE @key END,
+                        confirmation_nonce = @nonce,
+                        confirmation_expires_at = @expires,
+                        confirmed_at = NULL,
+                        updated_at = @now
+                    WHERE id = @id
+                    """;
+                await connection.ExecuteAsync(new CommandDefinition(
+                    renew, new { id, confirmation.key, confirmation.nonce, confirmation.expires, now }, transaction,
+                    cancellationToken: cancellationToken));
+                kind = EmailQueue.Confirmation;
+            }
+        }
+
+        if (kind == EmailQueue.Confirmation)
+        {
+            const string replaceTopics = """
+                DELETE FROM topics WHERE subscriber_id = @id;
+                INSERT INTO topics (subscriber_id, position, text)
+                SELECT @id, ordinality - 1, topic FROM unnest(@topics) WITH ORDINALITY AS t(topic, ordinality);
+                """;
+            await connection.ExecuteAsync(new CommandDefinition(
+                replaceTopics, new { id, topics = topics.ToArray() }, transaction, cancellationToken: cancellationToken));
+        }
+
+        await EmailQueue.EnqueueAsync(connection, transaction, id, kind, now, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    public async Task<ConfirmOutcome> ConfirmAsync(LinkToken token, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+
+        const string find = """
+            SELECT status, confirmation_expires_at FROM subscribers
+            WHERE id = @SubscriberId AND confirmation_nonce = @Nonce
+            FOR UPDATE
+            """;
+        var row = await connection.QuerySingleOrDefaultAsync<ConfirmationRow>(
+            new CommandDefinition(find, token, transaction, cancellationToken: cancellationToken));
+
+        var outcome = row switch
+        {
+            null => ConfirmOutcome.Unknown,
+            { Status: "active" } => ConfirmOutcome.AlreadyConfirmed,
+            { Status: "pending", ConfirmationExpiresAt: var expiresAt } when expiresAt <= now.UtcDateTime => ConfirmOutcome.Expired,
+            { Status: "pending" } => ConfirmOutcome.Confirmed,
+            _ => ConfirmOutcome.Unknown,
+        };
+
+        if (outcome == ConfirmOutcome.Confirmed)
+        {
+            const string activate = """
+                UPDATE subscribers SET status = 'active', confirmed_at = @now, updated_at = @now WHERE id = @id
+                """;
+            await connection.ExecuteAsync(new CommandDefinition(
+                activate, new { id = token.SubscriberId, now }, transaction, cancellationToken: cancellationToken));
+        }
+        await transaction.CommitAsync(cancellationToken);
+        return outcome;
+    }
+
+    /// <summary>The subscriber an unsubscribe (or preferences) link names, while that subscription lasts.</summary>
+    public async Task<SubscriberLink?> FindBySubscriptionAsync(LinkToken token, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            SELECT id, email, status FROM subscribers WHERE id = @SubscriberId AND subscription_key = @Nonce
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await connection.QuerySingleOrDefaultAsync<SubscriberLink>(
+            new CommandDefinition(sql, token, cancellationToken: cancellationToken));
+    }
+
+    public async Task<UnsubscribeOutcome> UnsubscribeAsync(LinkToken token, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+
+        const string unsubscribe = """
+            UPDATE subscribers
+            SET status = 'unsubscribed', unsubscribed_at = @now, updated_at = @now, confirmation_nonce = NULL
+            WHERE id = @SubscriberId AND subscription_key = @Nonce AND status <> 'unsubscribed'
+            RETURNING id
+            """;
+        var changed = await connection.QuerySingleOrDefaultAsync<long?>(new CommandDefinition(
+            unsubscribe, new { token.SubscriberId, token.Nonce, now }, transaction, cancellationToken: cancellationToken));
+
+        UnsubscribeOutcome outcome;
+        if (changed is not null)
+        {
+            await EmailQueue.SupersedePendingAsync(connection, transaction, token.SubscriberId, kind: null, cancellationToken);
+            outcome = UnsubscribeOutcome.Unsubscribed;
+        }
+        else
+        {
+            const string exists = "SELECT 1 FROM subscribers WHERE id = @SubscriberId AND subscription_key = @Nonce";
+            var found = await connection.QuerySingleOrDefaultAsync<int?>(
+                new CommandDefinition(exists, token, transaction, cancellationToken: cancellationToken));
+            outcome = found is null ? UnsubscribeOutcome.Unknown : UnsubscribeOutcome.AlreadyUnsubscribed;
+        }
+        await transaction.CommitAsync(cancellationToken);
+        return outcome;
+    }
+}
