@@ -1,0 +1,109 @@
+using System.Text.RegularExpressions;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
+using MimeKit;
+
+namespace Subscriptions.Tests.Infrastructure;
+
+/// <summary>
+/// The real service in memory, pointed at a test database and either a test SMTP server or a
+/// pickup folder of its own. Settings are the service's own configuration keys.
+/// </summary>
+public sealed class TestApp : WebApplicationFactory<Program>
+{
+    public const string BaseUrl = "http://subscriptions.test";
+    private readonly Dictionary<string, string?> _settings;
+    private readonly TimeProvider? _time;
+
+    public TestApp(TestDatabase database, TestSmtpServer? smtp = null, TimeProvider? time = null, IDictionary<string, string?>? settings = null)
+    {
+        PickupDirectory = Path.Combine(Path.GetTempPath(), $"subscriptions-outbox-{Guid.NewGuid():N}");
+        _time = time;
+        _settings = new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:Postgres"] = database.ConnectionString,
+            ["App:BaseUrl"] = BaseUrl,
+            ["App:TokenSecret"] = "test-secret-that-is-long-enough-to-sign-links",
+            ["App:SignupsPerMinute"] = "10000",
+            ["Mail:From"] = "Trending Papers <papers@subscriptions.test>",
+            ["Mail:PickupDirectory"] = PickupDirectory,
+            ["Mail:PollInterval"] = "00:00:00.100",
+            ["Mail:RetryDelay"] = "00:00:00.200",
+            ["Smtp:Security"] = "None",
+            ["Smtp:RetryDelay"] = "00:00:00.050",
+            ["Smtp:Timeout"] = "00:00:05",
+        };
+        if (smtp is not null)
+        {
+            _settings["Smtp:Host"] = "127.0.0.1";
+            _settings["Smtp:Port"] = smtp.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+        foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
+        {
+            _settings[key] = value;
+        }
+    }
+
+    public string PickupDirectory { get; }
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        foreach (var (key, value) in _settings)
+        {
+            builder.UseSetting(key, value);
+        }
+        if (_time is not null)
+        {
+            builder.ConfigureTestServices(services => services.AddSingleton(_time));
+        }
+    }
+
+    /// <summary>A client that does not follow redirects and sends no cookies, like a mail client's link.</summary>
+    public HttpClient CreatePlainClient() =>
+        CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = false, HandleCookies = false, BaseAddress = new Uri(BaseUrl) });
+
+    /// <summary>The first link to this app's <paramref name="path"/> in the message's text part, made relative.</summary>
+    public static string LinkIn(MimeMessage message, string path)
+    {
+        var text = message.TextBody ?? throw new InvalidOperationException("The message has no plain-text part.");
+        var match = Regex.Match(text, Regex.Escape(BaseUrl + path) + @"\?token=[A-Za-z0-9_-]+");
+        return match.Success
+            ? match.Value[BaseUrl.Length..]
+            : throw new InvalidOperationException($"No {path} link in:\n{text}");
+    }
+
+    /// <summary>Waits for <c>.eml</c> files in the pickup folder and returns them parsed.</summary>
+    public async Task<IReadOnlyList<MimeMessage>> WaitForPickupAsync(int count, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(20));
+        while (true)
+        {
+            var files = Directory.Exists(PickupDirectory) ? Directory.GetFiles(PickupDirectory, "*.eml").Order().ToList() : [];
+            if (files.Count >= count)
+            {
+                var messages = new List<MimeMessage>();
+                foreach (var file in files)
+                {
+                    messages.Add(await MimeMessage.LoadAsync(file));
+                }
+                return messages;
+            }
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"Expected {count} .eml file(s) in {PickupDirectory}, found {files.Count}.");
+            }
+            await Task.Delay(50);
+        }
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        base.Dispose(disposing);
+        if (disposing && Directory.Exists(PickupDirectory))
+        {
+            Directory.Delete(PickupDirectory, recursive: true);
+        }
+    }
+}

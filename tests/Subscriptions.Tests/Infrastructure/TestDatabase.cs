@@ -1,0 +1,53 @@
+using Dapper;
+using Npgsql;
+
+namespace Subscriptions.Tests.Infrastructure;
+
+/// <summary>A fresh, migrated database per test class, on the shared throwaway cluster.</summary>
+public sealed class TestDatabase : IAsyncLifetime
+{
+    private NpgsqlDataSource? _dataSource;
+
+    public string ConnectionString { get; private set; } = "";
+
+    public NpgsqlDataSource DataSource => _dataSource ?? throw new InvalidOperationException("The database is not created yet.");
+
+    public async Task InitializeAsync()
+    {
+        ConnectionString = await PostgresServer.CreateDatabaseAsync();
+        _dataSource = NpgsqlDataSource.Create(ConnectionString);
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_dataSource is not null)
+        {
+            await _dataSource.DisposeAsync();
+        }
+    }
+
+    public async Task<T> ScalarAsync<T>(string sql, object? parameters = null)
+    {
+        await using var connection = await DataSource.OpenConnectionAsync();
+        return await connection.ExecuteScalarAsync<T>(sql, parameters) ?? throw new InvalidOperationException($"No value from: {sql}");
+    }
+
+    public async Task<IReadOnlyList<T>> QueryAsync<T>(string sql, object? parameters = null)
+    {
+        await using var connection = await DataSource.OpenConnectionAsync();
+        return [.. await connection.QueryAsync<T>(sql, parameters)];
+    }
+
+    public async Task ExecuteAsync(string sql, object? parameters = null)
+    {
+        await using var connection = await DataSource.OpenConnectionAsync();
+        await connection.ExecuteAsync(sql, parameters);
+    }
+
+    /// <summary>Status of the subscriber with this address, or null when there is none.</summary>
+    public async Task<string?> SubscriberStatusAsync(string email)
+    {
+        var statuses = await QueryAsync<string>("SELECT status FROM subscribers WHERE lower(email) = lower(@email)", new { email });
+        return statuses.SingleOrDefault();
+    }
+}

@@ -1,0 +1,128 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using MimeKit;
+using SmtpServer;
+using SmtpServer.Net;
+using SmtpServer.Protocol;
+using SmtpServer.Storage;
+
+namespace Subscriptions.Tests.Infrastructure;
+
+/// <summary>
+/// A real SMTP server on a loopback port inside the test process. It keeps every message it
+/// accepts, parsed, and can be told to answer the next messages with an error reply instead.
+/// </summary>
+public sealed class TestSmtpServer : IAsyncDisposable
+{
+    private readonly ConcurrentQueue<MimeMessage> _received = new();
+    private readonly ConcurrentQueue<SmtpResponse> _scriptedReplies = new();
+    private readonly SemaphoreSlim _arrivals = new(0);
+    private SmtpServer.SmtpServer? _server;
+    private Task? _running;
+
+    /// <summary>Reserves a free port; the server listens only once <see cref="StartAsync"/> is called.</summary>
+    public TestSmtpServer()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        Port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+    }
+
+    public int Port { get; }
+
+    public IReadOnlyList<MimeMessage> Received => [.. _received];
+
+    public static async Task<TestSmtpServer> StartNewAsync()
+    {
+        var server = new TestSmtpServer();
+        await server.StartAsync();
+        return server;
+    }
+
+    /// <summary>The next message(s) get this reply (e.g. 421 or 550) instead of being accepted.</summary>
+    public void ReplyToNext(SmtpReplyCode code, string text, int times = 1)
+    {
+        for (var i = 0; i < times; i++)
+        {
+            _scriptedReplies.Enqueue(new SmtpResponse(code, text));
+        }
+    }
+
+    public async Task StartAsync()
+    {
+        var options = new SmtpServerOptionsBuilder()
+            .ServerName("test-smtp.localhost")
+            .Endpoint(endpoint => endpoint.Endpoint(new IPEndPoint(IPAddress.Loopback, Port)))
+            .Build();
+        var listening = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var listeners = new EndpointListenerFactory();
+        listeners.EndpointStarted += (_, _) => listening.TrySetResult();
+        var services = new SmtpServer.ComponentModel.ServiceProvider();
+        services.Add(new Store(this));
+        services.Add(listeners);
+        _server = new SmtpServer.SmtpServer(options, services);
+        _running = _server.StartAsync(CancellationToken.None);
+        await listening.Task.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    public async Task StopAsync()
+    {
+        if (_server is not null)
+        {
+            _server.Shutdown();
+            await _server.ShutdownTask.WaitAsync(TimeSpan.FromSeconds(10));
+            _server = null;
+        }
+    }
+
+    /// <summary>Waits until a message for <paramref name="recipient"/> has arrived, and returns it.</summary>
+    public async Task<MimeMessage> WaitForMessageToAsync(string recipient, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(20));
+        while (true)
+        {
+            if (MessagesTo(recipient).FirstOrDefault() is { } message)
+            {
+                return message;
+            }
+            var left = deadline - DateTime.UtcNow;
+            if (left <= TimeSpan.Zero)
+            {
+                throw new TimeoutException($"No message for {recipient} arrived; {Received.Count} other(s) did.");
+            }
+            await _arrivals.WaitAsync(left < TimeSpan.FromMilliseconds(200) ? left : TimeSpan.FromMilliseconds(200));
+        }
+    }
+
+    public IReadOnlyList<MimeMessage> MessagesTo(string recipient) =>
+        [.. _received.Where(m => m.To.Mailboxes.Any(to => to.Address.Equals(recipient, StringComparison.OrdinalIgnoreCase)))];
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        if (_running is not null)
+        {
+            await _running.WaitAsync(TimeSpan.FromSeconds(10));
+        }
+        _arrivals.Dispose();
+    }
+
+    private sealed class Store(TestSmtpServer server) : MessageStore
+    {
+        public override async Task<SmtpResponse> SaveAsync(
+            ISessionContext context, IMessageTransaction transaction, ReadOnlySequence<byte> buffer, CancellationToken cancellationToken)
+        {
+            if (server._scriptedReplies.TryDequeue(out var reply))
+            {
+                return reply;
+            }
+            using var stream = new MemoryStream(buffer.ToArray());
+            server._received.Enqueue(await MimeMessage.LoadAsync(stream, cancellationToken));
+            server._arrivals.Release();
+            return SmtpResponse.Ok;
+        }
+    }
+}

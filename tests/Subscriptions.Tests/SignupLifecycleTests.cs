@@ -1,0 +1,247 @@
+using System.Net;
+using Subscriptions.Tests.Infrastructure;
+
+namespace Subscriptions.Tests;
+
+/// <summary>Signup, confirmation and unsubscribe end to end: real HTTP pipeline, PostgreSQL and SMTP.</summary>
+public sealed class SignupLifecycleTests(TestDatabase database) : IClassFixture<TestDatabase>, IAsyncLifetime
+{
+    private TestSmtpServer _smtp = null!;
+    private TestApp _app = null!;
+    private HttpClient _client = null!;
+
+    public async Task InitializeAsync()
+    {
+        _smtp = await TestSmtpServer.StartNewAsync();
+        _app = new TestApp(database, _smtp);
+        _client = _app.CreatePlainClient();
+    }
+
+    public async Task DisposeAsync()
+    {
+        _client.Dispose();
+        await _app.DisposeAsync();
+        await _smtp.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task SubscriberSignsUpConfirmsAndUnsubscribes()
+    {
+        var signup = await _client.SignUpAsync("ada@example.org", "depth estimation", "interpretability");
+        Assert.Equal(HttpStatusCode.Accepted, signup.StatusCode);
+        Assert.Equal("pending", await database.SubscriberStatusAsync("ada@example.org"));
+        Assert.Equal(["depth estimation", "interpretability"], await database.QueryAsync<string>(
+            "SELECT t.text FROM topics t JOIN subscribers s ON s.id = t.subscriber_id WHERE s.email = 'ada@example.org' ORDER BY position"));
+
+        var confirmation = await _smtp.WaitForMessageToAsync("ada@example.org");
+        Assert.Equal("papers@subscriptions.test", Assert.Single(confirmation.From.Mailboxes).Address);
+        Assert.Contains("/subscriptions/confirm?token=", confirmation.HtmlBody);
+        Assert.False(string.IsNullOrEmpty(confirmation.MessageId));
+
+        var confirm = await _client.GetAsync(TestApp.LinkIn(confirmation, "/subscriptions/confirm"));
+        Assert.Equal(HttpStatusCode.OK, confirm.StatusCode);
+        Assert.Contains("You are subscribed", await confirm.Content.ReadAsStringAsync());
+        Assert.Equal("active", await database.SubscriberStatusAsync("ada@example.org"));
+
+        // Signing up again while active changes nothing but sends a notice that carries the unsubscribe link.
+        await _client.SignUpAsync("ada@example.org", "something else");
+        var notice = await WaitForSecondMessageAsync("ada@example.org");
+        Assert.Contains("already subscribed", notice.Subject);
+        Assert.Equal(["depth estimation", "interpretability"], await database.QueryAsync<string>(
+            "SELECT t.text FROM topics t JOIN subscribers s ON s.id = t.subscriber_id WHERE s.email = 'ada@example.org' ORDER BY position"));
+        var unsubscribeLink = TestApp.LinkIn(notice, "/unsubscribe");
+
+        // The page only shows a button: link scanners that fetch it change nothing.
+        var page = await _client.GetAsync(unsubscribeLink);
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        var html = await page.Content.ReadAsStringAsync();
+        Assert.Contains("<form method=\"post\"", html);
+        Assert.Contains("ada@example.org", html);
+        Assert.Equal("active", await database.SubscriberStatusAsync("ada@example.org"));
+
+        var unsubscribe = await _client.PostAsync(unsubscribeLink, content: null);
+        Assert.Equal(HttpStatusCode.OK, unsubscribe.StatusCode);
+        Assert.Contains("You are unsubscribed", await unsubscribe.Content.ReadAsStringAsync());
+        Assert.Equal("unsubscribed", await database.SubscriberStatusAsync("ada@example.org"));
+
+        var again = await _client.PostAsync(unsubscribeLink, content: null);
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        Assert.Contains("already unsubscribed", await again.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task OneClickUnsubscribeFromTheMailClientWorks()
+    {
+        var notice = await ActiveSubscriberNoticeAsync("grace@example.org");
+
+        var oneClick = await _client.PostFormAsync(TestApp.LinkIn(notice, "/unsubscribe"), ("List-Unsubscribe", "One-Click"));
+
+        Assert.Equal(HttpStatusCode.OK, oneClick.StatusCode);
+        Assert.Equal("unsubscribed", await database.SubscriberStatusAsync("grace@example.org"));
+    }
+
+    [Fact]
+    public async Task SigningUpAgainAfterUnsubscribingSendsANewConfirmation()
+    {
+        var notice = await ActiveSubscriberNoticeAsync("emmy@example.org");
+        var oldUnsubscribe = TestApp.LinkIn(notice, "/unsubscribe");
+        await _client.PostAsync(oldUnsubscribe, content: null);
+
+        await _client.SignUpAsync("emmy@example.org", "algebraic topology");
+        var messages = await WaitForMessagesAsync("emmy@example.org", 3);
+        var newConfirmation = messages[2];
+        Assert.Contains("Confirm", newConfirmation.Subject);
+        Assert.Equal("pending", await database.SubscriberStatusAsync("emmy@example.org"));
+        Assert.Equal(1, await database.ScalarAsync<long>("SELECT count(*) FROM subscribers WHERE email = 'emmy@example.org'"));
+
+        // The links of the old subscription died with it.
+        Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync(oldUnsubscribe)).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync(TestApp.LinkIn(messages[0], "/subscriptions/confirm"))).StatusCode);
+
+        Assert.Equal(HttpStatusCode.OK, (await _client.GetAsync(TestApp.LinkIn(newConfirmation, "/subscriptions/confirm"))).StatusCode);
+        Assert.Equal("active", await database.SubscriberStatusAsync("emmy@example.org"));
+        Assert.Equal(["algebraic topology"], await database.QueryAsync<string>(
+            "SELECT t.text FROM topics t JOIN subscribers s ON s.id = t.subscriber_id WHERE s.email = 'emmy@example.org'"));
+    }
+
+    [Fact]
+    public async Task PendingAddressSigningUpAgainGetsAFreshLinkAndNoSecondRow()
+    {
+        await _client.SignUpAsync("alan@example.org", "computability");
+        var first = await _smtp.WaitForMessageToAsync("alan@example.org");
+
+        var again = await _client.SignUpAsync("ALAN@Example.ORG", "computability", "morphogenesis");
+        Assert.Equal(HttpStatusCode.Accepted, again.StatusCode);
+        var second = await WaitForSecondMessageAsync("alan@example.org");
+
+        Assert.Equal(1, await database.ScalarAsync<long>("SELECT count(*) FROM subscribers WHERE lower(email) = 'alan@example.org'"));
+        Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync(TestApp.LinkIn(first, "/subscriptions/confirm"))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await _client.GetAsync(TestApp.LinkIn(second, "/subscriptions/confirm"))).StatusCode);
+        Assert.Equal("active", await database.SubscriberStatusAsync("alan@example.org"));
+        Assert.Equal(["computability", "morphogenesis"], await database.QueryAsync<string>(
+            "SELECT t.text FROM topics t JOIN subscribers s ON s.id = t.subscriber_id WHERE lower(s.email) = 'alan@example.org' ORDER BY position"));
+    }
+
+    [Fact]
+    public async Task KnownAndUnknownAddressesGetTheSameAnswer()
+    {
+        await ActiveSubscriberNoticeAsync("known@example.org");
+
+        var known = await _client.SignUpAsync("known@example.org", "graph neural networks");
+        var unknown = await _client.SignUpAsync("stranger@example.org", "graph neural networks");
+
+        Assert.Equal(HttpStatusCode.Accepted, known.StatusCode);
+        Assert.Equal(unknown.StatusCode, known.StatusCode);
+        Assert.Equal(await unknown.Content.ReadAsStringAsync(), await known.Content.ReadAsStringAsync());
+        Assert.Equal(unknown.Content.Headers.ContentType, known.Content.Headers.ContentType);
+    }
+
+    [Theory]
+    [InlineData("/subscriptions/confirm?token=")]
+    [InlineData("/unsubscribe")]
+    public async Task LinksWithoutATokenSayWhatIsMissing(string url)
+    {
+        var response = await _client.GetAsync(url);
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var html = await response.Content.ReadAsStringAsync();
+        Assert.Contains("no token", html);
+        Assert.Contains("href=\"/\"", html);
+    }
+
+    [Fact]
+    public async Task UnknownTamperedAndWrongPurposeTokensAreRejected()
+    {
+        var notice = await ActiveSubscriberNoticeAsync("mallory@example.org");
+        var unsubscribe = TestApp.LinkIn(notice, "/unsubscribe");
+        var token = unsubscribe["/unsubscribe?token=".Length..];
+        var tampered = token[..^2] + (token[^2] == 'A' ? "BA" : "AA");
+
+        foreach (var url in new[]
+        {
+            "/subscriptions/confirm?token=nonsense",
+            "/subscriptions/confirm?token=" + token, // an unsubscribe token is not a confirmation token
+            "/unsubscribe?token=" + tampered,
+            "/unsubscribe?token=" + new string('A', 56),
+        })
+        {
+            var response = await _client.GetAsync(url);
+            Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+            var html = await response.Content.ReadAsStringAsync();
+            Assert.Contains("not valid", html);
+            Assert.Contains("href=\"/\"", html);
+        }
+
+        Assert.Equal(HttpStatusCode.NotFound, (await _client.PostAsync("/unsubscribe?token=" + tampered, content: null)).StatusCode);
+        Assert.Equal("active", await database.SubscriberStatusAsync("mallory@example.org"));
+    }
+
+    [Fact]
+    public async Task TheSignupPageWorksWithoutJavaScript()
+    {
+        var page = await _client.GetAsync("/");
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        Assert.Equal("text/html", page.Content.Headers.ContentType?.MediaType);
+        var html = await page.Content.ReadAsStringAsync();
+        Assert.Contains("<label for=\"email\">", html);
+        Assert.Contains("<label for=\"topics\">", html);
+        Assert.Contains("name=\"viewport\"", html);
+        Assert.Contains("<form method=\"post\" action=\"/subscriptions\">", html);
+        Assert.DoesNotContain("<script", html);
+
+        // Posted as the browser posts the form: one topic per line, HTML pages in answer.
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/subscriptions")
+        {
+            Content = new FormUrlEncodedContent([
+                KeyValuePair.Create("email", "form@example.org"),
+                KeyValuePair.Create("topics", "depth estimation\r\nrobot <learning>\r\n"),
+            ]),
+        };
+        request.Headers.Accept.ParseAdd("text/html");
+        var accepted = await _client.SendAsync(request);
+        Assert.Equal(HttpStatusCode.Accepted, accepted.StatusCode);
+        Assert.Contains("Check your inbox", await accepted.Content.ReadAsStringAsync());
+        Assert.Equal(["depth estimation", "robot <learning>"], await database.QueryAsync<string>(
+            "SELECT t.text FROM topics t JOIN subscribers s ON s.id = t.subscriber_id WHERE s.email = 'form@example.org' ORDER BY position"));
+
+        using var invalid = new HttpRequestMessage(HttpMethod.Post, "/subscriptions")
+        {
+            Content = new FormUrlEncodedContent([
+                KeyValuePair.Create("email", "<script>alert(1)</script>"),
+                KeyValuePair.Create("topics", "the of"),
+            ]),
+        };
+        invalid.Headers.Accept.ParseAdd("text/html");
+        var rejected = await _client.SendAsync(invalid);
+        Assert.Equal(HttpStatusCode.BadRequest, rejected.StatusCode);
+        var errorPage = await rejected.Content.ReadAsStringAsync();
+        Assert.Contains("Please correct", errorPage);
+        Assert.DoesNotContain("<script>alert(1)</script>", errorPage);
+        Assert.Contains("&lt;script&gt;", errorPage);
+    }
+
+    private async Task<MimeKit.MimeMessage> ActiveSubscriberNoticeAsync(string email)
+    {
+        await _client.SignUpAsync(email, "topic modelling");
+        var confirmation = await _smtp.WaitForMessageToAsync(email);
+        await _client.GetAsync(TestApp.LinkIn(confirmation, "/subscriptions/confirm"));
+        Assert.Equal("active", await database.SubscriberStatusAsync(email));
+        await _client.SignUpAsync(email, "topic modelling");
+        return await WaitForSecondMessageAsync(email);
+    }
+
+    private async Task<MimeKit.MimeMessage> WaitForSecondMessageAsync(string email) => (await WaitForMessagesAsync(email, 2))[1];
+
+    private async Task<IReadOnlyList<MimeKit.MimeMessage>> WaitForMessagesAsync(string email, int count)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (_smtp.MessagesTo(email).Count < count)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"Expected {count} messages to {email}, got {_smtp.MessagesTo(email).Count}");
+            await Task.Delay(50);
+        }
+        var messages = _smtp.MessagesTo(email);
+        Assert.Equal(count, messages.Count);
+        return messages;
+    }
+}
