@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using Subscriptions.Configuration;
 using Subscriptions.Database;
 using Subscriptions.Email;
 using Subscriptions.Subscribers;
@@ -17,10 +18,10 @@ try
         _ => Usage(Console.Error, 64),
     };
 }
-catch (OptionsValidationException e)
+catch (Exception e) when (ConfigurationFailures(e) is { Count: > 0 } failures)
 {
     Console.Error.WriteLine("Configuration error:");
-    foreach (var failure in e.Failures)
+    foreach (var failure in failures)
     {
         Console.Error.WriteLine($"  {failure}");
     }
@@ -44,6 +45,10 @@ static async Task<int> ServeAsync(string[] args)
     // Configure the subscriber lifecycle: signup, confirm, unsubscribe
     builder.Services.AddSubscribers();
 
+    // Settings of the daily run, validated now so a mistake shows at start rather than at 07:00
+    builder.Services.AddSection<PapersOptions>(PapersOptions.Section);
+    builder.Services.AddSection<DigestOptions>(DigestOptions.Section);
+
     builder.Services.AddProblemDetails();
 
     var app = builder.Build();
@@ -55,6 +60,8 @@ static async Task<int> ServeAsync(string[] args)
     app.MapSubscribers();
     app.MapHealth();
 
+    // Every bad setting at once, before anything starts.
+    app.Services.GetRequiredService<IStartupValidator>().Validate();
     await app.RunAsync();
     return 0;
 }
@@ -64,6 +71,7 @@ static async Task<int> MigrateAsync(string[] args)
     var builder = Host.CreateApplicationBuilder(args);
     builder.Services.AddDatabase();
     using var host = builder.Build();
+    host.Services.GetRequiredService<IStartupValidator>().Validate();
 
     var applied = await host.Services.GetRequiredService<MigrationRunner>().ApplyPendingAsync(CancellationToken.None);
     Console.WriteLine(applied.Count == 0
@@ -71,6 +79,13 @@ static async Task<int> MigrateAsync(string[] args)
         : $"Applied {applied.Count} migration(s): {string.Join(", ", applied)}");
     return 0;
 }
+
+static List<string> ConfigurationFailures(Exception exception) => exception switch
+{
+    OptionsValidationException e => [.. e.Failures],
+    AggregateException e => [.. e.InnerExceptions.SelectMany(ConfigurationFailures)],
+    _ => [],
+};
 
 static int Usage(TextWriter writer, int exitCode)
 {

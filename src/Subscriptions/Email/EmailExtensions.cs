@@ -45,9 +45,7 @@ internal static class EmailExtensions
 
         services.AddSingleton<SmtpMailSender>();
         services.AddSingleton<PickupDirectoryMailSender>();
-        services.AddSingleton<IMailSender>(sp => sp.GetRequiredService<IOptions<SmtpOptions>>().Value.HasHost
-            ? sp.GetRequiredService<SmtpMailSender>()
-            : sp.GetRequiredService<PickupDirectoryMailSender>());
+        services.AddSingleton<IMailSender, ConfiguredMailSender>();
         return services;
     }
 

@@ -20,6 +20,19 @@ internal interface IMailSender
     Task SendAsync(MimeMessage message, CancellationToken cancellationToken);
 }
 
+/// <summary>
+/// SMTP when <c>Smtp:Host</c> is set, the pickup folder otherwise. Chosen at the first send, not when
+/// built, so that a bad setting is reported by start-up validation rather than as a failure to build a service.
+/// </summary>
+internal sealed class ConfiguredMailSender(IOptions<SmtpOptions> options, IServiceProvider services) : IMailSender
+{
+    private readonly Lazy<IMailSender> _sender = new(() => options.Value.HasHost
+        ? services.GetRequiredService<SmtpMailSender>()
+        : services.GetRequiredService<PickupDirectoryMailSender>());
+
+    public Task SendAsync(MimeMessage message, CancellationToken cancellationToken) => _sender.Value.SendAsync(message, cancellationToken);
+}
+
 /// <summary>The mail server refused a message with a permanent (5xx) reply; trying again will not help.</summary>
 internal sealed class PermanentMailException(string reply, Exception inner) : Exception(reply, inner)
 {

@@ -25,7 +25,7 @@ internal sealed class SignupValidator(NpgsqlDataSource dataSource)
         string? email, IReadOnlyList<string>? topics, CancellationToken cancellationToken)
     {
         var errors = new Dictionary<string, string[]>();
-        var address = ValidateEmail(email?.Trim(), errors);
+        var address = ValidateEmail(email, errors);
         var cleanTopics = await ValidateTopicsAsync(topics, errors, cancellationToken);
         return errors.Count == 0 ? (new ValidSignup(address!, cleanTopics), errors) : (null, errors);
     }
@@ -33,17 +33,18 @@ internal sealed class SignupValidator(NpgsqlDataSource dataSource)
     private static string? ValidateEmail(string? email, Dictionary<string, string[]> errors)
     {
         string? problem = null;
-        if (string.IsNullOrEmpty(email))
+        // Line breaks are refused wherever they are, before any trimming: they are how header injection starts.
+        if (email is not null && email.Any(char.IsControl))
+        {
+            problem = "must not contain line breaks or control characters";
+        }
+        else if (string.IsNullOrWhiteSpace(email))
         {
             problem = "is required";
         }
-        else if (email.Length > MaxEmailLength)
+        else if ((email = email.Trim(' ')).Length > MaxEmailLength)
         {
             problem = $"must be at most {MaxEmailLength} characters";
-        }
-        else if (email.Any(char.IsControl))
-        {
-            problem = "must not contain line breaks or control characters";
         }
         else if (!MailboxAddress.TryParse(StrictAddresses, email, out var mailbox))
         {

@@ -35,6 +35,9 @@ public sealed class TestSmtpServer : IAsyncDisposable
 
     public IReadOnlyList<MimeMessage> Received => [.. _received];
 
+    /// <summary>Scripted error replies not given yet.</summary>
+    public int UnusedScriptedReplies => _scriptedReplies.Count;
+
     public static async Task<TestSmtpServer> StartNewAsync()
     {
         var server = new TestSmtpServer();

@@ -1,0 +1,104 @@
+using System.Diagnostics;
+using Subscriptions.Tests.Infrastructure;
+
+namespace Subscriptions.Tests;
+
+/// <summary>The service binary as an operator runs it: verbs, exit codes and configuration errors.</summary>
+public sealed class CommandLineTests(TestDatabase database) : IClassFixture<TestDatabase>
+{
+    private const string Secret = "a-secret-for-the-command-line-tests-only";
+
+    [Fact]
+    public async Task MissingTokenSecretStopsTheServiceNamingTheKey()
+    {
+        var (exitCode, _, error) = await RunAsync(["serve"], new() { ["ConnectionStrings__Postgres"] = database.ConnectionString });
+
+        Assert.Equal(78, exitCode);
+        Assert.Contains("Configuration error", error);
+        Assert.Contains("App:TokenSecret is required", error);
+    }
+
+    [Fact]
+    public async Task EveryBadSettingIsNamedByItsKey()
+    {
+        var (exitCode, _, error) = await RunAsync(
+            ["serve", "--Smtp:Port=99999", "--Mail:From=not an address", "--App:BaseUrl=ftp://example.org", "--App:TokenSecret=short"],
+            new() { ["ConnectionStrings__Postgres"] = database.ConnectionString });
+
+        Assert.Equal(78, exitCode);
+        Assert.Contains("Smtp:Port must be between 1 and 65535", error);
+        Assert.Contains("Mail:From", error);
+        Assert.Contains("App:BaseUrl must be an absolute http:// or https:// URL", error);
+        Assert.Contains("App:TokenSecret must be at least 32 characters long", error);
+    }
+
+    [Fact]
+    public async Task MissingConnectionStringIsNamed()
+    {
+        var (exitCode, _, error) = await RunAsync(["migrate"], new() { ["App__TokenSecret"] = Secret });
+
+        Assert.Equal(78, exitCode);
+        Assert.Contains("ConnectionStrings:Postgres is required", error);
+    }
+
+    [Fact]
+    public async Task MigrateAppliesPendingScriptsAndThenHasNothingToDo()
+    {
+        var connectionString = await PostgresServer.CreateDatabaseAsync("cli", migrated: false);
+        try
+        {
+            var first = await RunAsync(["migrate"], new() { ["ConnectionStrings__Postgres"] = connectionString });
+            Assert.Equal(0, first.ExitCode);
+            Assert.Contains("0001_subscribers.sql", first.Output);
+
+            var second = await RunAsync(["migrate"], new() { ["ConnectionStrings__Postgres"] = connectionString });
+            Assert.Equal(0, second.ExitCode);
+            Assert.Contains("nothing to apply", second.Output);
+        }
+        finally
+        {
+            await PostgresServer.DropDatabaseAsync(connectionString);
+        }
+    }
+
+    [Fact]
+    public async Task AnUnknownVerbPrintsUsage()
+    {
+        var (exitCode, _, error) = await RunAsync(["frobnicate"], []);
+
+        Assert.Equal(64, exitCode);
+        Assert.Contains("Usage:", error);
+        Assert.Contains("migrate", error);
+    }
+
+    private static async Task<(int ExitCode, string Output, string Error)> RunAsync(string[] arguments, Dictionary<string, string> environment)
+    {
+        var assembly = Path.Combine(AppContext.BaseDirectory, "Subscriptions.dll");
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = Path.GetTempPath(),
+        };
+        start.ArgumentList.Add(assembly);
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+        foreach (var key in start.Environment.Keys.Where(k => k.Contains("__", StringComparison.Ordinal)).ToList())
+        {
+            start.Environment.Remove(key);
+        }
+        foreach (var (key, value) in environment)
+        {
+            start.Environment[key] = value;
+        }
+
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await process.WaitForExitAsync(timeout.Token);
+        return (process.ExitCode, await output, await error);
+    }
+}

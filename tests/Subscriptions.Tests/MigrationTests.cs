@@ -1,0 +1,56 @@
+using Dapper;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+using Subscriptions.Database;
+using Subscriptions.Tests.Infrastructure;
+
+namespace Subscriptions.Tests;
+
+public sealed class MigrationTests
+{
+    [Fact]
+    public async Task InstancesMigratingAtTheSameMomentApplyEachScriptOnce()
+    {
+        var connectionString = await PostgresServer.CreateDatabaseAsync("migrations", migrated: false);
+        var dataSources = Enumerable.Range(0, 4).Select(_ => NpgsqlDataSource.Create(connectionString)).ToList();
+        try
+        {
+            var runs = await Task.WhenAll(dataSources.Select(dataSource =>
+                Task.Run(() => new MigrationRunner(dataSource, NullLogger<MigrationRunner>.Instance).ApplyPendingAsync(CancellationToken.None))));
+
+            var appliedByAll = runs.SelectMany(applied => applied).ToList();
+            Assert.Equal(MigrationRunner.Scripts.Select(s => s.Name), appliedByAll.Order());
+            await using var connection = await dataSources[0].OpenConnectionAsync();
+            Assert.Equal(MigrationRunner.Scripts.Select(s => s.Name),
+                await connection.QueryAsync<string>("SELECT name FROM schema_migrations ORDER BY name"));
+            Assert.Equal(0, await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM subscribers"));
+
+            // A later start finds nothing to do.
+            Assert.Empty(await new MigrationRunner(dataSources[1], NullLogger<MigrationRunner>.Instance).ApplyPendingAsync(CancellationToken.None));
+        }
+        finally
+        {
+            foreach (var dataSource in dataSources)
+            {
+                await dataSource.DisposeAsync();
+            }
+            await PostgresServer.DropDatabaseAsync(connectionString);
+        }
+    }
+
+    [Fact]
+    public async Task AScriptEditedAfterItWasAppliedIsRefused()
+    {
+        var connectionString = await PostgresServer.CreateDatabaseAsync("edited");
+        await using var dataSource = NpgsqlDataSource.Create(connectionString);
+        await using (var connection = await dataSource.OpenConnectionAsync())
+        {
+            await connection.ExecuteAsync("UPDATE schema_migrations SET checksum = 'something else' WHERE name = '0001_subscribers.sql'");
+        }
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() =>
+            new MigrationRunner(dataSource, NullLogger<MigrationRunner>.Instance).ApplyPendingAsync(CancellationToken.None));
+
+        Assert.Contains("sql/0001_subscribers.sql was changed after it was applied", error.Message);
+    }
+}

@@ -1,0 +1,30 @@
+using System.Net;
+using Subscriptions.Tests.Infrastructure;
+
+namespace Subscriptions.Tests;
+
+public sealed class SignupRateLimitTests(TestDatabase database) : IClassFixture<TestDatabase>
+{
+    [Fact]
+    public async Task TooManySignupsFromOneClientGet429WithRetryAfter()
+    {
+        await using var app = new TestApp(database, settings: new Dictionary<string, string?> { ["App:SignupsPerMinute"] = "3" });
+        using var client = app.CreatePlainClient();
+
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal(HttpStatusCode.Accepted, (await client.SignUpAsync($"burst{i}@example.org", "robotics")).StatusCode);
+        }
+        var limited = await client.SignUpAsync("burst3@example.org", "robotics");
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, limited.StatusCode);
+        var retryAfter = Assert.Single(limited.Headers.GetValues("Retry-After"));
+        Assert.InRange(int.Parse(retryAfter, System.Globalization.CultureInfo.InvariantCulture), 1, 60);
+        Assert.Equal("application/problem+json", limited.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(429, (await limited.ReadJsonAsync()).GetProperty("status").GetInt32());
+        Assert.Null(await database.SubscriberStatusAsync("burst3@example.org"));
+
+        // Only signups are limited; the rest of the site still answers.
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/")).StatusCode);
+    }
+}

@@ -1,0 +1,96 @@
+using System.Diagnostics;
+using System.Net;
+using SmtpServer.Protocol;
+using Subscriptions.Tests.Infrastructure;
+
+namespace Subscriptions.Tests;
+
+/// <summary>The confirmation email survives a mail server that stumbles or is down, and goes out exactly once.</summary>
+public sealed class SmtpFailureTests(TestDatabase database) : IClassFixture<TestDatabase>
+{
+    [Fact]
+    public async Task ServerAnswering421OnceStillGetsTheConfirmationOnce()
+    {
+        await using var smtp = await TestSmtpServer.StartNewAsync();
+        smtp.ReplyToNext(SmtpReplyCode.ServiceUnavailable, "Too busy, try again later");
+        await using var app = new TestApp(database, smtp);
+        using var client = app.CreatePlainClient();
+
+        Assert.Equal(HttpStatusCode.Accepted, (await client.SignUpAsync("busy@example.org", "robotics")).StatusCode);
+
+        await smtp.WaitForMessageToAsync("busy@example.org");
+        await WaitForOutboxAsync("busy@example.org", "sent");
+        Assert.Equal(0, smtp.UnusedScriptedReplies);
+        // The retry happened inside the one send (Polly), not as a second pass of the outbox.
+        Assert.Equal(1, await database.ScalarAsync<int>(
+            "SELECT o.attempts FROM email_outbox o JOIN subscribers s ON s.id = o.subscriber_id WHERE s.email = 'busy@example.org'"));
+        await Task.Delay(500);
+        Assert.Single(smtp.MessagesTo("busy@example.org"));
+    }
+
+    [Fact]
+    public async Task ServerDownDuringSignupGetsTheConfirmationOnceItIsBack()
+    {
+        await using var smtp = new TestSmtpServer(); // port reserved, nothing listening yet
+        await using var app = new TestApp(database, smtp);
+        using var client = app.CreatePlainClient();
+
+        var stopwatch = Stopwatch.StartNew();
+        var response = await client.SignUpAsync("patient@example.org", "robotics");
+        stopwatch.Stop();
+
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(5), $"The signup waited {stopwatch.Elapsed} on the mail server.");
+        Assert.Equal("pending", await database.SubscriberStatusAsync("patient@example.org"));
+        await WaitForOutboxAsync("patient@example.org", "pending", minimumAttempts: 1);
+
+        await smtp.StartAsync();
+
+        var message = await smtp.WaitForMessageToAsync("patient@example.org");
+        await WaitForOutboxAsync("patient@example.org", "sent");
+        await Task.Delay(500);
+        Assert.Single(smtp.MessagesTo("patient@example.org"));
+
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(TestApp.LinkIn(message, "/subscriptions/confirm"))).StatusCode);
+        Assert.Equal("active", await database.SubscriberStatusAsync("patient@example.org"));
+    }
+
+    [Fact]
+    public async Task PermanentRejectionIsRecordedAndNotRetried()
+    {
+        await using var smtp = await TestSmtpServer.StartNewAsync();
+        smtp.ReplyToNext(SmtpReplyCode.MailboxUnavailable, "No such user here");
+        await using var app = new TestApp(database, smtp);
+        using var client = app.CreatePlainClient();
+
+        await client.SignUpAsync("nobody@example.org", "robotics");
+
+        var error = await WaitForOutboxAsync("nobody@example.org", "failed");
+        Assert.Contains("550", error);
+        Assert.Contains("No such user here", error);
+        await Task.Delay(500);
+        Assert.Empty(smtp.MessagesTo("nobody@example.org"));
+        Assert.Equal(1, await database.ScalarAsync<int>(
+            "SELECT o.attempts FROM email_outbox o JOIN subscribers s ON s.id = o.subscriber_id WHERE s.email = 'nobody@example.org'"));
+    }
+
+    private async Task<string?> WaitForOutboxAsync(string email, string status, int minimumAttempts = 0)
+    {
+        const string sql = """
+            SELECT o.status, o.attempts, o.last_error FROM email_outbox o JOIN subscribers s ON s.id = o.subscriber_id
+            WHERE s.email = @email
+            """;
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (true)
+        {
+            var rows = await database.QueryAsync<(string Status, int Attempts, string? LastError)>(sql, new { email });
+            var row = Assert.Single(rows);
+            if (row.Status == status && row.Attempts >= minimumAttempts)
+            {
+                return row.LastError;
+            }
+            Assert.True(DateTime.UtcNow < deadline, $"The outbox row for {email} is {row.Status} after {row.Attempts} attempt(s): {row.LastError}");
+            await Task.Delay(50);
+        }
+    }
+}
