@@ -2,6 +2,7 @@ using Microsoft.Extensions.Options;
 using Subscriptions.Configuration;
 using Subscriptions.Database;
 using Subscriptions.Email;
+using Subscriptions.Papers;
 using Subscriptions.Subscribers;
 
 // `dotnet run -- VERB [options]`; with no verb, serve.
@@ -14,6 +15,7 @@ try
     {
         "serve" => await ServeAsync(options),
         "migrate" => await MigrateAsync(options),
+        "ingest" => await IngestAsync(options),
         "help" or "--help" => Usage(Console.Out, 0),
         _ => Usage(Console.Error, 64),
     };
@@ -45,8 +47,10 @@ static async Task<int> ServeAsync(string[] args)
     // Configure the subscriber lifecycle: signup, confirm, unsubscribe
     builder.Services.AddSubscribers();
 
+    // Configure papers: the sources of each day's list, and what is stored of it
+    builder.Services.AddPapers();
+
     // Settings of the daily run, validated now so a mistake shows at start rather than at 07:00
-    builder.Services.AddSection<PapersOptions>(PapersOptions.Section);
     builder.Services.AddSection<DigestOptions>(DigestOptions.Section);
 
     builder.Services.AddProblemDetails();
@@ -58,6 +62,7 @@ static async Task<int> ServeAsync(string[] args)
     app.UseRateLimiter();
 
     app.MapSubscribers();
+    app.MapPapers();
     app.MapHealth();
 
     // Every bad setting at once, before anything starts.
@@ -68,7 +73,7 @@ static async Task<int> ServeAsync(string[] args)
 
 static async Task<int> MigrateAsync(string[] args)
 {
-    var builder = Host.CreateApplicationBuilder(args);
+    var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = args, ContentRootPath = AppContext.BaseDirectory });
     builder.Services.AddDatabase();
     using var host = builder.Build();
     host.Services.GetRequiredService<IStartupValidator>().Validate();
@@ -78,6 +83,32 @@ static async Task<int> MigrateAsync(string[] args)
         ? "The database schema is current; nothing to apply."
         : $"Applied {applied.Count} migration(s): {string.Join(", ", applied)}");
     return 0;
+}
+
+static async Task<int> IngestAsync(string[] args)
+{
+    if (IngestArguments.Parse(args) is not { } command)
+    {
+        return Usage(Console.Error, 64);
+    }
+    var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = command.Rest, ContentRootPath = AppContext.BaseDirectory });
+    builder.Services.AddDatabase().AddPapers();
+    using var host = builder.Build();
+    host.Services.GetRequiredService<IStartupValidator>().Validate();
+
+    await host.Services.GetRequiredService<MigrationRunner>().ApplyPendingAsync(CancellationToken.None);
+    var day = command.Day ?? DateOnly.FromDateTime(DateTime.UtcNow);
+    Console.WriteLine($"Ingesting the papers of {day:yyyy-MM-dd}");
+    var reports = await host.Services.GetRequiredService<PaperIngest>().IngestAsync(day, command.Sources, command.File, CancellationToken.None);
+    foreach (var report in reports)
+    {
+        Console.WriteLine(report);
+        foreach (var reason in report.Skipped)
+        {
+            Console.WriteLine($"    skipped {reason}");
+        }
+    }
+    return reports.Any(report => report.Failed) ? 1 : 0;
 }
 
 static List<string> ConfigurationFailures(Exception exception) => exception switch
@@ -94,6 +125,8 @@ static int Usage(TextWriter writer, int exitCode)
 
           serve     serve the web endpoints and send queued emails (the default)
           migrate   apply pending sql/ migrations and exit
+          ingest [--date YYYY-MM-DD] [--source huggingface|arxiv|file]... [--file PATH]
+                    fetch and store one day's papers (default: today, UTC, from Papers:Sources)
 
         Settings come from appsettings.json, environment variables (Smtp__Host=...) or --Smtp:Host=...;
         see the README for every key.

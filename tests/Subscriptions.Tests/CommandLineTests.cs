@@ -62,6 +62,36 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
     }
 
     [Fact]
+    public async Task IngestReadsAFileAndPrintsWhatItStored()
+    {
+        var file = Path.Combine(AppContext.BaseDirectory, "Payloads", "huggingface-daily-papers.json");
+        var environment = new Dictionary<string, string> { ["ConnectionStrings__Postgres"] = database.ConnectionString };
+
+        var first = await RunAsync(["ingest", "--date", "2026-11-23", "--file", file], environment);
+        var second = await RunAsync(["ingest", "--date=2026-11-23", "--source", "file", "--file", file], environment);
+
+        Assert.Equal(0, first.ExitCode);
+        Assert.Contains("Ingesting the papers of 2026-11-23", first.Output);
+        Assert.Matches(@"file\s+fetched\s+3\s+new\s+3\s+updated\s+0\s+unchanged\s+0\s+skipped\s+0", first.Output);
+        Assert.Equal(0, second.ExitCode);
+        Assert.Matches(@"file\s+fetched\s+3\s+new\s+0\s+updated\s+0\s+unchanged\s+3", second.Output);
+    }
+
+    [Fact]
+    public async Task IngestReportsAFailedSourceAndExitsNonZero()
+    {
+        var environment = new Dictionary<string, string> { ["ConnectionStrings__Postgres"] = database.ConnectionString };
+
+        var missing = await RunAsync(["ingest", "--date", "2026-11-23", "--file", "/nonexistent/papers.json"], environment);
+        var badDate = await RunAsync(["ingest", "--date", "23/11/2026"], environment);
+
+        Assert.Equal(1, missing.ExitCode);
+        Assert.Contains("file         FAILED: /nonexistent/papers.json does not exist", missing.Output);
+        Assert.Equal(64, badDate.ExitCode);
+        Assert.Contains("expected a day as YYYY-MM-DD", badDate.Error);
+    }
+
+    [Fact]
     public async Task AnUnknownVerbPrintsUsage()
     {
         var (exitCode, _, error) = await RunAsync(["frobnicate"], []);
