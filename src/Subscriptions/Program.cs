@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Options;
-using Subscriptions.Configuration;
 using Subscriptions.Database;
 using Subscriptions.Email;
+using Subscriptions.Matching;
 using Subscriptions.Papers;
 using Subscriptions.Subscribers;
 
@@ -50,8 +50,8 @@ static async Task<int> ServeAsync(string[] args)
     // Configure papers: the sources of each day's list, and what is stored of it
     builder.Services.AddPapers();
 
-    // Settings of the daily run, validated now so a mistake shows at start rather than at 07:00
-    builder.Services.AddSection<DigestOptions>(DigestOptions.Section);
+    // Configure matching: topics against a day's papers, and the preview of what an email would hold
+    builder.Services.AddMatching();
 
     builder.Services.AddProblemDetails();
 
@@ -63,6 +63,7 @@ static async Task<int> ServeAsync(string[] args)
 
     app.MapSubscribers();
     app.MapPapers();
+    app.MapMatching();
     app.MapHealth();
 
     // Every bad setting at once, before anything starts.

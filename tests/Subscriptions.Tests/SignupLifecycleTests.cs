@@ -160,6 +160,8 @@ public sealed class SignupLifecycleTests(TestDatabase database) : IClassFixture<
         foreach (var url in new[]
         {
             "/subscriptions/confirm?token=nonsense",
+            "/subscriptions/confirm?token=x",
+            "/subscriptions/confirm?token=%F0%9F%92%A9%00",
             "/subscriptions/confirm?token=" + token, // an unsubscribe token is not a confirmation token
             "/unsubscribe?token=" + tampered,
             "/unsubscribe?token=" + new string('A', 56),

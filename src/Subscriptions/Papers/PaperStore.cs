@@ -9,6 +9,7 @@ internal sealed record StoreResult(int New, int Updated, int Unchanged);
 
 internal sealed class DayPaper
 {
+    public long Id { get; set; }
     public string? ArxivId { get; set; }
     public string Title { get; set; } = "";
     public string Abstract { get; set; } = "";
@@ -111,7 +112,7 @@ internal sealed class PaperStore(NpgsqlDataSource dataSource, TimeProvider time)
     public async Task<IReadOnlyList<DayPaper>> PapersOfDayAsync(DateOnly day, CancellationToken cancellationToken)
     {
         const string sql = """
-            SELECT p.arxiv_id, p.title, p.abstract, p.authors, p.page_url, p.pdf_url, p.github_repo, p.project_page, p.published_at,
+            SELECT p.id, p.arxiv_id, p.title, p.abstract, p.authors, p.page_url, p.pdf_url, p.github_repo, p.project_page, p.published_at,
                    max(d.upvotes) AS upvotes, min(d.rank) AS rank, array_agg(d.source ORDER BY d.source) AS sources
             FROM paper_days d
             JOIN papers p ON p.id = d.paper_id
@@ -121,5 +122,13 @@ internal sealed class PaperStore(NpgsqlDataSource dataSource, TimeProvider time)
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         return [.. await connection.QueryAsync<DayPaper>(new CommandDefinition(sql, new { day }, cancellationToken: cancellationToken))];
+    }
+
+    /// <summary>The most recent day that has any papers, if any.</summary>
+    public async Task<DateOnly?> LatestDayAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await connection.ExecuteScalarAsync<DateOnly?>(
+            new CommandDefinition("SELECT max(day) FROM paper_days", cancellationToken: cancellationToken));
     }
 }

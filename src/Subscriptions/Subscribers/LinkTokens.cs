@@ -57,8 +57,10 @@ internal sealed class LinkTokens(IOptions<AppOptions> options)
         {
             return false;
         }
+        // IsValid first: decoding malformed text throws rather than returning false.
         Span<byte> bytes = stackalloc byte[96];
-        if (!System.Buffers.Text.Base64Url.TryDecodeFromChars(text, bytes, out var length) || length != TokenLength)
+        if (!System.Buffers.Text.Base64Url.IsValid(text, out var decodedLength) || decodedLength != TokenLength
+            || !System.Buffers.Text.Base64Url.TryDecodeFromChars(text, bytes, out var length) || length != TokenLength)
         {
             return false;
         }

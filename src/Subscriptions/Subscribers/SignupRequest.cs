@@ -116,10 +116,12 @@ internal sealed record SignupRequest(string? Email, IReadOnlyList<string>? Topic
         var fields = new FormReader(Encoding.UTF8.GetString(body)).ReadForm();
         fields.TryGetValue("email", out var email);
         fields.TryGetValue("topics", out var topics);
-        // The page's textarea holds one topic per line; a client may also repeat the field.
-        var lines = topics.SelectMany(value => (value ?? "").Split('\n')).Select(line => line.TrimEnd('\r')).ToList();
-        return new SignupRequest(email.ToString(), lines, FromForm: true);
+        return new SignupRequest(email.ToString(), TopicLines(topics), FromForm: true);
     }
+
+    /// <summary>The page's textarea holds one topic per line; a client may also repeat the field.</summary>
+    public static List<string> TopicLines(Microsoft.Extensions.Primitives.StringValues values) =>
+        [.. values.SelectMany(value => (value ?? "").Split('\n')).Select(line => line.TrimEnd('\r'))];
 
     private static IResult TooLarge() => TypedResults.Problem(
         statusCode: StatusCodes.Status413PayloadTooLarge,

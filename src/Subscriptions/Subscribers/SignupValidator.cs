@@ -71,7 +71,8 @@ internal sealed class SignupValidator(NpgsqlDataSource dataSource)
         return email;
     }
 
-    private async Task<List<string>> ValidateTopicsAsync(
+    /// <summary>The topic rules alone (for previews and preferences): cleaned-up topics, or the errors added.</summary>
+    public async Task<List<string>> ValidateTopicsAsync(
         IReadOnlyList<string>? topics, Dictionary<string, string[]> errors, CancellationToken cancellationToken)
     {
         // Blank lines and repeats (ignoring case) are dropped; positions in errors refer to what remains.

@@ -3,6 +3,7 @@ using System.Threading.RateLimiting;
 using Microsoft.Extensions.Options;
 using Subscriptions.Configuration;
 using Subscriptions.Email;
+using Subscriptions.Matching;
 
 namespace Subscriptions.Subscribers;
 
@@ -48,12 +49,27 @@ internal static class SubscriberEndpoints
 
     public static IEndpointRouteBuilder MapSubscribers(this IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapGet("/", () => SubscriberPages.Signup());
+        endpoints.MapGet("/", ShowSignupAsync);
         endpoints.MapPost("/subscriptions", SignUpAsync).RequireRateLimiting(SignupRateLimit);
         endpoints.MapGet("/subscriptions/confirm", ConfirmAsync);
         endpoints.MapGet("/unsubscribe", ShowUnsubscribeAsync);
         endpoints.MapPost("/unsubscribe", UnsubscribeAsync);
+        endpoints.MapPreferences();
         return endpoints;
+    }
+
+    // The page's "Preview" button submits the form here by GET: the same page, with what today's email would hold.
+    private static async Task<IResult> ShowSignupAsync(HttpRequest request, DigestPreview previews, CancellationToken cancellationToken)
+    {
+        if (request.Query["preview"] != "1")
+        {
+            return SubscriberPages.Signup();
+        }
+        var topics = SignupRequest.TopicLines(request.Query["topics"]);
+        var (preview, errors) = await previews.BuildAsync(topics, date: null, maxPapers: null, cancellationToken);
+        return SubscriberPages.Signup(request.Query["email"], string.Join('\n', topics), errors,
+            preview is null ? StatusCodes.Status400BadRequest : StatusCodes.Status200OK,
+            preview is null ? "" : MatchingEndpoints.RenderHtml(preview));
     }
 
     private static async Task<IResult> SignUpAsync(

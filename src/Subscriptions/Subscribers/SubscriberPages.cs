@@ -4,21 +4,16 @@ namespace Subscriptions.Subscribers;
 internal static class SubscriberPages
 {
     private const string Field = "display:block;width:100%;box-sizing:border-box;padding:10px;font-size:1em;border:1px solid #999;border-radius:4px";
+    private const string SecondaryButton = "padding:10px 18px;font-size:1em;background:#ffffff;color:#1a56db;border:1px solid #1a56db;border-radius:4px;cursor:pointer";
     private const string Button = "padding:10px 18px;font-size:1em;background:#1a56db;color:#ffffff;border:0;border-radius:4px;cursor:pointer";
 
-    public static IResult Signup(string? email = null, string? topics = null, IReadOnlyDictionary<string, string[]>? errors = null, int statusCode = StatusCodes.Status200OK)
+    public static IResult Signup(
+        string? email = null, string? topics = null, IReadOnlyDictionary<string, string[]>? errors = null,
+        int statusCode = StatusCodes.Status200OK, string preview = "")
     {
-        var problems = errors is { Count: > 0 }
-            ? $"""
-              <div role="alert" style="border:1px solid #c81e1e;background:#fdf2f2;padding:8px 16px;margin-bottom:16px">
-              <p><strong>Please correct the following:</strong></p>
-              <ul>{string.Concat(errors.Select(e => $"<li>{Html.Encode(e.Key)}: {Html.Encode(string.Join(" ", e.Value))}</li>"))}</ul>
-              </div>
-              """
-            : "";
         var body = $"""
             <p>Every morning, one email with the day's trending research papers on the topics you choose.</p>
-            {problems}
+            {Problems(errors)}
             <form method="post" action="/subscriptions">
             <p><label for="email"><strong>Email address</strong></label>
             <input id="email" name="email" type="email" autocomplete="email" required maxlength="{SignupValidator.MaxEmailLength}" value="{Html.Encode(email)}" style="{Field}"></p>
@@ -27,8 +22,10 @@ internal static class SubscriberPages
             <small id="topics-help" style="color:#555">Words match their variants (<em>autoencoders</em> finds <em>autoencoder</em>).
             Use "quotes" for a phrase, OR between alternatives, and -word to leave papers out, e.g. <code>depth estimation -medical</code>.
             Up to {SignupValidator.MaxTopics} topics.</small></p>
-            <p><button type="submit" style="{Button}">Subscribe</button></p>
+            <p><button type="submit" style="{Button}">Subscribe</button>
+            <button type="submit" formaction="/" formmethod="get" formnovalidate name="preview" value="1" style="{SecondaryButton}">Preview today's papers</button></p>
             </form>
+            {preview}
             <p style="color:#555">We send a link to confirm the address first. Every email has a one-click unsubscribe link.</p>
             """;
         return Page("Trending papers in your inbox", body, statusCode);
@@ -79,6 +76,38 @@ internal static class SubscriberPages
     public static IResult Unsubscribed(UnsubscribeOutcome outcome) => Page("You are unsubscribed",
         (outcome == UnsubscribeOutcome.AlreadyUnsubscribed ? "<p>This address was already unsubscribed.</p>" : "<p>You will get no more emails from us.</p>") +
         "<p>Changed your mind? <a href=\"/\">Subscribe again</a>.</p>");
+
+    public static IResult Preferences(
+        SubscriberPreferences subscriber, string token, string topics, int? maxPapers, IReadOnlyDictionary<string, string[]>? errors = null,
+        string preview = "", bool saved = false, int statusCode = StatusCodes.Status200OK)
+    {
+        var encodedToken = Html.Encode(Uri.EscapeDataString(token));
+        var body = $"""
+            <p>Topics and options for <strong>{Html.Encode(subscriber.Subscriber.Email)}</strong>.</p>
+            {(saved ? "<p role=\"status\" style=\"border:1px solid #0e9f6e;background:#f3faf7;padding:8px 16px\">Saved. The next email follows these settings.</p>" : "")}
+            {Problems(errors)}
+            <form method="post" action="/preferences?token={encodedToken}">
+            <input type="hidden" name="token" value="{Html.Encode(token)}">
+            <p><label for="topics"><strong>Topics</strong>, one per line</label>
+            <textarea id="topics" name="topics" rows="6" required style="{Field}">{Html.Encode(topics)}</textarea></p>
+            <p><label for="max_papers"><strong>Papers per email</strong> (1 to 50)</label>
+            <input id="max_papers" name="max_papers" type="number" min="1" max="50" required value="{maxPapers}" style="{Field}"></p>
+            <p><button type="submit" style="{Button}">Save</button>
+            <button type="submit" formaction="/preferences" formmethod="get" formnovalidate name="preview" value="1" style="{SecondaryButton}">Preview</button></p>
+            </form>
+            {preview}
+            """;
+        return Page("Your daily papers", body, statusCode);
+    }
+
+    private static string Problems(IReadOnlyDictionary<string, string[]>? errors) => errors is { Count: > 0 }
+        ? $"""
+          <div role="alert" style="border:1px solid #c81e1e;background:#fdf2f2;padding:8px 16px;margin-bottom:16px">
+          <p><strong>Please correct the following:</strong></p>
+          <ul>{string.Concat(errors.Select(e => $"<li>{Html.Encode(e.Key)}: {Html.Encode(string.Join(" ", e.Value))}</li>"))}</ul>
+          </div>
+          """
+        : "";
 
     private static IResult Page(string title, string body, int statusCode = StatusCodes.Status200OK) =>
         TypedResults.Text(Html.Document(title, body), "text/html; charset=utf-8", statusCode: statusCode);

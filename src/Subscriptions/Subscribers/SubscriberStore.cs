@@ -21,6 +21,8 @@ internal enum UnsubscribeOutcome
 
 internal sealed record SubscriberLink(long Id, string Email, string Status);
 
+internal sealed record SubscriberPreferences(SubscriberLink Subscriber, IReadOnlyList<string> Topics, int? MaxPapers);
+
 internal sealed class ConfirmationRow
 {
     public string Status { get; set; } = "";
@@ -103,13 +105,7 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, TimeProvider 
 
         if (kind == EmailQueue.Confirmation)
         {
-            const string replaceTopics = """
-                DELETE FROM topics WHERE subscriber_id = @id;
-                INSERT INTO topics (subscriber_id, position, text)
-                SELECT @id, ordinality - 1, topic FROM unnest(@topics) WITH ORDINALITY AS t(topic, ordinality);
-                """;
-            await connection.ExecuteAsync(new CommandDefinition(
-                replaceTopics, new { id, topics = topics.ToArray() }, transaction, cancellationToken: cancellationToken));
+            await ReplaceTopicsAsync(connection, transaction, id, topics, cancellationToken);
         }
 
         await EmailQueue.EnqueueAsync(connection, transaction, id, kind, now, cancellationToken);
@@ -192,5 +188,57 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, TimeProvider 
         }
         await transaction.CommitAsync(cancellationToken);
         return outcome;
+    }
+
+    /// <summary>The topics and options a preferences link shows; null when the link's subscription is over.</summary>
+    public async Task<SubscriberPreferences?> GetPreferencesAsync(LinkToken token, CancellationToken cancellationToken)
+    {
+        if (await FindBySubscriptionAsync(token, cancellationToken) is not { Status: not "unsubscribed" } subscriber)
+        {
+            return null;
+        }
+        const string sql = """
+            SELECT s.max_papers, array_remove(array_agg(t.text ORDER BY t.position), NULL) AS topics
+            FROM subscribers s LEFT JOIN topics t ON t.subscriber_id = s.id
+            WHERE s.id = @id
+            GROUP BY s.id
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var (maxPapers, topics) = await connection.QuerySingleAsync<(int?, string[])>(
+            new CommandDefinition(sql, new { id = subscriber.Id }, cancellationToken: cancellationToken));
+        return new SubscriberPreferences(subscriber, topics, maxPapers);
+    }
+
+    /// <summary>Replaces the topics and cap of the subscription the link names; false when that subscription is over.</summary>
+    public async Task<bool> SavePreferencesAsync(LinkToken token, IReadOnlyList<string> topics, int maxPapers, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        const string update = """
+            UPDATE subscribers SET max_papers = @maxPapers, updated_at = @now
+            WHERE id = @SubscriberId AND subscription_key = @Nonce AND status <> 'unsubscribed'
+            RETURNING id
+            """;
+        var id = await connection.QuerySingleOrDefaultAsync<long?>(new CommandDefinition(
+            update, new { token.SubscriberId, token.Nonce, maxPapers, now = time.GetUtcNow() }, transaction, cancellationToken: cancellationToken));
+        if (id is null)
+        {
+            return false;
+        }
+        await ReplaceTopicsAsync(connection, transaction, id.Value, topics, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        return true;
+    }
+
+    private static Task ReplaceTopicsAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, long id, IReadOnlyList<string> topics, CancellationToken cancellationToken)
+    {
+        const string replaceTopics = """
+            DELETE FROM topics WHERE subscriber_id = @id;
+            INSERT INTO topics (subscriber_id, position, text)
+            SELECT @id, ordinality - 1, topic FROM unnest(@topics) WITH ORDINALITY AS t(topic, ordinality);
+            """;
+        return connection.ExecuteAsync(new CommandDefinition(
+            replaceTopics, new { id, topics = topics.ToArray() }, transaction, cancellationToken: cancellationToken));
     }
 }

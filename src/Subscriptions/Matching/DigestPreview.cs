@@ -1,0 +1,54 @@
+using System.Globalization;
+using Microsoft.Extensions.Options;
+using Subscriptions.Configuration;
+using Subscriptions.Papers;
+using Subscriptions.Subscribers;
+
+namespace Subscriptions.Matching;
+
+internal sealed record PreviewPaper(long Id, string? ArxivId, string Title, string? PageUrl, int? Upvotes, double Score, IReadOnlyList<string> MatchedTopics);
+
+/// <summary>What someone with these topics would get on <see cref="Day"/> (null when no papers were ever ingested).</summary>
+internal sealed record Preview(DateOnly? Day, IReadOnlyList<string> Topics, int MaxPapers, IReadOnlyList<PreviewPaper> Papers);
+
+/// <summary>The preview behind <c>/api/preview</c>, the signup page and the preferences page: the same matching the digest uses.</summary>
+internal sealed class DigestPreview(TopicMatcher matcher, PaperStore papers, SignupValidator validator, IOptions<DigestOptions> digest)
+{
+    public async Task<(Preview? Preview, Dictionary<string, string[]> Errors)> BuildAsync(
+        IReadOnlyList<string>? topics, string? date, int? maxPapers, CancellationToken cancellationToken)
+    {
+        var errors = new Dictionary<string, string[]>();
+        DateOnly? day = null;
+        if (!string.IsNullOrEmpty(date))
+        {
+            if (DateOnly.TryParseExact(date, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var parsed))
+            {
+                day = parsed;
+            }
+            else
+            {
+                errors["date"] = ["must be a day as YYYY-MM-DD"];
+            }
+        }
+        var cleanTopics = await validator.ValidateTopicsAsync(topics, errors, cancellationToken);
+        if (errors.Count > 0)
+        {
+            return (null, errors);
+        }
+
+        var cap = maxPapers ?? digest.Value.MaxPapers;
+        day ??= await papers.LatestDayAsync(cancellationToken);
+        if (day is not { } chosen)
+        {
+            return (new Preview(null, cleanTopics, cap, []), errors);
+        }
+        var matches = await matcher.MatchAsync(chosen, cleanTopics, cap, cancellationToken);
+        var details = (await papers.PapersOfDayAsync(chosen, cancellationToken)).ToDictionary(paper => paper.Id);
+        var list = matches
+            .Select(match => (match, paper: details[match.PaperId]))
+            .Select(pair => new PreviewPaper(pair.paper.Id, pair.paper.ArxivId, pair.paper.Title, pair.paper.PageUrl, pair.paper.Upvotes,
+                Math.Round(pair.match.Score, 4), pair.match.Topics))
+            .ToList();
+        return (new Preview(chosen, cleanTopics, cap, list), errors);
+    }
+}

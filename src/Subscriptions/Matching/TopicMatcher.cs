@@ -1,0 +1,159 @@
+using System.Runtime.InteropServices;
+using Dapper;
+using Npgsql;
+
+namespace Subscriptions.Matching;
+
+/// <summary>A paper in someone's list: how well it fits, and which of their topics found it.</summary>
+internal sealed record PaperMatch(long PaperId, double Score, IReadOnlyList<string> Topics);
+
+/// <summary>One subscriber's capped, ranked list for the day.</summary>
+internal sealed record SubscriberMatches(long SubscriberId, string Email, IReadOnlyList<PaperMatch> Papers);
+
+/// <summary>
+/// Turns topics and a day's papers into ranked, capped, explained lists. The text search runs in
+/// PostgreSQL once per distinct topic (thousands at most, against ~100 papers); combining those
+/// hits into each subscriber's list is a single streamed pass over all active subscribers' topics,
+/// so the work grows with the number of subscribers but never issues a query per subscriber.
+/// </summary>
+internal sealed class TopicMatcher(NpgsqlDataSource dataSource)
+{
+    // Ranking: relevance (2 for a title hit, 1 for an abstract-only hit, plus PostgreSQL's ts_rank,
+    // at most ~1) plus the day's trending signal scaled to [0, 1]. A title hit beats an abstract
+    // hit unless the abstract paper trends far more.
+    private readonly record struct Hit(long PaperId, double Score);
+
+    /// <summary>The list one subscriber with these topics would get (the preview).</summary>
+    public async Task<IReadOnlyList<PaperMatch>> MatchAsync(DateOnly day, IReadOnlyList<string> topics, int maxPapers, CancellationToken cancellationToken)
+    {
+        var hits = await TopicHitsAsync(day, topics, cancellationToken);
+        return Rank(topics, hits, maxPapers, new Dictionary<long, PaperAccumulator>());
+    }
+
+    /// <summary>Every active subscriber's list for the day, streamed in subscriber order; subscribers with no match are left out.</summary>
+    public async IAsyncEnumerable<SubscriberMatches> MatchAllAsync(
+        DateOnly day, int defaultMaxPapers, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        const string distinctTopics = """
+            SELECT DISTINCT t.text FROM topics t JOIN subscribers s ON s.id = t.subscriber_id WHERE s.status = 'active'
+            """;
+        var topics = (await connection.QueryAsync<string>(new CommandDefinition(distinctTopics, cancellationToken: cancellationToken))).ToList();
+        var hits = await TopicHitsAsync(day, topics, cancellationToken);
+        if (hits.Count == 0)
+        {
+            yield break;
+        }
+
+        // Only the topics that found something are read back: a subscriber none of whose topics matched
+        // does not appear at all.
+        const string subscriberTopics = """
+            SELECT s.id, s.email, coalesce(s.max_papers, @defaultMaxPapers), t.text
+            FROM subscribers s
+            JOIN topics t ON t.subscriber_id = s.id
+            WHERE s.status = 'active' AND t.text = ANY(@matchingTopics)
+            ORDER BY s.id, t.position
+            """;
+        await using var command = new NpgsqlCommand(subscriberTopics, connection);
+        command.Parameters.AddWithValue("defaultMaxPapers", defaultMaxPapers);
+        command.Parameters.AddWithValue("matchingTopics", hits.Keys.ToArray());
+        await using var reader = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, cancellationToken);
+
+        var scratch = new Dictionary<long, PaperAccumulator>();
+        var currentTopics = new List<string>(5);
+        long currentId = -1;
+        string currentEmail = "";
+        var currentMax = defaultMaxPapers;
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            var id = reader.GetInt64(0);
+            if (id != currentId)
+            {
+                if (currentTopics.Count > 0)
+                {
+                    yield return new SubscriberMatches(currentId, currentEmail, Rank(currentTopics, hits, currentMax, scratch));
+                }
+                currentId = id;
+                currentEmail = reader.GetString(1);
+                currentMax = reader.GetInt32(2);
+                currentTopics.Clear();
+            }
+            currentTopics.Add(reader.GetString(3));
+        }
+        if (currentTopics.Count > 0)
+        {
+            yield return new SubscriberMatches(currentId, currentEmail, Rank(currentTopics, hits, currentMax, scratch));
+        }
+    }
+
+    /// <summary>For each topic that matches any paper of the day: its hits, best first.</summary>
+    private async Task<Dictionary<string, Hit[]>> TopicHitsAsync(DateOnly day, IReadOnlyList<string> topics, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            WITH day_papers AS (
+                SELECT p.id, p.search_vector, max(d.upvotes) AS upvotes, min(d.rank) AS rank
+                FROM paper_days d JOIN papers p ON p.id = d.paper_id
+                WHERE d.day = @day
+                GROUP BY p.id
+            ), trending AS (
+                -- Upvotes where the day has them (log-scaled against the day's best), else the place in the list.
+                SELECT id, search_vector,
+                       CASE WHEN max(upvotes) OVER () > 0
+                            THEN ln(1 + coalesce(upvotes, 0)) / ln(1 + max(upvotes) OVER ())
+                            ELSE 1 - (rank - 1)::float8 / count(*) OVER ()
+                       END AS trend
+                FROM day_papers
+            ), queries AS (
+                SELECT DISTINCT topic, topic_query(topic) AS query FROM unnest(@topics::text[]) AS t(topic)
+            )
+            SELECT q.topic, p.id AS paper_id,
+                   CASE WHEN ts_filter(p.search_vector, '{a}') @@ q.query THEN 2 ELSE 1 END
+                   + ts_rank(p.search_vector, q.query) + p.trend AS score
+            FROM queries q
+            JOIN trending p ON p.search_vector @@ q.query
+            ORDER BY q.topic, score DESC, p.id
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var rows = await connection.QueryAsync<(string Topic, long PaperId, double Score)>(
+            new CommandDefinition(sql, new { day, topics = topics.ToArray() }, cancellationToken: cancellationToken));
+        return rows.GroupBy(row => row.Topic, StringComparer.Ordinal)
+            .ToDictionary(group => group.Key, group => group.Select(row => new Hit(row.PaperId, row.Score)).ToArray(), StringComparer.Ordinal);
+    }
+
+    private static List<PaperMatch> Rank(
+        IReadOnlyList<string> topics, Dictionary<string, Hit[]> hits, int maxPapers, Dictionary<long, PaperAccumulator> scratch)
+    {
+        scratch.Clear();
+        foreach (var topic in topics)
+        {
+            if (!hits.TryGetValue(topic, out var topicHits))
+            {
+                continue;
+            }
+            foreach (var hit in topicHits)
+            {
+                ref var paper = ref CollectionsMarshal.GetValueRefOrAddDefault(scratch, hit.PaperId, out var existed);
+                if (!existed)
+                {
+                    paper = new PaperAccumulator(hit.Score, [topic]);
+                }
+                else
+                {
+                    paper.Topics.Add(topic);
+                    paper.Score = Math.Max(paper.Score, hit.Score);
+                }
+            }
+        }
+        return [.. scratch
+            .OrderByDescending(entry => entry.Value.Score)
+            .ThenBy(entry => entry.Key)
+            .Take(maxPapers)
+            .Select(entry => new PaperMatch(entry.Key, entry.Value.Score, entry.Value.Topics))];
+    }
+
+    private struct PaperAccumulator(double score, List<string> topics)
+    {
+        public double Score = score;
+        public readonly List<string> Topics = topics;
+    }
+}

@@ -1,0 +1,160 @@
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Subscriptions.Papers;
+using Subscriptions.Subscribers;
+using Subscriptions.Tests.Infrastructure;
+
+namespace Subscriptions.Tests;
+
+public sealed class PreviewAndPreferencesTests(TestDatabase database) : IClassFixture<TestDatabase>, IAsyncLifetime
+{
+    private TestApp _app = null!;
+    private HttpClient _client = null!;
+
+    public async Task InitializeAsync()
+    {
+        _app = new TestApp(database, settings: new Dictionary<string, string?> { ["Digest:MaxPapers"] = "2" });
+        _client = _app.CreatePlainClient();
+        var store = _app.Services.GetRequiredService<PaperStore>();
+        await store.SaveDayAsync(new DateOnly(2026, 9, 1), "file", [
+            TopicMatchingTests.Paper("2609.00001", "Old Lidar Paper", "From an earlier day.", upvotes: 1),
+        ], CancellationToken.None);
+        await store.SaveDayAsync(new DateOnly(2026, 9, 2), "file", [
+            TopicMatchingTests.Paper("2609.00002", "Lidar Segmentation <Fast> & Cheap", "Segmenting point clouds.", upvotes: 5),
+            TopicMatchingTests.Paper("2609.00003", "Radar Meets Lidar", "Sensor fusion.", upvotes: 50),
+            TopicMatchingTests.Paper("2609.00004", "Lidar Odometry", "Registration of scans.", upvotes: 1),
+            TopicMatchingTests.Paper("2609.00005", "Protein Folding", "Structure prediction.", upvotes: 9),
+        ], CancellationToken.None);
+    }
+
+    public async Task DisposeAsync()
+    {
+        _client.Dispose();
+        await _app.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task PreviewExplainsWhatTheLatestDayWouldBring()
+    {
+        var response = await _client.GetAsync("/api/preview?topics=lidar&topics=protein%20structure");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var preview = await response.ReadJsonAsync();
+        Assert.Equal("2026-09-02", preview.GetProperty("date").GetString());
+        Assert.Equal(2, preview.GetProperty("maxPapers").GetInt32());
+        var papers = preview.GetProperty("papers").EnumerateArray().ToList();
+        Assert.Equal(["2609.00003", "2609.00002"], papers.Select(p => p.GetProperty("arxivId").GetString()));
+        Assert.Equal(["lidar"], papers[0].GetProperty("matchedTopics").EnumerateArray().Select(t => t.GetString()));
+    }
+
+    [Fact]
+    public async Task PreviewOfAnEarlierDay()
+    {
+        var preview = await (await _client.GetAsync("/api/preview?topics=lidar&date=2026-09-01")).ReadJsonAsync();
+
+        Assert.Equal(["2609.00001"], preview.GetProperty("papers").EnumerateArray().Select(p => p.GetProperty("arxivId").GetString()));
+    }
+
+    [Theory]
+    [InlineData("/api/preview", "topics")]
+    [InlineData("/api/preview?topics=the%20of", "topics[0]")]
+    [InlineData("/api/preview?topics=lidar&topics=!!!", "topics[1]")]
+    [InlineData("/api/preview?topics=lidar&date=tomorrow", "date")]
+    public async Task BadPreviewParametersGetAProblem(string url, string field)
+    {
+        var response = await _client.GetAsync(url);
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        Assert.True((await response.ReadJsonAsync()).GetProperty("errors").TryGetProperty(field, out _));
+    }
+
+    [Fact]
+    public async Task TheSignupPagePreviewsWithoutJavaScript()
+    {
+        var page = await _client.GetStringAsync("/");
+        Assert.Contains("formaction=\"/\" formmethod=\"get\"", page);
+
+        var preview = await _client.GetAsync("/?email=ada%40example.org&topics=lidar%0D%0Aradar&preview=1");
+
+        Assert.Equal(HttpStatusCode.OK, preview.StatusCode);
+        var html = await preview.Content.ReadAsStringAsync();
+        Assert.Contains("would hold 2 papers", html);
+        Assert.Contains("Lidar Segmentation &lt;Fast&gt; &amp; Cheap", html);
+        Assert.Contains("matched: lidar, radar", html);
+        Assert.Contains("value=\"ada@example.org\"", html);
+        Assert.Null(await database.SubscriberStatusAsync("ada@example.org"));
+    }
+
+    [Fact]
+    public async Task PreferencesShowAndSaveTopicsAndTheCap()
+    {
+        var (id, token) = await AddActiveSubscriberAsync("prefs@example.org", "lidar");
+
+        var page = await _client.GetAsync($"/preferences?token={token}");
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        var html = await page.Content.ReadAsStringAsync();
+        Assert.Contains("prefs@example.org", html);
+        Assert.Contains(">lidar</textarea>", html);
+        Assert.Contains("would hold 2 papers", html);
+
+        var saved = await _client.PostFormAsync($"/preferences?token={token}", ("topics", "protein folding\nradar"), ("max_papers", "7"));
+        Assert.Equal(HttpStatusCode.OK, saved.StatusCode);
+        Assert.Contains("Saved.", await saved.Content.ReadAsStringAsync());
+        Assert.Equal(["protein folding", "radar"], await database.QueryAsync<string>(
+            "SELECT text FROM topics WHERE subscriber_id = @id ORDER BY position", new { id }));
+        Assert.Equal(7, await database.ScalarAsync<int>("SELECT max_papers FROM subscribers WHERE id = @id", new { id }));
+    }
+
+    [Fact]
+    public async Task InvalidPreferencesChangeNothing()
+    {
+        var (id, token) = await AddActiveSubscriberAsync("careful@example.org", "lidar");
+
+        var topicsWrong = await _client.PostFormAsync($"/preferences?token={token}", ("topics", "the of"), ("max_papers", "5"));
+        var capWrong = await _client.PostFormAsync($"/preferences?token={token}", ("topics", "radar"), ("max_papers", "51"));
+
+        Assert.Equal(HttpStatusCode.BadRequest, topicsWrong.StatusCode);
+        Assert.Contains("no word to search for", await topicsWrong.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.BadRequest, capWrong.StatusCode);
+        Assert.Contains("max_papers", await capWrong.Content.ReadAsStringAsync());
+        Assert.Equal(["lidar"], await database.QueryAsync<string>("SELECT text FROM topics WHERE subscriber_id = @id", new { id }));
+        Assert.Equal(0, await database.ScalarAsync<long>("SELECT count(max_papers) FROM subscribers WHERE id = @id", new { id }));
+    }
+
+    [Fact]
+    public async Task APreferencesLinkOpensOnlyItsOwnSubscription()
+    {
+        var (victim, _) = await AddActiveSubscriberAsync("victim@example.org", "lidar");
+        var (_, token) = await AddActiveSubscriberAsync("attacker@example.org", "radar");
+        var tokens = _app.Services.GetRequiredService<LinkTokens>();
+        var unsubscribeToken = tokens.Create(LinkPurpose.Unsubscribe, victim, new byte[16]);
+        var tampered = token[..^2] + (token[^2] == 'A' ? "BA" : "AA");
+
+        foreach (var bad in new[] { tampered, unsubscribeToken, "x" })
+        {
+            Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync($"/preferences?token={bad}")).StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound,
+                (await _client.PostFormAsync($"/preferences?token={bad}", ("topics", "hacked"), ("max_papers", "1"))).StatusCode);
+        }
+        Assert.Equal(["lidar"], await database.QueryAsync<string>("SELECT text FROM topics WHERE subscriber_id = @id", new { id = victim }));
+
+        // After unsubscribing, the link shows nothing any more.
+        await database.ExecuteAsync("UPDATE subscribers SET status = 'unsubscribed' WHERE email = 'attacker@example.org'");
+        Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync($"/preferences?token={token}")).StatusCode);
+    }
+
+    private async Task<(long Id, string Token)> AddActiveSubscriberAsync(string email, params string[] topics)
+    {
+        var key = LinkTokens.NewNonce();
+        var id = await database.ScalarAsync<long>("""
+            WITH s AS (
+                INSERT INTO subscribers (email, status, subscription_key, created_at, updated_at)
+                VALUES (@email, 'active', @key, now(), now()) RETURNING id),
+            t AS (INSERT INTO topics (subscriber_id, position, text)
+                  SELECT s.id, ordinality - 1, topic FROM s, unnest(@topics) WITH ORDINALITY AS t(topic, ordinality))
+            SELECT id FROM s
+            """, new { email, key, topics });
+        return (id, _app.Services.GetRequiredService<LinkTokens>().Create(LinkPurpose.Preferences, id, key));
+    }
+}
