@@ -50,6 +50,9 @@ public sealed class SignupLifecycleTests(TestDatabase database) : IClassFixture<
         Assert.Equal(["depth estimation", "interpretability"], await database.QueryAsync<string>(
             "SELECT t.text FROM topics t JOIN subscribers s ON s.id = t.subscriber_id WHERE s.email = 'ada@example.org' ORDER BY position"));
         var unsubscribeLink = TestApp.LinkIn(notice, "/unsubscribe");
+        var preferences = await _client.GetAsync(TestApp.LinkIn(notice, "/preferences"));
+        Assert.Equal(HttpStatusCode.OK, preferences.StatusCode);
+        Assert.Contains("depth estimation\ninterpretability</textarea>", WebUtility.HtmlDecode(await preferences.Content.ReadAsStringAsync()));
 
         // The page only shows a button: link scanners that fetch it change nothing.
         var page = await _client.GetAsync(unsubscribeLink);

@@ -36,11 +36,15 @@ internal sealed class TransactionalEmails(IOptions<AppOptions> app, IOptions<Mai
     public MimeMessage AlreadySubscribed(string email, long subscriberId, byte[] subscriptionKey)
     {
         var unsubscribe = app.Value.Link($"unsubscribe?token={tokens.Create(LinkPurpose.Unsubscribe, subscriberId, subscriptionKey)}");
+        var preferences = app.Value.Link($"preferences?token={tokens.Create(LinkPurpose.Preferences, subscriberId, subscriptionKey)}");
         var body = new BodyBuilder
         {
             TextBody = $"""
                 Someone, probably you, asked to subscribe this address to the daily trending papers.
                 It is already subscribed, so nothing has changed.
+
+                To change your topics, open:
+                {preferences}
 
                 To stop the emails, open:
                 {unsubscribe}
@@ -48,7 +52,8 @@ internal sealed class TransactionalEmails(IOptions<AppOptions> app, IOptions<Mai
             HtmlBody = Html.Document("You are already subscribed", $"""
                 <p>Someone, probably you, asked to subscribe this address to the daily trending papers.
                 It is already subscribed, so nothing has changed.</p>
-                <p><a href="{Html.Encode(unsubscribe.AbsoluteUri)}">Unsubscribe</a> if you no longer want the emails.</p>
+                <p><a href="{Html.Encode(preferences.AbsoluteUri)}">Change your topics</a>, or
+                <a href="{Html.Encode(unsubscribe.AbsoluteUri)}">unsubscribe</a> if you no longer want the emails.</p>
                 """),
         };
         return Compose(email, "You are already subscribed to daily trending papers", body);
