@@ -1,5 +1,7 @@
 using Microsoft.Extensions.Options;
+using Subscriptions.Configuration;
 using Subscriptions.Database;
+using Subscriptions.Digest;
 using Subscriptions.Email;
 using Subscriptions.Matching;
 using Subscriptions.Papers;
@@ -16,6 +18,7 @@ try
         "serve" => await ServeAsync(options),
         "migrate" => await MigrateAsync(options),
         "ingest" => await IngestAsync(options),
+        "digest" => await DigestAsync(options),
         "help" or "--help" => Usage(Console.Out, 0),
         _ => Usage(Console.Error, 64),
     };
@@ -52,6 +55,9 @@ static async Task<int> ServeAsync(string[] args)
 
     // Configure matching: topics against a day's papers, and the preview of what an email would hold
     builder.Services.AddMatching();
+
+    // Configure the daily digest: the clustered Quartz trigger, and this instance's delivery senders
+    builder.Services.AddDigest().AddDigestService(builder.Configuration);
 
     builder.Services.AddProblemDetails();
 
@@ -112,6 +118,42 @@ static async Task<int> IngestAsync(string[] args)
     return reports.Any(report => report.Failed) ? 1 : 0;
 }
 
+static async Task<int> DigestAsync(string[] args)
+{
+    if (DigestArguments.Parse(args) is not { } command)
+    {
+        return Usage(Console.Error, 64);
+    }
+    var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = command.Rest, ContentRootPath = AppContext.BaseDirectory });
+    builder.Services.AddDatabase().AddMailSending().AddLinks().AddPapers().AddMatching().AddDigest();
+    using var host = builder.Build();
+    host.Services.GetRequiredService<IStartupValidator>().Validate();
+    await host.Services.GetRequiredService<MigrationRunner>().ApplyPendingAsync(CancellationToken.None);
+
+    using var stop = new CancellationTokenSource();
+    Console.CancelKeyPress += (_, e) =>
+    {
+        e.Cancel = true;
+        Console.WriteLine("Stopping after the messages in flight; run digest again to finish the day.");
+        stop.Cancel();
+    };
+    var day = command.Day ?? DigestScheduling.DayOfFiring(
+        host.Services.GetRequiredService<IOptions<DigestOptions>>().Value, DateTimeOffset.UtcNow);
+    Console.WriteLine($"Digest of {day:yyyy-MM-dd}{(command.DryRun ? " (dry run)" : "")}");
+    try
+    {
+        var summary = await host.Services.GetRequiredService<DigestRunner>().RunAsync(
+            day, !command.NoIngest, command.DryRun, Console.WriteLine, stop.Token);
+        Console.WriteLine($"Done in {summary.Elapsed.TotalSeconds:F1} s: {summary.Matched:N0} subscribers matched, {summary.Planned:N0} newly planned, " +
+            $"{summary.Sent:N0} sent, {summary.Failed:N0} failed, {summary.Skipped:N0} skipped, {summary.Waiting:N0} still open");
+        return summary.Sources.Any(source => source.Failed) ? 1 : 0;
+    }
+    catch (OperationCanceledException) when (stop.IsCancellationRequested)
+    {
+        return 130;
+    }
+}
+
 static List<string> ConfigurationFailures(Exception exception) => exception switch
 {
     OptionsValidationException e => [.. e.Failures],
@@ -128,6 +170,8 @@ static int Usage(TextWriter writer, int exitCode)
           migrate   apply pending sql/ migrations and exit
           ingest [--date YYYY-MM-DD] [--source huggingface|arxiv|file]... [--file PATH]
                     fetch and store one day's papers (default: today, UTC, from Papers:Sources)
+          digest [--date YYYY-MM-DD] [--dry-run] [--no-ingest]
+                    run one day's whole digest now: ingest, match, plan, send, with progress
 
         Settings come from appsettings.json, environment variables (Smtp__Host=...) or --Smtp:Host=...;
         see the README for every key.

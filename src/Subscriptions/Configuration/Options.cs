@@ -82,6 +82,10 @@ internal sealed class SmtpOptions : IValidatableObject
     [Range(0, 10, ErrorMessage = "must be between {1} and {2}")]
     public int Retries { get; set; } = 3;
 
+    /// <summary>When the server keeps failing, sending pauses this long before trying again (circuit breaker).</summary>
+    [Range(typeof(TimeSpan), "00:00:00.500", "01:00:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan BreakDuration { get; set; } = TimeSpan.FromSeconds(30);
+
     public bool HasHost => !string.IsNullOrWhiteSpace(Host);
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
@@ -115,6 +119,9 @@ internal sealed class MailOptions : IValidatableObject
     [Range(1, 100, ErrorMessage = "must be between {1} and {2}")]
     public int MaxAttempts { get; set; } = 16;
 
+    /// <summary>An address that unsubscribes on receipt, offered in List-Unsubscribe beside the link (optional).</summary>
+    public string? UnsubscribeMailto { get; set; }
+
     public MailboxAddress FromAddress => MailboxAddress.Parse(From);
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
@@ -123,6 +130,10 @@ internal sealed class MailOptions : IValidatableObject
         {
             yield return new ValidationResult(
                 $"\"{From}\" is not one mailbox, e.g. \"Trending Papers <papers@example.org>\"", [nameof(From)]);
+        }
+        if (!string.IsNullOrEmpty(UnsubscribeMailto) && (!MailboxAddress.TryParse(UnsubscribeMailto, out var mailto) || !string.IsNullOrEmpty(mailto.Name)))
+        {
+            yield return new ValidationResult($"\"{UnsubscribeMailto}\" is not a bare address, e.g. unsubscribe@example.org", [nameof(UnsubscribeMailto)]);
         }
     }
 }
@@ -249,14 +260,39 @@ internal sealed class DigestOptions : IValidatableObject
     [Range(1, 50, ErrorMessage = "must be between {1} and {2}")]
     public int MaxPapers { get; set; } = 10;
 
+    /// <summary>Deliveries a sender claims at a time.</summary>
+    [Range(1, 10_000, ErrorMessage = "must be between {1} and {2}")]
+    public int BatchSize { get; set; } = 100;
+
+    /// <summary>How long a claimed delivery stays a sender's; after that (the sender died) another may take it.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan ClaimTimeout { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>Attempts after which a delivery that keeps failing transiently is given up.</summary>
+    [Range(1, 100, ErrorMessage = "must be between {1} and {2}")]
+    public int MaxAttempts { get; set; } = 8;
+
+    /// <summary>First wait before a delivery that failed transiently is tried again; doubles per attempt, up to an hour.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Permanent refusals (5xx) after which a subscriber is marked bounced and no longer mailed.</summary>
+    [Range(1, 100, ErrorMessage = "must be between {1} and {2}")]
+    public int BounceAfter { get; set; } = 3;
+
+    /// <summary>How often each instance's senders look for deliveries that are due.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    public TimeZoneInfo TimeZoneInfo => TimeZoneInfo.FindSystemTimeZoneById(TimeZone);
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (!TimeZoneInfo.TryFindSystemTimeZoneById(TimeZone, out _))
         {
             yield return new ValidationResult($"\"{TimeZone}\" is not a time zone this machine knows", [nameof(TimeZone)]);
         }
-        // Six or seven fields: seconds, minutes, hours, day of month, month, day of week, [year].
-        if (Schedule.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length is not (6 or 7))
+        if (!Quartz.CronExpression.IsValidExpression(Schedule))
         {
             yield return new ValidationResult(
                 $"\"{Schedule}\" is not a Quartz cron expression (seconds minutes hours day-of-month month day-of-week)",

@@ -4,6 +4,7 @@ using MailKit.Net.Smtp;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Polly;
+using Polly.CircuitBreaker;
 using Polly.Retry;
 using Polly.Timeout;
 using Subscriptions.Configuration;
@@ -22,23 +23,36 @@ internal static class EmailExtensions
         services.AddResiliencePipeline(SmtpMailSender.PipelineName, (builder, context) =>
         {
             var smtp = context.ServiceProvider.GetRequiredService<IOptions<SmtpOptions>>().Value;
+            // Transient: a 4xx reply, a dropped or refused connection, a timeout. A 5xx reply is the
+            // server's final word on that message and is neither retried nor held against the server.
+            var transient = new PredicateBuilder()
+                .Handle<SmtpCommandException>(e => (int)e.StatusCode is >= 400 and < 500)
+                .Handle<SmtpProtocolException>()
+                .Handle<ServiceNotConnectedException>()
+                .Handle<IOException>()
+                .Handle<SocketException>()
+                .Handle<TimeoutRejectedException>();
             if (smtp.Retries > 0)
             {
                 builder.AddRetry(new RetryStrategyOptions
                 {
-                    ShouldHandle = new PredicateBuilder()
-                        .Handle<SmtpCommandException>(e => (int)e.StatusCode is >= 400 and < 500)
-                        .Handle<SmtpProtocolException>()
-                        .Handle<ServiceNotConnectedException>()
-                        .Handle<IOException>()
-                        .Handle<SocketException>()
-                        .Handle<TimeoutRejectedException>(),
+                    ShouldHandle = transient,
                     MaxRetryAttempts = smtp.Retries,
                     Delay = smtp.RetryDelay,
                     BackoffType = DelayBackoffType.Exponential,
                     UseJitter = true,
                 });
             }
+            // While the server keeps failing, calls fail at once (BrokenCircuitException) and senders
+            // pause instead of hammering it; after BreakDuration one call tries again.
+            builder.AddCircuitBreaker(new CircuitBreakerStrategyOptions
+            {
+                ShouldHandle = transient,
+                FailureRatio = 0.8,
+                MinimumThroughput = 4,
+                SamplingDuration = TimeSpan.FromSeconds(30),
+                BreakDuration = smtp.BreakDuration,
+            });
             // Each attempt (connect if needed, then send one message) gets its own deadline.
             builder.AddTimeout(smtp.Timeout);
         });

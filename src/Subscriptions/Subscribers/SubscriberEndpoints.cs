@@ -15,10 +15,17 @@ internal static class SubscriberEndpoints
     public const string AcceptedMessage =
         "Thanks! If the address can receive mail, a message with a confirmation link is on its way. Follow it to start your daily email.";
 
-    public static IServiceCollection AddSubscribers(this IServiceCollection services)
+    /// <summary>The signed links in emails (needs only <c>App:*</c>).</summary>
+    public static IServiceCollection AddLinks(this IServiceCollection services)
     {
         services.AddSection<AppOptions>(AppOptions.Section);
         services.AddSingleton<LinkTokens>();
+        return services;
+    }
+
+    public static IServiceCollection AddSubscribers(this IServiceCollection services)
+    {
+        services.AddLinks();
         services.AddSingleton<SubscriberStore>();
         services.AddSingleton<SignupValidator>();
 

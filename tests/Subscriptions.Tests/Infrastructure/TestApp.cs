@@ -34,6 +34,11 @@ public sealed class TestApp : WebApplicationFactory<Program>
             ["Smtp:Security"] = "None",
             ["Smtp:RetryDelay"] = "00:00:00.050",
             ["Smtp:Timeout"] = "00:00:05",
+            ["Smtp:BreakDuration"] = "00:00:00.500",
+            // Quartz keeps one process-wide logger; only the scheduling tests start it.
+            ["Digest:Enabled"] = "false",
+            ["Digest:PollInterval"] = "00:00:00.200",
+            ["Digest:RetryDelay"] = "00:00:00.200",
         };
         if (smtp is not null)
         {

@@ -1,0 +1,234 @@
+using System.Collections.Concurrent;
+using Dapper;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using Polly.CircuitBreaker;
+using Subscriptions.Configuration;
+using Subscriptions.Email;
+using Subscriptions.Papers;
+
+namespace Subscriptions.Digest;
+
+internal sealed class ClaimedDelivery
+{
+    public long Id { get; set; }
+    public long SubscriberId { get; set; }
+    public DateOnly Day { get; set; }
+    public string Papers { get; set; } = "[]";
+    public int Attempts { get; set; }
+    public string Email { get; set; } = "";
+    public string SubscriberStatus { get; set; } = "";
+    public byte[] SubscriptionKey { get; set; } = [];
+}
+
+/// <summary>Running totals of one sending run.</summary>
+internal sealed class SendCounters
+{
+    private long _sent, _failed, _skipped, _retrying;
+
+    public long Sent => Interlocked.Read(ref _sent);
+    public long Failed => Interlocked.Read(ref _failed);
+    public long Skipped => Interlocked.Read(ref _skipped);
+    public long Retrying => Interlocked.Read(ref _retrying);
+
+    public void AddSent() => Interlocked.Increment(ref _sent);
+    public void AddFailed() => Interlocked.Increment(ref _failed);
+    public void AddSkipped() => Interlocked.Increment(ref _skipped);
+    public void AddRetrying() => Interlocked.Increment(ref _retrying);
+}
+
+/// <summary>
+/// Sends planned deliveries. Each sender claims a batch (<c>FOR UPDATE SKIP LOCKED</c>, marking the rows
+/// <c>sending</c> until <c>Digest:ClaimTimeout</c>), then for each row sends the email and records the
+/// outcome at once. Senders on every instance share the work and never take the same row. If a
+/// sender dies, its unsent rows are claimed again after the timeout; only the one message it was
+/// sending when it died can have reached the server unrecorded.
+/// </summary>
+internal sealed class DeliverySender(
+    NpgsqlDataSource dataSource, IMailSender mailSender, DigestEmails emails, PaperStore papers,
+    IOptions<DigestOptions> digestOptions, IOptions<SmtpOptions> smtpOptions, TimeProvider time, ILogger<DeliverySender> logger)
+{
+    private static readonly TimeSpan LongestRetryDelay = TimeSpan.FromHours(1);
+    private readonly ConcurrentDictionary<DateOnly, Lazy<Task<Dictionary<long, DayPaper>>>> _papersOfDay = new();
+
+    /// <summary>
+    /// Sends what is due now (of <paramref name="day"/>, or of any day) with <c>Smtp:Connections</c>
+    /// senders side by side, until nothing due is left to claim.
+    /// </summary>
+    public async Task SendDueAsync(DateOnly? day, SendCounters counters, CancellationToken cancellationToken)
+    {
+        _papersOfDay.Clear(); // papers may have been re-ingested since the last run
+        var senders = Enumerable.Range(1, smtpOptions.Value.Connections)
+            .Select(n => SendLoopAsync(day, $"{Environment.MachineName}/{Environment.ProcessId}/{Guid.NewGuid():N}"[..60] + $"#{n}", counters, cancellationToken));
+        await Task.WhenAll(senders);
+    }
+
+    /// <summary>When the next of the day's open deliveries is due, or null when every one is sent, failed or skipped.</summary>
+    public async Task<DateTimeOffset?> NextDueAsync(DateOnly day, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            SELECT min(CASE WHEN status = 'pending' THEN next_attempt_at ELSE claimed_until END)
+            FROM deliveries WHERE day = @day AND status IN ('pending', 'sending')
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var next = await connection.ExecuteScalarAsync<DateTime?>(new CommandDefinition(sql, new { day }, cancellationToken: cancellationToken));
+        return next is { } value ? new DateTimeOffset(DateTime.SpecifyKind(value, DateTimeKind.Utc)) : null;
+    }
+
+    public async Task<long> CountOpenAsync(DateOnly day, CancellationToken cancellationToken)
+    {
+        const string sql = "SELECT count(*) FROM deliveries WHERE day = @day AND status IN ('pending', 'sending')";
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await connection.ExecuteScalarAsync<long>(new CommandDefinition(sql, new { day }, cancellationToken: cancellationToken));
+    }
+
+    private async Task SendLoopAsync(DateOnly? day, string sender, SendCounters counters, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var batch = await ClaimAsync(day, sender, cancellationToken);
+            if (batch.Count == 0)
+            {
+                return;
+            }
+            for (var i = 0; i < batch.Count; i++)
+            {
+                if (cancellationToken.IsCancellationRequested || !await SendOneAsync(batch[i], counters))
+                {
+                    // Stopping, or the mail server is down: the rest of the batch goes back unsent.
+                    await ReleaseAsync(batch.Skip(i + (cancellationToken.IsCancellationRequested ? 0 : 1)).Select(d => d.Id).ToArray());
+                    if (!cancellationToken.IsCancellationRequested)
+                    {
+                        await Task.Delay(smtpOptions.Value.BreakDuration, cancellationToken);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    private async Task<List<ClaimedDelivery>> ClaimAsync(DateOnly? day, string sender, CancellationToken cancellationToken)
+    {
+        // Due pending rows, and rows whose sender's claim ran out (it died mid-batch).
+        const string sql = """
+            WITH claimable AS (
+                SELECT id FROM deliveries
+                WHERE status IN ('pending', 'sending')
+                  AND (@day::date IS NULL OR day = @day)
+                  AND CASE WHEN status = 'pending' THEN next_attempt_at ELSE claimed_until END <= @now
+                ORDER BY id
+                LIMIT @batchSize
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE deliveries d
+            SET status = 'sending', claimed_by = @sender, claimed_until = @until
+            FROM claimable c, subscribers s
+            WHERE d.id = c.id AND s.id = d.subscriber_id
+            RETURNING d.id, d.subscriber_id, d.day, d.papers::text AS papers, d.attempts, s.email, s.status AS subscriber_status, s.subscription_key
+            """;
+        var now = time.GetUtcNow();
+        var options = digestOptions.Value;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var rows = await connection.QueryAsync<ClaimedDelivery>(new CommandDefinition(
+            sql, new { day, now, sender, until = now + options.ClaimTimeout, batchSize = options.BatchSize }, cancellationToken: cancellationToken));
+        return [.. rows.OrderBy(row => row.Id)];
+    }
+
+    /// <summary>Sends one delivery and records what happened; false when the mail server is down and sending should pause.</summary>
+    private async Task<bool> SendOneAsync(ClaimedDelivery delivery, SendCounters counters)
+    {
+        if (delivery.SubscriberStatus != "active")
+        {
+            await RecordAsync("UPDATE deliveries SET status = 'skipped', claimed_until = NULL WHERE id = @id", new { id = delivery.Id });
+            counters.AddSkipped();
+            return true;
+        }
+
+        var dayPapers = await _papersOfDay.GetOrAdd(delivery.Day, day => new(() => LoadPapersAsync(day))).Value;
+        var message = emails.Render(delivery.Email, delivery.SubscriberId, delivery.SubscriptionKey, delivery.Day,
+            DeliveryPlanner.Deserialize(delivery.Papers), dayPapers);
+        try
+        {
+            // Not cancelled by shutdown: a message half-sent when the process stops is the one case that
+            // could reach the server unrecorded, so the send in flight is always finished and recorded.
+            await mailSender.SendAsync(message, CancellationToken.None);
+        }
+        catch (PermanentMailException e)
+        {
+            await RecordPermanentFailureAsync(delivery, e.Reply);
+            counters.AddFailed();
+            return true;
+        }
+        catch (Exception e) when (e is not OperationCanceledException || e is Polly.Timeout.TimeoutRejectedException)
+        {
+            var circuitOpen = e is BrokenCircuitException;
+            await RecordTransientFailureAsync(delivery, circuitOpen ? "the mail server is unavailable (circuit open)" : e.Message, counters);
+            return !circuitOpen;
+        }
+
+        const string sent = """
+            UPDATE deliveries
+            SET status = 'sent', attempts = attempts + 1, sent_at = @now, message_id = @messageId, claimed_until = NULL, last_error = NULL
+            WHERE id = @id
+            """;
+        await RecordAsync(sent, new { id = delivery.Id, now = time.GetUtcNow(), messageId = message.MessageId });
+        counters.AddSent();
+        return true;
+    }
+
+    private async Task RecordPermanentFailureAsync(ClaimedDelivery delivery, string reply)
+    {
+        const string failed = """
+            UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = @reply, claimed_until = NULL WHERE id = @id;
+            UPDATE subscribers
+            SET permanent_failures = permanent_failures + 1,
+                status = CASE WHEN permanent_failures + 1 >= @bounceAfter AND status = 'active' THEN 'bounced' ELSE status END,
+                updated_at = @now
+            WHERE id = @subscriberId;
+            """;
+        await RecordAsync(failed, new
+        {
+            id = delivery.Id,
+            reply,
+            subscriberId = delivery.SubscriberId,
+            bounceAfter = digestOptions.Value.BounceAfter,
+            now = time.GetUtcNow(),
+        });
+        logger.LogWarning("Delivery {DeliveryId} to subscriber {SubscriberId} refused: {Reply}", delivery.Id, delivery.SubscriberId, reply);
+    }
+
+    private async Task RecordTransientFailureAsync(ClaimedDelivery delivery, string error, SendCounters counters)
+    {
+        var attempts = delivery.Attempts + 1;
+        if (attempts >= digestOptions.Value.MaxAttempts)
+        {
+            await RecordAsync(
+                "UPDATE deliveries SET status = 'failed', attempts = @attempts, last_error = @error, claimed_until = NULL WHERE id = @id",
+                new { id = delivery.Id, attempts, error });
+            counters.AddFailed();
+            logger.LogError("Gave up on delivery {DeliveryId} after {Attempts} attempts: {Error}", delivery.Id, attempts, error);
+            return;
+        }
+        var delay = digestOptions.Value.RetryDelay * Math.Pow(2, Math.Min(attempts - 1, 20));
+        delay = delay < LongestRetryDelay ? delay : LongestRetryDelay;
+        await RecordAsync(
+            "UPDATE deliveries SET status = 'pending', attempts = @attempts, last_error = @error, next_attempt_at = @next, claimed_until = NULL WHERE id = @id",
+            new { id = delivery.Id, attempts, error, next = time.GetUtcNow() + delay });
+        counters.AddRetrying();
+        logger.LogWarning("Delivery {DeliveryId} failed (attempt {Attempt}), retrying in {Delay}: {Error}", delivery.Id, attempts, delay, error);
+    }
+
+    private Task ReleaseAsync(long[] ids) => ids.Length == 0
+        ? Task.CompletedTask
+        : RecordAsync("UPDATE deliveries SET status = 'pending', claimed_until = NULL WHERE id = ANY(@ids) AND status = 'sending'", new { ids });
+
+    // Outcomes are recorded even while shutting down: the message is already with the server.
+    private async Task RecordAsync(string sql, object parameters)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(CancellationToken.None);
+        await connection.ExecuteAsync(new CommandDefinition(sql, parameters, cancellationToken: CancellationToken.None));
+    }
+
+    private async Task<Dictionary<long, DayPaper>> LoadPapersAsync(DateOnly day) =>
+        (await papers.PapersOfDayAsync(day, CancellationToken.None)).ToDictionary(paper => paper.Id);
+}

@@ -1,0 +1,138 @@
+using System.Globalization;
+using System.Text;
+using Microsoft.Extensions.Options;
+using MimeKit;
+using MimeKit.Utils;
+using Subscriptions.Configuration;
+using Subscriptions.Papers;
+using Subscriptions.Subscribers;
+
+namespace Subscriptions.Digest;
+
+/// <summary>One paper of a delivery, as planned: which paper, and which of the subscriber's topics found it.</summary>
+internal sealed record PlannedPaper(long PaperId, IReadOnlyList<string> Topics);
+
+/// <summary>The daily email: multipart/alternative (HTML and plain text), one column, inline CSS, no scripts.</summary>
+internal sealed class DigestEmails(IOptions<AppOptions> app, IOptions<MailOptions> mail, LinkTokens tokens, TimeProvider time)
+{
+    private const int AbstractLength = 320;
+    private const int AuthorsShown = 3;
+
+    public MimeMessage Render(
+        string email, long subscriberId, byte[] subscriptionKey, DateOnly day, IReadOnlyList<PlannedPaper> planned,
+        IReadOnlyDictionary<long, DayPaper> papers)
+    {
+        var items = planned.Where(p => papers.ContainsKey(p.PaperId)).Select(p => (Paper: papers[p.PaperId], p.Topics)).ToList();
+        var topics = items.SelectMany(item => item.Topics).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+        var unsubscribe = app.Value.Link($"unsubscribe?token={tokens.Create(LinkPurpose.Unsubscribe, subscriberId, subscriptionKey)}");
+        var preferences = app.Value.Link($"preferences?token={tokens.Create(LinkPurpose.Preferences, subscriberId, subscriptionKey)}");
+        var date = day.ToString("d MMM yyyy", CultureInfo.InvariantCulture);
+
+        var from = mail.Value.FromAddress;
+        var message = new MimeMessage
+        {
+            Subject = $"{items.Count} trending paper{(items.Count == 1 ? "" : "s")} on {SubjectTopics(topics)} — {date}",
+            Date = time.GetUtcNow(),
+            MessageId = MimeUtils.GenerateMessageId(from.Domain),
+            Body = new BodyBuilder
+            {
+                TextBody = Text(items, topics, email, date, preferences, unsubscribe),
+                HtmlBody = HtmlBody(items, topics, email, date, preferences, unsubscribe),
+            }.ToMessageBody(),
+        };
+        message.From.Add(from);
+        message.To.Add(MailboxAddress.Parse(email));
+
+        // RFC 2369 and RFC 8058: mail clients show an unsubscribe button that POSTs to the link.
+        var listUnsubscribe = $"<{unsubscribe.AbsoluteUri}>";
+        if (!string.IsNullOrEmpty(mail.Value.UnsubscribeMailto))
+        {
+            listUnsubscribe += $", <mailto:{mail.Value.UnsubscribeMailto}?subject=unsubscribe>";
+        }
+        message.Headers.Add("List-Unsubscribe", listUnsubscribe);
+        message.Headers.Add("List-Unsubscribe-Post", "List-Unsubscribe=One-Click");
+        message.Headers.Add("List-Id", $"Daily trending papers <daily-papers.{from.Domain}>");
+        return message;
+    }
+
+    private static string SubjectTopics(List<string> topics) =>
+        topics.Count <= 3 ? string.Join(", ", topics) : $"{string.Join(", ", topics.Take(3))} and {topics.Count - 3} more";
+
+    private static string Text(
+        List<(DayPaper Paper, IReadOnlyList<string> Topics)> items, List<string> topics, string email, string date, Uri preferences, Uri unsubscribe)
+    {
+        var text = new StringBuilder();
+        text.Append(CultureInfo.InvariantCulture, $"Trending papers on your topics — {date}\n\n");
+        var number = 0;
+        foreach (var (paper, matched) in items)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"{++number}. {paper.Title}\n");
+            if (paper.PageUrl is not null)
+            {
+                text.Append(CultureInfo.InvariantCulture, $"   {paper.PageUrl}\n");
+            }
+            text.Append(CultureInfo.InvariantCulture, $"   {Authors(paper.Authors)}{(paper.Upvotes is { } upvotes ? $" · {upvotes} upvotes" : "")}\n");
+            if (paper.Abstract.Length > 0)
+            {
+                text.Append(CultureInfo.InvariantCulture, $"   {Trim(paper.Abstract)}\n");
+            }
+            text.Append(CultureInfo.InvariantCulture, $"   Matched: {string.Join(", ", matched)}\n\n");
+        }
+        text.Append(CultureInfo.InvariantCulture, $"""
+            --
+            You get this because {email} subscribed to daily trending papers on: {string.Join(", ", topics)}.
+            Change your topics: {preferences}
+            Unsubscribe: {unsubscribe}
+
+            """);
+        return text.ToString();
+    }
+
+    private static string HtmlBody(
+        List<(DayPaper Paper, IReadOnlyList<string> Topics)> items, List<string> topics, string email, string date, Uri preferences, Uri unsubscribe)
+    {
+        var papers = string.Concat(items.Select(item =>
+        {
+            var (paper, matched) = item;
+            var title = paper.PageUrl is null
+                ? Html.Encode(paper.Title)
+                : $"<a href=\"{Html.Encode(paper.PageUrl)}\" style=\"color:#1a56db;text-decoration:none\">{Html.Encode(paper.Title)}</a>";
+            var upvotes = paper.Upvotes is { } count ? $" · ▲ {count}" : "";
+            var summary = paper.Abstract.Length > 0 ? $"<p style=\"margin:6px 0;color:#333\">{Html.Encode(Trim(paper.Abstract))}</p>" : "";
+            return $"""
+                <tr><td style="padding:14px 0;border-bottom:1px solid #e5e5e5">
+                <div style="font-size:1.05em;font-weight:bold">{title}</div>
+                <div style="color:#555;font-size:0.9em">{Html.Encode(Authors(paper.Authors))}{upvotes}</div>
+                {summary}
+                <div style="color:#555;font-size:0.85em">Matched: {Html.Encode(string.Join(", ", matched))}</div>
+                </td></tr>
+                """;
+        }));
+        return Html.Document($"Trending papers — {date}", $"""
+            <table role="presentation" width="100%" cellspacing="0" cellpadding="0" style="border-collapse:collapse">
+            {papers}
+            </table>
+            <p style="color:#555;font-size:0.85em;margin-top:24px">You get this because {Html.Encode(email)} subscribed to daily trending papers on:
+            {Html.Encode(string.Join(", ", topics))}.<br>
+            <a href="{Html.Encode(preferences.AbsoluteUri)}" style="color:#555">Change your topics</a> ·
+            <a href="{Html.Encode(unsubscribe.AbsoluteUri)}" style="color:#555">Unsubscribe</a></p>
+            """);
+    }
+
+    private static string Authors(IReadOnlyList<string> authors) => authors.Count switch
+    {
+        0 => "Unknown authors",
+        <= AuthorsShown + 1 => string.Join(", ", authors),
+        _ => $"{string.Join(", ", authors.Take(AuthorsShown))} et al.",
+    };
+
+    private static string Trim(string text)
+    {
+        if (text.Length <= AbstractLength)
+        {
+            return text;
+        }
+        var cut = text.LastIndexOf(' ', AbstractLength);
+        return text[..(cut > AbstractLength / 2 ? cut : AbstractLength)].TrimEnd(',', ';', ':', '.') + "…";
+    }
+}

@@ -1,0 +1,29 @@
+namespace Subscriptions.Digest;
+
+internal static class DigestExtensions
+{
+    /// <summary>Planning, rendering and sending the daily digest (what the <c>digest</c> verb needs).</summary>
+    public static IServiceCollection AddDigest(this IServiceCollection services)
+    {
+        services.AddSingleton<DigestEmails>();
+        services.AddSingleton<DeliveryPlanner>();
+        services.AddSingleton<DeliverySender>();
+        services.AddSingleton<DigestRunner>();
+        services.AddSingleton<DeliverySignal>();
+        return services;
+    }
+
+    /// <summary>
+    /// What <c>serve</c> adds: this instance's delivery worker, and unless <c>Digest:Enabled</c> is false,
+    /// its share of the clustered daily trigger.
+    /// </summary>
+    public static IServiceCollection AddDigestService(this IServiceCollection services, IConfiguration configuration)
+    {
+        if (configuration.GetValue("Digest:Enabled", defaultValue: true))
+        {
+            services.AddDigestSchedule();
+        }
+        services.AddHostedService<DeliveryWorker>();
+        return services;
+    }
+}

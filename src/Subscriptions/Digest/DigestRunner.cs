@@ -1,0 +1,123 @@
+using System.Diagnostics;
+using Subscriptions.Matching;
+using Subscriptions.Papers;
+
+namespace Subscriptions.Digest;
+
+/// <summary>What a run did; <see cref="Waiting"/> counts deliveries left to retry later.</summary>
+internal sealed record DigestSummary(
+    DateOnly Day, IReadOnlyList<SourceReport> Sources, long Matched, long Planned, long Sent, long Failed, long Skipped, long Waiting,
+    TimeSpan Elapsed);
+
+/// <summary>
+/// One day's whole digest: ingest, match and plan, then send until every delivery of the day is sent,
+/// failed or skipped. The <c>digest</c> verb and the tests call it directly; the scheduled job calls
+/// <see cref="PlanDayAsync"/> and leaves sending to every instance's <see cref="DeliveryWorker"/>.
+/// </summary>
+internal sealed class DigestRunner(
+    PaperIngest ingest, DeliveryPlanner planner, DeliverySender sender, TopicMatcher matcher, DigestEmails emails, PaperStore papers,
+    Microsoft.Extensions.Options.IOptions<Configuration.DigestOptions> options, TimeProvider time, ILogger<DigestRunner> logger)
+{
+    public async Task<(IReadOnlyList<SourceReport> Sources, long Matched, long Planned)> PlanDayAsync(
+        DateOnly day, bool ingestFirst, Action<string> progress, CancellationToken cancellationToken)
+    {
+        IReadOnlyList<SourceReport> sources = [];
+        if (ingestFirst)
+        {
+            sources = await ingest.IngestAsync(day, sources: null, file: null, cancellationToken);
+            foreach (var report in sources)
+            {
+                progress(report.ToString());
+            }
+        }
+        var (matched, planned) = await planner.PlanAsync(day, cancellationToken);
+        progress($"Planned: {matched:N0} subscribers have matching papers; {planned:N0} new deliveries ({matched - planned:N0} planned before)");
+        logger.LogInformation("Digest of {Day}: {Matched} subscribers matched, {Planned} deliveries planned", day, matched, planned);
+        return (sources, matched, planned);
+    }
+
+    public async Task<DigestSummary> RunAsync(DateOnly day, bool ingestFirst, bool dryRun, Action<string> progress, CancellationToken cancellationToken)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        if (dryRun)
+        {
+            return await DryRunAsync(day, ingestFirst, progress, stopwatch, cancellationToken);
+        }
+
+        var (sources, matched, planned) = await PlanDayAsync(day, ingestFirst, progress, cancellationToken);
+        var counters = new SendCounters();
+        using var reporter = new ProgressReporter(counters, progress);
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            await sender.SendDueAsync(day, counters, cancellationToken);
+            if (await sender.NextDueAsync(day, cancellationToken) is not { } next)
+            {
+                break;
+            }
+            // Some deliveries wait for a retry (or for a dead sender's claim to run out): sleep until the first is due.
+            var wait = next - time.GetUtcNow();
+            await Task.Delay(wait > TimeSpan.Zero ? (wait < TimeSpan.FromMinutes(1) ? wait : TimeSpan.FromMinutes(1)) : TimeSpan.FromMilliseconds(50), cancellationToken);
+        }
+        reporter.Report();
+        var waiting = await sender.CountOpenAsync(day, CancellationToken.None);
+        return new DigestSummary(day, sources, matched, planned, counters.Sent, counters.Failed, counters.Skipped, waiting, stopwatch.Elapsed);
+    }
+
+    private async Task<DigestSummary> DryRunAsync(DateOnly day, bool ingestFirst, Action<string> progress, Stopwatch stopwatch, CancellationToken cancellationToken)
+    {
+        IReadOnlyList<SourceReport> sources = [];
+        if (ingestFirst)
+        {
+            sources = await ingest.IngestAsync(day, sources: null, file: null, cancellationToken);
+            foreach (var report in sources)
+            {
+                progress(report.ToString());
+            }
+        }
+        var dayPapers = (await papers.PapersOfDayAsync(day, cancellationToken)).ToDictionary(paper => paper.Id);
+        long rendered = 0;
+        var placeholderKey = new byte[Subscribers.LinkTokens.NonceLength];
+        await foreach (var list in matcher.MatchAllAsync(day, options.Value.MaxPapers, cancellationToken))
+        {
+            var message = emails.Render(list.Email, list.SubscriberId, placeholderKey, day,
+                [.. list.Papers.Select(p => new PlannedPaper(p.PaperId, p.Topics))], dayPapers);
+            if (++rendered <= 3)
+            {
+                progress($"  would send to {list.Email}: {message.Subject}");
+            }
+        }
+        progress($"Dry run: {rendered:N0} emails rendered, none sent, nothing recorded");
+        return new DigestSummary(day, sources, rendered, 0, 0, 0, 0, 0, stopwatch.Elapsed);
+    }
+
+    /// <summary>Prints the counts once a second while sending.</summary>
+    private sealed class ProgressReporter : IDisposable
+    {
+        private readonly SendCounters _counters;
+        private readonly Action<string> _progress;
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private readonly Timer _timer;
+        private long _lastSent;
+
+        public ProgressReporter(SendCounters counters, Action<string> progress)
+        {
+            _counters = counters;
+            _progress = progress;
+            _timer = new Timer(_ => Report(onlyWhenChanged: true), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+        }
+
+        public void Report(bool onlyWhenChanged = false)
+        {
+            var sent = _counters.Sent;
+            if (onlyWhenChanged && sent == Interlocked.Exchange(ref _lastSent, sent))
+            {
+                return;
+            }
+            var seconds = Math.Max(_clock.Elapsed.TotalSeconds, 0.001);
+            _progress($"Sending: {sent:N0} sent, {_counters.Failed:N0} failed, {_counters.Skipped:N0} skipped, " +
+                $"{_counters.Retrying:N0} retries scheduled, {sent / seconds:N0}/s");
+        }
+
+        public void Dispose() => _timer.Dispose();
+    }
+}
