@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
@@ -101,34 +100,6 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
         Assert.Contains("migrate", error);
     }
 
-    private static async Task<(int ExitCode, string Output, string Error)> RunAsync(string[] arguments, Dictionary<string, string> environment)
-    {
-        var assembly = Path.Combine(AppContext.BaseDirectory, "Subscriptions.dll");
-        var start = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = Path.GetTempPath(),
-        };
-        start.ArgumentList.Add(assembly);
-        foreach (var argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-        foreach (var key in start.Environment.Keys.Where(k => k.Contains("__", StringComparison.Ordinal)).ToList())
-        {
-            start.Environment.Remove(key);
-        }
-        foreach (var (key, value) in environment)
-        {
-            start.Environment[key] = value;
-        }
-
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await process.WaitForExitAsync(timeout.Token);
-        return (process.ExitCode, await output, await error);
-    }
+    private static Task<(int ExitCode, string Output, string Error)> RunAsync(string[] arguments, Dictionary<string, string> environment) =>
+        CommandLine.RunAsync(arguments, environment);
 }

@@ -49,6 +49,7 @@ internal sealed class DeliverySender(
     IOptions<DigestOptions> digestOptions, IOptions<SmtpOptions> smtpOptions, TimeProvider time, ILogger<DeliverySender> logger)
 {
     private static readonly TimeSpan LongestRetryDelay = TimeSpan.FromHours(1);
+    private static readonly string InstanceId = $"{Environment.MachineName}/{Environment.ProcessId}/{Guid.NewGuid().ToString("N")[..8]}";
     private readonly ConcurrentDictionary<DateOnly, Lazy<Task<Dictionary<long, DayPaper>>>> _papersOfDay = new();
 
     /// <summary>
@@ -59,7 +60,7 @@ internal sealed class DeliverySender(
     {
         _papersOfDay.Clear(); // papers may have been re-ingested since the last run
         var senders = Enumerable.Range(1, smtpOptions.Value.Connections)
-            .Select(n => SendLoopAsync(day, $"{Environment.MachineName}/{Environment.ProcessId}/{Guid.NewGuid():N}"[..60] + $"#{n}", counters, cancellationToken));
+            .Select(n => SendLoopAsync(day, $"{InstanceId}#{n}", counters, cancellationToken));
         await Task.WhenAll(senders);
     }
 

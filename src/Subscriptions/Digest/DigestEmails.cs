@@ -71,7 +71,11 @@ internal sealed class DigestEmails(IOptions<AppOptions> app, IOptions<MailOption
             {
                 text.Append(CultureInfo.InvariantCulture, $"   {paper.PageUrl}\n");
             }
-            text.Append(CultureInfo.InvariantCulture, $"   {Authors(paper.Authors)}{(paper.Upvotes is { } upvotes ? $" · {upvotes} upvotes" : "")}\n");
+            var byline = string.Join(" · ", new[] { Authors(paper.Authors), paper.Upvotes is { } upvotes ? $"{upvotes} upvotes" : "" }.Where(part => part.Length > 0));
+            if (byline.Length > 0)
+            {
+                text.Append(CultureInfo.InvariantCulture, $"   {byline}\n");
+            }
             if (paper.Abstract.Length > 0)
             {
                 text.Append(CultureInfo.InvariantCulture, $"   {Trim(paper.Abstract)}\n");
@@ -97,12 +101,12 @@ internal sealed class DigestEmails(IOptions<AppOptions> app, IOptions<MailOption
             var title = paper.PageUrl is null
                 ? Html.Encode(paper.Title)
                 : $"<a href=\"{Html.Encode(paper.PageUrl)}\" style=\"color:#1a56db;text-decoration:none\">{Html.Encode(paper.Title)}</a>";
-            var upvotes = paper.Upvotes is { } count ? $" · ▲ {count}" : "";
+            var byline = string.Join(" · ", new[] { Html.Encode(Authors(paper.Authors)), paper.Upvotes is { } count ? $"▲ {count}" : "" }.Where(part => part.Length > 0));
             var summary = paper.Abstract.Length > 0 ? $"<p style=\"margin:6px 0;color:#333\">{Html.Encode(Trim(paper.Abstract))}</p>" : "";
             return $"""
                 <tr><td style="padding:14px 0;border-bottom:1px solid #e5e5e5">
                 <div style="font-size:1.05em;font-weight:bold">{title}</div>
-                <div style="color:#555;font-size:0.9em">{Html.Encode(Authors(paper.Authors))}{upvotes}</div>
+                <div style="color:#555;font-size:0.9em">{byline}</div>
                 {summary}
                 <div style="color:#555;font-size:0.85em">Matched: {Html.Encode(string.Join(", ", matched))}</div>
                 </td></tr>
@@ -121,7 +125,7 @@ internal sealed class DigestEmails(IOptions<AppOptions> app, IOptions<MailOption
 
     private static string Authors(IReadOnlyList<string> authors) => authors.Count switch
     {
-        0 => "Unknown authors",
+        0 => "",
         <= AuthorsShown + 1 => string.Join(", ", authors),
         _ => $"{string.Join(", ", authors.Take(AuthorsShown))} et al.",
     };

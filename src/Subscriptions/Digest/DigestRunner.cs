@@ -18,6 +18,8 @@ internal sealed class DigestRunner(
     PaperIngest ingest, DeliveryPlanner planner, DeliverySender sender, TopicMatcher matcher, DigestEmails emails, PaperStore papers,
     Microsoft.Extensions.Options.IOptions<Configuration.DigestOptions> options, TimeProvider time, ILogger<DigestRunner> logger)
 {
+    private static readonly TimeSpan OneSecond = TimeSpan.FromSeconds(1);
+
     public async Task<(IReadOnlyList<SourceReport> Sources, long Matched, long Planned)> PlanDayAsync(
         DateOnly day, bool ingestFirst, Action<string> progress, CancellationToken cancellationToken)
     {
@@ -54,9 +56,10 @@ internal sealed class DigestRunner(
             {
                 break;
             }
-            // Some deliveries wait for a retry (or for a dead sender's claim to run out): sleep until the first is due.
+            // Some deliveries wait for a retry, or are being sent by another sender (or were claimed by one
+            // that died): look again when the first is due, and at least every second meanwhile.
             var wait = next - time.GetUtcNow();
-            await Task.Delay(wait > TimeSpan.Zero ? (wait < TimeSpan.FromMinutes(1) ? wait : TimeSpan.FromMinutes(1)) : TimeSpan.FromMilliseconds(50), cancellationToken);
+            await Task.Delay(wait > TimeSpan.Zero ? (wait < OneSecond ? wait : OneSecond) : TimeSpan.FromMilliseconds(50), cancellationToken);
         }
         reporter.Report();
         var waiting = await sender.CountOpenAsync(day, CancellationToken.None);

@@ -19,6 +19,11 @@ public sealed class TestSmtpServer : IAsyncDisposable
     private readonly ConcurrentQueue<MimeMessage> _received = new();
     private readonly ConcurrentQueue<SmtpResponse> _scriptedReplies = new();
     private readonly SemaphoreSlim _arrivals = new(0);
+    private readonly ConcurrentDictionary<MimeMessage, byte[]> _raw = new();
+    private readonly object _holdLock = new();
+    private int? _holdAfter;
+    private TaskCompletionSource? _heldRelease;
+    private int _held;
     private SmtpServer.SmtpServer? _server;
     private Task? _running;
 
@@ -43,6 +48,31 @@ public sealed class TestSmtpServer : IAsyncDisposable
         var server = new TestSmtpServer();
         await server.StartAsync();
         return server;
+    }
+
+    /// <summary>The message exactly as it came over the wire (headers folded as sent).</summary>
+    public byte[] RawOf(MimeMessage message) => _raw[message];
+
+    /// <summary>Messages beyond the first <paramref name="accepted"/> are held unanswered until <see cref="DiscardHeld"/>.</summary>
+    public void HoldAfter(int accepted)
+    {
+        lock (_holdLock)
+        {
+            _holdAfter = accepted;
+            _heldRelease = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+    }
+
+    public int Held => Volatile.Read(ref _held);
+
+    /// <summary>Answers every held message with 451 (not accepted) and stops holding.</summary>
+    public void DiscardHeld()
+    {
+        lock (_holdLock)
+        {
+            _holdAfter = null;
+            _heldRelease?.TrySetResult();
+        }
     }
 
     /// <summary>The next message(s) get this reply (e.g. 421 or 550) instead of being accepted.</summary>
@@ -105,6 +135,7 @@ public sealed class TestSmtpServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        DiscardHeld();
         await StopAsync();
         if (_running is not null)
         {
@@ -122,8 +153,25 @@ public sealed class TestSmtpServer : IAsyncDisposable
             {
                 return reply;
             }
-            using var stream = new MemoryStream(buffer.ToArray());
-            server._received.Enqueue(await MimeMessage.LoadAsync(stream, cancellationToken));
+            Task? hold = null;
+            lock (server._holdLock)
+            {
+                if (server._holdAfter is { } limit && server._received.Count >= limit)
+                {
+                    Interlocked.Increment(ref server._held);
+                    hold = server._heldRelease!.Task;
+                }
+            }
+            if (hold is not null)
+            {
+                await hold;
+                return new SmtpResponse(SmtpReplyCode.ServiceUnavailable, "Held by the test and not accepted");
+            }
+            var bytes = buffer.ToArray();
+            using var stream = new MemoryStream(bytes);
+            var message = await MimeMessage.LoadAsync(stream, cancellationToken);
+            server._raw[message] = bytes;
+            server._received.Enqueue(message);
             server._arrivals.Release();
             return SmtpResponse.Ok;
         }

@@ -1,0 +1,65 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Subscriptions.Configuration;
+using Subscriptions.Digest;
+using Subscriptions.Papers;
+using Subscriptions.Subscribers;
+using Subscriptions.Tests.Infrastructure;
+
+namespace Subscriptions.Tests;
+
+/// <summary>The daily trigger: Quartz's clustered job store in the real database.</summary>
+public sealed class DigestScheduleTests(TestDatabase database) : IClassFixture<TestDatabase>
+{
+    [Theory]
+    [InlineData("0 0 7 * * ?", "UTC", "2026-11-25T09:00:00Z", "2026-11-25")] // fired on time or late the same day
+    [InlineData("0 0 7 * * ?", "UTC", "2026-11-26T06:59:00Z", "2026-11-25")] // the next morning, before its own run: yesterday's
+    [InlineData("0 0 7 * * ?", "Europe/Berlin", "2026-11-25T05:30:00Z", "2026-11-24")] // 06:30 in Berlin
+    [InlineData("0 0 7 * * ?", "Europe/Berlin", "2026-11-25T06:00:00Z", "2026-11-25")] // 07:00 in Berlin
+    [InlineData("0 30 23 * * ?", "America/New_York", "2026-11-26T04:31:00Z", "2026-11-25")] // 23:31 in New York
+    public void AFiringDigestsTheDayOfItsLatestScheduledTime(string schedule, string timeZone, string now, string expected)
+    {
+        var options = new DigestOptions { Schedule = schedule, TimeZone = timeZone };
+
+        var day = DigestScheduling.DayOfFiring(options, DateTimeOffset.Parse(now, System.Globalization.CultureInfo.InvariantCulture));
+
+        Assert.Equal(DateOnly.Parse(expected, System.Globalization.CultureInfo.InvariantCulture), day);
+    }
+
+    [Fact]
+    public async Task TheScheduledTriggerPlansTheDayAndTheWorkerSendsIt()
+    {
+        await using var smtp = await TestSmtpServer.StartNewAsync();
+        var today = DateOnly.FromDateTime(DateTime.UtcNow);
+        await database.ExecuteAsync("""
+            WITH s AS (
+                INSERT INTO subscribers (email, status, subscription_key, created_at, updated_at)
+                VALUES ('scheduled@example.org', 'active', @key, now(), now()) RETURNING id)
+            INSERT INTO topics (subscriber_id, position, text) SELECT id, 0, 'lidar' FROM s
+            """, new { key = LinkTokens.NewNonce() });
+
+        // Quartz keeps one logger factory per process; give it one that outlives this app.
+        Quartz.Logging.LogContext.SetCurrentLogProvider(NullLoggerFactory.Instance);
+        await using var app = new TestApp(database, smtp, settings: new Dictionary<string, string?>
+        {
+            ["Digest:Enabled"] = "true",
+            ["Digest:Schedule"] = "0/2 * * * * ?", // every two seconds
+            ["Papers:Sources"] = "file",
+            ["Papers:File:Path"] = Path.Combine(AppContext.BaseDirectory, "Payloads", "trending-page.txt"),
+        });
+        await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(today, "huggingface",
+            [PaperRecord.Create("2611.00021", "Lidar Point Clouds", "Scans.", [], null, 3)], CancellationToken.None);
+
+        var message = await smtp.WaitForMessageToAsync("scheduled@example.org", TimeSpan.FromSeconds(30));
+
+        Assert.StartsWith("1 trending paper on lidar", message.Subject, StringComparison.Ordinal);
+        Assert.Equal(1, await database.ScalarAsync<long>(
+            "SELECT count(*) FROM qrtz_cron_triggers WHERE sched_name = 'Subscriptions' AND cron_expression = '0/2 * * * * ?'"));
+        Assert.True(await database.ScalarAsync<long>("SELECT count(*) FROM qrtz_scheduler_state WHERE sched_name = 'Subscriptions'") >= 1);
+        // The job ingested the configured file for the day before planning.
+        Assert.True(await database.ScalarAsync<long>("SELECT count(*) FROM paper_days WHERE source = 'file' AND day = @today", new { today }) >= 3);
+        // Later firings the same day plan nothing new: still one email.
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        Assert.Single(smtp.MessagesTo("scheduled@example.org"));
+    }
+}

@@ -1,0 +1,303 @@
+using System.Net;
+using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using SmtpServer.Protocol;
+using Subscriptions.Digest;
+using Subscriptions.Papers;
+using Subscriptions.Subscribers;
+using Subscriptions.Tests.Infrastructure;
+
+namespace Subscriptions.Tests;
+
+/// <summary>The daily digest end to end: real PostgreSQL, a real SMTP server, the app's own links.</summary>
+public sealed class DigestTests : IAsyncLifetime
+{
+    private static readonly DateOnly Day = new(2026, 11, 25);
+    private readonly TestDatabase _database = new();
+    private TestSmtpServer _smtp = null!;
+
+    public async Task InitializeAsync()
+    {
+        await _database.InitializeAsync(); // a database of its own: every active subscriber takes part in a run
+        _smtp = await TestSmtpServer.StartNewAsync();
+        await using var app = new TestApp(_database);
+        await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day, "huggingface", [
+            PaperRecord.Create("2611.00001", "Depth Estimation <script>alert(1)</script> & Friends",
+                "We estimate depth. " + string.Concat(Enumerable.Repeat("More detail about the method. ", 30)),
+                ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Emmy Noether", "Kurt Gödel"], null, 120),
+            PaperRecord.Create("2611.00002", "Interpretability of Sparse Autoencoders", "Features in the residual stream.", ["Chris Olah"], null, 80),
+            PaperRecord.Create("2611.00003", "Lidar Odometry at Night", "Registration of scans.", ["Ana Sousa"], null, 5),
+        ], CancellationToken.None);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _smtp.DisposeAsync();
+        await _database.DisposeAsync();
+        await PostgresServer.DropDatabaseAsync(_database.ConnectionString);
+    }
+
+    [Fact]
+    public async Task EachMatchingSubscriberGetsOnePersonalisedEmail()
+    {
+        await AddSubscriberAsync("ada@example.org", "active", "depth estimation", "interpretability");
+        await AddSubscriberAsync("alan@example.org", "active", "lidar");
+        await AddSubscriberAsync("nomatch@example.org", "active", "protein folding");
+        await AddSubscriberAsync("pending@example.org", "pending", "lidar");
+        await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?> { ["Mail:UnsubscribeMailto"] = "leave@subscriptions.test" });
+        using var client = app.CreatePlainClient();
+
+        var summary = await RunAsync(app);
+
+        Assert.Equal((2, 2, 2, 0), (summary.Matched, summary.Planned, summary.Sent, summary.Failed));
+        Assert.Equal(2, _smtp.Received.Count);
+        Assert.Empty(_smtp.MessagesTo("nomatch@example.org"));
+        Assert.Empty(_smtp.MessagesTo("pending@example.org"));
+
+        var ada = Assert.Single(_smtp.MessagesTo("ada@example.org"));
+        Assert.Equal("2 trending papers on depth estimation, interpretability — 25 Nov 2026", ada.Subject);
+        Assert.Equal("papers@subscriptions.test", Assert.Single(ada.From.Mailboxes).Address);
+        Assert.Equal("multipart/alternative", ada.Body?.ContentType.MimeType);
+        Assert.NotNull(ada.TextBody);
+        Assert.NotNull(ada.HtmlBody);
+        Assert.False(string.IsNullOrEmpty(ada.MessageId));
+        Assert.NotEqual(DateTimeOffset.MinValue, ada.Date);
+
+        // Paper text is escaped in HTML, plain in text.
+        Assert.Contains("Depth Estimation &lt;script&gt;alert(1)&lt;/script&gt; &amp; Friends", ada.HtmlBody);
+        Assert.DoesNotContain("<script>", ada.HtmlBody);
+        Assert.Contains("Depth Estimation <script>alert(1)</script> & Friends", ada.TextBody);
+        Assert.Contains("Ada Lovelace, Alan Turing, Grace Hopper et al.", ada.TextBody);
+        Assert.Contains("120 upvotes", ada.TextBody);
+        Assert.Contains("Matched: depth estimation", ada.TextBody);
+        Assert.Contains("href=\"https://arxiv.org/abs/2611.00001\"", ada.HtmlBody);
+        Assert.Contains("…", ada.TextBody); // the long abstract is trimmed
+        var text = ada.TextBody!;
+        Assert.True(text.IndexOf("Depth Estimation", StringComparison.Ordinal) < text.IndexOf("Interpretability of", StringComparison.Ordinal));
+        Assert.DoesNotContain("max-width:640px", ada.TextBody);
+        Assert.Contains("max-width:640px", ada.HtmlBody);
+
+        // Headers, as written on the wire and unfolded.
+        var headers = UnfoldedHeaders(_smtp.RawOf(ada));
+        var unsubscribeUrl = TestApp.BaseUrl + TestApp.LinkIn(ada, "/unsubscribe");
+        Assert.Equal($"<{unsubscribeUrl}>, <mailto:leave@subscriptions.test?subject=unsubscribe>", headers["List-Unsubscribe"]);
+        Assert.Equal("List-Unsubscribe=One-Click", headers["List-Unsubscribe-Post"]);
+        Assert.Equal("Daily trending papers <daily-papers.subscriptions.test>", headers["List-Id"]);
+
+        // The links work against the running app.
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(TestApp.LinkIn(ada, "/preferences"))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(TestApp.LinkIn(ada, "/unsubscribe"))).StatusCode);
+
+        var alan = Assert.Single(_smtp.MessagesTo("alan@example.org"));
+        Assert.Equal("1 trending paper on lidar — 25 Nov 2026", alan.Subject);
+
+        // The record says what was sent.
+        var rows = await _database.QueryAsync<(string Status, string MessageId)>("SELECT status, message_id FROM deliveries ORDER BY id");
+        Assert.All(rows, row => Assert.Equal("sent", row.Status));
+        Assert.Contains(rows, row => row.MessageId == ada.MessageId);
+
+        // Running the day again plans nothing new and sends nothing.
+        var again = await RunAsync(app);
+        Assert.Equal((2, 0, 0), (again.Matched, again.Planned, again.Sent));
+        Assert.Equal(2, _smtp.Received.Count);
+    }
+
+    [Fact]
+    public async Task ARecipientRefusedWith550FailsAndRepeatedRefusalsBounce()
+    {
+        await AddSubscriberAsync("gone@example.org", "active", "lidar");
+        await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?> { ["Digest:BounceAfter"] = "2" });
+        _smtp.ReplyToNext(SmtpReplyCode.MailboxUnavailable, "5.1.1 No such mailbox", times: 2);
+
+        var first = await RunAsync(app);
+
+        Assert.Equal((0, 1), (first.Sent, first.Failed));
+        var (status, error) = Assert.Single(await _database.QueryAsync<(string, string)>("SELECT status, last_error FROM deliveries"));
+        Assert.Equal("failed", status);
+        Assert.Contains("550", error);
+        Assert.Contains("No such mailbox", error);
+        Assert.Equal("active", await _database.SubscriberStatusAsync("gone@example.org"));
+
+        await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day.AddDays(1), "huggingface",
+            [PaperRecord.Create("2611.00009", "Lidar Again", "More scans.", [], null, 1)], CancellationToken.None);
+        await RunAsync(app, Day.AddDays(1));
+        Assert.Equal("bounced", await _database.SubscriberStatusAsync("gone@example.org"));
+
+        await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day.AddDays(2), "huggingface",
+            [PaperRecord.Create("2611.00010", "Lidar Once More", "Yet more scans.", [], null, 1)], CancellationToken.None);
+        var third = await RunAsync(app, Day.AddDays(2));
+        Assert.Equal(0, third.Matched);
+        Assert.Equal(0, _smtp.UnusedScriptedReplies);
+        Assert.Empty(_smtp.Received);
+    }
+
+    [Fact]
+    public async Task AServerThatRefusesConnectionsAndComesBackGetsEachEmailOnce()
+    {
+        for (var i = 0; i < 6; i++)
+        {
+            await AddSubscriberAsync($"reader{i}@example.org", "active", "lidar");
+        }
+        await using var down = new TestSmtpServer(); // nothing listening yet
+        await using var app = new TestApp(_database, down);
+
+        var run = RunAsync(app);
+        await WaitUntilAsync(async () => await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE attempts > 0") > 0);
+        Assert.False(run.IsCompleted);
+        await down.StartAsync();
+        var summary = await run.WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Equal((6, 0), (summary.Sent, summary.Failed));
+        for (var i = 0; i < 6; i++)
+        {
+            Assert.Single(down.MessagesTo($"reader{i}@example.org"));
+        }
+        Assert.Equal(6, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status = 'sent'"));
+    }
+
+    [Fact]
+    public async Task TwoRunnersAtOnceStillSendEachSubscriberOneEmail()
+    {
+        for (var i = 0; i < 40; i++)
+        {
+            await AddSubscriberAsync($"twice{i}@example.org", "active", i % 2 == 0 ? "lidar" : "interpretability");
+        }
+        var batches = new Dictionary<string, string?> { ["Digest:BatchSize"] = "3", ["Smtp:Connections"] = "3" };
+        await using var first = new TestApp(_database, _smtp, settings: batches);
+        await using var second = new TestApp(_database, _smtp, settings: batches);
+
+        // Each app also runs its background delivery worker: four senders in all share the day.
+        var results = await Task.WhenAll(RunAsync(first), RunAsync(second));
+
+        Assert.Equal(40, results.Sum(r => r.Planned));
+        Assert.Equal(40, _smtp.Received.Count);
+        Assert.Equal(40, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status = 'sent'"));
+        Assert.All(Enumerable.Range(0, 40), i => Assert.Single(_smtp.MessagesTo($"twice{i}@example.org")));
+    }
+
+    [Fact]
+    public async Task OneClickUnsubscribeStopsTomorrowsDigest()
+    {
+        await AddSubscriberAsync("leaver@example.org", "active", "lidar");
+        await AddSubscriberAsync("stayer@example.org", "active", "lidar");
+        await using var app = new TestApp(_database, _smtp);
+        using var client = app.CreatePlainClient();
+        await RunAsync(app);
+        var today = Assert.Single(_smtp.MessagesTo("leaver@example.org"));
+
+        // What a mail client does with List-Unsubscribe and List-Unsubscribe-Post (RFC 8058).
+        var link = today.Headers["List-Unsubscribe"]!.Trim('<', '>');
+        var oneClick = await client.PostAsync(link, new StringContent("List-Unsubscribe=One-Click", Encoding.ASCII, "application/x-www-form-urlencoded"));
+        Assert.Equal(HttpStatusCode.OK, oneClick.StatusCode);
+
+        await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day.AddDays(1), "huggingface",
+            [PaperRecord.Create("2611.00011", "Lidar Tomorrow", "Scans.", [], null, 1)], CancellationToken.None);
+        await RunAsync(app, Day.AddDays(1));
+
+        Assert.Single(_smtp.MessagesTo("leaver@example.org"));
+        Assert.Equal(2, _smtp.MessagesTo("stayer@example.org").Count);
+    }
+
+    [Fact]
+    public async Task UnsubscribingAfterPlanningButBeforeSendingGetsNothing()
+    {
+        await AddSubscriberAsync("late@example.org", "active", "lidar");
+        await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?> { ["Digest:PollInterval"] = "01:00:00" });
+        await app.Services.GetRequiredService<DigestRunner>().PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
+        await _database.ExecuteAsync("UPDATE subscribers SET status = 'unsubscribed' WHERE email = 'late@example.org'");
+
+        var summary = await RunAsync(app);
+
+        Assert.Equal(1, summary.Skipped);
+        Assert.Empty(_smtp.Received);
+        Assert.Equal("skipped", await _database.ScalarAsync<string>("SELECT status FROM deliveries"));
+    }
+
+    [Fact]
+    public async Task ADryRunRendersButSendsAndRecordsNothing()
+    {
+        await AddSubscriberAsync("dry@example.org", "active", "lidar");
+        await using var app = new TestApp(_database, _smtp);
+        var lines = new List<string>();
+
+        var summary = await app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: true, lines.Add, CancellationToken.None);
+
+        Assert.Equal(1, summary.Matched);
+        Assert.Contains(lines, line => line.Contains("would send to dry@example.org: 1 trending paper on lidar", StringComparison.Ordinal));
+        Assert.Equal(0, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries"));
+        Assert.Empty(_smtp.Received);
+    }
+
+    [Fact]
+    public async Task AKilledRunRestartedSendsEveryoneExactlyOnce()
+    {
+        const int subscribers = 12;
+        for (var i = 0; i < subscribers; i++)
+        {
+            await AddSubscriberAsync($"crash{i}@example.org", "active", "lidar");
+        }
+        _smtp.HoldAfter(4);
+        var environment = new Dictionary<string, string>
+        {
+            ["ConnectionStrings__Postgres"] = _database.ConnectionString,
+            ["App__TokenSecret"] = "a-secret-for-the-crash-test-of-the-digest",
+            ["Smtp__Host"] = "127.0.0.1",
+            ["Smtp__Port"] = _smtp.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Smtp__Security"] = "None",
+            ["Smtp__Connections"] = "2",
+            ["Digest__BatchSize"] = "3",
+            ["Digest__ClaimTimeout"] = "00:00:02",
+        };
+
+        using (var first = CommandLine.Start(["digest", "--date", "2026-11-25", "--no-ingest"], environment))
+        {
+            await WaitUntilAsync(() => Task.FromResult(_smtp.Received.Count == 4 && _smtp.Held > 0));
+            first.Kill(entireProcessTree: true);
+            await first.WaitForExitAsync();
+        }
+        _smtp.DiscardHeld();
+        Assert.Equal(4, _smtp.Received.Count);
+        Assert.True(await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status = 'sending'") > 0,
+            "The killed run should have left claimed deliveries behind.");
+
+        var second = await CommandLine.RunAsync(["digest", "--date", "2026-11-25", "--no-ingest"], environment);
+
+        Assert.Equal(0, second.ExitCode);
+        Assert.Contains("Planned: 12 subscribers have matching papers; 0 new deliveries (12 planned before)", second.Output);
+        Assert.Contains("Sending:", second.Output);
+        Assert.Contains("8 sent, 0 failed", second.Output);
+        Assert.All(Enumerable.Range(0, subscribers), i => Assert.Single(_smtp.MessagesTo($"crash{i}@example.org")));
+        Assert.Equal(subscribers, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status = 'sent'"));
+    }
+
+    private static Task<DigestSummary> RunAsync(TestApp app, DateOnly? day = null) =>
+        app.Services.GetRequiredService<DigestRunner>().RunAsync(day ?? Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
+
+    private Task AddSubscriberAsync(string email, string status, params string[] topics) =>
+        _database.ExecuteAsync("""
+            WITH s AS (
+                INSERT INTO subscribers (email, status, subscription_key, created_at, updated_at)
+                VALUES (@email, @status, @key, now(), now()) RETURNING id)
+            INSERT INTO topics (subscriber_id, position, text)
+            SELECT s.id, ordinality - 1, topic FROM s, unnest(@topics) WITH ORDINALITY AS t(topic, ordinality)
+            """, new { email, status, key = LinkTokens.NewNonce(), topics });
+
+    private static Dictionary<string, string> UnfoldedHeaders(byte[] raw)
+    {
+        var text = Encoding.UTF8.GetString(raw);
+        var head = text[..text.IndexOf("\r\n\r\n", StringComparison.Ordinal)].Replace("\r\n ", " ", StringComparison.Ordinal).Replace("\r\n\t", " ", StringComparison.Ordinal);
+        return head.Split("\r\n").Select(line => line.Split(':', 2)).Where(parts => parts.Length == 2)
+            .GroupBy(parts => parts[0], StringComparer.OrdinalIgnoreCase)
+            .ToDictionary(group => group.Key, group => group.First()[1].Trim(), StringComparer.OrdinalIgnoreCase);
+    }
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!await condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "Timed out waiting for the condition.");
+            await Task.Delay(50);
+        }
+    }
+}
