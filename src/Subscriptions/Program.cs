@@ -125,7 +125,7 @@ static async Task<int> DigestAsync(string[] args)
         return Usage(Console.Error, 64);
     }
     var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = command.Rest, ContentRootPath = AppContext.BaseDirectory });
-    builder.Services.AddDatabase().AddMailSending().AddLinks().AddPapers().AddMatching().AddDigest();
+    builder.Services.AddDigestPipeline();
     using var host = builder.Build();
     host.Services.GetRequiredService<IStartupValidator>().Validate();
     await host.Services.GetRequiredService<MigrationRunner>().ApplyPendingAsync(CancellationToken.None);

@@ -1,7 +1,17 @@
+using Subscriptions.Database;
+using Subscriptions.Email;
+using Subscriptions.Matching;
+using Subscriptions.Papers;
+using Subscriptions.Subscribers;
+
 namespace Subscriptions.Digest;
 
 internal static class DigestExtensions
 {
+    /// <summary>Everything a run of the digest needs, without the web endpoints (the <c>digest</c> verb, the benchmark).</summary>
+    public static IServiceCollection AddDigestPipeline(this IServiceCollection services) =>
+        services.AddDatabase().AddMailSending().AddLinks().AddPapers().AddMatching().AddDigest();
+
     /// <summary>Planning, rendering and sending the daily digest (what the <c>digest</c> verb needs).</summary>
     public static IServiceCollection AddDigest(this IServiceCollection services)
     {

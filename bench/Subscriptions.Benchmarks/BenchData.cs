@@ -1,0 +1,93 @@
+using Dapper;
+using Npgsql;
+using Subscriptions.Papers;
+
+namespace Subscriptions.Benchmarks;
+
+/// <summary>One day of 100 papers and N active subscribers with 1 to 5 topics each, in a fresh database.</summary>
+internal static class BenchData
+{
+    public static readonly DateOnly Day = new(2026, 11, 24);
+
+    public static async Task<string> CreateAsync(int subscribers)
+    {
+        var connectionString = await Subscriptions.Tests.Infrastructure.PostgresServer.CreateDatabaseAsync("bench");
+        await using var dataSource = NpgsqlDataSource.Create(connectionString);
+        await new PaperStore(dataSource, TimeProvider.System).SaveDayAsync(Day, "huggingface", Papers(), CancellationToken.None);
+
+        await using var connection = await dataSource.OpenConnectionAsync();
+        const string subscribersSql = """
+            INSERT INTO subscribers (email, status, subscription_key, created_at, updated_at, confirmed_at)
+            SELECT 'reader' || g || '@bench.example', 'active', decode(md5(g::text), 'hex'), now(), now(), now()
+            FROM generate_series(1, @subscribers) AS g
+            """;
+        await connection.ExecuteAsync(subscribersSql, new { subscribers }, commandTimeout: 0);
+        // 1 to 5 topics each, drawn from the vocabulary with a skew: a few topics are far more popular than the rest.
+        const string topicsSql = """
+            INSERT INTO topics (subscriber_id, position, text)
+            SELECT s.id, k - 1, (@vocabulary::text[])[1 + floor(power(random(), 2) * @size)::int]
+            FROM subscribers s, generate_series(1, 1 + (hashint4(s.id::int) & 2147483647) % 5) AS k
+            """;
+        await connection.ExecuteAsync(topicsSql, new { vocabulary = Vocabulary.Topics, size = Vocabulary.Topics.Length }, commandTimeout: 0);
+        await connection.ExecuteAsync("VACUUM ANALYZE subscribers", commandTimeout: 0);
+        await connection.ExecuteAsync("VACUUM ANALYZE topics", commandTimeout: 0);
+        return connectionString;
+    }
+
+    public static async Task<long> ScalarAsync(string connectionString, string sql)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        return await connection.ExecuteScalarAsync<long>(sql, commandTimeout: 0);
+    }
+
+    public static async Task ExecuteAsync(string connectionString, string sql)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.ExecuteAsync(sql, commandTimeout: 0);
+    }
+
+    private static List<PaperRecord> Papers()
+    {
+        var random = new Random(42);
+        return [.. Enumerable.Range(0, 100).Select(i =>
+        {
+            var title = $"{Vocabulary.Methods[i % Vocabulary.Methods.Length]} for {Vocabulary.Tasks[i * 7 % Vocabulary.Tasks.Length]}";
+            var abstractText = string.Join(' ', Enumerable.Range(0, 4).Select(_ => Vocabulary.Sentences[random.Next(Vocabulary.Sentences.Length)]))
+                + $" We also discuss {Vocabulary.Topics[random.Next(Vocabulary.Topics.Length)].Trim('"')} and {Vocabulary.Topics[random.Next(Vocabulary.Topics.Length)].Trim('"')}.";
+            return PaperRecord.Create($"2611.{10000 + i}", title + $" (part {i})", abstractText,
+                ["A. Author", "B. Author", "C. Author", "D. Author", "E. Author"], DateTimeOffset.UtcNow, random.Next(0, 300));
+        })];
+    }
+}
+
+/// <summary>Samples this process's working set every 20 ms, keeping the highest.</summary>
+internal sealed class PeakSampler : IDisposable
+{
+    private readonly Timer _timer;
+    private long _peak;
+
+    public PeakSampler() => _timer = new Timer(_ => Sample(), null, 0, 20);
+
+    public long Peak
+    {
+        get
+        {
+            Sample();
+            return Interlocked.Read(ref _peak);
+        }
+    }
+
+    public double PeakMegabytes => Peak / 1024.0 / 1024.0;
+
+    private void Sample()
+    {
+        using var process = System.Diagnostics.Process.GetCurrentProcess();
+        var current = process.WorkingSet64;
+        long seen;
+        while (current > (seen = Interlocked.Read(ref _peak)) && Interlocked.CompareExchange(ref _peak, current, seen) != seen)
+        {
+        }
+    }
+
+    public void Dispose() => _timer.Dispose();
+}

@@ -1,0 +1,140 @@
+using System.Diagnostics;
+using System.Globalization;
+using Dapper;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using Subscriptions.Digest;
+using Subscriptions.Papers;
+
+namespace Subscriptions.Benchmarks;
+
+/// <summary>
+/// Issue 6: the whole daily run — match, plan, render, send, record — through the service's own code,
+/// to Postfix's smtp-sink, with smtp-source over the same connections as the ceiling.
+/// </summary>
+internal static class DailyBenchmark
+{
+    private sealed record Run(double Plan, double Send, double Total, long Sent, double PeakMegabytes)
+    {
+        public double EmailsPerSecond => Sent / Send;
+    }
+
+    public static async Task RunAsync(int subscribers, int runs, int connections)
+    {
+        Console.WriteLine($"Daily run benchmark: 100 papers, {subscribers:N0} subscribers, {connections} SMTP connections, {runs} run(s)");
+        var postfix = await Postfix.LocateAsync();
+        var load = Stopwatch.StartNew();
+        var connectionString = await BenchData.CreateAsync(subscribers);
+        Console.WriteLine($"Loaded in {load.Elapsed.TotalSeconds:F1} s");
+        var (sink, port) = await postfix.StartSinkAsync();
+        try
+        {
+            using var host = BuildHost(connectionString, port, connections);
+            var results = new List<Run>();
+            for (var run = 1; run <= runs; run++)
+            {
+                await BenchData.ExecuteAsync(connectionString, "TRUNCATE deliveries");
+                await BenchData.ExecuteAsync(connectionString, "VACUUM ANALYZE deliveries");
+                results.Add(await RunOnceAsync(host, run));
+            }
+
+            var averageSize = await AverageMessageSizeAsync(host, connectionString);
+
+            Console.WriteLine($"smtp-source: {subscribers:N0} messages of {averageSize:N0} bytes over {connections} connections kept open (-d)");
+            var ceiling = new List<double>();
+            for (var run = 1; run <= runs; run++)
+            {
+                var elapsed = await postfix.RunSourceAsync(port, subscribers, averageSize, connections);
+                ceiling.Add(subscribers / elapsed.TotalSeconds);
+                Console.WriteLine($"smtp-source run {run}: {elapsed.TotalSeconds:F1} s, {subscribers / elapsed.TotalSeconds:N0} messages/s");
+            }
+
+            var ours = Median(results.Select(r => r.EmailsPerSecond));
+            var source = Median(ceiling);
+            Console.WriteLine();
+            Console.WriteLine($"| subscribers | emails sent | match + plan | send | total | emails/s | peak memory | smtp-source msg/s | ratio |");
+            Console.WriteLine($"| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {subscribers:N0} | {results[0].Sent:N0} | {Median(results.Select(r => r.Plan)):F1} s | {Median(results.Select(r => r.Send)):F1} s | " +
+                $"{Median(results.Select(r => r.Total)):F1} s | {ours:N0} | {results.Max(r => r.PeakMegabytes):F0} MB | {source:N0} | {ours / source:P0} |"));
+            Console.WriteLine("(medians of the runs; peak memory is the highest working set of this process over all runs)");
+        }
+        finally
+        {
+            sink.Kill();
+            sink.Dispose();
+        }
+    }
+
+    private static IHost BuildHost(string connectionString, int port, int connections)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:Postgres"] = connectionString + ";Maximum Pool Size=50",
+            ["App:BaseUrl"] = "https://papers.bench.example",
+            ["App:TokenSecret"] = "a-secret-used-only-by-the-benchmark-run",
+            ["Smtp:Host"] = "127.0.0.1",
+            ["Smtp:Port"] = port.ToString(CultureInfo.InvariantCulture),
+            ["Smtp:Security"] = "None",
+            ["Smtp:Connections"] = connections.ToString(CultureInfo.InvariantCulture),
+            ["Mail:From"] = "Trending Papers <papers@bench.example>",
+        });
+        builder.Logging.AddConsole().SetMinimumLevel(LogLevel.Warning);
+        builder.Services.AddDigestPipeline();
+        var host = builder.Build();
+        host.Services.GetRequiredService<IStartupValidator>().Validate();
+        return host;
+    }
+
+    private static async Task<Run> RunOnceAsync(IHost host, int run)
+    {
+        GC.Collect();
+        using var sampler = new PeakSampler();
+        var stopwatch = Stopwatch.StartNew();
+        double planned = 0;
+        var summary = await host.Services.GetRequiredService<DigestRunner>().RunAsync(BenchData.Day, ingestFirst: false, dryRun: false, line =>
+        {
+            if (line.StartsWith("Planned:", StringComparison.Ordinal))
+            {
+                planned = stopwatch.Elapsed.TotalSeconds;
+            }
+        }, CancellationToken.None);
+        var total = stopwatch.Elapsed.TotalSeconds;
+        var result = new Run(planned, total - planned, total, summary.Sent, sampler.PeakMegabytes);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"Run {run}: match + plan {planned:F1} s ({summary.Planned:N0} deliveries), send {result.Send:F1} s ({summary.Sent:N0} sent, " +
+            $"{summary.Failed:N0} failed, {result.EmailsPerSecond:N0}/s), total {total:F1} s, peak working set {sampler.PeakMegabytes:F0} MB"));
+        return result;
+    }
+
+    /// <summary>The mean size of the emails of the run, rendered by the same code from a sample of the deliveries.</summary>
+    private static async Task<int> AverageMessageSizeAsync(IHost host, string connectionString)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        var sample = (await connection.QueryAsync<(long SubscriberId, string Email, byte[] Key, string Papers)>("""
+            SELECT d.subscriber_id, s.email, s.subscription_key, d.papers::text FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+            ORDER BY d.id LIMIT 500
+            """)).ToList();
+        var papers = (await host.Services.GetRequiredService<PaperStore>().PapersOfDayAsync(BenchData.Day, CancellationToken.None)).ToDictionary(p => p.Id);
+        var emails = host.Services.GetRequiredService<DigestEmails>();
+        long bytes = 0;
+        foreach (var (id, email, key, planned) in sample)
+        {
+            using var stream = new MemoryStream();
+            await emails.Render(email, id, key, BenchData.Day, DeliveryPlanner.Deserialize(planned), papers).WriteToAsync(stream);
+            bytes += stream.Length;
+        }
+        return (int)(bytes / Math.Max(sample.Count, 1));
+    }
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToList();
+        return sorted[sorted.Count / 2];
+    }
+}
