@@ -85,19 +85,32 @@ internal sealed class DeliverySender(
 
     private async Task SendLoopAsync(DateOnly? day, string sender, SendCounters counters, CancellationToken cancellationToken)
     {
+        // One connection per sender for its whole run, and the statement that records a sent message
+        // prepared once: recording each outcome the moment the server answers is the hot path.
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var recordSent = new NpgsqlCommand("""
+            UPDATE deliveries
+            SET status = 'sent', attempts = attempts + 1, sent_at = $1, message_id = $2, claimed_until = NULL, last_error = NULL
+            WHERE id = $3
+            """, connection);
+        recordSent.Parameters.Add(new NpgsqlParameter<DateTimeOffset>());
+        recordSent.Parameters.Add(new NpgsqlParameter<string>());
+        recordSent.Parameters.Add(new NpgsqlParameter<long>());
+        await recordSent.PrepareAsync(cancellationToken);
+
         while (!cancellationToken.IsCancellationRequested)
         {
-            var batch = await ClaimAsync(day, sender, cancellationToken);
+            var batch = await ClaimAsync(connection, day, sender, cancellationToken);
             if (batch.Count == 0)
             {
                 return;
             }
             for (var i = 0; i < batch.Count; i++)
             {
-                if (cancellationToken.IsCancellationRequested || !await SendOneAsync(batch[i], counters))
+                if (cancellationToken.IsCancellationRequested || !await SendOneAsync(connection, recordSent, batch[i], counters))
                 {
                     // Stopping, or the mail server is down: the rest of the batch goes back unsent.
-                    await ReleaseAsync(batch.Skip(i + (cancellationToken.IsCancellationRequested ? 0 : 1)).Select(d => d.Id).ToArray());
+                    await ReleaseAsync(connection, batch.Skip(i + (cancellationToken.IsCancellationRequested ? 0 : 1)).Select(d => d.Id).ToArray());
                     if (!cancellationToken.IsCancellationRequested)
                     {
                         await Task.Delay(smtpOptions.Value.BreakDuration, cancellationToken);
@@ -108,7 +121,7 @@ internal sealed class DeliverySender(
         }
     }
 
-    private async Task<List<ClaimedDelivery>> ClaimAsync(DateOnly? day, string sender, CancellationToken cancellationToken)
+    private async Task<List<ClaimedDelivery>> ClaimAsync(NpgsqlConnection connection, DateOnly? day, string sender, CancellationToken cancellationToken)
     {
         // Due pending rows, and rows whose sender's claim ran out (it died mid-batch).
         const string sql = """
@@ -129,18 +142,17 @@ internal sealed class DeliverySender(
             """;
         var now = time.GetUtcNow();
         var options = digestOptions.Value;
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var rows = await connection.QueryAsync<ClaimedDelivery>(new CommandDefinition(
             sql, new { day, now, sender, until = now + options.ClaimTimeout, batchSize = options.BatchSize }, cancellationToken: cancellationToken));
         return [.. rows.OrderBy(row => row.Id)];
     }
 
     /// <summary>Sends one delivery and records what happened; false when the mail server is down and sending should pause.</summary>
-    private async Task<bool> SendOneAsync(ClaimedDelivery delivery, SendCounters counters)
+    private async Task<bool> SendOneAsync(NpgsqlConnection connection, NpgsqlCommand recordSent, ClaimedDelivery delivery, SendCounters counters)
     {
         if (delivery.SubscriberStatus != "active")
         {
-            await RecordAsync("UPDATE deliveries SET status = 'skipped', claimed_until = NULL WHERE id = @id", new { id = delivery.Id });
+            await RecordAsync(connection, "UPDATE deliveries SET status = 'skipped', claimed_until = NULL WHERE id = @id", new { id = delivery.Id });
             counters.AddSkipped();
             return true;
         }
@@ -156,28 +168,26 @@ internal sealed class DeliverySender(
         }
         catch (PermanentMailException e)
         {
-            await RecordPermanentFailureAsync(delivery, e.Reply);
+            await RecordPermanentFailureAsync(connection, delivery, e.Reply);
             counters.AddFailed();
             return true;
         }
         catch (Exception e) when (e is not OperationCanceledException || e is Polly.Timeout.TimeoutRejectedException)
         {
             var circuitOpen = e is BrokenCircuitException;
-            await RecordTransientFailureAsync(delivery, circuitOpen ? "the mail server is unavailable (circuit open)" : e.Message, counters);
+            await RecordTransientFailureAsync(connection, delivery, circuitOpen ? "the mail server is unavailable (circuit open)" : e.Message, counters);
             return !circuitOpen;
         }
 
-        const string sent = """
-            UPDATE deliveries
-            SET status = 'sent', attempts = attempts + 1, sent_at = @now, message_id = @messageId, claimed_until = NULL, last_error = NULL
-            WHERE id = @id
-            """;
-        await RecordAsync(sent, new { id = delivery.Id, now = time.GetUtcNow(), messageId = message.MessageId });
+        recordSent.Parameters[0].Value = time.GetUtcNow();
+        recordSent.Parameters[1].Value = message.MessageId;
+        recordSent.Parameters[2].Value = delivery.Id;
+        await recordSent.ExecuteNonQueryAsync(CancellationToken.None);
         counters.AddSent();
         return true;
     }
 
-    private async Task RecordPermanentFailureAsync(ClaimedDelivery delivery, string reply)
+    private async Task RecordPermanentFailureAsync(NpgsqlConnection connection, ClaimedDelivery delivery, string reply)
     {
         const string failed = """
             UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = @reply, claimed_until = NULL WHERE id = @id;
@@ -187,7 +197,7 @@ internal sealed class DeliverySender(
                 updated_at = @now
             WHERE id = @subscriberId;
             """;
-        await RecordAsync(failed, new
+        await RecordAsync(connection, failed, new
         {
             id = delivery.Id,
             reply,
@@ -198,12 +208,12 @@ internal sealed class DeliverySender(
         logger.LogWarning("Delivery {DeliveryId} to subscriber {SubscriberId} refused: {Reply}", delivery.Id, delivery.SubscriberId, reply);
     }
 
-    private async Task RecordTransientFailureAsync(ClaimedDelivery delivery, string error, SendCounters counters)
+    private async Task RecordTransientFailureAsync(NpgsqlConnection connection, ClaimedDelivery delivery, string error, SendCounters counters)
     {
         var attempts = delivery.Attempts + 1;
         if (attempts >= digestOptions.Value.MaxAttempts)
         {
-            await RecordAsync(
+            await RecordAsync(connection,
                 "UPDATE deliveries SET status = 'failed', attempts = @attempts, last_error = @error, claimed_until = NULL WHERE id = @id",
                 new { id = delivery.Id, attempts, error });
             counters.AddFailed();
@@ -212,23 +222,20 @@ internal sealed class DeliverySender(
         }
         var delay = digestOptions.Value.RetryDelay * Math.Pow(2, Math.Min(attempts - 1, 20));
         delay = delay < LongestRetryDelay ? delay : LongestRetryDelay;
-        await RecordAsync(
+        await RecordAsync(connection,
             "UPDATE deliveries SET status = 'pending', attempts = @attempts, last_error = @error, next_attempt_at = @next, claimed_until = NULL WHERE id = @id",
             new { id = delivery.Id, attempts, error, next = time.GetUtcNow() + delay });
         counters.AddRetrying();
         logger.LogWarning("Delivery {DeliveryId} failed (attempt {Attempt}), retrying in {Delay}: {Error}", delivery.Id, attempts, delay, error);
     }
 
-    private Task ReleaseAsync(long[] ids) => ids.Length == 0
+    private static Task ReleaseAsync(NpgsqlConnection connection, long[] ids) => ids.Length == 0
         ? Task.CompletedTask
-        : RecordAsync("UPDATE deliveries SET status = 'pending', claimed_until = NULL WHERE id = ANY(@ids) AND status = 'sending'", new { ids });
+        : RecordAsync(connection, "UPDATE deliveries SET status = 'pending', claimed_until = NULL WHERE id = ANY(@ids) AND status = 'sending'", new { ids });
 
     // Outcomes are recorded even while shutting down: the message is already with the server.
-    private async Task RecordAsync(string sql, object parameters)
-    {
-        await using var connection = await dataSource.OpenConnectionAsync(CancellationToken.None);
-        await connection.ExecuteAsync(new CommandDefinition(sql, parameters, cancellationToken: CancellationToken.None));
-    }
+    private static Task RecordAsync(NpgsqlConnection connection, string sql, object parameters) =>
+        connection.ExecuteAsync(new CommandDefinition(sql, parameters, cancellationToken: CancellationToken.None));
 
     private async Task<Dictionary<long, DayPaper>> LoadPapersAsync(DateOnly day) =>
         (await papers.PapersOfDayAsync(day, CancellationToken.None)).ToDictionary(paper => paper.Id);

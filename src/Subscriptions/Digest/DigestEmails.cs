@@ -17,6 +17,7 @@ internal sealed class DigestEmails(IOptions<AppOptions> app, IOptions<MailOption
 {
     private const int AbstractLength = 320;
     private const int AuthorsShown = 3;
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<DayPaper, RenderedPaper> RenderedPapers = new();
 
     public MimeMessage Render(
         string email, long subscriberId, byte[] subscriptionKey, DateOnly day, IReadOnlyList<PlannedPaper> planned,
@@ -66,21 +67,8 @@ internal sealed class DigestEmails(IOptions<AppOptions> app, IOptions<MailOption
         var number = 0;
         foreach (var (paper, matched) in items)
         {
-            text.Append(CultureInfo.InvariantCulture, $"{++number}. {paper.Title}\n");
-            if (paper.PageUrl is not null)
-            {
-                text.Append(CultureInfo.InvariantCulture, $"   {paper.PageUrl}\n");
-            }
-            var byline = string.Join(" · ", new[] { Authors(paper.Authors), paper.Upvotes is { } upvotes ? $"{upvotes} upvotes" : "" }.Where(part => part.Length > 0));
-            if (byline.Length > 0)
-            {
-                text.Append(CultureInfo.InvariantCulture, $"   {byline}\n");
-            }
-            if (paper.Abstract.Length > 0)
-            {
-                text.Append(CultureInfo.InvariantCulture, $"   {Trim(paper.Abstract)}\n");
-            }
-            text.Append(CultureInfo.InvariantCulture, $"   Matched: {string.Join(", ", matched)}\n\n");
+            text.Append(CultureInfo.InvariantCulture, $"{++number}. ").Append(Rendered(paper).Text)
+                .Append("   Matched: ").AppendJoin(", ", matched).Append("\n\n");
         }
         text.Append(CultureInfo.InvariantCulture, $"""
             --
@@ -95,23 +83,13 @@ internal sealed class DigestEmails(IOptions<AppOptions> app, IOptions<MailOption
     private static string HtmlBody(
         List<(DayPaper Paper, IReadOnlyList<string> Topics)> items, List<string> topics, string email, string date, Uri preferences, Uri unsubscribe)
     {
-        var papers = string.Concat(items.Select(item =>
+        var papers = new StringBuilder();
+        foreach (var (paper, matched) in items)
         {
-            var (paper, matched) = item;
-            var title = paper.PageUrl is null
-                ? Html.Encode(paper.Title)
-                : $"<a href=\"{Html.Encode(paper.PageUrl)}\" style=\"color:#1a56db;text-decoration:none\">{Html.Encode(paper.Title)}</a>";
-            var byline = string.Join(" · ", new[] { Html.Encode(Authors(paper.Authors)), paper.Upvotes is { } count ? $"▲ {count}" : "" }.Where(part => part.Length > 0));
-            var summary = paper.Abstract.Length > 0 ? $"<p style=\"margin:6px 0;color:#333\">{Html.Encode(Trim(paper.Abstract))}</p>" : "";
-            return $"""
-                <tr><td style="padding:14px 0;border-bottom:1px solid #e5e5e5">
-                <div style="font-size:1.05em;font-weight:bold">{title}</div>
-                <div style="color:#555;font-size:0.9em">{byline}</div>
-                {summary}
-                <div style="color:#555;font-size:0.85em">Matched: {Html.Encode(string.Join(", ", matched))}</div>
-                </td></tr>
-                """;
-        }));
+            papers.Append(Rendered(paper).Html)
+                .Append("<div style=\"color:#555;font-size:0.85em\">Matched: ").Append(Html.Encode(string.Join(", ", matched)))
+                .Append("</div>\n</td></tr>\n");
+        }
         return Html.Document($"Trending papers — {date}", $"""
             <table role="presentation" width="100%" cellspacing="0" cellpadding="0" style="border-collapse:collapse">
             {papers}
@@ -122,6 +100,46 @@ internal sealed class DigestEmails(IOptions<AppOptions> app, IOptions<MailOption
             <a href="{Html.Encode(unsubscribe.AbsoluteUri)}" style="color:#555">Unsubscribe</a></p>
             """);
     }
+
+    /// <summary>
+    /// A paper's part of the email is the same for everyone who gets it, but for the topics that
+    /// matched; it is rendered once per paper and reused.
+    /// </summary>
+    private static RenderedPaper Rendered(DayPaper paper) => RenderedPapers.GetValue(paper, Render);
+
+    private static RenderedPaper Render(DayPaper paper)
+    {
+        var byline = string.Join(" · ", new[] { Authors(paper.Authors), paper.Upvotes is { } upvotes ? $"{upvotes} upvotes" : "" }.Where(part => part.Length > 0));
+        var text = new StringBuilder().Append(paper.Title).Append('\n');
+        if (paper.PageUrl is not null)
+        {
+            text.Append("   ").Append(paper.PageUrl).Append('\n');
+        }
+        if (byline.Length > 0)
+        {
+            text.Append("   ").Append(byline).Append('\n');
+        }
+        if (paper.Abstract.Length > 0)
+        {
+            text.Append("   ").Append(Trim(paper.Abstract)).Append('\n');
+        }
+
+        var title = paper.PageUrl is null
+            ? Html.Encode(paper.Title)
+            : $"<a href=\"{Html.Encode(paper.PageUrl)}\" style=\"color:#1a56db;text-decoration:none\">{Html.Encode(paper.Title)}</a>";
+        var htmlByline = string.Join(" · ", new[] { Html.Encode(Authors(paper.Authors)), paper.Upvotes is { } count ? $"▲ {count}" : "" }.Where(part => part.Length > 0));
+        var summary = paper.Abstract.Length > 0 ? $"<p style=\"margin:6px 0;color:#333\">{Html.Encode(Trim(paper.Abstract))}</p>" : "";
+        var html = $"""
+            <tr><td style="padding:14px 0;border-bottom:1px solid #e5e5e5">
+            <div style="font-size:1.05em;font-weight:bold">{title}</div>
+            <div style="color:#555;font-size:0.9em">{htmlByline}</div>
+            {summary}
+
+            """;
+        return new RenderedPaper(html, text.ToString());
+    }
+
+    private sealed record RenderedPaper(string Html, string Text);
 
     private static string Authors(IReadOnlyList<string> authors) => authors.Count switch
     {
