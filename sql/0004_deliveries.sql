@@ -22,9 +22,16 @@ CREATE TABLE deliveries (
     sent_at        timestamptz,
     -- What makes a day idempotent: planning it twice adds nothing.
     UNIQUE (subscriber_id, day)
-);
+) WITH (fillfactor = 50);
 
-CREATE INDEX deliveries_open ON deliveries (day, id) WHERE status IN ('pending', 'sending');
+-- The deliveries not finished yet (pending, or being sent): what senders scan. A delivery leaves
+-- when it is sent, failed or skipped. Keeping this set out of the deliveries' own indexes means
+-- no indexed column of a delivery ever changes, so claiming and recording are HOT updates
+-- (fillfactor above leaves the room for them) instead of new index entries per message.
+CREATE TABLE delivery_queue (
+    delivery_id bigint PRIMARY KEY REFERENCES deliveries (id) ON DELETE CASCADE,
+    day         date   NOT NULL
+);
 
 -- Permanent (5xx) refusals of a subscriber's digests; enough of them and the subscriber is bounced.
 ALTER TABLE subscribers ADD COLUMN permanent_failures integer NOT NULL DEFAULT 0;

@@ -62,4 +62,47 @@ public sealed class DigestScheduleTests(TestDatabase database) : IClassFixture<T
         await Task.Delay(TimeSpan.FromSeconds(3));
         Assert.Single(smtp.MessagesTo("scheduled@example.org"));
     }
+
+    [Fact]
+    public async Task ARunMissedWhileEveryInstanceWasDownFiresOnceWhenOneComesBack()
+    {
+        await using var smtp = await TestSmtpServer.StartNewAsync();
+        var settings = new Dictionary<string, string?>
+        {
+            ["Digest:Enabled"] = "true",
+            ["Digest:Schedule"] = "0 0 7 * * ?",
+            ["Papers:Sources"] = "file",
+            ["Papers:File:Path"] = Path.Combine(AppContext.BaseDirectory, "Payloads", "trending-page.txt"),
+        };
+        var missedDay = DigestScheduling.DayOfFiring(new DigestOptions { Schedule = "0 0 7 * * ?" }, DateTimeOffset.UtcNow);
+        await database.ExecuteAsync("""
+            WITH s AS (
+                INSERT INTO subscribers (email, status, subscription_key, created_at, updated_at)
+                VALUES ('missed@example.org', 'active', @key, now(), now()) RETURNING id)
+            INSERT INTO topics (subscriber_id, position, text) SELECT id, 0, 'dexterous manipulation' FROM s
+            """, new { key = LinkTokens.NewNonce() });
+
+        Quartz.Logging.LogContext.SetCurrentLogProvider(NullLoggerFactory.Instance);
+        await using (var first = new TestApp(database, smtp, settings: settings))
+        {
+            _ = first.Services; // starts, and schedules the daily trigger for the next 07:00
+        }
+        Assert.Equal(1, await database.ScalarAsync<long>("SELECT count(*) FROM qrtz_triggers WHERE trigger_name = 'daily-digest'"));
+
+        // Every instance was down when the trigger was due, two hours ago.
+        var due = DateTimeOffset.UtcNow.AddHours(-2).UtcTicks;
+        await database.ExecuteAsync("UPDATE qrtz_triggers SET next_fire_time = @due WHERE trigger_name = 'daily-digest'", new { due });
+
+        Quartz.Logging.LogContext.SetCurrentLogProvider(NullLoggerFactory.Instance);
+        await using var second = new TestApp(database, smtp, settings: settings);
+        _ = second.Services;
+
+        var message = await smtp.WaitForMessageToAsync("missed@example.org", TimeSpan.FromSeconds(30));
+        Assert.EndsWith(missedDay.ToString("d MMM yyyy", System.Globalization.CultureInfo.InvariantCulture), message.Subject, StringComparison.Ordinal);
+        Assert.Contains("Diffusion Policies for Dexterous Manipulation", message.TextBody);
+        // Fired once for the missed run, then back on schedule: the next firing is in the future.
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        Assert.Single(smtp.MessagesTo("missed@example.org"));
+        Assert.True(await database.ScalarAsync<long>("SELECT next_fire_time FROM qrtz_triggers WHERE trigger_name = 'daily-digest'") > DateTimeOffset.UtcNow.UtcTicks);
+    }
 }

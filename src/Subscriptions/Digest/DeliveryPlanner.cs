@@ -51,9 +51,12 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
     private async Task<int> InsertAsync(DateOnly day, List<long> ids, List<string> papers, CancellationToken cancellationToken)
     {
         const string sql = """
-            INSERT INTO deliveries (subscriber_id, day, papers, next_attempt_at, created_at)
-            SELECT id, @day, papers::jsonb, @now, @now FROM unnest(@ids, @papers) AS t(id, papers)
-            ON CONFLICT (subscriber_id, day) DO NOTHING
+            WITH planned AS (
+                INSERT INTO deliveries (subscriber_id, day, papers, next_attempt_at, created_at)
+                SELECT id, @day, papers::jsonb, @now, @now FROM unnest(@ids, @papers) AS t(id, papers)
+                ON CONFLICT (subscriber_id, day) DO NOTHING
+                RETURNING id, day)
+            INSERT INTO delivery_queue (delivery_id, day) SELECT id, day FROM planned
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         return await connection.ExecuteAsync(new CommandDefinition(

@@ -53,13 +53,15 @@ internal sealed class DeliverySender(
     private readonly ConcurrentDictionary<DateOnly, Lazy<Task<Dictionary<long, DayPaper>>>> _papersOfDay = new();
 
     /// <summary>
-    /// Sends what is due now (of <paramref name="day"/>, or of any day) with <c>Smtp:Connections</c>
-    /// senders side by side, until nothing due is left to claim.
+    /// Sends what is due now (of <paramref name="day"/>, or of any day) with two senders per SMTP
+    /// connection side by side, until nothing due is left to claim.
     /// </summary>
     public async Task SendDueAsync(DateOnly? day, SendCounters counters, CancellationToken cancellationToken)
     {
         _papersOfDay.Clear(); // papers may have been re-ingested since the last run
-        var senders = Enumerable.Range(1, smtpOptions.Value.Connections)
+        // Two senders per SMTP connection: while one waits for the database to record its outcome,
+        // the other has the connection. Each still has at most one message in flight.
+        var senders = Enumerable.Range(1, smtpOptions.Value.Connections * 2)
             .Select(n => SendLoopAsync(day, $"{InstanceId}#{n}", counters, cancellationToken));
         await Task.WhenAll(senders);
     }
@@ -68,8 +70,9 @@ internal sealed class DeliverySender(
     public async Task<DateTimeOffset?> NextDueAsync(DateOnly day, CancellationToken cancellationToken)
     {
         const string sql = """
-            SELECT min(CASE WHEN status = 'pending' THEN next_attempt_at ELSE claimed_until END)
-            FROM deliveries WHERE day = @day AND status IN ('pending', 'sending')
+            SELECT min(CASE WHEN d.status = 'pending' THEN d.next_attempt_at ELSE d.claimed_until END)
+            FROM delivery_queue q JOIN deliveries d ON d.id = q.delivery_id
+            WHERE q.day = @day
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var next = await connection.ExecuteScalarAsync<DateTime?>(new CommandDefinition(sql, new { day }, cancellationToken: cancellationToken));
@@ -78,7 +81,7 @@ internal sealed class DeliverySender(
 
     public async Task<long> CountOpenAsync(DateOnly day, CancellationToken cancellationToken)
     {
-        const string sql = "SELECT count(*) FROM deliveries WHERE day = @day AND status IN ('pending', 'sending')";
+        const string sql = "SELECT count(*) FROM delivery_queue WHERE day = @day";
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         return await connection.ExecuteScalarAsync<long>(new CommandDefinition(sql, new { day }, cancellationToken: cancellationToken));
     }
@@ -89,6 +92,7 @@ internal sealed class DeliverySender(
         // prepared once: recording each outcome the moment the server answers is the hot path.
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var recordSent = new NpgsqlCommand("""
+            WITH finished AS (DELETE FROM delivery_queue WHERE delivery_id = $3)
             UPDATE deliveries
             SET status = 'sent', attempts = attempts + 1, sent_at = $1, message_id = $2, claimed_until = NULL, last_error = NULL
             WHERE id = $3
@@ -98,13 +102,17 @@ internal sealed class DeliverySender(
         recordSent.Parameters.Add(new NpgsqlParameter<long>());
         await recordSent.PrepareAsync(cancellationToken);
 
+        // Each pass moves forward through the table: rows behind the pointer that become due again
+        // (retries, expired claims) are taken by the next pass.
+        long after = 0;
         while (!cancellationToken.IsCancellationRequested)
         {
-            var batch = await ClaimAsync(connection, day, sender, cancellationToken);
+            var batch = await ClaimAsync(connection, day, after, sender, cancellationToken);
             if (batch.Count == 0)
             {
                 return;
             }
+            after = batch[^1].Id;
             for (var i = 0; i < batch.Count; i++)
             {
                 if (cancellationToken.IsCancellationRequested || !await SendOneAsync(connection, recordSent, batch[i], counters))
@@ -121,18 +129,19 @@ internal sealed class DeliverySender(
         }
     }
 
-    private async Task<List<ClaimedDelivery>> ClaimAsync(NpgsqlConnection connection, DateOnly? day, string sender, CancellationToken cancellationToken)
+    private async Task<List<ClaimedDelivery>> ClaimAsync(
+        NpgsqlConnection connection, DateOnly? day, long after, string sender, CancellationToken cancellationToken)
     {
         // Due pending rows, and rows whose sender's claim ran out (it died mid-batch).
         const string sql = """
             WITH claimable AS (
-                SELECT id FROM deliveries
-                WHERE status IN ('pending', 'sending')
-                  AND (@day::date IS NULL OR day = @day)
-                  AND CASE WHEN status = 'pending' THEN next_attempt_at ELSE claimed_until END <= @now
-                ORDER BY id
+                SELECT d.id FROM delivery_queue q JOIN deliveries d ON d.id = q.delivery_id
+                WHERE q.delivery_id > @after
+                  AND (@day::date IS NULL OR q.day = @day)
+                  AND CASE WHEN d.status = 'pending' THEN d.next_attempt_at ELSE d.claimed_until END <= @now
+                ORDER BY q.delivery_id
                 LIMIT @batchSize
-                FOR UPDATE SKIP LOCKED
+                FOR UPDATE OF d SKIP LOCKED
             )
             UPDATE deliveries d
             SET status = 'sending', claimed_by = @sender, claimed_until = @until
@@ -143,7 +152,7 @@ internal sealed class DeliverySender(
         var now = time.GetUtcNow();
         var options = digestOptions.Value;
         var rows = await connection.QueryAsync<ClaimedDelivery>(new CommandDefinition(
-            sql, new { day, now, sender, until = now + options.ClaimTimeout, batchSize = options.BatchSize }, cancellationToken: cancellationToken));
+            sql, new { day, after, now, sender, until = now + options.ClaimTimeout, batchSize = options.BatchSize }, cancellationToken: cancellationToken));
         return [.. rows.OrderBy(row => row.Id)];
     }
 
@@ -152,7 +161,10 @@ internal sealed class DeliverySender(
     {
         if (delivery.SubscriberStatus != "active")
         {
-            await RecordAsync(connection, "UPDATE deliveries SET status = 'skipped', claimed_until = NULL WHERE id = @id", new { id = delivery.Id });
+            await RecordAsync(connection, """
+                DELETE FROM delivery_queue WHERE delivery_id = @id;
+                UPDATE deliveries SET status = 'skipped', claimed_until = NULL WHERE id = @id;
+                """, new { id = delivery.Id });
             counters.AddSkipped();
             return true;
         }
@@ -190,6 +202,7 @@ internal sealed class DeliverySender(
     private async Task RecordPermanentFailureAsync(NpgsqlConnection connection, ClaimedDelivery delivery, string reply)
     {
         const string failed = """
+            DELETE FROM delivery_queue WHERE delivery_id = @id;
             UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = @reply, claimed_until = NULL WHERE id = @id;
             UPDATE subscribers
             SET permanent_failures = permanent_failures + 1,
@@ -213,9 +226,10 @@ internal sealed class DeliverySender(
         var attempts = delivery.Attempts + 1;
         if (attempts >= digestOptions.Value.MaxAttempts)
         {
-            await RecordAsync(connection,
-                "UPDATE deliveries SET status = 'failed', attempts = @attempts, last_error = @error, claimed_until = NULL WHERE id = @id",
-                new { id = delivery.Id, attempts, error });
+            await RecordAsync(connection, """
+                DELETE FROM delivery_queue WHERE delivery_id = @id;
+                UPDATE deliveries SET status = 'failed', attempts = @attempts, last_error = @error, claimed_until = NULL WHERE id = @id;
+                """, new { id = delivery.Id, attempts, error });
             counters.AddFailed();
             logger.LogError("Gave up on delivery {DeliveryId} after {Attempts} attempts: {Error}", delivery.Id, attempts, error);
             return;

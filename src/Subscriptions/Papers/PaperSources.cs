@@ -129,35 +129,36 @@ internal static class PaperHttp
     }
 }
 
-/// <summary>Keeps calls to arXiv at least <c>Papers:Arxiv:RequestInterval</c> apart, retries included.</summary>
+/// <summary>
+/// Keeps calls to arXiv at least <c>Papers:Arxiv:RequestInterval</c> apart, retries included: each call
+/// waits until that long after the previous one finished, so arXiv sees the pause whatever the latency.
+/// </summary>
 internal sealed class ArxivThrottle(IOptions<PapersOptions> options)
 {
     private readonly SemaphoreSlim _gate = new(1, 1);
-    private long? _lastCall;
+    private long? _lastCallEnded;
 
-    public async Task WaitTurnAsync(CancellationToken cancellationToken)
-    {
-        await _gate.WaitAsync(cancellationToken);
-        try
-        {
-            if (_lastCall is { } last && options.Value.Arxiv.RequestInterval - Stopwatch.GetElapsedTime(last) is var wait && wait > TimeSpan.Zero)
-            {
-                await Task.Delay(wait, cancellationToken);
-            }
-            _lastCall = Stopwatch.GetTimestamp();
-        }
-        finally
-        {
-            _gate.Release();
-        }
-    }
+    private TimeSpan Interval => options.Value.Arxiv.RequestInterval;
 
     public sealed class Handler(ArxivThrottle throttle) : DelegatingHandler
     {
         protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
         {
-            await throttle.WaitTurnAsync(cancellationToken);
-            return await base.SendAsync(request, cancellationToken);
+            await throttle._gate.WaitAsync(cancellationToken);
+            try
+            {
+                if (throttle._lastCallEnded is { } last
+                    && throttle.Interval - Stopwatch.GetElapsedTime(last) is var wait && wait > TimeSpan.Zero)
+                {
+                    await Task.Delay(wait, cancellationToken);
+                }
+                return await base.SendAsync(request, cancellationToken);
+            }
+            finally
+            {
+                throttle._lastCallEnded = Stopwatch.GetTimestamp();
+                throttle._gate.Release();
+            }
         }
     }
 }
