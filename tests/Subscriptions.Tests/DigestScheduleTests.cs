@@ -3,7 +3,6 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Subscriptions.Configuration;
 using Subscriptions.Digest;
 using Subscriptions.Papers;
-using Subscriptions.Subscribers;
 using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
@@ -31,12 +30,7 @@ public sealed class DigestScheduleTests(TestDatabase database) : IClassFixture<T
     {
         await using var smtp = await TestSmtpServer.StartNewAsync();
         var today = DateOnly.FromDateTime(DateTime.UtcNow);
-        await database.ExecuteAsync("""
-            WITH s AS (
-                INSERT INTO subscribers (email, status, subscription_key, created_at, updated_at)
-                VALUES ('scheduled@example.org', 'active', @key, now(), now()) RETURNING id)
-            INSERT INTO topics (subscriber_id, position, text) SELECT id, 0, 'lidar' FROM s
-            """, new { key = LinkTokens.NewNonce() });
+        await database.AddSubscriberAsync("scheduled@example.org", "active", maxPapers: null, "lidar");
 
         // Quartz keeps one logger factory per process; give it one that outlives this app.
         Quartz.Logging.LogContext.SetCurrentLogProvider(NullLoggerFactory.Instance);
@@ -75,12 +69,7 @@ public sealed class DigestScheduleTests(TestDatabase database) : IClassFixture<T
             ["Papers:File:Path"] = Path.Combine(AppContext.BaseDirectory, "Payloads", "trending-page.txt"),
         };
         var missedDay = DigestScheduling.DayOfFiring(new DigestOptions { Schedule = "0 0 7 * * ?" }, DateTimeOffset.UtcNow);
-        await database.ExecuteAsync("""
-            WITH s AS (
-                INSERT INTO subscribers (email, status, subscription_key, created_at, updated_at)
-                VALUES ('missed@example.org', 'active', @key, now(), now()) RETURNING id)
-            INSERT INTO topics (subscriber_id, position, text) SELECT id, 0, 'dexterous manipulation' FROM s
-            """, new { key = LinkTokens.NewNonce() });
+        await database.AddSubscriberAsync("missed@example.org", "active", maxPapers: null, "dexterous manipulation");
 
         Quartz.Logging.LogContext.SetCurrentLogProvider(NullLoggerFactory.Instance);
         await using (var first = new TestApp(database, smtp, settings: settings))

@@ -4,7 +4,6 @@ using Microsoft.Extensions.DependencyInjection;
 using SmtpServer.Protocol;
 using Subscriptions.Digest;
 using Subscriptions.Papers;
-using Subscriptions.Subscribers;
 using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
@@ -275,13 +274,7 @@ public sealed class DigestTests : IAsyncLifetime
         app.Services.GetRequiredService<DigestRunner>().RunAsync(day ?? Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
 
     private Task AddSubscriberAsync(string email, string status, params string[] topics) =>
-        _database.ExecuteAsync("""
-            WITH s AS (
-                INSERT INTO subscribers (email, status, subscription_key, created_at, updated_at)
-                VALUES (@email, @status, @key, now(), now()) RETURNING id)
-            INSERT INTO topics (subscriber_id, position, text)
-            SELECT s.id, ordinality - 1, topic FROM s, unnest(@topics) WITH ORDINALITY AS t(topic, ordinality)
-            """, new { email, status, key = LinkTokens.NewNonce(), topics });
+        _database.AddSubscriberAsync(email, status, maxPapers: null, topics);
 
     private static Dictionary<string, string> UnfoldedHeaders(byte[] raw)
     {

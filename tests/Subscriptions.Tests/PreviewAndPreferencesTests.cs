@@ -146,15 +146,7 @@ public sealed class PreviewAndPreferencesTests(TestDatabase database) : IClassFi
 
     private async Task<(long Id, string Token)> AddActiveSubscriberAsync(string email, params string[] topics)
     {
-        var key = LinkTokens.NewNonce();
-        var id = await database.ScalarAsync<long>("""
-            WITH s AS (
-                INSERT INTO subscribers (email, status, subscription_key, created_at, updated_at)
-                VALUES (@email, 'active', @key, now(), now()) RETURNING id),
-            t AS (INSERT INTO topics (subscriber_id, position, text)
-                  SELECT s.id, ordinality - 1, topic FROM s, unnest(@topics) WITH ORDINALITY AS t(topic, ordinality))
-            SELECT id FROM s
-            """, new { email, key, topics });
+        var (id, key) = await database.AddSubscriberAsync(email, "active", maxPapers: null, topics);
         return (id, _app.Services.GetRequiredService<LinkTokens>().Create(LinkPurpose.Preferences, id, key));
     }
 }

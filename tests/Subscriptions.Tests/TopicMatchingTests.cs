@@ -139,14 +139,7 @@ public sealed class TopicMatchingTests(TestDatabase database) : IClassFixture<Te
         database.ScalarAsync<string>("SELECT arxiv_id FROM papers WHERE id = @id", new { id = match.PaperId }).GetAwaiter().GetResult();
 
     private Task AddSubscriberAsync(string email, string status, int? maxPapers, params string[] topics) =>
-        database.ExecuteAsync("""
-            WITH s AS (
-                INSERT INTO subscribers (email, status, subscription_key, max_papers, created_at, updated_at)
-                VALUES (@email, @status, decode(md5(random()::text), 'hex'), @maxPapers, now(), now())
-                RETURNING id)
-            INSERT INTO topics (subscriber_id, position, text)
-            SELECT s.id, ordinality - 1, topic FROM s, unnest(@topics) WITH ORDINALITY AS t(topic, ordinality)
-            """, new { email, status, maxPapers, topics });
+        database.AddSubscriberAsync(email, status, maxPapers, topics);
 
     internal static PaperRecord Paper(string arxivId, string title, string abstractText, int? upvotes) =>
         PaperRecord.Create(arxivId, title, abstractText, ["A. Author"], DateTimeOffset.Parse("2026-09-30T12:00:00Z", CultureInfo.InvariantCulture), upvotes);

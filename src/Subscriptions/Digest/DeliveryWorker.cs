@@ -1,29 +1,10 @@
-using System.Threading.Channels;
 using Microsoft.Extensions.Options;
 using Subscriptions.Configuration;
 
 namespace Subscriptions.Digest;
 
-/// <summary>Wakes the delivery worker as soon as a day is planned, instead of at its next poll.</summary>
-internal sealed class DeliverySignal
-{
-    private readonly Channel<bool> _channel = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
-
-    public void Wake() => _channel.Writer.TryWrite(true);
-
-    public async Task WaitAsync(TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timer.CancelAfter(timeout);
-        try
-        {
-            await _channel.Reader.ReadAsync(timer.Token);
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-        }
-    }
-}
+/// <summary>Wakes the delivery worker as soon as a day is planned.</summary>
+internal sealed class DeliverySignal : WakeSignal;
 
 /// <summary>On every instance: sends whatever deliveries are due, of any day, then waits for more.</summary>
 internal sealed class DeliveryWorker(DeliverySender sender, DeliverySignal signal, IOptions<DigestOptions> options, ILogger<DeliveryWorker> logger)

@@ -1,4 +1,3 @@
-using System.Threading.Channels;
 using Dapper;
 using Microsoft.Extensions.Options;
 using MimeKit;
@@ -127,28 +126,8 @@ internal sealed class EmailOutbox(
         connection.ExecuteAsync(new CommandDefinition(sql, parameters, transaction, cancellationToken: CancellationToken.None));
 }
 
-/// <summary>Wakes the outbox worker as soon as something is queued, instead of at its next poll.</summary>
-internal sealed class OutboxSignal
-{
-    private readonly Channel<bool> _channel = Channel.CreateBounded<bool>(
-        new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
-
-    public void Wake() => _channel.Writer.TryWrite(true);
-
-    public async Task WaitAsync(TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timer.CancelAfter(timeout);
-        try
-        {
-            await _channel.Reader.ReadAsync(timer.Token);
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            // The poll interval passed.
-        }
-    }
-}
+/// <summary>Wakes the outbox worker as soon as something is queued.</summary>
+internal sealed class OutboxSignal : WakeSignal;
 
 internal sealed class EmailOutboxWorker(EmailOutbox outbox, OutboxSignal signal, IOptions<MailOptions> options, ILogger<EmailOutboxWorker> logger)
     : BackgroundService

@@ -17,6 +17,9 @@ internal static class PostgresServer
     private static readonly Lazy<Task<string>> Started = new(StartAsync);
     private static int _databaseCount;
 
+    /// <summary>Extra <c>-c name=value</c> server settings, set before the first database is made (the benchmark sizes the buffers).</summary>
+    public static string ExtraSettings { get; set; } = "";
+
     /// <summary>A new database holding the migrated schema, and its connection string.</summary>
     public static async Task<string> CreateDatabaseAsync(string prefix = "test", bool migrated = true)
     {
@@ -66,7 +69,7 @@ internal static class PostgresServer
 
         RunAsPostgres(Path.Combine(binaries, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync");
         RunAsPostgres(Path.Combine(binaries, "pg_ctl"), "-D", data, "-l", Path.Combine(root, "postgres.log"), "-w", "-o",
-            $"-p {Port} -k {socket} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+            $"-p {Port} -k {socket} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 {ExtraSettings}",
             "start");
         AppDomain.CurrentDomain.ProcessExit += (_, _) =>
         {

@@ -50,4 +50,20 @@ public sealed class TestDatabase : IAsyncLifetime
         var statuses = await QueryAsync<string>("SELECT status FROM subscribers WHERE lower(email) = lower(@email)", new { email });
         return statuses.SingleOrDefault();
     }
+
+    /// <summary>A subscriber written straight into the database, with its topics; returns its id and subscription key.</summary>
+    public async Task<(long Id, byte[] Key)> AddSubscriberAsync(string email, string status, int? maxPapers, params string[] topics)
+    {
+        var key = Subscribers.LinkTokens.NewNonce();
+        var id = await ScalarAsync<long>("""
+            WITH s AS (
+                INSERT INTO subscribers (email, status, subscription_key, max_papers, created_at, updated_at)
+                VALUES (@email, @status, @key, @maxPapers, now(), now()) RETURNING id),
+            t AS (
+                INSERT INTO topics (subscriber_id, position, text)
+                SELECT s.id, ordinality - 1, topic FROM s, unnest(@topics) WITH ORDINALITY AS t(topic, ordinality))
+            SELECT id FROM s
+            """, new { email, status, key, maxPapers, topics });
+        return (id, key);
+    }
 }
