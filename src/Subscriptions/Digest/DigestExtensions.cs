@@ -24,16 +24,16 @@ internal static class DigestExtensions
     }
 
     /// <summary>
-    /// What <c>serve</c> adds: this instance's delivery worker, and unless <c>Digest:Enabled</c> is false,
-    /// its share of the clustered daily trigger.
+    /// What <c>serve</c> adds, unless <c>Digest:Enabled</c> is false (a web-only instance): its share of
+    /// the clustered daily trigger, and its delivery worker.
     /// </summary>
     public static IServiceCollection AddDigestService(this IServiceCollection services, IConfiguration configuration)
     {
         if (configuration.GetValue("Digest:Enabled", defaultValue: true))
         {
             services.AddDigestSchedule();
+            services.AddHostedService<DeliveryWorker>();
         }
-        services.AddHostedService<DeliveryWorker>();
         return services;
     }
 }
