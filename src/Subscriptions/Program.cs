@@ -8,7 +8,7 @@ using Subscriptions.Papers;
 using Subscriptions.Subscribers;
 
 // `dotnet run -- VERB [options]`; with no verb, serve.
-var verb = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : "serve";
+var verb = args.Length > 0 && (!args[0].StartsWith('-') || args[0] is "--help" or "-h") ? args[0] : "serve";
 var options = verb == "serve" && (args.Length == 0 || args[0].StartsWith('-')) ? args : args[1..];
 
 try
@@ -19,7 +19,7 @@ try
         "migrate" => await MigrateAsync(options),
         "ingest" => await IngestAsync(options),
         "digest" => await DigestAsync(options),
-        "help" or "--help" => Usage(Console.Out, 0),
+        "help" or "--help" or "-h" => Usage(Console.Out, 0),
         _ => Usage(Console.Error, 64),
     };
 }
