@@ -78,17 +78,23 @@ static async Task<int> ServeAsync(string[] args)
     return 0;
 }
 
-static async Task<int> MigrateAsync(string[] args)
+// The verbs other than serve: a host without the web, its settings checked, the schema brought up to date.
+static async Task<CommandHost> StartCommandAsync(string[] args, Action<IServiceCollection> addServices)
 {
     var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = args, ContentRootPath = AppContext.BaseDirectory });
-    builder.Services.AddDatabase();
-    using var host = builder.Build();
+    addServices(builder.Services);
+    var host = builder.Build();
     host.Services.GetRequiredService<IStartupValidator>().Validate();
-
     var applied = await host.Services.GetRequiredService<MigrationRunner>().ApplyPendingAsync(CancellationToken.None);
-    Console.WriteLine(applied.Count == 0
+    return new CommandHost(host, applied);
+}
+
+static async Task<int> MigrateAsync(string[] args)
+{
+    using var command = await StartCommandAsync(args, services => services.AddDatabase());
+    Console.WriteLine(command.Applied.Count == 0
         ? "The database schema is current; nothing to apply."
-        : $"Applied {applied.Count} migration(s): {string.Join(", ", applied)}");
+        : $"Applied {command.Applied.Count} migration(s): {string.Join(", ", command.Applied)}");
     return 0;
 }
 
@@ -98,12 +104,7 @@ static async Task<int> IngestAsync(string[] args)
     {
         return Usage(Console.Error, 64);
     }
-    var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = command.Rest, ContentRootPath = AppContext.BaseDirectory });
-    builder.Services.AddDatabase().AddPapers();
-    using var host = builder.Build();
-    host.Services.GetRequiredService<IStartupValidator>().Validate();
-
-    await host.Services.GetRequiredService<MigrationRunner>().ApplyPendingAsync(CancellationToken.None);
+    using var host = await StartCommandAsync(command.Rest, services => services.AddDatabase().AddPapers());
     var day = command.Day ?? DateOnly.FromDateTime(DateTime.UtcNow);
     Console.WriteLine($"Ingesting the papers of {day:yyyy-MM-dd}");
     var reports = await host.Services.GetRequiredService<PaperIngest>().IngestAsync(day, command.Sources, command.File, CancellationToken.None);
@@ -124,11 +125,7 @@ static async Task<int> DigestAsync(string[] args)
     {
         return Usage(Console.Error, 64);
     }
-    var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = command.Rest, ContentRootPath = AppContext.BaseDirectory });
-    builder.Services.AddDigestPipeline();
-    using var host = builder.Build();
-    host.Services.GetRequiredService<IStartupValidator>().Validate();
-    await host.Services.GetRequiredService<MigrationRunner>().ApplyPendingAsync(CancellationToken.None);
+    using var host = await StartCommandAsync(command.Rest, services => services.AddDigestPipeline());
 
     using var stop = new CancellationTokenSource();
     Console.CancelKeyPress += (_, e) =>
@@ -177,6 +174,14 @@ static int Usage(TextWriter writer, int exitCode)
         see the README for every key.
         """);
     return exitCode;
+}
+
+/// <summary>A verb's host, and the migrations it applied on the way up.</summary>
+internal sealed record CommandHost(IHost Host, IReadOnlyList<string> Applied) : IDisposable
+{
+    public IServiceProvider Services => Host.Services;
+
+    public void Dispose() => Host.Dispose();
 }
 
 /// <summary>The entry point, named so tests can host the app with <c>WebApplicationFactory&lt;Program&gt;</c>.</summary>
