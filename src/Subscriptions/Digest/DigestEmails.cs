@@ -2,8 +2,8 @@ using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.Options;
 using MimeKit;
-using MimeKit.Utils;
 using Subscriptions.Configuration;
+using Subscriptions.Email;
 using Subscriptions.Papers;
 using Subscriptions.Subscribers;
 
@@ -13,7 +13,7 @@ namespace Subscriptions.Digest;
 internal sealed record PlannedPaper(long PaperId, IReadOnlyList<string> Topics);
 
 /// <summary>The daily email: multipart/alternative (HTML and plain text), one column, inline CSS, no scripts.</summary>
-internal sealed class DigestEmails(IOptions<AppOptions> app, IOptions<MailOptions> mail, LinkTokens tokens, TimeProvider time)
+internal sealed class DigestEmails(IOptions<MailOptions> mail, LinkTokens tokens, TimeProvider time)
 {
     private const int AbstractLength = 320;
     private const int AuthorsShown = 3;
@@ -25,24 +25,17 @@ internal sealed class DigestEmails(IOptions<AppOptions> app, IOptions<MailOption
     {
         var items = planned.Where(p => papers.ContainsKey(p.PaperId)).Select(p => (Paper: papers[p.PaperId], p.Topics)).ToList();
         var topics = items.SelectMany(item => item.Topics).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
-        var unsubscribe = app.Value.Link($"unsubscribe?token={tokens.Create(LinkPurpose.Unsubscribe, subscriberId, subscriptionKey)}");
-        var preferences = app.Value.Link($"preferences?token={tokens.Create(LinkPurpose.Preferences, subscriberId, subscriptionKey)}");
+        var unsubscribe = tokens.Link(LinkPurpose.Unsubscribe, subscriberId, subscriptionKey);
+        var preferences = tokens.Link(LinkPurpose.Preferences, subscriberId, subscriptionKey);
         var date = day.ToString("d MMM yyyy", CultureInfo.InvariantCulture);
 
-        var from = mail.Value.FromAddress;
-        var message = new MimeMessage
-        {
-            Subject = $"{items.Count} trending paper{(items.Count == 1 ? "" : "s")} on {SubjectTopics(topics)} — {date}",
-            Date = time.GetUtcNow(),
-            MessageId = MimeUtils.GenerateMessageId(from.Domain),
-            Body = new BodyBuilder
+        var message = MailEnvelope.Create(mail.Value, time.GetUtcNow(), email,
+            $"{items.Count} trending paper{(items.Count == 1 ? "" : "s")} on {SubjectTopics(topics)} — {date}",
+            new BodyBuilder
             {
                 TextBody = Text(items, topics, email, date, preferences, unsubscribe),
                 HtmlBody = HtmlBody(items, topics, email, date, preferences, unsubscribe),
-            }.ToMessageBody(),
-        };
-        message.From.Add(from);
-        message.To.Add(MailboxAddress.Parse(email));
+            });
 
         // RFC 2369 and RFC 8058: mail clients show an unsubscribe button that POSTs to the link.
         var listUnsubscribe = $"<{unsubscribe.AbsoluteUri}>";
@@ -52,7 +45,7 @@ internal sealed class DigestEmails(IOptions<AppOptions> app, IOptions<MailOption
         }
         message.Headers.Add("List-Unsubscribe", listUnsubscribe);
         message.Headers.Add("List-Unsubscribe-Post", "List-Unsubscribe=One-Click");
-        message.Headers.Add("List-Id", $"Daily trending papers <daily-papers.{from.Domain}>");
+        message.Headers.Add("List-Id", $"Daily trending papers <daily-papers.{message.From.Mailboxes.Single().Domain}>");
         return message;
     }
 

@@ -4,6 +4,7 @@ using MailKit;
 using MailKit.Net.Smtp;
 using Microsoft.Extensions.Options;
 using MimeKit;
+using MimeKit.Utils;
 using Polly;
 using Polly.Registry;
 using Subscriptions.Configuration;
@@ -31,6 +32,25 @@ internal sealed class ConfiguredMailSender(IOptions<SmtpOptions> options, IServi
         : services.GetRequiredService<PickupDirectoryMailSender>());
 
     public Task SendAsync(MimeMessage message, CancellationToken cancellationToken) => _sender.Value.SendAsync(message, cancellationToken);
+}
+
+/// <summary>The envelope every email of this service shares: From, To, Date, a Message-ID in the sender's domain.</summary>
+internal static class MailEnvelope
+{
+    public static MimeMessage Create(MailOptions mail, DateTimeOffset date, string to, string subject, BodyBuilder body)
+    {
+        var from = mail.FromAddress;
+        var message = new MimeMessage
+        {
+            Subject = subject,
+            Date = date,
+            MessageId = MimeUtils.GenerateMessageId(from.Domain),
+            Body = body.ToMessageBody(),
+        };
+        message.From.Add(from);
+        message.To.Add(MailboxAddress.Parse(to));
+        return message;
+    }
 }
 
 /// <summary>The mail server refused a message with a permanent (5xx) reply; trying again will not help.</summary>

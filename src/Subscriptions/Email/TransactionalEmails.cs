@@ -1,17 +1,16 @@
 using Microsoft.Extensions.Options;
 using MimeKit;
-using MimeKit.Utils;
 using Subscriptions.Configuration;
 using Subscriptions.Subscribers;
 
 namespace Subscriptions.Email;
 
 /// <summary>The emails of the subscriber lifecycle, each in HTML and plain text.</summary>
-internal sealed class TransactionalEmails(IOptions<AppOptions> app, IOptions<MailOptions> mail, LinkTokens tokens, TimeProvider time)
+internal sealed class TransactionalEmails(IOptions<MailOptions> mail, LinkTokens tokens, TimeProvider time)
 {
     public MimeMessage Confirmation(string email, long subscriberId, byte[] confirmationNonce)
     {
-        var link = app.Value.Link($"subscriptions/confirm?token={tokens.Create(LinkPurpose.Confirm, subscriberId, confirmationNonce)}");
+        var link = tokens.Link(LinkPurpose.Confirm, subscriberId, confirmationNonce);
         var days = (int)SubscriberStore.ConfirmationLifetime.TotalDays;
         var body = new BodyBuilder
         {
@@ -35,8 +34,8 @@ internal sealed class TransactionalEmails(IOptions<AppOptions> app, IOptions<Mai
 
     public MimeMessage AlreadySubscribed(string email, long subscriberId, byte[] subscriptionKey)
     {
-        var unsubscribe = app.Value.Link($"unsubscribe?token={tokens.Create(LinkPurpose.Unsubscribe, subscriberId, subscriptionKey)}");
-        var preferences = app.Value.Link($"preferences?token={tokens.Create(LinkPurpose.Preferences, subscriberId, subscriptionKey)}");
+        var unsubscribe = tokens.Link(LinkPurpose.Unsubscribe, subscriberId, subscriptionKey);
+        var preferences = tokens.Link(LinkPurpose.Preferences, subscriberId, subscriptionKey);
         var body = new BodyBuilder
         {
             TextBody = $"""
@@ -59,18 +58,6 @@ internal sealed class TransactionalEmails(IOptions<AppOptions> app, IOptions<Mai
         return Compose(email, "You are already subscribed to daily trending papers", body);
     }
 
-    private MimeMessage Compose(string email, string subject, BodyBuilder body)
-    {
-        var from = mail.Value.FromAddress;
-        var message = new MimeMessage
-        {
-            Subject = subject,
-            Date = time.GetUtcNow(),
-            MessageId = MimeUtils.GenerateMessageId(from.Domain),
-            Body = body.ToMessageBody(),
-        };
-        message.From.Add(from);
-        message.To.Add(MailboxAddress.Parse(email));
-        return message;
-    }
+    private MimeMessage Compose(string email, string subject, BodyBuilder body) =>
+        MailEnvelope.Create(mail.Value, time.GetUtcNow(), email, subject, body);
 }

@@ -32,8 +32,22 @@ internal sealed class LinkTokens(IOptions<AppOptions> options)
     private const int TokenLength = PayloadLength + MacLength;
 
     private readonly byte[] _key = Encoding.UTF8.GetBytes(options.Value.TokenSecret);
+    private readonly AppOptions _app = options.Value;
 
     public static byte[] NewNonce() => RandomNumberGenerator.GetBytes(NonceLength);
+
+    /// <summary>The full link of a purpose, as it goes into an email (<c>App:BaseUrl</c> + the purpose's route + token).</summary>
+    public Uri Link(LinkPurpose purpose, long subscriberId, byte[] nonce)
+    {
+        var route = purpose switch
+        {
+            LinkPurpose.Confirm => "subscriptions/confirm",
+            LinkPurpose.Unsubscribe => "unsubscribe",
+            LinkPurpose.Preferences => "preferences",
+            _ => throw new ArgumentOutOfRangeException(nameof(purpose)),
+        };
+        return _app.Link($"{route}?token={Create(purpose, subscriberId, nonce)}");
+    }
 
     public string Create(LinkPurpose purpose, long subscriberId, byte[] nonce)
     {
