@@ -25,3 +25,44 @@ internal abstract class WakeSignal
         }
     }
 }
+
+/// <summary>
+/// A background worker that does whatever is due, then sleeps until its signal wakes it or the poll
+/// interval passes. A failure (the database unreachable, most likely) is logged and tried again after
+/// the interval: the work waits in the database until then.
+/// </summary>
+internal abstract class PollingWorker(WakeSignal signal, ILogger logger) : BackgroundService
+{
+    protected abstract TimeSpan PollInterval { get; }
+
+    /// <summary>Does all the work that is due now.</summary>
+    protected abstract Task WorkAsync(CancellationToken stoppingToken);
+
+    protected sealed override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await WorkAsync(stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                logger.LogError(e, "{Worker} failed; trying again in {Interval}", GetType().Name, PollInterval);
+            }
+
+            try
+            {
+                await signal.WaitAsync(PollInterval, stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+}

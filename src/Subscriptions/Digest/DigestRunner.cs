@@ -23,15 +23,7 @@ internal sealed class DigestRunner(
     public async Task<(IReadOnlyList<SourceReport> Sources, long Matched, long Planned)> PlanDayAsync(
         DateOnly day, bool ingestFirst, Action<string> progress, CancellationToken cancellationToken)
     {
-        IReadOnlyList<SourceReport> sources = [];
-        if (ingestFirst)
-        {
-            sources = await ingest.IngestAsync(day, sources: null, file: null, cancellationToken);
-            foreach (var report in sources)
-            {
-                progress(report.ToString());
-            }
-        }
+        var sources = await IngestAsync(day, ingestFirst, progress, cancellationToken);
         var (matched, planned) = await planner.PlanAsync(day, cancellationToken);
         progress($"Planned: {matched:N0} subscribers have matching papers; {planned:N0} new deliveries ({matched - planned:N0} planned before)");
         logger.LogInformation("Digest of {Day}: {Matched} subscribers matched, {Planned} deliveries planned", day, matched, planned);
@@ -68,15 +60,7 @@ internal sealed class DigestRunner(
 
     private async Task<DigestSummary> DryRunAsync(DateOnly day, bool ingestFirst, Action<string> progress, Stopwatch stopwatch, CancellationToken cancellationToken)
     {
-        IReadOnlyList<SourceReport> sources = [];
-        if (ingestFirst)
-        {
-            sources = await ingest.IngestAsync(day, sources: null, file: null, cancellationToken);
-            foreach (var report in sources)
-            {
-                progress(report.ToString());
-            }
-        }
+        var sources = await IngestAsync(day, ingestFirst, progress, cancellationToken);
         var dayPapers = (await papers.PapersOfDayAsync(day, cancellationToken)).ToDictionary(paper => paper.Id);
         long rendered = 0;
         var placeholderKey = new byte[Subscribers.LinkTokens.NonceLength];
@@ -91,6 +75,20 @@ internal sealed class DigestRunner(
         }
         progress($"Dry run: {rendered:N0} emails rendered, none sent, nothing recorded");
         return new DigestSummary(day, sources, rendered, 0, 0, 0, 0, 0, stopwatch.Elapsed);
+    }
+
+    private async Task<IReadOnlyList<SourceReport>> IngestAsync(DateOnly day, bool ingestFirst, Action<string> progress, CancellationToken cancellationToken)
+    {
+        if (!ingestFirst)
+        {
+            return [];
+        }
+        var sources = await ingest.IngestAsync(day, sources: null, file: null, cancellationToken);
+        foreach (var report in sources)
+        {
+            progress(report.ToString());
+        }
+        return sources;
     }
 
     /// <summary>Prints the counts once a second while sending.</summary>

@@ -130,36 +130,14 @@ internal sealed class EmailOutbox(
 internal sealed class OutboxSignal : WakeSignal;
 
 internal sealed class EmailOutboxWorker(EmailOutbox outbox, OutboxSignal signal, IOptions<MailOptions> options, ILogger<EmailOutboxWorker> logger)
-    : BackgroundService
+    : PollingWorker(signal, logger)
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            try
-            {
-                while (await outbox.SendNextAsync(stoppingToken))
-                {
-                }
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e)
-            {
-                // The database is unreachable, most likely; the queue waits there until it is back.
-                logger.LogError(e, "Email outbox failed; trying again in {Interval}", options.Value.PollInterval);
-            }
+    protected override TimeSpan PollInterval => options.Value.PollInterval;
 
-            try
-            {
-                await signal.WaitAsync(options.Value.PollInterval, stoppingToken);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
+    protected override async Task WorkAsync(CancellationToken stoppingToken)
+    {
+        while (await outbox.SendNextAsync(stoppingToken))
+        {
         }
     }
 }
