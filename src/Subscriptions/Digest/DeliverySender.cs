@@ -48,7 +48,6 @@ internal sealed class DeliverySender(
     NpgsqlDataSource dataSource, IMailSender mailSender, DigestEmails emails, PaperStore papers,
     IOptions<DigestOptions> digestOptions, IOptions<SmtpOptions> smtpOptions, TimeProvider time, ILogger<DeliverySender> logger)
 {
-    private static readonly TimeSpan LongestRetryDelay = TimeSpan.FromHours(1);
     private static readonly string InstanceId = $"{Environment.MachineName}/{Environment.ProcessId}/{Guid.NewGuid().ToString("N")[..8]}";
     private readonly ConcurrentDictionary<DateOnly, Lazy<Task<Dictionary<long, DayPaper>>>> _papersOfDay = new();
 
@@ -234,8 +233,7 @@ internal sealed class DeliverySender(
             logger.LogError("Gave up on delivery {DeliveryId} after {Attempts} attempts: {Error}", delivery.Id, attempts, error);
             return;
         }
-        var delay = digestOptions.Value.RetryDelay * Math.Pow(2, Math.Min(attempts - 1, 20));
-        delay = delay < LongestRetryDelay ? delay : LongestRetryDelay;
+        var delay = RetryBackoff.After(attempts, digestOptions.Value.RetryDelay);
         await RecordAsync(connection,
             "UPDATE deliveries SET status = 'pending', attempts = @attempts, last_error = @error, next_attempt_at = @next, claimed_until = NULL WHERE id = @id",
             new { id = delivery.Id, attempts, error, next = time.GetUtcNow() + delay });

@@ -29,8 +29,6 @@ internal sealed class EmailOutbox(
     NpgsqlDataSource dataSource, IMailSender sender, TransactionalEmails emails, IOptions<MailOptions> options,
     TimeProvider time, ILogger<EmailOutbox> logger)
 {
-    private static readonly TimeSpan LongestRetryDelay = TimeSpan.FromHours(1);
-
     /// <summary>Sends the next email that is due, if any; returns whether there was one.</summary>
     public async Task<bool> SendNextAsync(CancellationToken cancellationToken)
     {
@@ -86,7 +84,7 @@ internal sealed class EmailOutbox(
             }
             else
             {
-                var delay = RetryDelay(attempts);
+                var delay = RetryBackoff.After(attempts, options.Value.RetryDelay);
                 const string retry = """
                     UPDATE email_outbox SET attempts = attempts + 1, next_attempt_at = @next, last_error = @error WHERE id = @id
                     """;
@@ -107,12 +105,6 @@ internal sealed class EmailOutbox(
         { Kind: EmailQueue.AlreadySubscribed, Status: "active" } => emails.AlreadySubscribed(row.Email, row.SubscriberId, row.SubscriptionKey),
         _ => null,
     };
-
-    private TimeSpan RetryDelay(int attempts)
-    {
-        var delay = options.Value.RetryDelay * Math.Pow(2, Math.Min(attempts - 1, 20));
-        return delay < LongestRetryDelay ? delay : LongestRetryDelay;
-    }
 
     private async Task FailAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, OutboxRow row, string error)
     {

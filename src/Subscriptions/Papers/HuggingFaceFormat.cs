@@ -20,6 +20,10 @@ internal sealed class SourceFormatException(string message, Exception? inner = n
 /// </summary>
 internal static class HuggingFaceFormat
 {
+    /// <summary>The day's trending order is by upvotes; the listing's own order breaks ties (the sort is stable).</summary>
+    public static List<PaperRecord> InTrendingOrder(IEnumerable<PaperRecord> papers) =>
+        [.. papers.OrderByDescending(paper => paper.Upvotes ?? 0)];
+
     public static ParsedPapers Parse(ReadOnlyMemory<byte> json)
     {
         JsonDocument document;

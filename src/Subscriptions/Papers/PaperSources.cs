@@ -38,8 +38,7 @@ internal sealed class HuggingFaceSource(HttpClient http, IOptions<PapersOptions>
                 break;
             }
         }
-        // The day's trending order is by upvotes; the API's own order breaks ties.
-        return new ParsedPapers([.. papers.OrderByDescending(paper => paper.Upvotes ?? 0)], skipped);
+        return new ParsedPapers(HuggingFaceFormat.InTrendingOrder(papers), skipped);
     }
 }
 
@@ -108,7 +107,7 @@ internal sealed class FileSource(string path) : IPaperSource
         if (firstCharacter is '[' or '{')
         {
             var parsed = HuggingFaceFormat.Parse(Encoding.UTF8.GetBytes(text));
-            return parsed with { Papers = [.. parsed.Papers.OrderByDescending(paper => paper.Upvotes ?? 0)] };
+            return parsed with { Papers = HuggingFaceFormat.InTrendingOrder(parsed.Papers) };
         }
         return TextPageFormat.Parse(text);
     }
