@@ -96,7 +96,7 @@ internal static class DailyBenchmark
             ["Mail:From"] = "Trending Papers <papers@bench.example>",
         });
         builder.Logging.AddConsole().SetMinimumLevel(LogLevel.Warning);
-        builder.Services.AddDigestPipeline();
+        builder.Services.AddDigest();
         var host = builder.Build();
         host.Services.GetRequiredService<IStartupValidator>().Validate();
         return host;
@@ -137,7 +137,7 @@ internal static class DailyBenchmark
         foreach (var (id, email, key, planned) in sample)
         {
             using var stream = new MemoryStream();
-            await emails.Render(email, id, key, BenchData.Day, DeliveryPlanner.Deserialize(planned), papers).WriteToAsync(stream);
+            await emails.Render(email, id, key, BenchData.Day, PlannedPaper.Deserialize(planned), papers).WriteToAsync(stream);
             bytes += stream.Length;
         }
         return (int)(bytes / Math.Max(sample.Count, 1));

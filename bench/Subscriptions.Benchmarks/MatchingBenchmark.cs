@@ -16,7 +16,7 @@ internal static class MatchingBenchmark
             $"{await BenchData.ScalarAsync(connectionString, "SELECT count(DISTINCT text) FROM topics"):N0} distinct");
 
         await using var dataSource = NpgsqlDataSource.Create(connectionString);
-        var matcher = new TopicMatcher(dataSource);
+        var matcher = new TopicMatcher(dataSource, Microsoft.Extensions.Options.Options.Create(new MatchingOptions { MaxPapers = 10 }));
         var times = new List<double>();
         double peak = 0;
         for (var run = 1; run <= runs; run++)
@@ -25,7 +25,7 @@ internal static class MatchingBenchmark
             using var sampler = new PeakSampler();
             var stopwatch = Stopwatch.StartNew();
             long lists = 0, papers = 0;
-            await foreach (var list in matcher.MatchAllAsync(BenchData.Day, 10, CancellationToken.None))
+            await foreach (var list in matcher.MatchAllAsync(BenchData.Day, CancellationToken.None))
             {
                 lists++;
                 papers += list.Papers.Count;

@@ -101,5 +101,5 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
     }
 
     private static Task<(int ExitCode, string Output, string Error)> RunAsync(string[] arguments, Dictionary<string, string> environment) =>
-        CommandLine.RunAsync(arguments, environment);
+        ServiceBinary.RunAsync(arguments, environment);
 }

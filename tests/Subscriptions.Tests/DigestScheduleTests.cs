@@ -1,6 +1,4 @@
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging.Abstractions;
-using Subscriptions.Configuration;
 using Subscriptions.Digest;
 using Subscriptions.Papers;
 using Subscriptions.Tests.Infrastructure;
@@ -20,7 +18,7 @@ public sealed class DigestScheduleTests(TestDatabase database) : IClassFixture<T
     {
         var options = new DigestOptions { Schedule = schedule, TimeZone = timeZone };
 
-        var day = DigestScheduling.DayOfFiring(options, DateTimeOffset.Parse(now, System.Globalization.CultureInfo.InvariantCulture));
+        var day = DigestSchedule.DayOfFiring(options, DateTimeOffset.Parse(now, System.Globalization.CultureInfo.InvariantCulture));
 
         Assert.Equal(DateOnly.Parse(expected, System.Globalization.CultureInfo.InvariantCulture), day);
     }
@@ -32,8 +30,6 @@ public sealed class DigestScheduleTests(TestDatabase database) : IClassFixture<T
         var today = DateOnly.FromDateTime(DateTime.UtcNow);
         await database.AddSubscriberAsync("scheduled@example.org", "active", maxPapers: null, "lidar");
 
-        // Quartz keeps one logger factory per process; give it one that outlives this app.
-        Quartz.Logging.LogContext.SetCurrentLogProvider(NullLoggerFactory.Instance);
         await using var app = new TestApp(database, smtp, settings: new Dictionary<string, string?>
         {
             ["Digest:Enabled"] = "true",
@@ -68,10 +64,9 @@ public sealed class DigestScheduleTests(TestDatabase database) : IClassFixture<T
             ["Papers:Sources"] = "file",
             ["Papers:File:Path"] = Path.Combine(AppContext.BaseDirectory, "Payloads", "trending-page.txt"),
         };
-        var missedDay = DigestScheduling.DayOfFiring(new DigestOptions { Schedule = "0 0 7 * * ?" }, DateTimeOffset.UtcNow);
+        var missedDay = DigestSchedule.DayOfFiring(new DigestOptions { Schedule = "0 0 7 * * ?" }, DateTimeOffset.UtcNow);
         await database.AddSubscriberAsync("missed@example.org", "active", maxPapers: null, "dexterous manipulation");
 
-        Quartz.Logging.LogContext.SetCurrentLogProvider(NullLoggerFactory.Instance);
         await using (var first = new TestApp(database, smtp, settings: settings))
         {
             _ = first.Services; // starts, and schedules the daily trigger for the next 07:00
@@ -82,7 +77,6 @@ public sealed class DigestScheduleTests(TestDatabase database) : IClassFixture<T
         var due = DateTimeOffset.UtcNow.AddHours(-2).UtcTicks;
         await database.ExecuteAsync("UPDATE qrtz_triggers SET next_fire_time = @due WHERE trigger_name = 'daily-digest'", new { due });
 
-        Quartz.Logging.LogContext.SetCurrentLogProvider(NullLoggerFactory.Instance);
         await using var second = new TestApp(database, smtp, settings: settings);
         _ = second.Services;
 

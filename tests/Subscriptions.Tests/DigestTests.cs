@@ -247,7 +247,7 @@ public sealed class DigestTests : IAsyncLifetime
             ["Digest__ClaimTimeout"] = "00:00:02",
         };
 
-        using (var first = CommandLine.Start(["digest", "--date", "2026-11-25", "--no-ingest"], environment))
+        using (var first = ServiceBinary.Start(["digest", "--date", "2026-11-25", "--no-ingest"], environment))
         {
             await WaitUntilAsync(() => Task.FromResult(_smtp.Received.Count == 4 && _smtp.Held > 0));
             first.Kill(entireProcessTree: true);
@@ -258,7 +258,7 @@ public sealed class DigestTests : IAsyncLifetime
         Assert.True(await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status = 'sending'") > 0,
             "The killed run should have left claimed deliveries behind.");
 
-        var second = await CommandLine.RunAsync(["digest", "--date", "2026-11-25", "--no-ingest"], environment);
+        var second = await ServiceBinary.RunAsync(["digest", "--date", "2026-11-25", "--no-ingest"], environment);
 
         Assert.Equal(0, second.ExitCode);
         Assert.Contains("Planned: 12 subscribers have matching papers; 0 new deliveries (12 planned before)", second.Output);

@@ -116,7 +116,7 @@ public sealed class TopicMatchingTests(TestDatabase database) : IClassFixture<Te
         await AddSubscriberAsync("gone@example.org", "unsubscribed", null, "lidar");
 
         var lists = new List<SubscriberMatches>();
-        await foreach (var list in _app.Services.GetRequiredService<TopicMatcher>().MatchAllAsync(Day, 10, CancellationToken.None))
+        await foreach (var list in _app.Services.GetRequiredService<TopicMatcher>().MatchAllAsync(Day, CancellationToken.None))
         {
             lists.Add(list);
         }

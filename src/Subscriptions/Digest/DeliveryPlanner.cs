@@ -1,8 +1,5 @@
-using System.Text.Json;
 using Dapper;
-using Microsoft.Extensions.Options;
 using Npgsql;
-using Subscriptions.Configuration;
 using Subscriptions.Matching;
 
 namespace Subscriptions.Digest;
@@ -12,10 +9,9 @@ namespace Subscriptions.Digest;
 /// paper, written in batches as the matcher streams them. The unique (subscriber, day) key makes
 /// planning a day twice add nothing.
 /// </summary>
-internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher matcher, IOptions<DigestOptions> options, TimeProvider time)
+internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher matcher, TimeProvider time)
 {
     private const int BatchSize = 5000;
-    private static readonly JsonSerializerOptions SnakeCase = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
     /// <summary>Plans the day; returns how many subscribers matched and how many deliveries are new.</summary>
     public async Task<(long Matched, long Added)> PlanAsync(DateOnly day, CancellationToken cancellationToken)
@@ -23,11 +19,11 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
         long matched = 0, added = 0;
         var ids = new List<long>(BatchSize);
         var papers = new List<string>(BatchSize);
-        await foreach (var list in matcher.MatchAllAsync(day, options.Value.MaxPapers, cancellationToken))
+        await foreach (var list in matcher.MatchAllAsync(day, cancellationToken))
         {
             matched++;
             ids.Add(list.SubscriberId);
-            papers.Add(Serialize(list.Papers));
+            papers.Add(PlannedPaper.Serialize(list.Papers));
             if (ids.Count == BatchSize)
             {
                 added += await InsertAsync(day, ids, papers, cancellationToken);
@@ -41,12 +37,6 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
         }
         return (matched, added);
     }
-
-    public static string Serialize(IEnumerable<PaperMatch> papers) =>
-        JsonSerializer.Serialize(papers.Select(p => new PlannedPaper(p.PaperId, p.Topics)), SnakeCase);
-
-    public static IReadOnlyList<PlannedPaper> Deserialize(string json) =>
-        JsonSerializer.Deserialize<List<PlannedPaper>>(json, SnakeCase) ?? [];
 
     private async Task<int> InsertAsync(DateOnly day, List<long> ids, List<string> papers, CancellationToken cancellationToken)
     {

@@ -3,8 +3,8 @@ using Dapper;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using Polly.CircuitBreaker;
-using Subscriptions.Configuration;
 using Subscriptions.Email;
+using Subscriptions.Infrastructure;
 using Subscriptions.Papers;
 
 namespace Subscriptions.Digest;
@@ -170,7 +170,7 @@ internal sealed class DeliverySender(
 
         var dayPapers = await _papersOfDay.GetOrAdd(delivery.Day, day => new(() => LoadPapersAsync(day))).Value;
         var message = emails.Render(delivery.Email, delivery.SubscriberId, delivery.SubscriptionKey, delivery.Day,
-            DeliveryPlanner.Deserialize(delivery.Papers), dayPapers);
+            PlannedPaper.Deserialize(delivery.Papers), dayPapers);
         try
         {
             // Not cancelled by shutdown: a message half-sent when the process stops is the one case that

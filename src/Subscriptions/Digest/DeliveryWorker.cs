@@ -1,5 +1,5 @@
 using Microsoft.Extensions.Options;
-using Subscriptions.Configuration;
+using Subscriptions.Infrastructure;
 
 namespace Subscriptions.Digest;
 

@@ -2,15 +2,12 @@ using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.Options;
 using MimeKit;
-using Subscriptions.Configuration;
 using Subscriptions.Email;
+using Subscriptions.Infrastructure;
 using Subscriptions.Papers;
 using Subscriptions.Subscribers;
 
 namespace Subscriptions.Digest;
-
-/// <summary>One paper of a delivery, as planned: which paper, and which of the subscriber's topics found it.</summary>
-internal sealed record PlannedPaper(long PaperId, IReadOnlyList<string> Topics);
 
 /// <summary>The daily email: multipart/alternative (HTML and plain text), one column, inline CSS, no scripts.</summary>
 internal sealed class DigestEmails(IOptions<MailOptions> mail, LinkTokens tokens, TimeProvider time)

@@ -16,7 +16,7 @@ internal sealed record DigestSummary(
 /// </summary>
 internal sealed class DigestRunner(
     PaperIngest ingest, DeliveryPlanner planner, DeliverySender sender, TopicMatcher matcher, DigestEmails emails, PaperStore papers,
-    Microsoft.Extensions.Options.IOptions<Configuration.DigestOptions> options, TimeProvider time, ILogger<DigestRunner> logger)
+    TimeProvider time, ILogger<DigestRunner> logger)
 {
     private static readonly TimeSpan OneSecond = TimeSpan.FromSeconds(1);
 
@@ -64,10 +64,10 @@ internal sealed class DigestRunner(
         var dayPapers = (await papers.PapersOfDayAsync(day, cancellationToken)).ToDictionary(paper => paper.Id);
         long rendered = 0;
         var placeholderKey = new byte[Subscribers.LinkTokens.NonceLength];
-        await foreach (var list in matcher.MatchAllAsync(day, options.Value.MaxPapers, cancellationToken))
+        await foreach (var list in matcher.MatchAllAsync(day, cancellationToken))
         {
             var message = emails.Render(list.Email, list.SubscriberId, placeholderKey, day,
-                [.. list.Papers.Select(p => new PlannedPaper(p.PaperId, p.Topics))], dayPapers);
+                [.. list.Papers.Select(PlannedPaper.From)], dayPapers);
             if (++rendered <= 3)
             {
                 progress($"  would send to {list.Email}: {message.Subject}");

@@ -7,14 +7,14 @@ using Polly;
 using Polly.CircuitBreaker;
 using Polly.Retry;
 using Polly.Timeout;
-using Subscriptions.Configuration;
+using Subscriptions.Infrastructure;
 
 namespace Subscriptions.Email;
 
 internal static class EmailExtensions
 {
     /// <summary>The mail sender (SMTP when <c>Smtp:Host</c> is set, the pickup folder otherwise) and its resilience pipeline.</summary>
-    public static IServiceCollection AddMailSending(this IServiceCollection services)
+    public static IServiceCollection AddEmail(this IServiceCollection services) => services.AddFeature("email", services =>
     {
         services.AddSection<SmtpOptions>(SmtpOptions.Section);
         services.AddSection<MailOptions>(MailOptions.Section);
@@ -60,16 +60,5 @@ internal static class EmailExtensions
         services.AddSingleton<SmtpMailSender>();
         services.AddSingleton<PickupDirectoryMailSender>();
         services.AddSingleton<IMailSender, ConfiguredMailSender>();
-        return services;
-    }
-
-    /// <summary>The queue of confirmation and notice emails and the background worker that sends it.</summary>
-    public static IServiceCollection AddEmailOutbox(this IServiceCollection services)
-    {
-        services.AddSingleton<TransactionalEmails>();
-        services.AddSingleton<EmailOutbox>();
-        services.AddSingleton<OutboxSignal>();
-        services.AddHostedService<EmailOutboxWorker>();
-        return services;
-    }
+    });
 }

@@ -7,7 +7,6 @@ using MimeKit;
 using MimeKit.Utils;
 using Polly;
 using Polly.Registry;
-using Subscriptions.Configuration;
 
 namespace Subscriptions.Email;
 

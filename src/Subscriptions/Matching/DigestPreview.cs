@@ -1,8 +1,6 @@
 using System.Globalization;
 using Microsoft.Extensions.Options;
-using Subscriptions.Configuration;
 using Subscriptions.Papers;
-using Subscriptions.Subscribers;
 
 namespace Subscriptions.Matching;
 
@@ -12,8 +10,11 @@ internal sealed record PreviewPaper(long Id, string? ArxivId, string Title, stri
 internal sealed record Preview(DateOnly? Day, IReadOnlyList<string> Topics, int MaxPapers, IReadOnlyList<PreviewPaper> Papers);
 
 /// <summary>The preview behind <c>/api/preview</c>, the signup page and the preferences page: the same matching the digest uses.</summary>
-internal sealed class DigestPreview(TopicMatcher matcher, PaperStore papers, SignupValidator validator, IOptions<DigestOptions> digest)
+internal sealed class DigestPreview(TopicMatcher matcher, PaperStore papers, TopicRules topicRules, IOptions<MatchingOptions> options)
 {
+    /// <summary><c>Digest:MaxPapers</c>: the cap for a subscriber who has not chosen one.</summary>
+    public int DefaultMaxPapers => options.Value.MaxPapers;
+
     public async Task<(Preview? Preview, Dictionary<string, string[]> Errors)> BuildAsync(
         IReadOnlyList<string>? topics, string? date, int? maxPapers, CancellationToken cancellationToken)
     {
@@ -30,13 +31,13 @@ internal sealed class DigestPreview(TopicMatcher matcher, PaperStore papers, Sig
                 errors["date"] = ["must be a day as YYYY-MM-DD"];
             }
         }
-        var cleanTopics = await validator.ValidateTopicsAsync(topics, errors, cancellationToken);
+        var cleanTopics = await topicRules.ValidateAsync(topics, errors, cancellationToken);
         if (errors.Count > 0)
         {
             return (null, errors);
         }
 
-        var cap = maxPapers ?? digest.Value.MaxPapers;
+        var cap = maxPapers ?? DefaultMaxPapers;
         day ??= await papers.LatestDayAsync(cancellationToken);
         if (day is not { } chosen)
         {

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Dapper;
+using Microsoft.Extensions.Options;
 using Npgsql;
 
 namespace Subscriptions.Matching;
@@ -16,7 +17,7 @@ internal sealed record SubscriberMatches(long SubscriberId, string Email, IReadO
 /// hits into each subscriber's list is a single streamed pass over all active subscribers' topics,
 /// so the work grows with the number of subscribers but never issues a query per subscriber.
 /// </summary>
-internal sealed class TopicMatcher(NpgsqlDataSource dataSource)
+internal sealed class TopicMatcher(NpgsqlDataSource dataSource, IOptions<MatchingOptions> options)
 {
     // Ranking: relevance (2 for a title hit, 1 for an abstract-only hit, plus PostgreSQL's ts_rank,
     // at most ~1) plus the day's trending signal scaled to [0, 1]. A title hit beats an abstract
@@ -30,10 +31,14 @@ internal sealed class TopicMatcher(NpgsqlDataSource dataSource)
         return Rank(topics, hits, maxPapers, new Dictionary<long, PaperAccumulator>());
     }
 
-    /// <summary>Every active subscriber's list for the day, streamed in subscriber order; subscribers with no match are left out.</summary>
+    /// <summary>
+    /// Every active subscriber's list for the day, capped at their papers-per-email (<c>Digest:MaxPapers</c> when unset),
+    /// streamed in subscriber order; subscribers with no match are left out.
+    /// </summary>
     public async IAsyncEnumerable<SubscriberMatches> MatchAllAsync(
-        DateOnly day, int defaultMaxPapers, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+        DateOnly day, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
+        var defaultMaxPapers = options.Value.MaxPapers;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         const string distinctTopics = """
             SELECT DISTINCT t.text FROM topics t JOIN subscribers s ON s.id = t.subscriber_id WHERE s.status = 'active'

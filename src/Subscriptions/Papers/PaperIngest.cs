@@ -1,7 +1,6 @@
 using Microsoft.Extensions.Options;
 using Polly.CircuitBreaker;
 using Polly.Timeout;
-using Subscriptions.Configuration;
 
 namespace Subscriptions.Papers;
 

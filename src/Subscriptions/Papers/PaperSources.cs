@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.Options;
-using Subscriptions.Configuration;
 
 namespace Subscriptions.Papers;
 

@@ -2,7 +2,6 @@ using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Options;
-using Subscriptions.Configuration;
 
 namespace Subscriptions.Subscribers;
 

@@ -1,6 +1,5 @@
 using System.Globalization;
-using Microsoft.Extensions.Options;
-using Subscriptions.Configuration;
+using Microsoft.AspNetCore.Http.HttpResults;
 using Subscriptions.Matching;
 
 namespace Subscriptions.Subscribers;
@@ -10,31 +9,30 @@ internal static class PreferencesEndpoints
 {
     public static IEndpointRouteBuilder MapPreferences(this IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapGet("/preferences", ShowAsync);
-        endpoints.MapPost("/preferences", SaveAsync);
+        var preferences = endpoints.MapGroup("/preferences");
+        preferences.MapGet("", ShowAsync);
+        preferences.MapPost("", SaveAsync);
         return endpoints;
     }
 
     // Shows the saved settings, or (with ?preview=1) the typed ones with their preview, without saving.
-    private static async Task<IResult> ShowAsync(
-        HttpRequest request, LinkTokens tokens, SubscriberStore store, DigestPreview previews, IOptions<DigestOptions> digest,
-        CancellationToken cancellationToken)
+    private static async Task<ContentHttpResult> ShowAsync(
+        HttpRequest request, [AsParameters] PreferencesLink link, DigestPreview previews, CancellationToken cancellationToken)
     {
-        var token = request.Query["token"].ToString();
-        if (await FindAsync(token, tokens, store, cancellationToken) is not { } found)
+        if (await link.FindAsync(cancellationToken) is not ({ } subscriber, _))
         {
-            return string.IsNullOrEmpty(token) ? SubscriberPages.MissingToken() : SubscriberPages.InvalidLink("preferences");
+            return link.Refusal;
         }
-        var (subscriber, _) = found;
-        var saved = subscriber.MaxPapers ?? digest.Value.MaxPapers;
+        var token = link.Token!;
+        var saved = subscriber.MaxPapers ?? previews.DefaultMaxPapers;
         if (request.Query["preview"] != "1")
         {
             var (preview, _) = await previews.BuildAsync(subscriber.Topics, date: null, saved, cancellationToken);
             return SubscriberPages.Preferences(subscriber, token, string.Join('\n', subscriber.Topics), saved,
-                preview: preview is null ? "" : MatchingEndpoints.RenderHtml(preview));
+                preview: preview is null ? "" : SubscriberPages.PreviewSection(preview));
         }
 
-        var topics = SignupRequest.TopicLines(request.Query["topics"]);
+        var topics = TopicRules.Lines(request.Query["topics"]);
         var (maxPapers, errors) = ParseMaxPapers(request.Query["max_papers"]);
         var (typedPreview, previewErrors) = await previews.BuildAsync(topics, date: null, maxPapers ?? saved, cancellationToken);
         foreach (var (key, value) in previewErrors)
@@ -42,17 +40,16 @@ internal static class PreferencesEndpoints
             errors[key] = value;
         }
         return SubscriberPages.Preferences(subscriber, token, string.Join('\n', topics), maxPapers ?? saved, errors,
-            preview: typedPreview is null ? "" : MatchingEndpoints.RenderHtml(typedPreview),
+            preview: typedPreview is null ? "" : SubscriberPages.PreviewSection(typedPreview),
             statusCode: errors.Count > 0 ? StatusCodes.Status400BadRequest : StatusCodes.Status200OK);
     }
 
-    private static async Task<IResult> SaveAsync(
-        HttpRequest request, LinkTokens tokens, SubscriberStore store, SignupValidator validator, CancellationToken cancellationToken)
+    private static async Task<Results<ContentHttpResult, ProblemHttpResult>> SaveAsync(
+        HttpRequest request, [AsParameters] PreferencesLink link, TopicRules topicRules, CancellationToken cancellationToken)
     {
-        var token = request.Query["token"].ToString();
-        if (await FindAsync(token, tokens, store, cancellationToken) is not { } found)
+        if (await link.FindAsync(cancellationToken) is not ({ } subscriber, var linkToken))
         {
-            return string.IsNullOrEmpty(token) ? SubscriberPages.MissingToken() : SubscriberPages.InvalidLink("preferences");
+            return link.Refusal;
         }
         if (!request.HasFormContentType)
         {
@@ -64,27 +61,22 @@ internal static class PreferencesEndpoints
             return TypedResults.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "The request body is too large");
         }
 
+        var token = link.Token!;
         var form = await request.ReadFormAsync(cancellationToken);
         var (maxPapers, errors) = ParseMaxPapers(form["max_papers"]);
-        var topics = await validator.ValidateTopicsAsync(SignupRequest.TopicLines(form["topics"]), errors, cancellationToken);
-        var (subscriber, link) = found;
+        var typedTopics = TopicRules.Lines(form["topics"]);
+        var topics = await topicRules.ValidateAsync(typedTopics, errors, cancellationToken);
         if (errors.Count > 0 || maxPapers is null)
         {
-            return SubscriberPages.Preferences(subscriber, token, string.Join('\n', SignupRequest.TopicLines(form["topics"])), maxPapers, errors,
+            return SubscriberPages.Preferences(subscriber, token, string.Join('\n', typedTopics), maxPapers, errors,
                 statusCode: StatusCodes.Status400BadRequest);
         }
-        if (!await store.SavePreferencesAsync(link, topics, maxPapers.Value, cancellationToken))
+        if (!await link.Store.SavePreferencesAsync(linkToken, topics, maxPapers.Value, cancellationToken))
         {
-            return SubscriberPages.InvalidLink("preferences");
+            return SubscriberPages.InvalidLink(LinkPurpose.Preferences);
         }
         return SubscriberPages.Preferences(subscriber with { Topics = topics, MaxPapers = maxPapers }, token, string.Join('\n', topics), maxPapers, saved: true);
     }
-
-    private static async Task<(SubscriberPreferences, LinkToken)?> FindAsync(
-        string token, LinkTokens tokens, SubscriberStore store, CancellationToken cancellationToken) =>
-        tokens.TryRead(LinkPurpose.Preferences, token, out var link) && await store.GetPreferencesAsync(link, cancellationToken) is { } preferences
-            ? (preferences, link)
-            : null;
 
     private static (int? MaxPapers, Dictionary<string, string[]> Errors) ParseMaxPapers(string? text)
     {
@@ -95,5 +87,20 @@ internal static class PreferencesEndpoints
         }
         errors["max_papers"] = ["must be a whole number from 1 to 50"];
         return (null, errors);
+    }
+
+    /// <summary>The <c>?token=</c> of a preferences link, and what it takes to find the subscription it names.</summary>
+    private sealed record PreferencesLink(string? Token, LinkTokens Tokens, SubscriberStore Store)
+    {
+        /// <summary>The page shown when <see cref="FindAsync"/> found nothing: the token is missing, invalid, or its subscription over.</summary>
+        public ContentHttpResult Refusal => string.IsNullOrEmpty(Token)
+            ? SubscriberPages.MissingToken()
+            : SubscriberPages.InvalidLink(LinkPurpose.Preferences);
+
+        public async Task<(SubscriberPreferences? Subscriber, LinkToken Link)> FindAsync(CancellationToken cancellationToken) =>
+            SubscriberEndpoints.RefuseLink(Token, LinkPurpose.Preferences, Tokens, out var link) is null
+                && await Store.GetPreferencesAsync(link, cancellationToken) is { } preferences
+                ? (preferences, link)
+                : (null, default);
     }
 }

@@ -1,8 +1,10 @@
 using System.Buffers;
 using System.Text;
 using System.Text.Json;
+using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Net.Http.Headers;
+using Subscriptions.Matching;
 
 namespace Subscriptions.Subscribers;
 
@@ -11,8 +13,8 @@ internal sealed record SignupRequest(string? Email, IReadOnlyList<string>? Topic
 {
     public const int MaxBodyBytes = 16 * 1024;
 
-    /// <summary>Reads the body itself, so every way it can be wrong ends in a 4xx problem, never a 500.</summary>
-    public static async Task<(SignupRequest? Request, IResult? Problem)> ReadAsync(HttpRequest request, CancellationToken cancellationToken)
+    /// <summary>Reads the body itself (at most <see cref="MaxBodyBytes"/>, however it is sent), so every way it can be wrong ends in a 4xx problem.</summary>
+    public static async Task<(SignupRequest? Request, ProblemHttpResult? Problem)> ReadAsync(HttpRequest request, CancellationToken cancellationToken)
     {
         if (request.ContentLength > MaxBodyBytes)
         {
@@ -55,76 +57,56 @@ internal sealed record SignupRequest(string? Email, IReadOnlyList<string>? Topic
         }
     }
 
-    private static (SignupRequest?, IResult?) ParseJson(byte[] body)
+    private static (SignupRequest?, ProblemHttpResult?) ParseJson(byte[] body)
     {
-        JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(body);
+            return JsonSerializer.Deserialize<SignupJson>(body, JsonSerializerOptions.Web) is { } json
+                ? (new SignupRequest(json.Email, json.Topics, FromForm: false), null)
+                : (null, NotAnObject());
+        }
+        catch (JsonException e) when (e.InnerException is null && FieldOf(e.Path) is { } field)
+        {
+            // A value of the wrong type (no inner reader error): name the field it is in.
+            var errors = new Dictionary<string, string[]> { [field] = [field == "email" ? "must be a string" : "must be an array of strings"] };
+            return (null, TypedResults.Problem(new HttpValidationProblemDetails(errors)
+            {
+                Status = StatusCodes.Status400BadRequest,
+                Title = "The signup has invalid fields",
+            }));
+        }
+        catch (JsonException e) when (e.InnerException is null)
+        {
+            return (null, NotAnObject());
         }
         catch (JsonException e)
         {
             return (null, TypedResults.Problem(
                 statusCode: StatusCodes.Status400BadRequest, title: "The body is not valid JSON", detail: e.Message));
         }
-
-        using (document)
-        {
-            if (document.RootElement.ValueKind != JsonValueKind.Object)
-            {
-                return (null, TypedResults.Problem(
-                    statusCode: StatusCodes.Status400BadRequest, title: "The body must be a JSON object",
-                    detail: "Expected {\"email\": \"…\", \"topics\": [\"…\"]}."));
-            }
-
-            var errors = new Dictionary<string, string[]>();
-            string? email = null;
-            List<string>? topics = null;
-            foreach (var property in document.RootElement.EnumerateObject())
-            {
-                if (property.Name.Equals("email", StringComparison.OrdinalIgnoreCase))
-                {
-                    if (property.Value.ValueKind == JsonValueKind.String)
-                    {
-                        email = property.Value.GetString();
-                    }
-                    else if (property.Value.ValueKind != JsonValueKind.Null)
-                    {
-                        errors["email"] = ["must be a string"];
-                    }
-                }
-                else if (property.Name.Equals("topics", StringComparison.OrdinalIgnoreCase))
-                {
-                    if (property.Value.ValueKind == JsonValueKind.Array && property.Value.EnumerateArray().All(t => t.ValueKind == JsonValueKind.String))
-                    {
-                        topics = [.. property.Value.EnumerateArray().Select(t => t.GetString()!)];
-                    }
-                    else if (property.Value.ValueKind != JsonValueKind.Null)
-                    {
-                        errors["topics"] = ["must be an array of strings"];
-                    }
-                }
-            }
-            return errors.Count > 0
-                ? (null, TypedResults.ValidationProblem(errors, title: "The signup has invalid fields"))
-                : (new SignupRequest(email, topics, FromForm: false), null);
-        }
     }
+
+    /// <summary><c>email</c> or <c>topics</c>, from the path of a JSON error (<c>$.topics[1]</c>).</summary>
+    private static string? FieldOf(string? path) =>
+        path?.StartsWith("$.", StringComparison.Ordinal) == true && path[2..].Split('[', '.')[0].ToLowerInvariant() is var field
+            && field is "email" or "topics" ? field : null;
 
     private static SignupRequest ParseForm(byte[] body)
     {
         var fields = new FormReader(Encoding.UTF8.GetString(body)).ReadForm();
         fields.TryGetValue("email", out var email);
         fields.TryGetValue("topics", out var topics);
-        return new SignupRequest(email.ToString(), TopicLines(topics), FromForm: true);
+        return new SignupRequest(email.ToString(), TopicRules.Lines(topics), FromForm: true);
     }
 
-    /// <summary>The page's textarea holds one topic per line; a client may also repeat the field.</summary>
-    public static List<string> TopicLines(Microsoft.Extensions.Primitives.StringValues values) =>
-        [.. values.SelectMany(value => (value ?? "").Split('\n')).Select(line => line.TrimEnd('\r'))];
+    private static ProblemHttpResult NotAnObject() => TypedResults.Problem(
+        statusCode: StatusCodes.Status400BadRequest, title: "The body must be a JSON object",
+        detail: "Expected {\"email\": \"…\", \"topics\": [\"…\"]}.");
 
-    private static IResult TooLarge() => TypedResults.Problem(
+    private static ProblemHttpResult TooLarge() => TypedResults.Problem(
         statusCode: StatusCodes.Status413PayloadTooLarge,
         title: "The request body is too large",
         detail: $"A signup is at most {MaxBodyBytes / 1024} KiB.");
+
+    private sealed record SignupJson(string? Email, List<string>? Topics);
 }

@@ -1,17 +1,14 @@
-using Dapper;
 using MimeKit;
-using Npgsql;
+using Subscriptions.Matching;
 
 namespace Subscriptions.Subscribers;
 
 /// <summary>A signup that passed validation: a bare address and 1 to 20 distinct, searchable topics.</summary>
 internal sealed record ValidSignup(string Email, IReadOnlyList<string> Topics);
 
-internal sealed class SignupValidator(NpgsqlDataSource dataSource)
+internal sealed class SignupValidator(TopicRules topicRules)
 {
     public const int MaxEmailLength = 254;
-    public const int MaxTopics = 20;
-    public const int MaxTopicLength = 200;
 
     private static readonly ParserOptions StrictAddresses = new()
     {
@@ -26,7 +23,7 @@ internal sealed class SignupValidator(NpgsqlDataSource dataSource)
     {
         var errors = new Dictionary<string, string[]>();
         var address = ValidateEmail(email, errors);
-        var cleanTopics = await ValidateTopicsAsync(topics, errors, cancellationToken);
+        var cleanTopics = await topicRules.ValidateAsync(topics, errors, cancellationToken);
         return errors.Count == 0 ? (new ValidSignup(address!, cleanTopics), errors) : (null, errors);
     }
 
@@ -69,73 +66,5 @@ internal sealed class SignupValidator(NpgsqlDataSource dataSource)
             return null;
         }
         return email;
-    }
-
-    /// <summary>The topic rules alone (for previews and preferences): cleaned-up topics, or the errors added.</summary>
-    public async Task<List<string>> ValidateTopicsAsync(
-        IReadOnlyList<string>? topics, Dictionary<string, string[]> errors, CancellationToken cancellationToken)
-    {
-        // Blank lines and repeats (ignoring case) are dropped; positions in errors refer to what remains.
-        var clean = (topics ?? [])
-            .Select(topic => topic.Trim())
-            .Where(topic => topic.Length > 0)
-            .Distinct(StringComparer.OrdinalIgnoreCase)
-            .ToList();
-
-        if (clean.Count == 0)
-        {
-            errors["topics"] = ["at least one topic is required"];
-            return clean;
-        }
-        if (clean.Count > MaxTopics)
-        {
-            errors["topics"] = [$"at most {MaxTopics} topics are allowed; there are {clean.Count}"];
-            return clean;
-        }
-
-        var checkable = new List<string>();
-        for (var i = 0; i < clean.Count; i++)
-        {
-            if (clean[i].Length > MaxTopicLength)
-            {
-                errors[$"topics[{i}]"] = [$"must be at most {MaxTopicLength} characters"];
-            }
-            else if (clean[i].Any(char.IsControl))
-            {
-                errors[$"topics[{i}]"] = ["must not contain control characters"];
-            }
-            else
-            {
-                checkable.Add(clean[i]);
-            }
-        }
-
-        foreach (var topic in await FindUnsearchableAsync(checkable, cancellationToken))
-        {
-            errors[$"topics[{clean.IndexOf(topic)}]"] =
-                [$"\"{topic}\" has no word to search for: it holds only common words (like \"the\" or \"of\"), punctuation or excluded terms"];
-        }
-        return clean;
-    }
-
-    /// <summary>
-    /// The topics whose query holds no term: the same <c>topic_query</c> that matching uses, so a topic
-    /// passes here exactly when it can match a paper.
-    /// </summary>
-    private async Task<IReadOnlyList<string>> FindUnsearchableAsync(List<string> topics, CancellationToken cancellationToken)
-    {
-        if (topics.Count == 0)
-        {
-            return [];
-        }
-        // querytree() is 'T' when nothing is left to search and '' when the query is empty.
-        const string sql = """
-            SELECT topic FROM unnest(@topics) AS t(topic)
-            WHERE querytree(topic_query(topic)) IN ('', 'T')
-            """;
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var unsearchable = await connection.QueryAsync<string>(
-            new CommandDefinition(sql, new { topics = topics.ToArray() }, cancellationToken: cancellationToken));
-        return [.. unsearchable];
     }
 }

@@ -1,3 +1,8 @@
+using System.Globalization;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Subscriptions.Infrastructure;
+using Subscriptions.Matching;
+
 namespace Subscriptions.Subscribers;
 
 /// <summary>The server-rendered pages of the lifecycle; they work without JavaScript.</summary>
@@ -7,7 +12,7 @@ internal static class SubscriberPages
     private const string SecondaryButton = "padding:10px 18px;font-size:1em;background:#ffffff;color:#1a56db;border:1px solid #1a56db;border-radius:4px;cursor:pointer";
     private const string Button = "padding:10px 18px;font-size:1em;background:#1a56db;color:#ffffff;border:0;border-radius:4px;cursor:pointer";
 
-    public static IResult Signup(
+    public static ContentHttpResult Signup(
         string? email = null, string? topics = null, IReadOnlyDictionary<string, string[]>? errors = null,
         int statusCode = StatusCodes.Status200OK, string preview = "")
     {
@@ -21,7 +26,7 @@ internal static class SubscriberPages
             <textarea id="topics" name="topics" rows="5" required aria-describedby="topics-help" style="{Field}">{Html.Encode(topics)}</textarea>
             <small id="topics-help" style="color:#555">Words match their variants (<em>autoencoders</em> finds <em>autoencoder</em>).
             Use "quotes" for a phrase, OR between alternatives, and -word to leave papers out, e.g. <code>depth estimation -medical</code>.
-            Up to {SignupValidator.MaxTopics} topics.</small></p>
+            Up to {TopicRules.MaxTopics} topics.</small></p>
             <p><button type="submit" style="{Button}">Subscribe</button>
             <button type="submit" formaction="/" formmethod="get" formnovalidate name="preview" value="1" style="{SecondaryButton}">Preview today's papers</button></p>
             </form>
@@ -31,13 +36,13 @@ internal static class SubscriberPages
         return Page("Trending papers in your inbox", body, statusCode);
     }
 
-    public static IResult SignupAccepted() => Page("Check your inbox",
+    public static ContentHttpResult SignupAccepted() => Page("Check your inbox",
         $"""
         <p>{Html.Encode(SubscriberEndpoints.AcceptedMessage)}</p>
         <p><a href="/">Back to the signup page</a></p>
         """, StatusCodes.Status202Accepted);
 
-    public static IResult Confirmed(ConfirmOutcome outcome) => outcome switch
+    public static ContentHttpResult Confirmed(ConfirmOutcome outcome) => outcome switch
     {
         ConfirmOutcome.Confirmed => Page("You are subscribed",
             "<p>Thank you: your address is confirmed. The next morning's email will bring the trending papers on your topics.</p>" +
@@ -47,19 +52,28 @@ internal static class SubscriberPages
         ConfirmOutcome.Expired => Page("This link has expired",
             $"<p>Confirmation links work for {(int)SubscriberStore.ConfirmationLifetime.TotalDays} days, and this one is older. " +
             "<a href=\"/\">Sign up again</a> to get a fresh link.</p>", StatusCodes.Status410Gone),
-        _ => InvalidLink("confirmation"),
+        _ => InvalidLink(LinkPurpose.Confirm),
     };
 
-    public static IResult MissingToken() => Page("This link is incomplete",
+    public static ContentHttpResult MissingToken() => Page("This link is incomplete",
         "<p>The link has no token. Open the full link from your email, or <a href=\"/\">go to the signup page</a>.</p>",
         StatusCodes.Status400BadRequest);
 
-    public static IResult InvalidLink(string what) => Page("This link is not valid",
-        $"<p>This {Html.Encode(what)} link is unknown or no longer works: a newer email may have replaced it, or it was " +
-        "copied incompletely. <a href=\"/\">Go to the signup page</a> to subscribe.</p>",
-        StatusCodes.Status404NotFound);
+    public static ContentHttpResult InvalidLink(LinkPurpose purpose)
+    {
+        var what = purpose switch
+        {
+            LinkPurpose.Confirm => "confirmation",
+            LinkPurpose.Unsubscribe => "unsubscribe",
+            _ => "preferences",
+        };
+        return Page("This link is not valid",
+            $"<p>This {what} link is unknown or no longer works: a newer email may have replaced it, or it was " +
+            "copied incompletely. <a href=\"/\">Go to the signup page</a> to subscribe.</p>",
+            StatusCodes.Status404NotFound);
+    }
 
-    public static IResult UnsubscribeForm(SubscriberLink subscriber, string token)
+    public static ContentHttpResult UnsubscribeForm(SubscriberLink subscriber, string token)
     {
         if (subscriber.Status == "unsubscribed")
         {
@@ -73,11 +87,11 @@ internal static class SubscriberPages
             """);
     }
 
-    public static IResult Unsubscribed(UnsubscribeOutcome outcome) => Page("You are unsubscribed",
+    public static ContentHttpResult Unsubscribed(UnsubscribeOutcome outcome) => Page("You are unsubscribed",
         (outcome == UnsubscribeOutcome.AlreadyUnsubscribed ? "<p>This address was already unsubscribed.</p>" : "<p>You will get no more emails from us.</p>") +
         "<p>Changed your mind? <a href=\"/\">Subscribe again</a>.</p>");
 
-    public static IResult Preferences(
+    public static ContentHttpResult Preferences(
         SubscriberPreferences subscriber, string token, string topics, int? maxPapers, IReadOnlyDictionary<string, string[]>? errors = null,
         string preview = "", bool saved = false, int statusCode = StatusCodes.Status200OK)
     {
@@ -100,6 +114,23 @@ internal static class SubscriberPages
         return Page("Your daily papers", body, statusCode);
     }
 
+    /// <summary>What an email would hold, as a section of the signup or preferences page.</summary>
+    public static string PreviewSection(Preview preview)
+    {
+        if (preview.Day is not { } day)
+        {
+            return "<section aria-labelledby=\"preview\"><h2 id=\"preview\" style=\"font-size:1.1em\">Preview</h2><p>No papers have been collected yet, so there is nothing to preview.</p></section>";
+        }
+        var date = day.ToString("d MMMM yyyy", CultureInfo.InvariantCulture);
+        var items = preview.Papers.Count == 0
+            ? $"<p>No paper of {date} matches these topics.</p>"
+            : "<ol style=\"padding-left:1.2em\">" + string.Concat(preview.Papers.Select(paper =>
+                $"<li style=\"margin-bottom:8px\"><a href=\"{Html.Encode(paper.PageUrl ?? "#")}\">{Html.Encode(paper.Title)}</a>" +
+                (paper.Upvotes is { } upvotes ? $" <span style=\"color:#555\">▲ {upvotes}</span>" : "") +
+                $"<br><small style=\"color:#555\">matched: {Html.Encode(string.Join(", ", paper.MatchedTopics))}</small></li>")) + "</ol>";
+        return $"<section aria-labelledby=\"preview\"><h2 id=\"preview\" style=\"font-size:1.1em\">The email for {date} would hold {preview.Papers.Count} paper{(preview.Papers.Count == 1 ? "" : "s")}</h2>{items}</section>";
+    }
+
     private static string Problems(IReadOnlyDictionary<string, string[]>? errors) => errors is { Count: > 0 }
         ? $"""
           <div role="alert" style="border:1px solid #c81e1e;background:#fdf2f2;padding:8px 16px;margin-bottom:16px">
@@ -109,6 +140,6 @@ internal static class SubscriberPages
           """
         : "";
 
-    private static IResult Page(string title, string body, int statusCode = StatusCodes.Status200OK) =>
+    private static ContentHttpResult Page(string title, string body, int statusCode = StatusCodes.Status200OK) =>
         TypedResults.Text(Html.Document(title, body), "text/html; charset=utf-8", statusCode: statusCode);
 }

@@ -1,6 +1,5 @@
 using Dapper;
 using Npgsql;
-using Subscriptions.Email;
 
 namespace Subscriptions.Subscribers;
 
@@ -30,14 +29,14 @@ internal sealed class ConfirmationRow
     public DateTime? ConfirmationExpiresAt { get; set; }
 }
 
-internal sealed class SubscriberStore(NpgsqlDataSource dataSource, TimeProvider time)
+internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal outbox, TimeProvider time)
 {
     public static readonly TimeSpan ConfirmationLifetime = TimeSpan.FromDays(7);
 
     /// <summary>
     /// Records a signup and queues the email it calls for, in one transaction: a new or returning
     /// address gets a fresh confirmation; an address that is already active gets a notice instead
-    /// (its topics change only through its own preferences link).
+    /// (its topics change only through its own preferences link). The outbox's sender is woken once it is committed.
     /// </summary>
     public async Task SignUpAsync(string email, IReadOnlyList<string> topics, CancellationToken cancellationToken)
     {
@@ -110,6 +109,7 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, TimeProvider 
 
         await EmailQueue.EnqueueAsync(connection, transaction, id, kind, now, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        outbox.Wake();
     }
 
     public async Task<ConfirmOutcome> ConfirmAsync(LinkToken token, CancellationToken cancellationToken)

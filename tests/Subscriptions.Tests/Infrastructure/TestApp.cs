@@ -35,8 +35,8 @@ public sealed class TestApp : WebApplicationFactory<Program>
             ["Smtp:RetryDelay"] = "00:00:00.050",
             ["Smtp:Timeout"] = "00:00:05",
             ["Smtp:BreakDuration"] = "00:00:00.500",
-            // Web only: tests run the digest themselves. Quartz keeps one process-wide logger, so only
-            // the scheduling tests start it (and the background senders with it).
+            // Web only: tests run the digest themselves, so no background sender races them; the
+            // scheduling tests turn the trigger (and the background senders with it) on.
             ["Digest:Enabled"] = "false",
             ["Digest:PollInterval"] = "00:00:00.200",
             ["Digest:RetryDelay"] = "00:00:00.200",

@@ -1,4 +1,4 @@
-namespace Subscriptions;
+namespace Subscriptions.Infrastructure;
 
 /// <summary>How long a queued email waits before its next attempt: the first delay, doubled per attempt, at most an hour.</summary>
 internal static class RetryBackoff

@@ -1,12 +1,12 @@
 using Microsoft.Extensions.Options;
 using MimeKit;
-using Subscriptions.Configuration;
-using Subscriptions.Subscribers;
+using Subscriptions.Email;
+using Subscriptions.Infrastructure;
 
-namespace Subscriptions.Email;
+namespace Subscriptions.Subscribers;
 
 /// <summary>The emails of the subscriber lifecycle, each in HTML and plain text.</summary>
-internal sealed class TransactionalEmails(IOptions<MailOptions> mail, LinkTokens tokens, TimeProvider time)
+internal sealed class LifecycleEmails(IOptions<MailOptions> mail, LinkTokens tokens, TimeProvider time)
 {
     public MimeMessage Confirmation(string email, long subscriberId, byte[] confirmationNonce)
     {

@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace Subscriptions.Tests.Infrastructure;
 
 /// <summary>The service binary run as an operator runs it: <c>dotnet Subscriptions.dll VERB …</c>, with only the given settings.</summary>
-public static class CommandLine
+public static class ServiceBinary
 {
     public static Process Start(string[] arguments, IReadOnlyDictionary<string, string> environment)
     {

@@ -2,7 +2,7 @@ using System.Data;
 using Dapper;
 using Npgsql;
 
-namespace Subscriptions.Email;
+namespace Subscriptions.Subscribers;
 
 /// <summary>
 /// The queue of transactional emails (confirmations and notices), written in the same transaction

@@ -2,9 +2,10 @@ using Dapper;
 using Microsoft.Extensions.Options;
 using MimeKit;
 using Npgsql;
-using Subscriptions.Configuration;
+using Subscriptions.Email;
+using Subscriptions.Infrastructure;
 
-namespace Subscriptions.Email;
+namespace Subscriptions.Subscribers;
 
 internal sealed class OutboxRow
 {
@@ -25,8 +26,18 @@ internal sealed class OutboxRow
 /// (on this or another instance) skips a locked row, so no email is sent twice; the only window
 /// left is a crash between the server accepting a message and our commit, one message wide.
 /// </summary>
+/// <remarks>
+/// Why a row lock here and expiring claims for digests (<c>DeliverySender</c>): these emails are few,
+/// one at a time, and someone is waiting for each. A lock held by the sending transaction ends the
+/// moment its holder dies, so a confirmation is never stranded behind a lease that has to run out or
+/// be handed back; what it costs is one pooled connection per instance, idle in a transaction for one
+/// SMTP exchange at most (<c>Smtp:Timeout</c> per attempt, with its retries). Digests are sent in
+/// hundreds of thousands by several senders per instance: a transaction per in-flight message would
+/// take a connection each, so they claim batches with a lease instead and record each outcome in its
+/// own short transaction.
+/// </remarks>
 internal sealed class EmailOutbox(
-    NpgsqlDataSource dataSource, IMailSender sender, TransactionalEmails emails, IOptions<MailOptions> options,
+    NpgsqlDataSource dataSource, IMailSender sender, LifecycleEmails emails, IOptions<MailOptions> options,
     TimeProvider time, ILogger<EmailOutbox> logger)
 {
     /// <summary>Sends the next email that is due, if any; returns whether there was one.</summary>

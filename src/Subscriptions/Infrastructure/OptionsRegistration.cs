@@ -1,7 +1,7 @@
 using System.ComponentModel.DataAnnotations;
 using Microsoft.Extensions.Options;
 
-namespace Subscriptions.Configuration;
+namespace Subscriptions.Infrastructure;
 
 internal static class OptionsRegistration
 {

@@ -1,6 +1,6 @@
 using System.Text.Encodings.Web;
 
-namespace Subscriptions;
+namespace Subscriptions.Infrastructure;
 
 /// <summary>The few pages and emails this service renders: plain HTML, inline CSS, every value encoded.</summary>
 internal static class Html

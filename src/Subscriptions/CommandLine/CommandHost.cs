@@ -1,0 +1,34 @@
+using Microsoft.Extensions.Options;
+using Subscriptions.Database;
+
+namespace Subscriptions.CommandLine;
+
+/// <summary>A verb's host: no web, its settings checked, the schema brought up to date (<see cref="Applied"/> says what that took).</summary>
+internal sealed class CommandHost : IDisposable
+{
+    private readonly IHost _host;
+
+    private CommandHost(IHost host, IReadOnlyList<string> applied)
+    {
+        _host = host;
+        Applied = applied;
+    }
+
+    public IReadOnlyList<string> Applied { get; }
+
+    public IServiceProvider Services => _host.Services;
+
+    public static async Task<CommandHost> StartAsync(string[] settings, Action<IServiceCollection> addServices)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = settings, ContentRootPath = AppContext.BaseDirectory });
+        builder.Services.AddDatabase();
+        addServices(builder.Services);
+        var host = builder.Build();
+        // Every bad setting at once, before anything runs.
+        host.Services.GetRequiredService<IStartupValidator>().Validate();
+        var applied = await host.Services.GetRequiredService<MigrationRunner>().ApplyPendingAsync(CancellationToken.None);
+        return new CommandHost(host, applied);
+    }
+
+    public void Dispose() => _host.Dispose();
+}

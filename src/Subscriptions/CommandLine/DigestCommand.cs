@@ -1,0 +1,47 @@
+using System.CommandLine;
+using Microsoft.Extensions.Options;
+using Subscriptions.Digest;
+
+namespace Subscriptions.CommandLine;
+
+internal static class DigestCommand
+{
+    public static Command Create()
+    {
+        var date = Verbs.DateOption("The day to digest (default: the day of the latest scheduled time).");
+        var dryRun = new Option<bool>("--dry-run") { Description = "Render every email but send and record nothing." };
+        var noIngest = new Option<bool>("--no-ingest") { Description = "Use the papers already stored instead of fetching the day's." };
+        var command = new Command("digest", "Run one day's whole digest now (ingest, match, plan, send) with progress; returns when every delivery of the day is sent, failed or skipped.")
+        {
+            date, dryRun, noIngest,
+        };
+        command.SetAction(async result =>
+        {
+            using var host = await CommandHost.StartAsync(Verbs.Settings(result), services => services.AddDigest());
+            using var stop = new CancellationTokenSource();
+            Console.CancelKeyPress += (_, e) =>
+            {
+                e.Cancel = true;
+                Console.WriteLine("Stopping after the messages in flight; run digest again to finish the day.");
+                stop.Cancel();
+            };
+            var isDryRun = result.GetValue(dryRun);
+            var day = result.GetValue(date) ?? DigestSchedule.DayOfFiring(
+                host.Services.GetRequiredService<IOptions<DigestOptions>>().Value, DateTimeOffset.UtcNow);
+            Console.WriteLine($"Digest of {day:yyyy-MM-dd}{(isDryRun ? " (dry run)" : "")}");
+            try
+            {
+                var summary = await host.Services.GetRequiredService<DigestRunner>().RunAsync(
+                    day, ingestFirst: !result.GetValue(noIngest), isDryRun, Console.WriteLine, stop.Token);
+                Console.WriteLine($"Done in {summary.Elapsed.TotalSeconds:F1} s: {summary.Matched:N0} subscribers matched, {summary.Planned:N0} newly planned, " +
+                    $"{summary.Sent:N0} sent, {summary.Failed:N0} failed, {summary.Skipped:N0} skipped, {summary.Waiting:N0} still open");
+                return summary.Sources.Any(source => source.Failed) ? Verbs.SourceFailed : Verbs.Done;
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return Verbs.Interrupted;
+            }
+        });
+        return command;
+    }
+}

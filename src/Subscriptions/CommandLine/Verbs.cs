@@ -1,0 +1,98 @@
+using System.CommandLine;
+using System.Globalization;
+using Microsoft.Extensions.Options;
+
+namespace Subscriptions.CommandLine;
+
+/// <summary>
+/// <c>Subscriptions [VERB] [options] [--Key=Value ...]</c>: serve (the default), migrate, ingest, digest.
+/// What a verb does not know as one of its options is a setting and goes to configuration.
+/// </summary>
+internal static class Verbs
+{
+    public const int Done = 0;
+    public const int SourceFailed = 1;
+    public const int Interrupted = 130;
+    public const int BadArguments = 64; // sysexits.h: EX_USAGE
+    public const int BadConfiguration = 78; // sysexits.h: EX_CONFIG
+
+    public static async Task<int> RunAsync(string[] args, Func<string[], Task<int>> serve)
+    {
+        var root = new RootCommand(
+            "Emails each subscriber the day's trending research papers on their topics. Settings are --Key=Value arguments, " +
+            "environment variables (Smtp__Host=...) or appsettings.json; the README lists every key.");
+        var serveCommand = new Command("serve", "Serve the web endpoints, the daily trigger and the background senders (the default).");
+        serveCommand.SetAction(result => serve(Settings(result)));
+        root.SetAction(result => serve(Settings(result)));
+        root.Add(serveCommand);
+        root.Add(MigrateCommand.Create());
+        root.Add(IngestCommand.Create());
+        root.Add(DigestCommand.Create());
+        foreach (var command in root.Subcommands.Prepend(root))
+        {
+            command.TreatUnmatchedTokensAsErrors = false;
+        }
+
+        var parsed = root.Parse(args);
+        var errors = parsed.Errors.Select(error => error.Message).ToList();
+        if (parsed.CommandResult.Command == root && args is [var first, ..] && !first.StartsWith('-'))
+        {
+            errors.Add($"\"{first}\" is not a verb.");
+        }
+        if (errors.Count > 0)
+        {
+            foreach (var error in errors)
+            {
+                Console.Error.WriteLine(error);
+            }
+            Console.Error.WriteLine();
+            // The usage of the verb that was meant (or of them all), as --help prints it, to standard error.
+            var verb = parsed.CommandResult.Command;
+            root.Parse(verb == root ? ["--help"] : [verb.Name, "--help"]).Invoke(new InvocationConfiguration { Output = Console.Error });
+            return BadArguments;
+        }
+
+        try
+        {
+            // No default exception handler (a failure must reach the catch below, or the test host that
+            // intercepts the web host), and no termination timeout: serve stops on SIGTERM as the host decides.
+            return await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null });
+        }
+        catch (Exception e) when (ConfigurationFailures(e) is { Count: > 0 } failures)
+        {
+            Console.Error.WriteLine("Configuration error:");
+            foreach (var failure in failures)
+            {
+                Console.Error.WriteLine($"  {failure}");
+            }
+            return BadConfiguration;
+        }
+    }
+
+    /// <summary>The arguments no verb option took: <c>--Key=Value</c> settings for configuration.</summary>
+    public static string[] Settings(ParseResult result) => [.. result.UnmatchedTokens];
+
+    /// <summary>A <c>--date YYYY-MM-DD</c> option.</summary>
+    public static Option<DateOnly?> DateOption(string description) => new("--date")
+    {
+        Description = description,
+        HelpName = "YYYY-MM-DD",
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+            if (DateOnly.TryParseExact(text, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var day))
+            {
+                return day;
+            }
+            result.AddError($"--date {text}: expected a day as YYYY-MM-DD");
+            return null;
+        },
+    };
+
+    private static List<string> ConfigurationFailures(Exception exception) => exception switch
+    {
+        OptionsValidationException e => [.. e.Failures],
+        AggregateException e => [.. e.InnerExceptions.SelectMany(ConfigurationFailures)],
+        _ => [],
+    };
+}

@@ -1,0 +1,112 @@
+using Microsoft.Extensions.Options;
+using Npgsql;
+using Quartz;
+
+namespace Subscriptions.Digest;
+
+/// <summary>
+/// The daily trigger: Quartz with its job store in PostgreSQL, clustered, so the trigger survives
+/// restarts and exactly one instance fires it. A run missed while every instance was down fires once
+/// when one comes back (misfire: fire now), for the day it missed.
+/// </summary>
+internal static class DigestSchedule
+{
+    public const string SchedulerName = "Subscriptions";
+    private static readonly JobKey Job = new("daily-digest");
+    private static readonly TriggerKey Trigger = new("daily-digest");
+
+    public static IServiceCollection AddDigestSchedule(this IServiceCollection services)
+    {
+        services.AddQuartz(quartz =>
+        {
+            quartz.ConfigureScheduler(scheduler =>
+            {
+                scheduler.InstanceName = SchedulerName;
+                scheduler.GenerateInstanceId = true;
+            });
+            quartz.UsePersistentStore(store =>
+            {
+                // Job data as strings, stored with Quartz's own System.Text.Json serializer; the tables of
+                // sql/0005 and 0006 are validated at start-up (Quartz's default).
+                store.ConfigureStore(options => options.StoreJobDataAsStrings = true);
+                store.UseSystemTextJsonSerializer();
+                // The app's one data source: one pool, and Npgsql logging through the host.
+                store.UsePostgres(postgres => postgres.DataSourceFactory = provider => provider.GetRequiredService<NpgsqlDataSource>());
+                store.UseClustering(cluster =>
+                {
+                    cluster.CheckinInterval = TimeSpan.FromSeconds(10);
+                    cluster.CheckinMisfireThreshold = TimeSpan.FromSeconds(30);
+                });
+            });
+        });
+        services.AddQuartzHostedService(options => options.WaitForJobsToComplete = true);
+        services.AddHostedService<ScheduleSetup>();
+        return services;
+    }
+
+    /// <summary>
+    /// The day a firing is for: the local date (in <c>Digest:TimeZone</c>) of the latest scheduled time
+    /// at or before now, so a run that fires late, after a misfire, still digests the day it missed.
+    /// </summary>
+    public static DateOnly DayOfFiring(DigestOptions options, DateTimeOffset now)
+    {
+        var zone = options.TimeZoneInfo;
+        var cron = new CronExpression(options.Schedule, zone);
+        DateTimeOffset? latest = null;
+        var next = cron.GetNextValidTimeAfter(now - TimeSpan.FromDays(2));
+        for (var i = 0; next is { } time && time <= now && i < 100_000; i++)
+        {
+            latest = time;
+            next = cron.GetNextValidTimeAfter(time);
+        }
+        return DateOnly.FromDateTime(TimeZoneInfo.ConvertTime(latest ?? now, zone).DateTime);
+    }
+
+    /// <summary>Creates the job and its trigger, or updates the trigger when Digest:Schedule or Digest:TimeZone changed.</summary>
+    private sealed class ScheduleSetup(ISchedulerFactory schedulers, IOptions<DigestOptions> options, ILogger<ScheduleSetup> logger) : IHostedService
+    {
+        public async Task StartAsync(CancellationToken cancellationToken)
+        {
+            var scheduler = await schedulers.GetScheduler(cancellationToken);
+            var digest = options.Value;
+            var job = JobBuilder.Create<DailyDigestJob>().WithIdentity(Job).StoreDurably().Build();
+            var trigger = TriggerBuilder.Create()
+                .WithIdentity(Trigger)
+                .ForJob(Job)
+                .WithCronSchedule(digest.Schedule, cron => cron
+                    .InTimeZone(digest.TimeZoneInfo)
+                    .WithMisfireInstruction(CronTriggerMisfireInstruction.FireAndProceed))
+                .Build();
+
+            var next = trigger.GetFireTimeAfter(DateTimeOffset.UtcNow);
+            try
+            {
+                if (!await scheduler.Exists(Job, cancellationToken))
+                {
+                    await scheduler.AddJob(job, AddJobOptions.Replacing, cancellationToken);
+                }
+                // An unchanged trigger is left alone: replacing it would forget a missed firing.
+                if (await scheduler.GetTrigger(Trigger, cancellationToken) is ICronTrigger existing
+                    && existing.CronExpressionString == digest.Schedule && existing.TimeZone.Id == digest.TimeZoneInfo.Id)
+                {
+                    next = existing.NextFireTimeUtc;
+                }
+                else if (await scheduler.Exists(Trigger, cancellationToken))
+                {
+                    next = await scheduler.RescheduleJob(Trigger, trigger, cancellationToken);
+                }
+                else
+                {
+                    next = await scheduler.ScheduleJob(trigger, cancellationToken: cancellationToken);
+                }
+            }
+            catch (ObjectAlreadyExistsException)
+            {
+                // Another instance starting at the same moment created it first.
+            }
+            logger.LogInformation("Daily digest scheduled ({Schedule}, {TimeZone}); next run {Next}", digest.Schedule, digest.TimeZone, next);
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+}

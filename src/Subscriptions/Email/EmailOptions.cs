@@ -1,0 +1,93 @@
+using System.ComponentModel.DataAnnotations;
+using MailKit.Security;
+using MimeKit;
+
+namespace Subscriptions.Email;
+
+internal sealed class SmtpOptions : IValidatableObject
+{
+    public const string Section = "Smtp";
+
+    /// <summary>The SMTP relay. With no host, emails are written to <see cref="MailOptions.PickupDirectory"/>.</summary>
+    public string? Host { get; set; }
+
+    [Range(1, 65535, ErrorMessage = "must be between {1} and {2}")]
+    public int Port { get; set; } = 587;
+
+    public string? Username { get; set; }
+
+    public string? Password { get; set; }
+
+    /// <summary>One of MailKit's <see cref="SecureSocketOptions"/>: Auto, None, StartTls, StartTlsWhenAvailable, SslOnConnect.</summary>
+    public SecureSocketOptions Security { get; set; } = SecureSocketOptions.Auto;
+
+    /// <summary>How many SMTP connections are kept open and used at once.</summary>
+    [Range(1, 64, ErrorMessage = "must be between {1} and {2}")]
+    public int Connections { get; set; } = 4;
+
+    /// <summary>Longest wait for one SMTP exchange (connect, or send one message).</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "00:10:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>First delay before retrying a transient failure; it doubles, with jitter, per retry.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:10:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
+
+    [Range(0, 10, ErrorMessage = "must be between {1} and {2}")]
+    public int Retries { get; set; } = 3;
+
+    /// <summary>When the server keeps failing, sending pauses this long before trying again (circuit breaker).</summary>
+    [Range(typeof(TimeSpan), "00:00:00.500", "01:00:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan BreakDuration { get; set; } = TimeSpan.FromSeconds(30);
+
+    public bool HasHost => !string.IsNullOrWhiteSpace(Host);
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (!string.IsNullOrEmpty(Username) && string.IsNullOrEmpty(Password))
+        {
+            yield return new ValidationResult("is required when Smtp:Username is set", [nameof(Password)]);
+        }
+    }
+}
+
+internal sealed class MailOptions : IValidatableObject
+{
+    public const string Section = "Mail";
+
+    [Required(ErrorMessage = "is required, e.g. \"Trending Papers <papers@example.org>\"")]
+    public string From { get; set; } = "Trending Papers <papers@localhost>";
+
+    [Required(ErrorMessage = "is required")]
+    public string PickupDirectory { get; set; } = "./outbox";
+
+    /// <summary>How often the queue of emails is checked when nothing has woken it.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Wait before a queued email that failed is tried again; doubles per attempt, up to an hour.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Attempts after which a queued email is given up as failed.</summary>
+    [Range(1, 100, ErrorMessage = "must be between {1} and {2}")]
+    public int MaxAttempts { get; set; } = 16;
+
+    /// <summary>An address that unsubscribes on receipt, offered in List-Unsubscribe beside the link (optional).</summary>
+    public string? UnsubscribeMailto { get; set; }
+
+    public MailboxAddress FromAddress => MailboxAddress.Parse(From);
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (!MailboxAddress.TryParse(From, out var mailbox) || string.IsNullOrEmpty(mailbox.Domain))
+        {
+            yield return new ValidationResult(
+                $"\"{From}\" is not one mailbox, e.g. \"Trending Papers <papers@example.org>\"", [nameof(From)]);
+        }
+        if (!string.IsNullOrEmpty(UnsubscribeMailto) && (!MailboxAddress.TryParse(UnsubscribeMailto, out var mailto) || !string.IsNullOrEmpty(mailto.Name)))
+        {
+            yield return new ValidationResult($"\"{UnsubscribeMailto}\" is not a bare address, e.g. unsubscribe@example.org", [nameof(UnsubscribeMailto)]);
+        }
+    }
+}

@@ -1,0 +1,15 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Subscriptions.Matching;
+
+/// <summary>
+/// <c>Digest:MaxPapers</c>, the default cap of papers per email. It is a digest setting to the operator,
+/// but previews, preferences and the digest all apply it through matching, so matching owns it.
+/// </summary>
+internal sealed class MatchingOptions
+{
+    public const string Section = "Digest";
+
+    [Range(1, 50, ErrorMessage = "must be between {1} and {2}")]
+    public int MaxPapers { get; set; } = 10;
+}

@@ -1,0 +1,111 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Subscriptions.Papers;
+
+internal sealed class PapersOptions : IValidatableObject
+{
+    public const string Section = "Papers";
+    public static readonly string[] KnownSources = ["huggingface", "arxiv", "file"];
+
+    /// <summary>Comma-separated sources of the daily run.</summary>
+    [Required(ErrorMessage = "is required")]
+    public string Sources { get; set; } = "huggingface";
+
+    public HuggingFaceSourceOptions HuggingFace { get; set; } = new();
+
+    public ArxivSourceOptions Arxiv { get; set; } = new();
+
+    public FileSourceOptions File { get; set; } = new();
+
+    public PaperHttpOptions Http { get; set; } = new();
+
+    public IReadOnlyList<string> SourceList => SplitList(Sources);
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        var unknown = SourceList.Where(source => !KnownSources.Contains(source, StringComparer.OrdinalIgnoreCase)).ToList();
+        if (unknown.Count > 0 || SourceList.Count == 0)
+        {
+            yield return new ValidationResult(
+                $"must list one or more of {string.Join(", ", KnownSources)}; \"{Sources}\" does not", [nameof(Sources)]);
+        }
+        if (!Uri.TryCreate(HuggingFace.BaseUrl, UriKind.Absolute, out _))
+        {
+            yield return new ValidationResult("must be an absolute URL", ["HuggingFace:BaseUrl"]);
+        }
+        if (!Uri.TryCreate(Arxiv.BaseUrl, UriKind.Absolute, out _))
+        {
+            yield return new ValidationResult("must be an absolute URL", ["Arxiv:BaseUrl"]);
+        }
+        if (Arxiv.CategoryList.Count == 0)
+        {
+            yield return new ValidationResult("must name at least one category, e.g. \"cs.CL, cs.LG\"", ["Arxiv:Categories"]);
+        }
+        foreach (var (value, low, high, key) in new (int, int, int, string)[]
+        {
+            (HuggingFace.PageSize, 1, 1000, "HuggingFace:PageSize"),
+            (HuggingFace.MaxPages, 1, 100, "HuggingFace:MaxPages"),
+            (Arxiv.PageSize, 1, 2000, "Arxiv:PageSize"),
+            (Arxiv.MaxResults, 1, 30000, "Arxiv:MaxResults"),
+            (Http.Retries, 0, 10, "Http:Retries"),
+        })
+        {
+            if (value < low || value > high)
+            {
+                yield return new ValidationResult($"must be between {low} and {high}", [key]);
+            }
+        }
+        if (Http.Timeout <= TimeSpan.Zero || Http.RetryDelay < TimeSpan.Zero || Arxiv.RequestInterval < TimeSpan.Zero)
+        {
+            yield return new ValidationResult("timeouts must be positive and delays not negative", ["Http"]);
+        }
+    }
+
+    internal static IReadOnlyList<string> SplitList(string? value) =>
+        (value ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+}
+
+internal sealed class HuggingFaceSourceOptions
+{
+    public string BaseUrl { get; set; } = "https://huggingface.co";
+
+    /// <summary>Papers asked for per request (<c>limit</c>), and how many pages (<c>p</c>) at most.</summary>
+    public int PageSize { get; set; } = 100;
+
+    public int MaxPages { get; set; } = 10;
+}
+
+internal sealed class FileSourceOptions
+{
+    /// <summary>The file the <c>file</c> source reads when the daily run uses it.</summary>
+    public string? Path { get; set; }
+}
+
+internal sealed class PaperHttpOptions
+{
+    /// <summary>Longest wait for one HTTP request to a paper source.</summary>
+    public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Retries of a failed request (5xx, 408, 429, connection failure, timeout), exponential with jitter.</summary>
+    public int Retries { get; set; } = 3;
+
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(2);
+}
+
+internal sealed class ArxivSourceOptions
+{
+    public string BaseUrl { get; set; } = "https://export.arxiv.org/api/query";
+
+    /// <summary>Comma-separated arXiv categories to follow.</summary>
+    public string Categories { get; set; } = "cs.CL, cs.CV, cs.LG";
+
+    public IReadOnlyList<string> CategoryList => PapersOptions.SplitList(Categories);
+
+    public int PageSize { get; set; } = 100;
+
+    /// <summary>The most papers taken from arXiv for one day.</summary>
+    public int MaxResults { get; set; } = 500;
+
+    /// <summary>arXiv asks API clients to leave 3 seconds between calls.</summary>
+    public TimeSpan RequestInterval { get; set; } = TimeSpan.FromSeconds(3);
+}

@@ -1,0 +1,58 @@
+using System.Globalization;
+using System.Threading.RateLimiting;
+using Microsoft.Extensions.Options;
+using Subscriptions.Database;
+using Subscriptions.Email;
+using Subscriptions.Infrastructure;
+using Subscriptions.Matching;
+
+namespace Subscriptions.Subscribers;
+
+internal static class SubscriberExtensions
+{
+    public const string SignupRateLimit = "signup";
+
+    /// <summary>The signed links in emails (needs only <c>App:*</c>); the digest uses them too.</summary>
+    public static IServiceCollection AddLinks(this IServiceCollection services) => services.AddFeature("links", services =>
+    {
+        services.AddSection<AppOptions>(AppOptions.Section);
+        services.AddSingleton<LinkTokens>();
+    });
+
+    /// <summary>
+    /// The subscriber lifecycle: signup (rate-limited per client address), confirmation, preferences and
+    /// unsubscribe, and the outbox that sends the lifecycle's emails from a background worker.
+    /// </summary>
+    public static IServiceCollection AddSubscribers(this IServiceCollection services) => services.AddFeature("subscribers", services =>
+    {
+        services.AddDatabase().AddEmail().AddLinks().AddMatching();
+        services.AddSingleton<SubscriberStore>();
+        services.AddSingleton<SignupValidator>();
+        services.AddSingleton<LifecycleEmails>();
+        services.AddSingleton<EmailOutbox>();
+        services.AddSingleton<OutboxSignal>();
+        services.AddHostedService<EmailOutboxWorker>();
+        services.AddRateLimiter(options =>
+        {
+            options.AddPolicy(SignupRateLimit, context =>
+            {
+                var perMinute = context.RequestServices.GetRequiredService<IOptions<AppOptions>>().Value.SignupsPerMinute;
+                return RateLimitPartition.GetFixedWindowLimiter(
+                    context.Connection.RemoteIpAddress?.ToString() ?? "unknown",
+                    _ => new FixedWindowRateLimiterOptions { PermitLimit = perMinute, Window = TimeSpan.FromMinutes(1), QueueLimit = 0 });
+            });
+            options.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+            options.OnRejected = async (context, cancellationToken) =>
+            {
+                var retryAfter = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromMinutes(1);
+                var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
+                context.HttpContext.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+                await TypedResults.Problem(
+                        statusCode: StatusCodes.Status429TooManyRequests,
+                        title: "Too many signups from this address",
+                        detail: $"Try again in {seconds} seconds.")
+                    .ExecuteAsync(context.HttpContext);
+            };
+        });
+    });
+}
