@@ -70,17 +70,10 @@ public sealed class ConfirmationLinkTests(TestDatabase database) : IClassFixture
 
     private async Task<MimeMessage> PickedUpForAsync(string email)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (true)
-        {
-            var count = Directory.Exists(_app.PickupDirectory) ? Directory.GetFiles(_app.PickupDirectory, "*.eml").Length : 0;
-            var messages = await _app.WaitForPickupAsync(count);
-            if (messages.Where(m => m.To.Mailboxes.Any(to => to.Address == email)).ToList() is [var message])
-            {
-                return message;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"No .eml file for {email} in {_app.PickupDirectory}");
-            await Task.Delay(50);
-        }
+        var forEmail = await Eventually.ValueAsync(
+            async () => (await _app.PickedUpAsync()).Where(m => m.To.Mailboxes.Any(to => to.Address == email)).ToList(),
+            found => found.Count == 1,
+            $"exactly one .eml file for {email} in {_app.PickupDirectory}", found => $"{found.Count} file(s)");
+        return forEmail[0];
     }
 }

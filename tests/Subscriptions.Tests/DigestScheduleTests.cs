@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using Quartz;
 using Subscriptions.Digest;
 using Subscriptions.Papers;
 using Subscriptions.Tests.Infrastructure;
@@ -41,6 +42,7 @@ public sealed class DigestScheduleTests(TestDatabase database) : IClassFixture<T
             [PaperRecord.Create("2611.00021", "Lidar Point Clouds", "Scans.", [], null, 3)], CancellationToken.None);
 
         var message = await smtp.WaitForMessageToAsync("scheduled@example.org", TimeSpan.FromSeconds(30));
+        var firstEmailArrived = DateTimeOffset.UtcNow;
 
         Assert.StartsWith("1 trending paper on lidar", message.Subject, StringComparison.Ordinal);
         Assert.Equal(1, await database.ScalarAsync<long>(
@@ -48,8 +50,10 @@ public sealed class DigestScheduleTests(TestDatabase database) : IClassFixture<T
         Assert.True(await database.ScalarAsync<long>("SELECT count(*) FROM qrtz_scheduler_state WHERE sched_name = 'Subscriptions'") >= 1);
         // The job ingested the configured file for the day before planning.
         Assert.True(await database.ScalarAsync<long>("SELECT count(*) FROM paper_days WHERE source = 'file' AND day = @today", new { today }) >= 3);
-        // Later firings the same day plan nothing new: still one email.
-        await Task.Delay(TimeSpan.FromSeconds(3));
+        // Later firings the same day plan nothing new: still one email once a later firing, and a round of
+        // the delivery worker after it, have run.
+        await WaitForFiringFinishedAfterAsync(app, firstEmailArrived);
+        await app.WaitForFreshRoundAsync<DeliveryWorker>();
         Assert.Single(smtp.MessagesTo("scheduled@example.org"));
     }
 
@@ -77,6 +81,7 @@ public sealed class DigestScheduleTests(TestDatabase database) : IClassFixture<T
         var due = DateTimeOffset.UtcNow.AddHours(-2).UtcTicks;
         await database.ExecuteAsync("UPDATE qrtz_triggers SET next_fire_time = @due WHERE trigger_name = 'daily-digest'", new { due });
 
+        var secondStarted = DateTimeOffset.UtcNow;
         await using var second = new TestApp(database, smtp, settings: settings);
         _ = second.Services;
 
@@ -84,8 +89,22 @@ public sealed class DigestScheduleTests(TestDatabase database) : IClassFixture<T
         Assert.EndsWith(missedDay.ToString("d MMM yyyy", System.Globalization.CultureInfo.InvariantCulture), message.Subject, StringComparison.Ordinal);
         Assert.Contains("Diffusion Policies for Dexterous Manipulation", message.TextBody);
         // Fired once for the missed run, then back on schedule: the next firing is in the future.
-        await Task.Delay(TimeSpan.FromSeconds(2));
+        await WaitForFiringFinishedAfterAsync(second, secondStarted);
+        await second.WaitForFreshRoundAsync<DeliveryWorker>();
         Assert.Single(smtp.MessagesTo("missed@example.org"));
         Assert.True(await database.ScalarAsync<long>("SELECT next_fire_time FROM qrtz_triggers WHERE trigger_name = 'daily-digest'") > DateTimeOffset.UtcNow.UtcTicks);
+    }
+
+    /// <summary>Returns once a firing of the daily trigger scheduled after <paramref name="since"/> has finished its job.</summary>
+    private static async Task WaitForFiringFinishedAfterAsync(TestApp app, DateTimeOffset since)
+    {
+        var scheduler = await app.Services.GetRequiredService<ISchedulerFactory>().GetScheduler();
+        var trigger = new TriggerKey("daily-digest");
+        // The job disallows concurrent execution, so the store keeps its trigger Blocked from the firing
+        // (which also records the previous fire time) until the job has returned.
+        await Eventually.TrueAsync(
+            async () => (await scheduler.GetTrigger(trigger))?.PreviousFireTimeUtc > since
+                && await scheduler.GetTriggerState(trigger) == TriggerState.Normal,
+            $"a firing of the daily digest scheduled after {since:O} to finish", TimeSpan.FromSeconds(30));
     }
 }

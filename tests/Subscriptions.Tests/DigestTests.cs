@@ -141,7 +141,8 @@ public sealed class DigestTests : IAsyncLifetime
         await using var app = new TestApp(_database, down);
 
         var run = RunAsync(app);
-        await WaitUntilAsync(async () => await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE attempts > 0") > 0);
+        await Eventually.TrueAsync(async () => await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE attempts > 0") > 0,
+            "a delivery attempt against the server that is down", TimeSpan.FromSeconds(30));
         Assert.False(run.IsCompleted);
         await down.StartAsync();
         var summary = await run.WaitAsync(TimeSpan.FromSeconds(60));
@@ -249,7 +250,8 @@ public sealed class DigestTests : IAsyncLifetime
 
         using (var first = ServiceBinary.Start(["digest", "--date", "2026-11-25", "--no-ingest"], environment))
         {
-            await WaitUntilAsync(() => Task.FromResult(_smtp.Received.Count == 4 && _smtp.Held > 0));
+            await Eventually.TrueAsync(() => _smtp.Received.Count == 4 && _smtp.Held > 0,
+                "the server to accept 4 messages and hold the next", TimeSpan.FromSeconds(30));
             first.Kill(entireProcessTree: true);
             await first.WaitForExitAsync();
         }
@@ -281,15 +283,5 @@ public sealed class DigestTests : IAsyncLifetime
         return head.Split("\r\n").Select(line => line.Split(':', 2)).Where(parts => parts.Length == 2)
             .GroupBy(parts => parts[0], StringComparer.OrdinalIgnoreCase)
             .ToDictionary(group => group.Key, group => group.First()[1].Trim(), StringComparer.OrdinalIgnoreCase);
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (!await condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "Timed out waiting for the condition.");
-            await Task.Delay(50);
-        }
     }
 }

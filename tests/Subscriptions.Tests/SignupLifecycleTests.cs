@@ -239,12 +239,8 @@ public sealed class SignupLifecycleTests(TestDatabase database) : IClassFixture<
 
     private async Task<IReadOnlyList<MimeKit.MimeMessage>> WaitForMessagesAsync(string email, int count)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (_smtp.MessagesTo(email).Count < count)
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"Expected {count} messages to {email}, got {_smtp.MessagesTo(email).Count}");
-            await Task.Delay(50);
-        }
+        await Eventually.ValueAsync(() => Task.FromResult(_smtp.MessagesTo(email).Count), received => received >= count,
+            $"{count} messages to {email}", received => $"{received} message(s)");
         var messages = _smtp.MessagesTo(email);
         Assert.Equal(count, messages.Count);
         return messages;

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using SmtpServer.Protocol;
+using Subscriptions.Subscribers;
 using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
@@ -24,7 +25,7 @@ public sealed class SmtpFailureTests(TestDatabase database) : IClassFixture<Test
         // The retry happened inside the one send (Polly), not as a second pass of the outbox.
         Assert.Equal(1, await database.ScalarAsync<int>(
             "SELECT o.attempts FROM email_outbox o JOIN subscribers s ON s.id = o.subscriber_id WHERE s.email = 'busy@example.org'"));
-        await Task.Delay(500);
+        await app.WaitForFreshRoundAsync<EmailOutboxWorker>();
         Assert.Single(smtp.MessagesTo("busy@example.org"));
     }
 
@@ -48,7 +49,7 @@ public sealed class SmtpFailureTests(TestDatabase database) : IClassFixture<Test
 
         var message = await smtp.WaitForMessageToAsync("patient@example.org");
         await WaitForOutboxAsync("patient@example.org", "sent");
-        await Task.Delay(500);
+        await app.WaitForFreshRoundAsync<EmailOutboxWorker>();
         Assert.Single(smtp.MessagesTo("patient@example.org"));
 
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(TestApp.LinkIn(message, "/subscriptions/confirm"))).StatusCode);
@@ -68,7 +69,7 @@ public sealed class SmtpFailureTests(TestDatabase database) : IClassFixture<Test
         var error = await WaitForOutboxAsync("nobody@example.org", "failed");
         Assert.Contains("550", error);
         Assert.Contains("No such user here", error);
-        await Task.Delay(500);
+        await app.WaitForFreshRoundAsync<EmailOutboxWorker>();
         Assert.Empty(smtp.MessagesTo("nobody@example.org"));
         Assert.Equal(1, await database.ScalarAsync<int>(
             "SELECT o.attempts FROM email_outbox o JOIN subscribers s ON s.id = o.subscriber_id WHERE s.email = 'nobody@example.org'"));
@@ -80,17 +81,11 @@ public sealed class SmtpFailureTests(TestDatabase database) : IClassFixture<Test
             SELECT o.status, o.attempts, o.last_error FROM email_outbox o JOIN subscribers s ON s.id = o.subscriber_id
             WHERE s.email = @email
             """;
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (true)
-        {
-            var rows = await database.QueryAsync<(string Status, int Attempts, string? LastError)>(sql, new { email });
-            var row = Assert.Single(rows);
-            if (row.Status == status && row.Attempts >= minimumAttempts)
-            {
-                return row.LastError;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"The outbox row for {email} is {row.Status} after {row.Attempts} attempt(s): {row.LastError}");
-            await Task.Delay(50);
-        }
+        var row = await Eventually.ValueAsync(
+            async () => Assert.Single(await database.QueryAsync<(string Status, int Attempts, string? LastError)>(sql, new { email })),
+            current => current.Status == status && current.Attempts >= minimumAttempts,
+            $"the outbox row for {email} to be {status} after at least {minimumAttempts} attempt(s)",
+            current => $"{current.Status} after {current.Attempts} attempt(s): {current.LastError}");
+        return row.LastError;
     }
 }

@@ -7,6 +7,11 @@ namespace Subscriptions.Infrastructure;
 /// </summary>
 internal abstract class PollingWorker(WakeSignal signal, ILogger logger) : BackgroundService
 {
+    private long _completedRounds;
+
+    /// <summary>How many times <see cref="WorkAsync"/> has finished, successfully or not; tests wait on it instead of sleeping.</summary>
+    public long CompletedRounds => Interlocked.Read(ref _completedRounds);
+
     protected abstract TimeSpan PollInterval { get; }
 
     /// <summary>Does all the work that is due now.</summary>
@@ -28,6 +33,7 @@ internal abstract class PollingWorker(WakeSignal signal, ILogger logger) : Backg
             {
                 logger.LogError(e, "{Worker} failed; trying again in {Interval}", GetType().Name, PollInterval);
             }
+            Interlocked.Increment(ref _completedRounds);
 
             try
             {

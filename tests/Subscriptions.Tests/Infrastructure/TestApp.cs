@@ -3,7 +3,9 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using MimeKit;
+using Subscriptions.Infrastructure;
 
 namespace Subscriptions.Tests.Infrastructure;
 
@@ -81,27 +83,33 @@ public sealed class TestApp : WebApplicationFactory<Program>
     }
 
     /// <summary>Waits for <c>.eml</c> files in the pickup folder and returns them parsed.</summary>
-    public async Task<IReadOnlyList<MimeMessage>> WaitForPickupAsync(int count, TimeSpan? timeout = null)
+    public Task<IReadOnlyList<MimeMessage>> WaitForPickupAsync(int count, TimeSpan? timeout = null) =>
+        Eventually.ValueAsync(PickedUpAsync, messages => messages.Count >= count,
+            $"{count} .eml file(s) in {PickupDirectory}", messages => $"{messages.Count} file(s)", timeout);
+
+    /// <summary>The <c>.eml</c> files in the pickup folder now, parsed, in file name order.</summary>
+    public async Task<IReadOnlyList<MimeMessage>> PickedUpAsync()
     {
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(20));
-        while (true)
+        var files = Directory.Exists(PickupDirectory) ? Directory.GetFiles(PickupDirectory, "*.eml").Order().ToList() : [];
+        var messages = new List<MimeMessage>();
+        foreach (var file in files)
         {
-            var files = Directory.Exists(PickupDirectory) ? Directory.GetFiles(PickupDirectory, "*.eml").Order().ToList() : [];
-            if (files.Count >= count)
-            {
-                var messages = new List<MimeMessage>();
-                foreach (var file in files)
-                {
-                    messages.Add(await MimeMessage.LoadAsync(file));
-                }
-                return messages;
-            }
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"Expected {count} .eml file(s) in {PickupDirectory}, found {files.Count}.");
-            }
-            await Task.Delay(50);
+            messages.Add(await MimeMessage.LoadAsync(file));
         }
+        return messages;
+    }
+
+    /// <summary>
+    /// Returns once the app's <typeparamref name="TWorker"/> has finished a whole round of work that began after
+    /// this call: whatever it would have done with the state as it is now, it has done.
+    /// </summary>
+    internal async Task WaitForFreshRoundAsync<TWorker>() where TWorker : PollingWorker
+    {
+        var worker = Services.GetServices<IHostedService>().OfType<TWorker>().Single();
+        // The round under way now may have begun before this call; the one after it cannot have.
+        var target = worker.CompletedRounds + 2;
+        await Eventually.TrueAsync(() => worker.CompletedRounds >= target,
+            $"{typeof(TWorker).Name} to finish a round begun after the test asked (round {target})");
     }
 
     protected override void Dispose(bool disposing)

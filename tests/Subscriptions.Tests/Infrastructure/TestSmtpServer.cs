@@ -18,7 +18,6 @@ public sealed class TestSmtpServer : IAsyncDisposable
 {
     private readonly ConcurrentQueue<MimeMessage> _received = new();
     private readonly ConcurrentQueue<SmtpResponse> _scriptedReplies = new();
-    private readonly SemaphoreSlim _arrivals = new(0);
     private readonly ConcurrentDictionary<MimeMessage, byte[]> _raw = new();
     private readonly object _holdLock = new();
     private int? _holdAfter;
@@ -114,20 +113,9 @@ public sealed class TestSmtpServer : IAsyncDisposable
     /// <summary>Waits until a message for <paramref name="recipient"/> has arrived, and returns it.</summary>
     public async Task<MimeMessage> WaitForMessageToAsync(string recipient, TimeSpan? timeout = null)
     {
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(20));
-        while (true)
-        {
-            if (MessagesTo(recipient).FirstOrDefault() is { } message)
-            {
-                return message;
-            }
-            var left = deadline - DateTime.UtcNow;
-            if (left <= TimeSpan.Zero)
-            {
-                throw new TimeoutException($"No message for {recipient} arrived; {Received.Count} other(s) did.");
-            }
-            await _arrivals.WaitAsync(left < TimeSpan.FromMilliseconds(200) ? left : TimeSpan.FromMilliseconds(200));
-        }
+        var messages = await Eventually.ValueAsync(() => Task.FromResult(MessagesTo(recipient)), found => found.Count > 0,
+            $"a message to {recipient}", _ => $"none, but {Received.Count} to others", timeout);
+        return messages[0];
     }
 
     public IReadOnlyList<MimeMessage> MessagesTo(string recipient) =>
@@ -141,7 +129,6 @@ public sealed class TestSmtpServer : IAsyncDisposable
         {
             await _running.WaitAsync(TimeSpan.FromSeconds(10));
         }
-        _arrivals.Dispose();
     }
 
     private sealed class Store(TestSmtpServer server) : MessageStore
@@ -172,7 +159,6 @@ public sealed class TestSmtpServer : IAsyncDisposable
             var message = await MimeMessage.LoadAsync(stream, cancellationToken);
             server._raw[message] = bytes;
             server._received.Enqueue(message);
-            server._arrivals.Release();
             return SmtpResponse.Ok;
         }
     }
