@@ -7,6 +7,7 @@ using Subscriptions.Health;
 using Subscriptions.Matching;
 using Subscriptions.Papers;
 using Subscriptions.Subscribers;
+using Subscriptions.Web;
 
 // `Subscriptions [VERB] [options] [--Key=Value ...]`: the verbs are in CommandLine/, serve is below.
 return await Verbs.RunAsync(args, ServeAsync);
@@ -34,13 +35,12 @@ static async Task<int> ServeAsync(string[] settings)
     // Configure the daily digest: the clustered Quartz trigger, and this instance's delivery senders
     builder.Services.AddDigestBackground(builder.Configuration);
 
-    builder.Services.AddProblemDetails();
+    // Configure what every request gets: body limits, problem answers, rate-limit answers, security headers
+    builder.Services.AddWeb();
 
     var app = builder.Build();
 
-    app.UseExceptionHandler();
-    app.UseStatusCodePages();
-    app.UseRateLimiter();
+    app.UseWeb();
 
     app.MapSubscribers();
     app.MapPreferences();

@@ -8,7 +8,7 @@ internal static class MatchingEndpoints
     public static IEndpointRouteBuilder MapMatching(this IEndpointRouteBuilder endpoints)
     {
         var preview = endpoints.MapGroup("/api/preview");
-        preview.MapGet("", GetPreviewAsync);
+        preview.MapGet("", GetPreviewAsync).RequireRateLimiting(MatchingExtensions.PreviewRateLimit);
         return endpoints;
     }
 

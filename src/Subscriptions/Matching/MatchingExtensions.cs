@@ -1,3 +1,5 @@
+using System.Threading.RateLimiting;
+using Microsoft.Extensions.Options;
 using Subscriptions.Database;
 using Subscriptions.Infrastructure;
 using Subscriptions.Papers;
@@ -6,6 +8,9 @@ namespace Subscriptions.Matching;
 
 internal static class MatchingExtensions
 {
+    /// <summary>The rate limit of previews (<c>/api/preview</c>, and the pages' Preview buttons: <c>?preview=1</c>).</summary>
+    public const string PreviewRateLimit = "preview";
+
     /// <summary>Topics against a day's papers: the rules a topic must follow, the matcher, and the preview of what an email would hold.</summary>
     public static IServiceCollection AddMatching(this IServiceCollection services) => services.AddFeature("matching", services =>
     {
@@ -14,5 +19,17 @@ internal static class MatchingExtensions
         services.AddSingleton<TopicRules>();
         services.AddSingleton<TopicMatcher>();
         services.AddSingleton<DigestPreview>();
+        services.AddSection<PreviewOptions>(PreviewOptions.Section);
+        services.AddRateLimiter(options => options.AddPolicy(PreviewRateLimit, context =>
+        {
+            if (!context.Request.Path.StartsWithSegments("/api/preview") && context.Request.Query["preview"] != "1")
+            {
+                return RateLimitPartition.GetNoLimiter("not a preview");
+            }
+            var perMinute = context.RequestServices.GetRequiredService<IOptions<PreviewOptions>>().Value.PreviewsPerMinute;
+            return RateLimitPartition.GetFixedWindowLimiter(
+                context.Connection.RemoteIpAddress?.ToString() ?? "unknown",
+                _ => new FixedWindowRateLimiterOptions { PermitLimit = perMinute, Window = TimeSpan.FromMinutes(1), QueueLimit = 0 });
+        }));
     });
 }

@@ -13,3 +13,12 @@ internal sealed class MatchingOptions
     [Range(1, 50, ErrorMessage = "must be between {1} and {2}")]
     public int MaxPapers { get; set; } = 10;
 }
+
+/// <summary><c>App:PreviewsPerMinute</c>: each preview runs the full-text search, so a client gets this many a minute.</summary>
+internal sealed class PreviewOptions
+{
+    public const string Section = "App";
+
+    [Range(1, 100_000, ErrorMessage = "must be between {1} and {2}")]
+    public int PreviewsPerMinute { get; set; } = 60;
+}

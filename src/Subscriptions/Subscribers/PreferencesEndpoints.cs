@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Subscriptions.Matching;
+using Subscriptions.Web;
 
 namespace Subscriptions.Subscribers;
 
@@ -10,8 +11,8 @@ internal static class PreferencesEndpoints
     public static IEndpointRouteBuilder MapPreferences(this IEndpointRouteBuilder endpoints)
     {
         var preferences = endpoints.MapGroup("/preferences");
-        preferences.MapGet("", ShowAsync);
-        preferences.MapPost("", SaveAsync);
+        preferences.MapGet("", ShowAsync).RequireRateLimiting(MatchingExtensions.PreviewRateLimit);
+        preferences.MapPost("", SaveAsync).WithSmallBody();
         return endpoints;
     }
 
@@ -56,7 +57,7 @@ internal static class PreferencesEndpoints
             return TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Send the preferences form",
                 detail: "Preferences are saved from the page's form (application/x-www-form-urlencoded).");
         }
-        if (request.ContentLength > SignupRequest.MaxBodyBytes)
+        if (request.ContentLength > RequestLimits.SmallBody)
         {
             return TypedResults.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "The request body is too large");
         }

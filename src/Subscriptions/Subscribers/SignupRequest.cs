@@ -5,13 +5,14 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Net.Http.Headers;
 using Subscriptions.Matching;
+using Subscriptions.Web;
 
 namespace Subscriptions.Subscribers;
 
 /// <summary>A signup as it arrived, before validation: JSON or an HTML form.</summary>
 internal sealed record SignupRequest(string? Email, IReadOnlyList<string>? Topics, bool FromForm)
 {
-    public const int MaxBodyBytes = 16 * 1024;
+    public const int MaxBodyBytes = RequestLimits.SmallBody;
 
     /// <summary>Reads the body itself (at most <see cref="MaxBodyBytes"/>, however it is sent), so every way it can be wrong ends in a 4xx problem.</summary>
     public static async Task<(SignupRequest? Request, ProblemHttpResult? Problem)> ReadAsync(HttpRequest request, CancellationToken cancellationToken)

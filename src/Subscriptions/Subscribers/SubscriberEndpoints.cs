@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Http.HttpResults;
 using Subscriptions.Matching;
+using Subscriptions.Web;
 
 namespace Subscriptions.Subscribers;
 
@@ -11,15 +12,15 @@ internal static class SubscriberEndpoints
 
     public static IEndpointRouteBuilder MapSubscribers(this IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapGet("/", ShowSignupAsync);
+        endpoints.MapGet("/", ShowSignupAsync).RequireRateLimiting(MatchingExtensions.PreviewRateLimit);
 
         var subscriptions = endpoints.MapGroup("/subscriptions");
-        subscriptions.MapPost("", SignUpAsync).RequireRateLimiting(SubscriberExtensions.SignupRateLimit);
+        subscriptions.MapPost("", SignUpAsync).RequireRateLimiting(SubscriberExtensions.SignupRateLimit).WithSmallBody();
         subscriptions.MapGet("/confirm", ConfirmAsync);
 
         var unsubscribe = endpoints.MapGroup("/unsubscribe");
         unsubscribe.MapGet("", ShowUnsubscribeAsync);
-        unsubscribe.MapPost("", UnsubscribeAsync);
+        unsubscribe.MapPost("", UnsubscribeAsync).WithSmallBody();
         return endpoints;
     }
 

@@ -21,7 +21,7 @@ internal static class SubscriberPages
             {Problems(errors)}
             <form method="post" action="/subscriptions">
             <p><label for="email"><strong>Email address</strong></label>
-            <input id="email" name="email" type="email" autocomplete="email" required maxlength="{SignupValidator.MaxEmailLength}" value="{Html.Encode(email)}" style="{Field}"></p>
+            <input id="email" name="email" type="email" autocomplete="email" required maxlength="{EmailAddresses.MaxLength}" value="{Html.Encode(email)}" style="{Field}"></p>
             <p><label for="topics"><strong>Topics</strong>, one per line</label>
             <textarea id="topics" name="topics" rows="5" required aria-describedby="topics-help" style="{Field}">{Html.Encode(topics)}</textarea>
             <small id="topics-help" style="color:#555">Words match their variants (<em>autoencoders</em> finds <em>autoencoder</em>).

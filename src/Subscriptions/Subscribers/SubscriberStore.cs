@@ -44,6 +44,7 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
         var confirmation = new
         {
             email,
+            emailKey = EmailAddresses.Key(email),
             now,
             key = LinkTokens.NewNonce(),
             nonce = LinkTokens.NewNonce(),
@@ -54,9 +55,9 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
 
         const string insert = """
-            INSERT INTO subscribers (email, status, subscription_key, confirmation_nonce, confirmation_expires_at, created_at, updated_at)
-            VALUES (@email, 'pending', @key, @nonce, @expires, @now, @now)
-            ON CONFLICT ((lower(email))) DO NOTHING
+            INSERT INTO subscribers (email, email_key, status, subscription_key, confirmation_nonce, confirmation_expires_at, created_at, updated_at)
+            VALUES (@email, @emailKey, 'pending', @key, @nonce, @expires, @now, @now)
+            ON CONFLICT (email_key) DO NOTHING
             RETURNING id
             """;
         var newId = await connection.QuerySingleOrDefaultAsync<long?>(
@@ -64,6 +65,7 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
 
         long id;
         string kind;
+        var newSubscription = true;
         if (newId is { } inserted)
         {
             id = inserted;
@@ -72,7 +74,7 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
         else
         {
             const string existing = """
-                SELECT id, status FROM subscribers WHERE lower(email) = lower(@email) FOR UPDATE
+                SELECT id, status FROM subscribers WHERE email_key = @emailKey FOR UPDATE
                 """;
             (id, var status) = await connection.QuerySingleAsync<(long, string)>(
                 new CommandDefinition(existing, confirmation, transaction, cancellationToken: cancellationToken));
@@ -83,8 +85,11 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
             }
             else
             {
-                // Pending: a fresh confirmation link replaces the last one. Unsubscribed or bounced: a new
-                // subscription begins, with a new key so the old subscription's links stop working.
+                // Pending: a fresh confirmation link replaces the last one, and the topics stay those of the
+                // first signup (anyone can sign up any address; only its owner's link changes what it gets).
+                // Unsubscribed or bounced: a new subscription begins, with a new key so the old
+                // subscription's links stop working.
+                newSubscription = status != "pending";
                 const string renew = """
                     UPDATE subscribers
                     SET status = 'pending',
@@ -102,7 +107,7 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
             }
         }
 
-        if (kind == EmailQueue.Confirmation)
+        if (kind == EmailQueue.Confirmation && newSubscription)
         {
             await ReplaceTopicsAsync(connection, transaction, id, topics, cancellationToken);
         }

@@ -1,0 +1,56 @@
+using System.Globalization;
+using Microsoft.AspNetCore.Http.Features;
+using System.Threading.RateLimiting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+
+namespace Subscriptions.Web;
+
+/// <summary>What every request gets: body limits, problem answers instead of 500s, rate-limit answers, security headers.</summary>
+internal static class WebExtensions
+{
+    /// <summary>The largest body any endpoint takes; each endpoint may take less (<see cref="RequestLimits.SmallBody"/>).</summary>
+    public const int MaxBodyBytes = 64 * 1024;
+
+    public static IServiceCollection AddWeb(this IServiceCollection services)
+    {
+        services.Configure<KestrelServerOptions>(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            // Enforced on the bytes read, chunked bodies included; a slow body is cut off by Kestrel's
+            // minimum data rate (240 bytes/s after 5 s) and answered 408.
+            kestrel.Limits.MaxRequestBodySize = MaxBodyBytes;
+        });
+        services.Configure<FormOptions>(form =>
+        {
+            form.ValueCountLimit = 64;
+            form.KeyLengthLimit = 256;
+            form.ValueLengthLimit = MaxBodyBytes;
+            form.MultipartBodyLengthLimit = MaxBodyBytes;
+            form.MultipartHeadersLengthLimit = 4 * 1024;
+        });
+        services.AddProblemDetails();
+        services.AddExceptionHandler<RequestProblems>();
+        services.AddRateLimiter(options =>
+        {
+            options.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+            options.OnRejected = (context, cancellationToken) =>
+            {
+                var retryAfter = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromMinutes(1);
+                var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
+                context.HttpContext.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+                return new ValueTask(RequestProblems.AnswerAsync(context.HttpContext, StatusCodes.Status429TooManyRequests,
+                    "Too many requests from this address", $"Try again in {seconds} seconds."));
+            };
+        });
+        return services;
+    }
+
+    public static WebApplication UseWeb(this WebApplication app)
+    {
+        app.UseSecurityHeaders();
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        app.UseRateLimiter();
+        return app;
+    }
+}
