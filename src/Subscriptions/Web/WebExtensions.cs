@@ -1,6 +1,6 @@
 using System.Globalization;
-using Microsoft.AspNetCore.Http.Features;
 using System.Threading.RateLimiting;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace Subscriptions.Web;
