@@ -26,6 +26,9 @@ internal sealed class RequestProblems(ILogger<RequestProblems> logger) : IExcept
             InvalidDataException e when e.Message.Contains("limit", StringComparison.OrdinalIgnoreCase) =>
                 (StatusCodes.Status413PayloadTooLarge, "The form is too large", e.Message),
             InvalidDataException e => (StatusCodes.Status400BadRequest, "The form is malformed", e.Message),
+            // A multipart body that ends before its closing boundary.
+            IOException when !context.RequestAborted.IsCancellationRequested =>
+                (StatusCodes.Status400BadRequest, "The request body ended early", "Send the whole body."),
             _ when DatabaseUnavailable(exception) => (StatusCodes.Status503ServiceUnavailable, "The service is briefly unavailable",
                 $"Its database cannot be reached right now. Nothing was changed; try again in a minute."),
             _ => (0, "", ""),

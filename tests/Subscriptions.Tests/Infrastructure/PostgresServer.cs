@@ -12,30 +12,58 @@ namespace Subscriptions.Tests.Infrastructure;
 /// </summary>
 internal static class PostgresServer
 {
-    private const string TemplateDatabase = "subscriptions_template";
-    private const int Port = 5432;
-    private static readonly Lazy<Task<string>> Started = new(StartAsync);
-    private static int _databaseCount;
+    private static readonly Lazy<Task<PostgresCluster>> Shared = new(() => PostgresCluster.StartAsync(ExtraSettings ?? ""));
 
     /// <summary>Extra <c>-c name=value</c> server settings, set before the first database is made (the benchmark sizes the buffers).</summary>
-    public static string ExtraSettings { get; set; } = "";
+    public static string? ExtraSettings { get; set; }
 
     /// <summary>A new database holding the migrated schema, and its connection string.</summary>
-    public static async Task<string> CreateDatabaseAsync(string prefix = "test", bool migrated = true)
+    public static async Task<string> CreateDatabaseAsync(string prefix = "test", bool migrated = true) =>
+        await (await Shared.Value).CreateDatabaseAsync(prefix, migrated);
+
+    public static async Task DropDatabaseAsync(string connectionString) =>
+        await (await Shared.Value).DropDatabaseAsync(connectionString);
+}
+
+/// <summary>
+/// A PostgreSQL cluster of its own: the shared one of <see cref="PostgresServer"/>, or one a test stops,
+/// restarts and hangs without disturbing the others.
+/// </summary>
+internal sealed class PostgresCluster : IAsyncDisposable
+{
+    private const string TemplateDatabase = "subscriptions_template";
+    private const int Port = 5432;
+    private static int _databaseCount;
+    private readonly string _binaries;
+    private readonly string _root;
+    private readonly string _settings;
+
+    private PostgresCluster(string binaries, string root, string settings)
     {
-        var socketDirectory = await Started.Value;
+        _binaries = binaries;
+        _root = root;
+        _settings = settings;
+    }
+
+    private string Data => Path.Combine(_root, "data");
+
+    private string SocketDirectory => Path.Combine(_root, "run");
+
+    /// <summary>A new database holding the migrated schema, and its connection string.</summary>
+    public async Task<string> CreateDatabaseAsync(string prefix = "test", bool migrated = true)
+    {
         var name = $"{prefix}_{Environment.ProcessId}_{Interlocked.Increment(ref _databaseCount)}";
-        await using (var admin = new NpgsqlConnection(ConnectionString(socketDirectory, "postgres")))
+        await using (var admin = new NpgsqlConnection(ConnectionString(SocketDirectory, "postgres")))
         {
             await admin.OpenAsync();
             var template = migrated ? TemplateDatabase : "template0";
             await using var create = new NpgsqlCommand($"CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"", admin);
             await create.ExecuteNonQueryAsync();
         }
-        return ConnectionString(socketDirectory, name);
+        return ConnectionString(SocketDirectory, name);
     }
 
-    public static async Task DropDatabaseAsync(string connectionString)
+    public async Task DropDatabaseAsync(string connectionString)
     {
         var builder = new NpgsqlConnectionStringBuilder(connectionString);
         NpgsqlConnection.ClearAllPools();
@@ -43,6 +71,36 @@ internal static class PostgresServer
         await admin.OpenAsync();
         await using var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{builder.Database}\" WITH (FORCE)", admin);
         await drop.ExecuteNonQueryAsync();
+    }
+
+    /// <summary>Stops the server at once, as a crash or an operator would.</summary>
+    public void Stop() => RunAsPostgres(Path.Combine(_binaries, "pg_ctl"), "-D", Data, "-m", "immediate", "-w", "stop");
+
+    public void Start() => RunAsPostgres(Path.Combine(_binaries, "pg_ctl"), "-D", Data, "-l", Path.Combine(_root, "postgres.log"), "-w", "-o",
+        $"-p {Port} -k {SocketDirectory} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 {_settings}",
+        "start");
+
+    /// <summary>Freezes (SIGSTOP) or thaws (SIGCONT) the server and its backends: up, but answering nothing.</summary>
+    public void Hang(bool hung)
+    {
+        var postmaster = File.ReadLines(Path.Combine(Data, "postmaster.pid")).First().Trim();
+        var signal = hung ? "-STOP" : "-CONT";
+        Run("pkill", signal, "-P", postmaster);
+        Run("kill", signal, postmaster);
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        try
+        {
+            Stop();
+            Directory.Delete(_root, recursive: true);
+        }
+        catch (Exception e) when (e is InvalidOperationException or IOException)
+        {
+            // Leaving a stopped cluster's files in /tmp is harmless.
+        }
+        return ValueTask.CompletedTask;
     }
 
     private static string ConnectionString(string socketDirectory, string database) =>
@@ -55,48 +113,33 @@ internal static class PostgresServer
             MaxPoolSize = 20,
         }.ConnectionString;
 
-    private static async Task<string> StartAsync()
+    public static async Task<PostgresCluster> StartAsync(string settings = "")
     {
-        var binaries = FindBinaries();
         var root = Path.Combine(Path.GetTempPath(), $"subscriptions-tests-{Environment.ProcessId}-{Guid.NewGuid():N}"[..48]);
-        var data = Path.Combine(root, "data");
-        var socket = Path.Combine(root, "run");
-        Directory.CreateDirectory(socket);
+        var cluster = new PostgresCluster(FindBinaries(), root, settings);
+        Directory.CreateDirectory(cluster.SocketDirectory);
         if (IsRoot)
         {
             Run("chown", "-R", "postgres:postgres", root);
         }
 
-        RunAsPostgres(Path.Combine(binaries, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync");
-        RunAsPostgres(Path.Combine(binaries, "pg_ctl"), "-D", data, "-l", Path.Combine(root, "postgres.log"), "-w", "-o",
-            $"-p {Port} -k {socket} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 {ExtraSettings}",
-            "start");
-        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-        {
-            try
-            {
-                RunAsPostgres(Path.Combine(binaries, "pg_ctl"), "-D", data, "-m", "immediate", "stop");
-                Directory.Delete(root, recursive: true);
-            }
-            catch (Exception e) when (e is InvalidOperationException or IOException)
-            {
-                // Leaving a stopped cluster's files in /tmp is harmless.
-            }
-        };
+        RunAsPostgres(Path.Combine(cluster._binaries, "initdb"), "-D", cluster.Data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync");
+        cluster.Start();
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => cluster.DisposeAsync().AsTask().Wait();
 
-        await using (var admin = new NpgsqlConnection(ConnectionString(socket, "postgres")))
+        await using (var admin = new NpgsqlConnection(ConnectionString(cluster.SocketDirectory, "postgres")))
         {
             await admin.OpenAsync();
             await using var create = new NpgsqlCommand($"CREATE DATABASE {TemplateDatabase}", admin);
             await create.ExecuteNonQueryAsync();
         }
         // The same runner the service uses, so the tests exercise the real migrations.
-        await using (var dataSource = NpgsqlDataSource.Create(ConnectionString(socket, TemplateDatabase)))
+        await using (var dataSource = NpgsqlDataSource.Create(ConnectionString(cluster.SocketDirectory, TemplateDatabase)))
         {
             await new MigrationRunner(dataSource, NullLogger<MigrationRunner>.Instance).ApplyPendingAsync(CancellationToken.None);
         }
         NpgsqlConnection.ClearAllPools();
-        return socket;
+        return cluster;
     }
 
     private static bool IsRoot => Environment.UserName == "root";

@@ -68,6 +68,20 @@ public sealed class TestApp : WebApplicationFactory<Program>
         }
     }
 
+    /// <summary>
+    /// Serves on a real Kestrel listener (loopback, a free port) instead of the in-memory test server, for
+    /// what only a real server does: body limits on chunked bodies, slow-body timeouts, response headers.
+    /// </summary>
+    public Uri StartOnKestrel()
+    {
+        _settings["urls"] = "http://127.0.0.1:0";
+        UseKestrel();
+        StartServer();
+        var addresses = Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
+            .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses;
+        return new Uri(addresses.First());
+    }
+
     /// <summary>A client that does not follow redirects and sends no cookies, like a mail client's link.</summary>
     public HttpClient CreatePlainClient() =>
         CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = false, HandleCookies = false, BaseAddress = new Uri(BaseUrl) });
