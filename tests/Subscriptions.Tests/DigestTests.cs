@@ -37,6 +37,22 @@ public sealed class DigestTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ATopicThatLooksLikeAnEncodedWordReachesTheSubjectAsTyped()
+    {
+        // "SGVsbG8=" is "Hello": written raw into the Subject, a mail client would show "Hello".
+        const string topic = "\"=?utf-8?B?SGVsbG8=?=\" OR lidar";
+        await AddSubscriberAsync("encoded@example.org", "active", topic);
+        await using var app = new TestApp(_database, _smtp);
+
+        await RunAsync(app);
+
+        var message = Assert.Single(_smtp.MessagesTo("encoded@example.org"));
+        var shown = message.Subject!.Replace("\u2060", "", StringComparison.Ordinal); // the invisible word joiner that neutralises it
+        Assert.Contains("=?utf-8?B?SGVsbG8=?=", shown);
+        Assert.DoesNotContain("Hello", shown);
+    }
+
+    [Fact]
     public async Task EachMatchingSubscriberGetsOnePersonalisedEmail()
     {
         await AddSubscriberAsync("ada@example.org", "active", "depth estimation", "interpretability");

@@ -27,4 +27,39 @@ public sealed class SignupRateLimitTests(TestDatabase database) : IClassFixture<
         // Only signups are limited; the rest of the site still answers.
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/")).StatusCode);
     }
+
+    [Fact]
+    public async Task PreviewsAreLimitedPerClientButPlainPagesAreNot()
+    {
+        await using var app = new TestApp(database, settings: new Dictionary<string, string?> { ["App:PreviewsPerMinute"] = "2" });
+        using var client = app.CreatePlainClient();
+
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/preview?topics=lidar")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/?preview=1&topics=lidar")).StatusCode);
+        var limited = await client.GetAsync("/api/preview?topics=lidar");
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, limited.StatusCode);
+        Assert.Equal("application/problem+json", limited.Content.Headers.ContentType?.MediaType);
+        Assert.True(limited.Headers.Contains("Retry-After"));
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/")).StatusCode);
+        }
+    }
+
+    [Fact]
+    public async Task ABrowserFormOverTheLimitGetsAPageNotJson()
+    {
+        await using var app = new TestApp(database, settings: new Dictionary<string, string?> { ["App:SignupsPerMinute"] = "1" });
+        using var client = app.CreatePlainClient();
+        client.DefaultRequestHeaders.Accept.ParseAdd("text/html");
+
+        var first = await client.PostFormAsync("/subscriptions", ("email", "form1@example.org"), ("topics", "lidar"));
+        var second = await client.PostFormAsync("/subscriptions", ("email", "form2@example.org"), ("topics", "lidar"));
+
+        Assert.Equal(HttpStatusCode.Accepted, first.StatusCode);
+        Assert.Equal(HttpStatusCode.TooManyRequests, second.StatusCode);
+        Assert.Equal("text/html", second.Content.Headers.ContentType?.MediaType);
+        Assert.Contains("Try again in", await second.Content.ReadAsStringAsync());
+    }
 }

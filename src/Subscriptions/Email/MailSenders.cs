@@ -41,7 +41,7 @@ internal static class MailEnvelope
         var from = mail.FromAddress;
         var message = new MimeMessage
         {
-            Subject = subject,
+            Subject = ShownAsTyped(subject),
             Date = date,
             MessageId = MimeUtils.GenerateMessageId(from.Domain),
             Body = body.ToMessageBody(),
@@ -50,6 +50,13 @@ internal static class MailEnvelope
         message.To.Add(MailboxAddress.Parse(to));
         return message;
     }
+
+    /// <summary>
+    /// Text that looks like an RFC 2047 encoded-word (<c>=?utf-8?B?…?=</c>), say in a topic someone typed, would
+    /// be decoded by mail clients into text nobody typed. A word joiner (invisible) after each <c>=</c> of
+    /// <c>=?</c> makes it plain text, which MimeKit then encodes properly: it shows as typed.
+    /// </summary>
+    private static string ShownAsTyped(string text) => text.Replace("=?", "=\u2060?", StringComparison.Ordinal);
 }
 
 /// <summary>The mail server refused a message with a permanent (5xx) reply; trying again will not help.</summary>

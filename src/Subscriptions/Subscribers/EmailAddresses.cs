@@ -57,11 +57,6 @@ internal static class EmailAddresses
         {
             return (null, "must be the bare address, without a display name (name@example.org)");
         }
-        if (mailbox.Address != email)
-        {
-            return (null, "must be a single address (name@example.org)");
-        }
-
         var at = email.LastIndexOf('@');
         var localPart = email[..at];
         var domain = email[(at + 1)..];
@@ -73,18 +68,34 @@ internal static class EmailAddresses
         {
             return (null, "must have a full domain name (name@example.org)");
         }
-        string canonicalDomain;
-        try
-        {
-            // Checks each label (letters, digits and hyphens, at most 63, no hyphen at either end) and
-            // lower-cases it; an A-label (xn--…) comes back as the same name's U-label.
-            canonicalDomain = Idna.GetUnicode(Idna.GetAscii(domain));
-        }
-        catch (ArgumentException)
+        if (CanonicalDomain(domain) is not { } canonicalDomain)
         {
             return (null, "has a domain name that is not valid: labels of letters, digits and hyphens, at most 63 characters each, not starting or ending with a hyphen");
         }
+        // What the parser read must be all that was typed: no comments, groups or second address.
+        var parsed = mailbox.Address;
+        var parsedAt = parsed.LastIndexOf('@');
+        if (parsedAt < 0 || parsed[..parsedAt] != localPart || CanonicalDomain(parsed[(parsedAt + 1)..]) != canonicalDomain)
+        {
+            return (null, "must be a single address (name@example.org)");
+        }
         return ($"{localPart}@{canonicalDomain}", null);
+    }
+
+    /// <summary>
+    /// The domain checked label by label (letters, digits and hyphens, at most 63, no hyphen at either end)
+    /// and folded to lower-case U-labels, whether it came as U-labels or A-labels (xn--…); null when invalid.
+    /// </summary>
+    private static string? CanonicalDomain(string domain)
+    {
+        try
+        {
+            return Idna.GetUnicode(Idna.GetAscii(domain.ToLowerInvariant()));
+        }
+        catch (ArgumentException)
+        {
+            return null;
+        }
     }
 
     /// <summary>What two addresses must share to be the same subscriber: the canonical address, case-folded.</summary>
