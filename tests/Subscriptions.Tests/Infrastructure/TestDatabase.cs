@@ -6,7 +6,15 @@ namespace Subscriptions.Tests.Infrastructure;
 /// <summary>A fresh, migrated database per test class, on the shared throwaway cluster.</summary>
 public sealed class TestDatabase : IAsyncLifetime
 {
+    private readonly PostgresCluster? _cluster;
     private NpgsqlDataSource? _dataSource;
+
+    public TestDatabase()
+    {
+    }
+
+    /// <summary>A database on a cluster of the test's own, which it may stop or hang.</summary>
+    internal TestDatabase(PostgresCluster cluster) => _cluster = cluster;
 
     public string ConnectionString { get; private set; } = "";
 
@@ -14,7 +22,7 @@ public sealed class TestDatabase : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        ConnectionString = await PostgresServer.CreateDatabaseAsync();
+        ConnectionString = _cluster is null ? await PostgresServer.CreateDatabaseAsync() : await _cluster.CreateDatabaseAsync();
         _dataSource = NpgsqlDataSource.Create(ConnectionString);
     }
 

@@ -1,0 +1,114 @@
+using System.Diagnostics;
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Subscriptions.Subscribers;
+using Subscriptions.Tests.Infrastructure;
+
+namespace Subscriptions.Tests;
+
+/// <summary>The database stopped or hung under the service: 503 with Retry-After, health within its deadline, and back by itself.</summary>
+public sealed class DatabaseOutageTests : IAsyncLifetime
+{
+    private PostgresCluster _cluster = null!;
+    private TestDatabase _database = null!;
+
+    public async Task InitializeAsync()
+    {
+        _cluster = await PostgresCluster.StartAsync(); // its own: stopping it disturbs no other test
+        _database = new TestDatabase(_cluster);
+        await _database.InitializeAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _database.DisposeAsync();
+        await _cluster.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task RequestsDuringAnOutageGet503WithRetryAfterAndQueuedWorkResumesAfterIt()
+    {
+        await using var smtp = await TestSmtpServer.StartNewAsync();
+        await using var app = new TestApp(_database, smtp);
+        using var client = app.CreatePlainClient();
+        var (id, key) = await _database.AddSubscriberAsync("reader@example.org", "active", maxPapers: null, "lidar");
+        var preferences = app.Services.GetRequiredService<LinkTokens>().Create(LinkPurpose.Preferences, id, key);
+        Assert.Equal(HttpStatusCode.Accepted, (await client.SignUpAsync("before@example.org", "lidar")).StatusCode);
+        await smtp.WaitForMessageToAsync("before@example.org");
+
+        _cluster.Stop();
+
+        // Under load: a burst of every kind of request that needs the database.
+        var requests = Enumerable.Range(0, 8).SelectMany(i => new Func<Task<HttpResponseMessage>>[]
+        {
+            () => client.SignUpAsync($"during{i}@example.org", "lidar"),
+            () => client.GetAsync("/api/preview?topics=lidar"),
+            () => client.GetAsync($"/preferences?token={preferences}"),
+            () => client.GetAsync($"/subscriptions/confirm?token={app.Services.GetRequiredService<LinkTokens>().Create(LinkPurpose.Confirm, id, key)}"),
+        }).ToList();
+        var answers = await Task.WhenAll(requests.Select(send => send()));
+        foreach (var answer in answers)
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, answer.StatusCode);
+            Assert.True(answer.Headers.RetryAfter is not null, "Retry-After");
+            var body = await answer.Content.ReadAsStringAsync();
+            Assert.DoesNotContain("   at ", body);
+        }
+        Assert.Equal("application/problem+json", answers[0].Content.Headers.ContentType?.MediaType);
+
+        // A browser's form gets a page.
+        var form = new HttpRequestMessage(HttpMethod.Post, "/subscriptions")
+        {
+            Content = new FormUrlEncodedContent([KeyValuePair.Create("email", "form@example.org"), KeyValuePair.Create("topics", "lidar")]),
+        };
+        form.Headers.Accept.ParseAdd("text/html");
+        var page = await client.SendAsync(form);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, page.StatusCode);
+        Assert.Equal("text/html", page.Content.Headers.ContentType?.MediaType);
+        Assert.Contains("try again", await page.Content.ReadAsStringAsync(), StringComparison.OrdinalIgnoreCase);
+
+        // Health says so, without internals (no socket path, no exception text).
+        var health = await client.GetAsync("/healthz");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
+        var healthBody = await health.Content.ReadAsStringAsync();
+        Assert.Contains("database is unavailable", healthBody);
+        Assert.DoesNotContain("/tmp", healthBody);
+
+        _cluster.Start();
+
+        // Back by itself: the next signups are taken, and their confirmations go out.
+        var after = await Eventually.ValueAsync(
+            () => client.SignUpAsync("after@example.org", "lidar"), response => response.StatusCode == HttpStatusCode.Accepted,
+            "a signup to be accepted once PostgreSQL is back", response => $"{(int)response.StatusCode}", TimeSpan.FromSeconds(30));
+        Assert.Equal(HttpStatusCode.Accepted, after.StatusCode);
+        await smtp.WaitForMessageToAsync("after@example.org");
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/healthz")).StatusCode);
+    }
+
+    [Fact]
+    public async Task AHungDatabaseMakesHealthAnswerWithinItsDeadline()
+    {
+        await using var app = new TestApp(_database);
+        using var client = app.CreatePlainClient();
+        client.Timeout = TimeSpan.FromSeconds(30);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/healthz")).StatusCode); // a pooled connection, now idle
+
+        _cluster.Hang(true);
+        HttpResponseMessage health;
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            health = await client.GetAsync("/healthz");
+        }
+        finally
+        {
+            _cluster.Hang(false);
+        }
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
+        // The check gives up at 5 s; a hung server used to hold it for a minute.
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"answered after {clock.Elapsed.TotalSeconds:F1} s");
+        await Eventually.TrueAsync(async () => (await client.GetAsync("/healthz")).StatusCode == HttpStatusCode.OK,
+            "health to recover once PostgreSQL runs again", TimeSpan.FromSeconds(30));
+    }
+}
