@@ -31,7 +31,17 @@ internal sealed class Postfix(string root)
         {
             File.SetUnixFileMode(download, (UnixFileMode)0b111_111_111);
         }
-        await RunAsync("apt-get", download, "download", "postfix");
+        try
+        {
+            await RunAsync("apt-get", download, "download", "postfix");
+        }
+        catch (InvalidOperationException)
+        {
+            // A fresh machine's package lists are empty or stale: refresh them once and try again.
+            Console.WriteLine("Refreshing the package lists (apt-get update)");
+            await RunAsync("apt-get", download, "update", "-qq");
+            await RunAsync("apt-get", download, "download", "postfix");
+        }
         var package = Directory.GetFiles(download, "postfix_*.deb").Single();
         Directory.CreateDirectory(root);
         await RunAsync("dpkg", download, "-x", package, root);
