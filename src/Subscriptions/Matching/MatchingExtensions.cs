@@ -1,8 +1,8 @@
-using System.Threading.RateLimiting;
 using Microsoft.Extensions.Options;
 using Subscriptions.Database;
 using Subscriptions.Infrastructure;
 using Subscriptions.Papers;
+using Subscriptions.Web;
 
 namespace Subscriptions.Matching;
 
@@ -20,16 +20,8 @@ internal static class MatchingExtensions
         services.AddSingleton<TopicMatcher>();
         services.AddSingleton<DigestPreview>();
         services.AddSection<PreviewOptions>(PreviewOptions.Section);
-        services.AddRateLimiter(options => options.AddPolicy(PreviewRateLimit, context =>
-        {
-            if (!context.Request.Path.StartsWithSegments("/api/preview") && context.Request.Query["preview"] != "1")
-            {
-                return RateLimitPartition.GetNoLimiter("not a preview");
-            }
-            var perMinute = context.RequestServices.GetRequiredService<IOptions<PreviewOptions>>().Value.PreviewsPerMinute;
-            return RateLimitPartition.GetFixedWindowLimiter(
-                context.Connection.RemoteIpAddress?.ToString() ?? "unknown",
-                _ => new FixedWindowRateLimiterOptions { PermitLimit = perMinute, Window = TimeSpan.FromMinutes(1), QueueLimit = 0 });
-        }));
+        services.AddRateLimiter(options => options.AddPerClientPerMinute(PreviewRateLimit,
+            context => context.RequestServices.GetRequiredService<IOptions<PreviewOptions>>().Value.PreviewsPerMinute,
+            applies: context => context.Request.Path.StartsWithSegments("/api/preview") || context.Request.Query["preview"] == "1"));
     });
 }

@@ -1,9 +1,9 @@
-using System.Threading.RateLimiting;
 using Microsoft.Extensions.Options;
 using Subscriptions.Database;
 using Subscriptions.Email;
 using Subscriptions.Infrastructure;
 using Subscriptions.Matching;
+using Subscriptions.Web;
 
 namespace Subscriptions.Subscribers;
 
@@ -31,15 +31,7 @@ internal static class SubscriberExtensions
         services.AddSingleton<EmailOutbox>();
         services.AddSingleton<OutboxSignal>();
         services.AddHostedService<EmailOutboxWorker>();
-        services.AddRateLimiter(options =>
-        {
-            options.AddPolicy(SignupRateLimit, context =>
-            {
-                var perMinute = context.RequestServices.GetRequiredService<IOptions<AppOptions>>().Value.SignupsPerMinute;
-                return RateLimitPartition.GetFixedWindowLimiter(
-                    context.Connection.RemoteIpAddress?.ToString() ?? "unknown",
-                    _ => new FixedWindowRateLimiterOptions { PermitLimit = perMinute, Window = TimeSpan.FromMinutes(1), QueueLimit = 0 });
-            });
-        });
+        services.AddRateLimiter(options => options.AddPerClientPerMinute(SignupRateLimit,
+            context => context.RequestServices.GetRequiredService<IOptions<AppOptions>>().Value.SignupsPerMinute));
     });
 }
