@@ -48,9 +48,31 @@ public sealed class MigrationTests
             await connection.ExecuteAsync("UPDATE schema_migrations SET checksum = 'something else' WHERE name = '0001_subscribers.sql'");
         }
 
-        var error = await Assert.ThrowsAsync<InvalidOperationException>(() =>
+        var error = await Assert.ThrowsAsync<SchemaMismatchException>(() =>
             new MigrationRunner(dataSource, NullLogger<MigrationRunner>.Instance).ApplyPendingAsync(CancellationToken.None));
 
         Assert.Contains("sql/0001_subscribers.sql was changed after it was applied", error.Message);
+    }
+
+    [Fact]
+    public async Task AReplicaOlderThanTheSchemaRefusesToStart()
+    {
+        var connectionString = await PostgresServer.CreateDatabaseAsync("newer");
+        await using (var dataSource = NpgsqlDataSource.Create(connectionString))
+        await using (var connection = await dataSource.OpenConnectionAsync())
+        {
+            await connection.ExecuteAsync("INSERT INTO schema_migrations (name, checksum) VALUES ('9999_from_the_future.sql', 'x')");
+        }
+
+        var (exitCode, _, error) = await ServiceBinary.RunAsync(["serve", "--urls=http://127.0.0.1:0"], new Dictionary<string, string>
+        {
+            ["ConnectionStrings__Postgres"] = connectionString,
+            ["App__TokenSecret"] = "a-secret-for-the-newer-schema-test-only",
+            ["Digest__Enabled"] = "false",
+        });
+
+        Assert.Equal(65, exitCode);
+        Assert.Contains("migrated by a newer version of this service (9999_from_the_future.sql applied)", error);
+        Assert.DoesNotContain("   at ", error);
     }
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Microsoft.Extensions.Options;
+using Subscriptions.Database;
 
 namespace Subscriptions.CommandLine;
 
@@ -14,6 +15,7 @@ internal static class Verbs
     public const int SourceFailed = 1;
     public const int Interrupted = 130;
     public const int BadArguments = 64; // sysexits.h: EX_USAGE
+    public const int BadSchema = 65; // sysexits.h: EX_DATAERR
     public const int BadConfiguration = 78; // sysexits.h: EX_CONFIG
 
     public static async Task<int> RunAsync(string[] args, Func<string[], Task<int>> serve)
@@ -58,6 +60,11 @@ internal static class Verbs
             // intercepts the web host), and no termination timeout: serve stops on SIGTERM as the host decides.
             return await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null });
         }
+        catch (Exception e) when (Unwrap<SchemaMismatchException>(e) is { } mismatch)
+        {
+            Console.Error.WriteLine($"Database schema error: {mismatch.Message}");
+            return BadSchema;
+        }
         catch (Exception e) when (ConfigurationFailures(e) is { Count: > 0 } failures)
         {
             Console.Error.WriteLine("Configuration error:");
@@ -87,6 +94,13 @@ internal static class Verbs
             result.AddError($"--date {text}: expected a day as YYYY-MM-DD");
             return null;
         },
+    };
+
+    private static T? Unwrap<T>(Exception exception) where T : Exception => exception switch
+    {
+        T found => found,
+        AggregateException e => e.InnerExceptions.Select(Unwrap<T>).FirstOrDefault(found => found is not null),
+        _ => exception.InnerException is { } inner ? Unwrap<T>(inner) : null,
     };
 
     private static List<string> ConfigurationFailures(Exception exception) => exception switch

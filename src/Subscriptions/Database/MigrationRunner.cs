@@ -39,6 +39,16 @@ internal sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<Migra
                     new CommandDefinition(selectApplied, cancellationToken: cancellationToken)))
                 .ToDictionary(row => row.Name, row => row.Checksum);
 
+            // A replica older than the schema must not run against it (a rolling upgrade half done, or a rollback):
+            // it would write what the newer version no longer expects.
+            var unknown = applied.Keys.Except(Scripts.Select(script => script.Name), StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+            if (unknown.Count > 0)
+            {
+                throw new SchemaMismatchException(
+                    $"The database was migrated by a newer version of this service ({string.Join(", ", unknown)} applied); " +
+                    "this version knows migrations up to " + Scripts[^1].Name + ". Run the newer version, or restore a backup taken before it.");
+            }
+
             var appliedNow = new List<string>();
             foreach (var script in Scripts)
             {
@@ -46,7 +56,7 @@ internal sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<Migra
                 {
                     if (checksum != script.Checksum)
                     {
-                        throw new InvalidOperationException(
+                        throw new SchemaMismatchException(
                             $"sql/{script.Name} was changed after it was applied to this database. " +
                             "Shipped migrations are never edited: restore it and add the change as a new script.");
                     }
@@ -105,3 +115,6 @@ internal sealed record MigrationScript(string Name, string Sql, string Checksum)
         return new MigrationScript(resourceName["sql/".Length..], sql, checksum);
     }
 }
+
+/// <summary>The database's schema is not one this version can run against: it refuses to start rather than guess.</summary>
+internal sealed class SchemaMismatchException(string message) : InvalidOperationException(message);
