@@ -21,6 +21,7 @@ public sealed class TestSmtpServer : IAsyncDisposable
     private readonly ConcurrentDictionary<MimeMessage, byte[]> _raw = new();
     private readonly object _holdLock = new();
     private int? _holdAfter;
+    private bool _acceptHeld;
     private TaskCompletionSource? _heldRelease;
     private int _held;
     private SmtpServer.SmtpServer? _server;
@@ -70,6 +71,17 @@ public sealed class TestSmtpServer : IAsyncDisposable
         lock (_holdLock)
         {
             _holdAfter = null;
+            _heldRelease?.TrySetResult();
+        }
+    }
+
+    /// <summary>Accepts every held message (as if the server had only been slow) and stops holding.</summary>
+    public void AcceptHeld()
+    {
+        lock (_holdLock)
+        {
+            _holdAfter = null;
+            _acceptHeld = true;
             _heldRelease?.TrySetResult();
         }
     }
@@ -152,7 +164,10 @@ public sealed class TestSmtpServer : IAsyncDisposable
             if (hold is not null)
             {
                 await hold;
-                return new SmtpResponse(SmtpReplyCode.ServiceUnavailable, "Held by the test and not accepted");
+                if (!server._acceptHeld)
+                {
+                    return new SmtpResponse(SmtpReplyCode.ServiceUnavailable, "Held by the test and not accepted");
+                }
             }
             var bytes = buffer.ToArray();
             using var stream = new MemoryStream(bytes);
