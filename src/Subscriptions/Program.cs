@@ -4,6 +4,7 @@ using Subscriptions.Database;
 using Subscriptions.Digest;
 using Subscriptions.Email;
 using Subscriptions.Health;
+using Subscriptions.Infrastructure;
 using Subscriptions.Matching;
 using Subscriptions.Papers;
 using Subscriptions.Subscribers;
@@ -21,7 +22,7 @@ static async Task<int> ServeAsync(string[] settings)
     }
 
     // Configure the database; migrations run before anything else starts
-    builder.Services.AddDatabase().AddMigrationsAtStartup().AddHealth();
+    builder.Services.AddDatabase().AddMigrationsAtStartup().AddHealth().AddShutdownTimeout();
 
     // Configure email: one sender, SMTP or the pickup folder
     builder.Services.AddEmail();
@@ -50,7 +51,7 @@ static async Task<int> ServeAsync(string[] settings)
 
     // Every bad setting at once, before anything starts.
     app.Services.GetRequiredService<IStartupValidator>().Validate();
-    await app.RunAsync();
+    await app.RunBoundedAsync();
     return Verbs.Done;
 }
 

@@ -73,6 +73,41 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
         Assert.True(await second.WaitForExitAsync(TimeSpan.FromSeconds(40)));
     }
 
+    [Fact]
+    public async Task AnInstanceStoppedWhileTheDatabaseAndTheMailServerAreGoneStillExitsWithinItsShutdownTimeout()
+    {
+        await using var cluster = await PostgresCluster.StartAsync(); // its own: this test stops it
+        var database = new TestDatabase(cluster);
+        await database.InitializeAsync();
+        for (var i = 0; i < 20; i++)
+        {
+            await database.AddSubscriberAsync($"gone{i}@example.org", "active", maxPapers: null, "lidar");
+        }
+        await using (var planner = new TestApp(database))
+        {
+            await planner.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day, "huggingface",
+                [PaperRecord.Create("2611.00003", "Lidar Odometry at Night", "Registration of scans.", ["Ana Sousa"], null, 5)], CancellationToken.None);
+            await planner.Services.GetRequiredService<DigestRunner>().PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
+        }
+        _smtp.HoldAfter(3);
+        var environment = Environment(claimTimeout: "00:10:00");
+        environment["ConnectionStrings__Postgres"] = database.ConnectionString;
+        environment["HostOptions__ShutdownTimeout"] = "00:00:05";
+
+        using var instance = new RunningInstance(environment);
+        await Eventually.TrueAsync(() => _smtp.Received.Count == 3 && _smtp.Held > 0,
+            "the instance to have 3 messages accepted and more in flight", TimeSpan.FromSeconds(60));
+        await database.DisposeAsync();
+        cluster.Stop(); // and the mail server keeps holding what is in flight
+
+        var clock = Stopwatch.StartNew();
+        instance.Terminate();
+
+        Assert.True(await instance.WaitForExitAsync(TimeSpan.FromSeconds(20)),
+            $"The instance should exit soon after its 5 s shutdown timeout; still running after {clock.Elapsed.TotalSeconds:F0} s:\n" +
+            string.Join('\n', instance.Output.TakeLast(40)));
+    }
+
     private Dictionary<string, string> Environment(string claimTimeout) => new()
     {
         ["ConnectionStrings__Postgres"] = _database.ConnectionString,

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using Subscriptions.Database;
+using Subscriptions.Infrastructure;
 
 namespace Subscriptions.CommandLine;
 
@@ -21,7 +22,7 @@ internal sealed class CommandHost : IDisposable
     public static async Task<CommandHost> StartAsync(string[] settings, Action<IServiceCollection> addServices)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = settings, ContentRootPath = AppContext.BaseDirectory });
-        builder.Services.AddDatabase();
+        builder.Services.AddDatabase().AddShutdownTimeout();
         addServices(builder.Services);
         var host = builder.Build();
         // Every bad setting at once, before anything runs.

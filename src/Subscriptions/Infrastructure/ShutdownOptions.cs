@@ -1,0 +1,45 @@
+using Microsoft.Extensions.Options;
+
+namespace Subscriptions.Infrastructure;
+
+internal static class ShutdownOptions
+{
+    /// <summary>
+    /// <c>HostOptions:ShutdownTimeout</c> (default 30 s): how long SIGTERM or Ctrl+C waits for the messages in
+    /// flight and for claims to be handed back before the process exits anyway. The host itself only reads
+    /// a top-level <c>shutdownTimeoutSeconds</c>; this binds the section operators expect.
+    /// </summary>
+    public static IServiceCollection AddShutdownTimeout(this IServiceCollection services)
+    {
+        services.AddOptions<HostOptions>().BindConfiguration("HostOptions");
+        return services;
+    }
+
+    /// <summary>
+    /// Runs the host until it is stopped, and returns at the latest a few seconds after the shutdown
+    /// timeout has run out. The host waits for every service to stop and every singleton to be disposed;
+    /// with the database or the mail server unreachable, one of them can hang on a connection attempt
+    /// long after the timeout, and an orchestrator would then kill the process harder. What is left
+    /// undone is the documented window: at most the messages in flight, re-sent after their claim expires.
+    /// </summary>
+    public static async Task RunBoundedAsync(this IHost host)
+    {
+        var running = host.RunAsync();
+        var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
+        var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var registration = lifetime.ApplicationStopping.Register(() => stopping.TrySetResult());
+        if (await Task.WhenAny(running, stopping.Task) == running)
+        {
+            await running;
+            return;
+        }
+        var timeout = host.Services.GetRequiredService<IOptions<HostOptions>>().Value.ShutdownTimeout;
+        if (await Task.WhenAny(running, Task.Delay(timeout + TimeSpan.FromSeconds(5))) != running)
+        {
+            host.Services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(ShutdownOptions))
+                .LogWarning("Stopping took longer than HostOptions:ShutdownTimeout ({Timeout}); exiting without waiting further", timeout);
+            return;
+        }
+        await running;
+    }
+}
