@@ -9,14 +9,30 @@ internal static class HealthEndpoints
 {
     public static IServiceCollection AddHealth(this IServiceCollection services)
     {
-        services.AddDatabase().AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
+        services.AddDatabase().AddHealthChecks().AddCheck<DatabaseHealthCheck>("database", tags: [ReadyTag]);
         return services;
     }
 
-    /// <summary><c>GET /healthz</c>: 200 when the process is up and the database answers, 503 with a problem body otherwise.</summary>
+    private const string ReadyTag = "ready";
+
+    /// <summary>
+    /// <c>GET /healthz</c>: 200 when the process is up and the database answers, 503 with a problem body otherwise.
+    /// <c>GET /healthz/live</c>: 200 whenever the process answers, no check run. <c>GET /healthz/ready</c>: as <c>/healthz</c>.
+    /// </summary>
     public static IEndpointRouteBuilder MapHealth(this IEndpointRouteBuilder endpoints)
     {
         endpoints.MapHealthChecks("/healthz", new HealthCheckOptions { ResponseWriter = WriteAsync });
+        // A liveness probe must not fail when only the database is away: restarting the process would not bring it back.
+        endpoints.MapHealthChecks("/healthz/live", new HealthCheckOptions
+        {
+            Predicate = _ => false,
+            ResponseWriter = (context, _) => context.Response.WriteAsJsonAsync(new { status = "healthy" }),
+        });
+        endpoints.MapHealthChecks("/healthz/ready", new HealthCheckOptions
+        {
+            Predicate = check => check.Tags.Contains(ReadyTag),
+            ResponseWriter = WriteAsync,
+        });
         return endpoints;
     }
 
