@@ -49,6 +49,7 @@ static async Task<int> ServeAsync(string[] settings)
     app.MapPapers();
     app.MapMatching();
     app.MapHealth();
+    app.MapBounces();
 
     // Every bad setting at once, before anything starts.
     app.Services.GetRequiredService<IStartupValidator>().Validate();

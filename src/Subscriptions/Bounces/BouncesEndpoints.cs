@@ -1,0 +1,64 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
+
+namespace Subscriptions.Bounces;
+
+internal static class BouncesEndpoints
+{
+    /// <summary><c>POST /webhooks/bounces</c>, when <c>Bounces:WebhookSecret</c> is set; without it the route does not exist.</summary>
+    public static IEndpointRouteBuilder MapBounces(this IEndpointRouteBuilder app)
+    {
+        if (!app.ServiceProvider.GetRequiredService<IOptions<BouncesOptions>>().Value.HasWebhook)
+        {
+            return app;
+        }
+        var webhooks = app.MapGroup("/webhooks");
+        webhooks.MapPost("/bounces", ReceiveAsync).DisableAntiforgery();
+        return app;
+    }
+
+    private static async Task<Results<Ok<WebhookReceived>, ProblemHttpResult>> ReceiveAsync(
+        HttpRequest request, SuppressionStore store, IOptions<BouncesOptions> options, CancellationToken cancellationToken)
+    {
+        if (await ReadCappedAsync(request, cancellationToken) is not { } body)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "The body is too large",
+                detail: $"At most {BounceWebhook.MaxBodyBytes} bytes.");
+        }
+        if (!BounceWebhook.IsAuthentic(body, request.Headers[BounceWebhook.SignatureHeader], request.Headers.Authorization, options.Value.WebhookSecret!))
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Unsigned or wrongly signed request",
+                detail: $"Send {BounceWebhook.SignatureHeader}: sha256=<hex HMAC-SHA256 of the body with Bounces:WebhookSecret>.");
+        }
+        var (events, error) = BounceWebhook.Parse(body);
+        if (error is not null)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Malformed bounce event", detail: error);
+        }
+        await store.RecordAsync(events, SuppressionStore.WebhookSource, cancellationToken);
+        return TypedResults.Ok(new WebhookReceived(events.Count));
+    }
+
+    /// <summary>The raw body (the signature is over its bytes), or null when it is over the cap.</summary>
+    private static async Task<byte[]?> ReadCappedAsync(HttpRequest request, CancellationToken cancellationToken)
+    {
+        if (request.ContentLength > BounceWebhook.MaxBodyBytes)
+        {
+            return null;
+        }
+        using var buffer = new MemoryStream();
+        var chunk = new byte[4096];
+        int read;
+        while ((read = await request.Body.ReadAsync(chunk, cancellationToken)) > 0)
+        {
+            buffer.Write(chunk, 0, read);
+            if (buffer.Length > BounceWebhook.MaxBodyBytes)
+            {
+                return null;
+            }
+        }
+        return buffer.ToArray();
+    }
+
+    private sealed record WebhookReceived(int Events);
+}
