@@ -92,6 +92,39 @@ public sealed class BounceMailboxTests(TestDatabase database, DovecotServer dove
     }
 
     [Fact]
+    public async Task TwoInstancesReadingOneMailboxRecordEachReportOnce()
+    {
+        // A mailbox and database of its own: the counts below must be this test's alone.
+        var ownDatabase = new TestDatabase();
+        await ownDatabase.InitializeAsync();
+        var ownDovecot = new DovecotServer();
+        await ownDovecot.InitializeAsync();
+        try
+        {
+            var samples = new[] { "exim-rejected.eml", "gmail-no-such-user.eml", "office365-rejected.eml", "yahoo-deferred.eml", "yahoo-deferred.eml" };
+            foreach (var sample in samples)
+            {
+                ownDovecot.Deliver(Path.Combine(Samples, sample));
+            }
+            var settings = new Dictionary<string, string?>(ownDovecot.Settings) { ["Bounces:PollInterval"] = "00:00:00.050" };
+            await using var first = new TestApp(ownDatabase, settings: settings);
+            await using var second = new TestApp(ownDatabase, settings: settings);
+
+            await Task.WhenAll(first.WaitForFreshRoundAsync<BounceMailboxWorker>(), second.WaitForFreshRoundAsync<BounceMailboxWorker>());
+
+            Assert.Equal(samples.Length, await ownDatabase.ScalarAsync<long>("SELECT count(*) FROM bounce_events"));
+            Assert.Equal(samples.Length, (await ownDovecot.SubjectsAsync("Processed")).Count);
+            Assert.Empty(await ownDovecot.SubjectsAsync("INBOX"));
+        }
+        finally
+        {
+            await ownDovecot.DisposeAsync();
+            await ownDatabase.DisposeAsync();
+            await PostgresServer.DropDatabaseAsync(ownDatabase.ConnectionString);
+        }
+    }
+
+    [Fact]
     public async Task NoImapHostMeansNoMailboxReader()
     {
         await using var app = new TestApp(database);

@@ -1,10 +1,12 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
+using Dapper;
 using MailKit;
 using MailKit.Net.Imap;
 using MailKit.Search;
 using Microsoft.Extensions.Options;
 using MimeKit;
+using Npgsql;
 using Subscriptions.Infrastructure;
 
 namespace Subscriptions.Bounces;
@@ -17,8 +19,10 @@ internal sealed record MailboxRound(int Processed, int Unreadable, IReadOnlyList
 /// whole round) and then moved to <c>Bounces:ProcessedFolder</c>. A message it cannot read stays where
 /// it is for a person to look at; it is logged and counted once, and not fetched again.
 /// </summary>
-internal sealed class BounceMailbox(SuppressionStore store, IOptions<BouncesOptions> options, IMeterFactory meters, ILogger<BounceMailbox> logger)
+internal sealed class BounceMailbox(
+    NpgsqlDataSource dataSource, SuppressionStore store, IOptions<BouncesOptions> options, IMeterFactory meters, ILogger<BounceMailbox> logger)
 {
+    private const long ReaderLockKey = 0x5375_6273_426F_756E; // "SubsBoun"
     private readonly ConcurrentDictionary<(uint Validity, uint Uid), bool> _unreadable = new();
     private readonly Counter<long> _unreadableCounter = meters.Create("Subscriptions.Bounces")
         .CreateCounter<long>("subscriptions_bounce_messages_unreadable", description: "Messages in the bounce mailbox that are not a readable DSN or ARF report");
@@ -26,7 +30,27 @@ internal sealed class BounceMailbox(SuppressionStore store, IOptions<BouncesOpti
     /// <summary>How many distinct messages were found unreadable since the process started.</summary>
     public int UnreadableCount => _unreadable.Count;
 
+    /// <summary>Reads the mailbox once; returns at once, having done nothing, while another instance is reading it.</summary>
     public async Task<MailboxRound> ProcessAsync(CancellationToken cancellationToken)
+    {
+        // One reader at a time across instances: two reading the same mailbox would record each report twice.
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        if (!await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
+                "SELECT pg_try_advisory_lock(@key)", new { key = ReaderLockKey }, cancellationToken: cancellationToken)))
+        {
+            return new MailboxRound(0, 0, []);
+        }
+        try
+        {
+            return await ReadMailboxAsync(cancellationToken);
+        }
+        finally
+        {
+            await connection.ExecuteAsync("SELECT pg_advisory_unlock(@key)", new { key = ReaderLockKey });
+        }
+    }
+
+    private async Task<MailboxRound> ReadMailboxAsync(CancellationToken cancellationToken)
     {
         var settings = options.Value;
         using var client = new ImapClient { Timeout = (int)TimeSpan.FromSeconds(30).TotalMilliseconds };
