@@ -23,6 +23,7 @@ internal sealed class BounceMailbox(
     NpgsqlDataSource dataSource, SuppressionStore store, IOptions<BouncesOptions> options, IMeterFactory meters, ILogger<BounceMailbox> logger)
 {
     private const long ReaderLockKey = 0x5375_6273_426F_756E; // "SubsBoun"
+    private const int MessagesPerTransaction = 200;
     private readonly ConcurrentDictionary<(uint Validity, uint Uid), bool> _unreadable = new();
     private readonly Counter<long> _unreadableCounter = meters.Create("Subscriptions.Bounces")
         .CreateCounter<long>("subscriptions_bounce_messages_unreadable", description: "Messages in the bounce mailbox that are not a readable DSN or ARF report");
@@ -62,35 +63,38 @@ internal sealed class BounceMailbox(
         await inbox.OpenAsync(FolderAccess.ReadWrite, cancellationToken);
         var processedFolder = await ProcessedFolderAsync(client, settings.ProcessedFolder, cancellationToken);
 
-        var read = new List<UniqueId>();
-        var events = new List<BounceEvent>();
-        var newlyUnreadable = 0;
-        foreach (var uid in await inbox.SearchAsync(SearchQuery.All, cancellationToken))
+        var unseen = (await inbox.SearchAsync(SearchQuery.All, cancellationToken))
+            .Where(uid => !_unreadable.ContainsKey((inbox.UidValidity, uid.Id)));
+        int processed = 0, newlyUnreadable = 0;
+        var suppressed = new List<string>();
+        // In chunks, so a backlog of thousands is neither held in memory at once nor recorded in one transaction.
+        foreach (var chunk in unseen.Chunk(MessagesPerTransaction))
         {
-            var key = (inbox.UidValidity, uid.Id);
-            if (_unreadable.ContainsKey(key))
+            var read = new List<UniqueId>();
+            var events = new List<BounceEvent>();
+            foreach (var uid in chunk)
             {
-                continue;
+                if (await ReadAsync(inbox, uid, cancellationToken) is { } found)
+                {
+                    read.Add(uid);
+                    events.AddRange(found);
+                }
+                else if (_unreadable.TryAdd((inbox.UidValidity, uid.Id), true))
+                {
+                    newlyUnreadable++;
+                    _unreadableCounter.Add(1);
+                }
             }
-            if (await ReadAsync(inbox, uid, cancellationToken) is { } found)
+            var outcome = await store.RecordAsync(events, SuppressionStore.ImapSource, cancellationToken);
+            if (read.Count > 0)
             {
-                read.Add(uid);
-                events.AddRange(found);
+                await inbox.MoveToAsync(read, processedFolder, cancellationToken);
             }
-            else if (_unreadable.TryAdd(key, true))
-            {
-                newlyUnreadable++;
-                _unreadableCounter.Add(1);
-            }
-        }
-
-        var outcome = await store.RecordAsync(events, SuppressionStore.ImapSource, cancellationToken);
-        if (read.Count > 0)
-        {
-            await inbox.MoveToAsync(read, processedFolder, cancellationToken);
+            processed += read.Count;
+            suppressed.AddRange(outcome.Suppressed);
         }
         await client.DisconnectAsync(quit: true, cancellationToken);
-        return new MailboxRound(read.Count, newlyUnreadable, outcome.Suppressed);
+        return new MailboxRound(processed, newlyUnreadable, suppressed);
     }
 
     private async Task<IReadOnlyList<BounceEvent>?> ReadAsync(IMailFolder inbox, UniqueId uid, CancellationToken cancellationToken)
