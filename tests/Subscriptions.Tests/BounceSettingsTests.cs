@@ -16,13 +16,14 @@ public sealed class BounceSettingsTests(TestDatabase database) : IClassFixture<T
     }
 
     [Fact]
-    public async Task AShortWebhookSecretAndABadSoftBounceLimitAreNamed()
+    public async Task AShortWebhookSecretAndABadSoftBounceLimitAreNamedWithTheOtherBadSettings()
     {
-        var (exitCode, _, error) = await ServeAsync("--Bounces:WebhookSecret=short", "--Bounces:SoftBounceLimit=0");
+        var (exitCode, _, error) = await ServeAsync("--Bounces:WebhookSecret=short", "--Bounces:SoftBounceLimit=0", "--Smtp:Port=99999");
 
         Assert.Equal(78, exitCode);
         Assert.Contains("Bounces:WebhookSecret must be at least 16 characters long", error);
         Assert.Contains("Bounces:SoftBounceLimit must be between 1 and 1000", error);
+        Assert.Contains("Smtp:Port must be between 1 and 65535", error);
     }
 
     private Task<(int ExitCode, string Output, string Error)> ServeAsync(params string[] settings) =>

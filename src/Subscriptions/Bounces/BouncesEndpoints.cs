@@ -5,21 +5,22 @@ namespace Subscriptions.Bounces;
 
 internal static class BouncesEndpoints
 {
-    /// <summary><c>POST /webhooks/bounces</c>, when <c>Bounces:WebhookSecret</c> is set; without it the route does not exist.</summary>
+    /// <summary><c>POST /webhooks/bounces</c>; a 404 unless <c>Bounces:WebhookSecret</c> is set.</summary>
     public static IEndpointRouteBuilder MapBounces(this IEndpointRouteBuilder app)
     {
-        if (!app.ServiceProvider.GetRequiredService<IOptions<BouncesOptions>>().Value.HasWebhook)
-        {
-            return app;
-        }
         var webhooks = app.MapGroup("/webhooks");
         webhooks.MapPost("/bounces", ReceiveAsync).DisableAntiforgery();
         return app;
     }
 
-    private static async Task<Results<Ok<WebhookReceived>, ProblemHttpResult>> ReceiveAsync(
+    private static async Task<Results<Ok<WebhookReceived>, ProblemHttpResult, NotFound>> ReceiveAsync(
         HttpRequest request, SuppressionStore store, IOptions<BouncesOptions> options, CancellationToken cancellationToken)
     {
+        // Decided per request rather than when mapping, so a bad setting is reported with all the others at start.
+        if (!options.Value.HasWebhook)
+        {
+            return TypedResults.NotFound();
+        }
         if (await ReadCappedAsync(request, cancellationToken) is not { } body)
         {
             return TypedResults.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "The body is too large",
