@@ -1,10 +1,11 @@
 -- Bounces and complaints, and the addresses that get no email at all.
 
--- Every bounce or complaint received (bounce mailbox or webhook), by lower-cased address. Soft
+-- Every bounce or complaint received (bounce mailbox or webhook), by address key (the canonical,
+-- case-folded address, as subscribers.email_key: Subscribers/EmailAddresses.cs). Soft
 -- bounces are counted from here: enough of them within Bounces:SoftBounceWindow suppress the address.
 CREATE TABLE bounce_events (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    email       text        NOT NULL CHECK (email = lower(email)),
+    email       text        NOT NULL,
     kind        text        NOT NULL CHECK (kind IN ('hard', 'soft', 'complaint')),
     status      text,
     source      text        NOT NULL CHECK (source IN ('imap', 'webhook')),
@@ -14,9 +15,9 @@ CREATE TABLE bounce_events (
 CREATE INDEX bounce_events_soft ON bounce_events (email, received_at) WHERE kind = 'soft';
 
 -- Addresses no email goes to (digests, confirmations, notices), whatever the subscriber's status,
--- until an operator lifts it (`suppressions remove`). Keyed like subscribers: lower(email).
+-- until an operator lifts it (`suppressions remove`). Keyed like subscribers: by email_key.
 CREATE TABLE suppressions (
-    email      text        PRIMARY KEY CHECK (email = lower(email)),
+    email      text        PRIMARY KEY,
     reason     text        NOT NULL CHECK (reason IN ('hard_bounce', 'soft_bounces', 'complaint', 'operator')),
     detail     text,
     created_at timestamptz NOT NULL

@@ -39,6 +39,18 @@ public sealed class BounceWebhookTests(TestDatabase database) : IClassFixture<Te
     }
 
     [Fact]
+    public async Task AnEventMatchesTheSubscriberByTheCanonicalAddress()
+    {
+        // Stored composed (é); the provider reports it decomposed (e + combining acute) and in capitals.
+        await database.AddSubscriberAsync("jos\u00e9@example.org", "active", null, "lidar");
+
+        var response = await PostAsync("""{"type":"complaint","email":"JOSE\u0301@Example.ORG"}""");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("unsubscribed", await database.SubscriberStatusAsync("jos\u00e9@example.org"));
+    }
+
+    [Fact]
     public async Task SignedSoftBouncesCountAndTheThirdBouncesTheAddress()
     {
         await database.AddSubscriberAsync("webhook-soft@example.org", "active", null, "lidar");

@@ -12,7 +12,6 @@ namespace Subscriptions.Bounces;
 internal static class BounceWebhook
 {
     public const string SignatureHeader = "X-Signature";
-    public const int MaxBodyBytes = 16 * 1024;
 
     /// <summary>
     /// Whether the request carries the shared secret: an <c>X-Signature: sha256=&lt;hex&gt;</c> HMAC-SHA256 of

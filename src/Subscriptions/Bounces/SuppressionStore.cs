@@ -1,6 +1,7 @@
 using Dapper;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Subscriptions.Subscribers;
 
 namespace Subscriptions.Bounces;
 
@@ -10,9 +11,9 @@ internal sealed record Suppression(string Email, string Reason, string? Detail, 
 internal sealed record BounceOutcome(IReadOnlyList<string> Suppressed, int Unmatched);
 
 /// <summary>
-/// Bounces, complaints and the suppression list. Every address is kept lower-cased, as subscribers are
-/// keyed (<c>lower(email)</c>); the places that send or plan email check this table in the same query
-/// that picks whom to send to.
+/// Bounces, complaints and the suppression list. Every address is kept by its key, as subscribers are
+/// (<c>email_key</c>, <see cref="EmailAddresses.Key"/>); the places that send or plan email check this
+/// table in the same query that picks whom to send to.
 /// </summary>
 internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<BouncesOptions> options, TimeProvider time, ILogger<SuppressionStore> logger)
 {
@@ -38,7 +39,7 @@ internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<Bou
         // recipient address it names. One pass for the whole batch.
         const string record = """
             WITH incoming AS (
-                SELECT kind, status, message_id, lower(recipient) AS recipient
+                SELECT kind, status, message_id, recipient
                 FROM unnest(@kinds::text[], @statuses::text[], @messageIds::text[], @recipients::text[])
                      AS e(kind, status, message_id, recipient)
             ), sent AS (
@@ -49,7 +50,7 @@ internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<Bou
                 WHERE o.message_id IN (SELECT message_id FROM incoming)
             ), resolved AS (
                 SELECT i.kind, i.status,
-                       coalesce((SELECT lower(s.email) FROM sent JOIN subscribers s ON s.id = sent.subscriber_id
+                       coalesce((SELECT s.email_key FROM sent JOIN subscribers s ON s.id = sent.subscriber_id
                                  WHERE sent.message_id = i.message_id LIMIT 1), i.recipient) AS email
                 FROM incoming i
             )
@@ -62,7 +63,7 @@ internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<Bou
             kinds = events.Select(e => e.Kind.ToString().ToLowerInvariant()).ToArray(),
             statuses = events.Select(e => e.Status).ToArray(),
             messageIds = events.Select(e => e.OriginalMessageId).ToArray(),
-            recipients = events.Select(e => e.Recipient).ToArray(),
+            recipients = events.Select(e => e.Recipient is { } address ? KeyOf(address) : null).ToArray(),
             source,
             now,
         }, transaction, cancellationToken: cancellationToken))).ToArray();
@@ -88,12 +89,12 @@ internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<Bou
                 UPDATE subscribers s
                 SET status = 'unsubscribed', unsubscribed_at = @now, updated_at = @now, confirmation_nonce = NULL
                 FROM verdicts v
-                WHERE lower(s.email) = v.email AND v.reason = 'complaint' AND s.status <> 'unsubscribed'
+                WHERE s.email_key = v.email AND v.reason = 'complaint' AND s.status <> 'unsubscribed'
             ), bounced AS (
                 UPDATE subscribers s
                 SET status = 'bounced', updated_at = @now, confirmation_nonce = NULL
                 FROM verdicts v
-                WHERE lower(s.email) = v.email AND v.reason <> 'complaint' AND s.status IN ('pending', 'active')
+                WHERE s.email_key = v.email AND v.reason <> 'complaint' AND s.status IN ('pending', 'active')
             )
             SELECT email FROM verdicts ORDER BY email
             """;
@@ -130,11 +131,11 @@ internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<Bou
     public async Task<bool> AddAsync(string email, CancellationToken cancellationToken)
     {
         const string sql = """
-            INSERT INTO suppressions (email, reason, created_at) VALUES (lower(@email), 'operator', @now)
+            INSERT INTO suppressions (email, reason, created_at) VALUES (@email, 'operator', @now)
             ON CONFLICT (email) DO NOTHING
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return await connection.ExecuteAsync(new CommandDefinition(sql, new { email, now = time.GetUtcNow() }, cancellationToken: cancellationToken)) == 1;
+        return await connection.ExecuteAsync(new CommandDefinition(sql, new { email = KeyOf(email), now = time.GetUtcNow() }, cancellationToken: cancellationToken)) == 1;
     }
 
     /// <summary>
@@ -144,11 +145,18 @@ internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<Bou
     public async Task<bool> RemoveAsync(string email, CancellationToken cancellationToken)
     {
         const string sql = """
-            WITH lifted AS (DELETE FROM suppressions WHERE email = lower(@email) RETURNING email),
+            WITH lifted AS (DELETE FROM suppressions WHERE email = @email RETURNING email),
             forgotten AS (DELETE FROM bounce_events WHERE email = (SELECT email FROM lifted) AND kind = 'soft')
             SELECT count(*) FROM lifted
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return await connection.ExecuteScalarAsync<long>(new CommandDefinition(sql, new { email }, cancellationToken: cancellationToken)) == 1;
+        return await connection.ExecuteScalarAsync<long>(new CommandDefinition(sql, new { email = KeyOf(email) }, cancellationToken: cancellationToken)) == 1;
     }
+
+    /// <summary>
+    /// The key an address is suppressed and matched by, as a subscriber's is. Reports may name addresses
+    /// signup would refuse (a local alias, say); those are only case-folded.
+    /// </summary>
+    public static string KeyOf(string address) =>
+        EmailAddresses.Canonicalize(address).Address is { } canonical ? EmailAddresses.Key(canonical) : address.Trim().ToLowerInvariant();
 }

@@ -148,7 +148,7 @@ internal sealed class DeliverySender(
             FROM claimable c, subscribers s
             WHERE d.id = c.id AND s.id = d.subscriber_id
             RETURNING d.id, d.subscriber_id, d.day, d.papers::text AS papers, d.attempts, s.email, s.subscription_key,
-                      CASE WHEN EXISTS (SELECT 1 FROM suppressions x WHERE x.email = lower(s.email)) THEN 'suppressed' ELSE s.status END AS subscriber_status
+                      CASE WHEN EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key) THEN 'suppressed' ELSE s.status END AS subscriber_status
             """;
         var now = time.GetUtcNow();
         var options = digestOptions.Value;

@@ -42,7 +42,7 @@ internal sealed class TopicMatcher(NpgsqlDataSource dataSource, IOptions<Matchin
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         const string distinctTopics = """
             SELECT DISTINCT t.text FROM topics t JOIN subscribers s ON s.id = t.subscriber_id
-            WHERE s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = lower(s.email))
+            WHERE s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
             """;
         var topics = (await connection.QueryAsync<string>(new CommandDefinition(distinctTopics, cancellationToken: cancellationToken))).ToList();
         var hits = await TopicHitsAsync(day, topics, cancellationToken);
@@ -58,7 +58,7 @@ internal sealed class TopicMatcher(NpgsqlDataSource dataSource, IOptions<Matchin
             FROM subscribers s
             JOIN topics t ON t.subscriber_id = s.id
             WHERE s.status = 'active' AND t.text = ANY(@matchingTopics)
-              AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = lower(s.email))
+              AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
             ORDER BY s.id, t.position
             """;
         await using var command = new NpgsqlCommand(subscriberTopics, connection);

@@ -50,7 +50,7 @@ internal sealed class EmailOutbox(
         const string claim = """
             SELECT o.id, o.kind, o.attempts, s.id AS subscriber_id, s.email, s.status, s.subscription_key,
                    s.confirmation_nonce, s.confirmation_expires_at,
-                   EXISTS (SELECT 1 FROM suppressions x WHERE x.email = lower(s.email)) AS suppressed
+                   EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key) AS suppressed
             FROM email_outbox o
             JOIN subscribers s ON s.id = o.subscriber_id
             WHERE o.status = 'pending' AND o.next_attempt_at <= @now

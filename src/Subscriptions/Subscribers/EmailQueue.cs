@@ -26,7 +26,7 @@ internal static class EmailQueue
         const string insert = """
             INSERT INTO email_outbox (subscriber_id, kind, next_attempt_at, created_at)
             SELECT s.id, @kind, @now, @now FROM subscribers s
-            WHERE s.id = @subscriberId AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = lower(s.email))
+            WHERE s.id = @subscriberId AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
             """;
         await connection.ExecuteAsync(new CommandDefinition(
             insert, new { subscriberId, kind, now }, transaction, cancellationToken: cancellationToken));
