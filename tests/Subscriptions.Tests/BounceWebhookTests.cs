@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
 using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
@@ -97,6 +98,55 @@ public sealed class BounceWebhookTests(TestDatabase database) : IClassFixture<Te
         Assert.Equal("bounced", await database.SubscriberStatusAsync("postmark-hard@example.org"));
     }
 
+    [Fact]
+    public async Task AmazonSesNotificationsThroughSnsBounceAndUnsubscribe()
+    {
+        await database.AddSubscriberAsync("ses-hard@example.org", "active", null, "lidar");
+        await database.AddSubscriberAsync("ses-complaint@example.org", "active", null, "lidar");
+        await database.AddSubscriberAsync("ses-soft@example.org", "active", null, "lidar");
+        const string bounce = """
+            {"notificationType":"Bounce","bounce":{"feedbackId":"0100018c-bounce","bounceType":"Permanent","bounceSubType":"General",
+             "bouncedRecipients":[{"emailAddress":"ses-hard@example.org","action":"failed","status":"5.1.1","diagnosticCode":"smtp; 550 5.1.1 user unknown"}],
+             "timestamp":"2026-11-25T07:00:03.000Z","reportingMTA":"dsn; a8-50.smtp-out.amazonses.com"},
+             "mail":{"timestamp":"2026-11-25T07:00:01.000Z","source":"papers@subscriptions.test","messageId":"0100018c-ses-id",
+             "destination":["ses-hard@example.org"],"commonHeaders":{"messageId":"<unknown@subscriptions.test>","subject":"Papers"}}}
+            """;
+        const string complaint = """
+            {"notificationType":"Complaint","complaint":{"feedbackId":"0100018c-complaint","complaintFeedbackType":"abuse",
+             "complainedRecipients":[{"emailAddress":"ses-complaint@example.org"}],"timestamp":"2026-11-25T08:00:00.000Z"},
+             "mail":{"timestamp":"2026-11-25T07:00:01.000Z","source":"papers@subscriptions.test","messageId":"0100018c-ses-id-2","destination":["ses-complaint@example.org"]}}
+            """;
+        const string transient = """
+            {"eventType":"Bounce","bounce":{"bounceType":"Transient","bounceSubType":"MailboxFull",
+             "bouncedRecipients":[{"emailAddress":"ses-soft@example.org","status":"4.2.2"}]},"mail":{"messageId":"0100018c-ses-id-3"}}
+            """;
+
+        foreach (var message in new[] { bounce, complaint, transient })
+        {
+            var envelope = JsonSerializer.Serialize(new Dictionary<string, string>
+            {
+                ["Type"] = "Notification",
+                ["MessageId"] = Guid.NewGuid().ToString(),
+                ["TopicArn"] = "arn:aws:sns:eu-west-1:123456789012:ses-events",
+                ["Message"] = message,
+                ["Timestamp"] = "2026-11-25T08:00:01.000Z",
+                ["SignatureVersion"] = "1",
+            });
+            Assert.Equal(HttpStatusCode.OK, (await PostAsync(envelope)).StatusCode);
+        }
+        var confirmation = await PostAsync("""
+            {"Type":"SubscriptionConfirmation","MessageId":"165545c9","Token":"2336412f37","TopicArn":"arn:aws:sns:eu-west-1:123456789012:ses-events",
+             "Message":"You have chosen to subscribe to the topic.","SubscribeURL":"https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=2336412f37"}
+            """);
+
+        Assert.Equal(HttpStatusCode.OK, confirmation.StatusCode);
+        Assert.Equal("bounced", await database.SubscriberStatusAsync("ses-hard@example.org"));
+        Assert.Equal(("hard_bounce", "5.1.1"), await SuppressionOfAsync("ses-hard@example.org"));
+        Assert.Equal("unsubscribed", await database.SubscriberStatusAsync("ses-complaint@example.org"));
+        Assert.Equal("active", await database.SubscriberStatusAsync("ses-soft@example.org"));
+        Assert.Equal(1, await database.ScalarAsync<long>("SELECT count(*) FROM bounce_events WHERE email = 'ses-soft@example.org' AND kind = 'soft'"));
+    }
+
     [Theory]
     [InlineData(null)]
     [InlineData("sha256=0000000000000000000000000000000000000000000000000000000000000000")]
@@ -141,6 +191,8 @@ public sealed class BounceWebhookTests(TestDatabase database) : IClassFixture<Te
     [InlineData("""{"type":"complaint","email":"not an address"}""")]
     [InlineData("""[1, 2]""")]
     [InlineData("""{"RecordType":"Delivery","Email":"x@example.org"}""")]
+    [InlineData("""{"Type":"Notification","Message":"not json"}""")]
+    [InlineData("""{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bouncedRecipients":[{"status":"5.1.1"}]}}""")]
     public async Task AMalformedSignedBodyIs400AndChangesNothing(string body)
     {
         var response = await PostAsync(body);

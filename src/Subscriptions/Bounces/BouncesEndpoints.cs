@@ -15,7 +15,7 @@ internal static class BouncesEndpoints
     }
 
     private static async Task<Results<Ok<WebhookReceived>, ProblemHttpResult, NotFound>> ReceiveAsync(
-        HttpRequest request, SuppressionStore store, IOptions<BouncesOptions> options, CancellationToken cancellationToken)
+        HttpRequest request, SuppressionStore store, IOptions<BouncesOptions> options, ILoggerFactory loggers, CancellationToken cancellationToken)
     {
         // Decided per request rather than when mapping, so a bad setting is reported with all the others at start.
         if (!options.Value.HasWebhook)
@@ -32,10 +32,14 @@ internal static class BouncesEndpoints
             return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Unsigned or wrongly signed request",
                 detail: $"Send {BounceWebhook.SignatureHeader}: sha256=<hex HMAC-SHA256 of the body with Bounces:WebhookSecret>.");
         }
-        var (events, error) = BounceWebhook.Parse(body);
+        var (events, error, notice) = BounceWebhook.Parse(body);
         if (error is not null)
         {
             return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Malformed bounce event", detail: error);
+        }
+        if (notice is not null)
+        {
+            loggers.CreateLogger(typeof(BouncesEndpoints)).LogWarning("Bounce webhook: {Notice}", notice);
         }
         await store.RecordAsync(events, SuppressionStore.WebhookSource, cancellationToken);
         return TypedResults.Ok(new WebhookReceived(events.Count));
