@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using Subscriptions.Bounces;
 using Subscriptions.CommandLine;
 using Subscriptions.Database;
 using Subscriptions.Digest;
@@ -33,8 +34,9 @@ static async Task<int> ServeAsync(string[] settings)
     // Configure the subscriber lifecycle: signup, confirm, preferences, unsubscribe, and their emails
     builder.Services.AddSubscribers();
 
-    // Configure the daily digest: the clustered Quartz trigger, and this instance's delivery senders
+    // Configure the daily digest (the clustered Quartz trigger, this instance's delivery senders) and bounces (the mailbox reader)
     builder.Services.AddDigestBackground(builder.Configuration);
+    builder.Services.AddBounces(builder.Configuration);
 
     // Configure what every request gets: body limits, problem answers, rate-limit answers, security headers
     builder.Services.AddWeb();
@@ -48,6 +50,7 @@ static async Task<int> ServeAsync(string[] settings)
     app.MapPapers();
     app.MapMatching();
     app.MapHealth();
+    app.MapBounces();
 
     // Every bad setting at once, before anything starts.
     app.Services.GetRequiredService<IStartupValidator>().Validate();

@@ -20,7 +20,7 @@ public sealed class HostileRequestTests(TestDatabase database) : IClassFixture<T
 
     public async Task InitializeAsync()
     {
-        _app = new TestApp(database, settings: new Dictionary<string, string?> { ["App:PreviewsPerMinute"] = "100000" });
+        _app = new TestApp(database, settings: new Dictionary<string, string?> { ["App:PreviewsPerMinute"] = "100000", ["Bounces:WebhookSecret"] = "a-webhook-secret-for-hostile-tests" });
         _address = _app.StartOnKestrel();
         _client = new HttpClient { BaseAddress = _address, Timeout = TimeSpan.FromSeconds(60) };
         await Task.CompletedTask;
@@ -44,6 +44,7 @@ public sealed class HostileRequestTests(TestDatabase database) : IClassFixture<T
             "/preferences?token=garbage",
             "/unsubscribe?token=garbage",
             "/unsubscribe",
+            "/webhooks/bounces",
         ];
 
         var failures = new List<string>();
@@ -100,8 +101,10 @@ public sealed class HostileRequestTests(TestDatabase database) : IClassFixture<T
             Encoding.ASCII.GetBytes("--XyZ\r\nContent-Disposition: form-data; name=\"topics\"; filename=\"t\"\r\n\r\n" + new string('a', 25_000_000) + "\r\n--XyZ--\r\n"));
         var signup = await PostChunkedAsync("/subscriptions", "application/json",
             Encoding.ASCII.GetBytes("{\"email\":\"chunked@example.org\",\"topics\":[\"" + new string('a', 20_000) + "\"]}"));
+        var webhook = await PostChunkedAsync("/webhooks/bounces", "application/json",
+            Encoding.ASCII.GetBytes("{\"type\":\"complaint\",\"email\":\"chunked@example.org\",\"padding\":\"" + new string('a', 20_000) + "\"}"));
 
-        foreach (var answer in new[] { form, multipart, signup })
+        foreach (var answer in new[] { form, multipart, signup, webhook })
         {
             Assert.Equal(413, answer.Status);
             Assert.Contains("application/problem+json", answer.Head);

@@ -6,7 +6,7 @@ using Subscriptions.Database;
 namespace Subscriptions.CommandLine;
 
 /// <summary>
-/// <c>Subscriptions [VERB] [options] [--Key=Value ...]</c>: serve (the default), migrate, ingest, digest.
+/// <c>Subscriptions [VERB] [options] [--Key=Value ...]</c>: serve (the default), migrate, ingest, digest, suppressions.
 /// What a verb does not know as one of its options is a setting and goes to configuration.
 /// </summary>
 internal static class Verbs
@@ -30,7 +30,8 @@ internal static class Verbs
         root.Add(MigrateCommand.Create());
         root.Add(IngestCommand.Create());
         root.Add(DigestCommand.Create());
-        foreach (var command in root.Subcommands.Prepend(root))
+        root.Add(SuppressionsCommand.Create());
+        foreach (var command in AndDescendants(root))
         {
             command.TreatUnmatchedTokensAsErrors = false;
         }
@@ -75,6 +76,8 @@ internal static class Verbs
             return BadConfiguration;
         }
     }
+
+    private static IEnumerable<Command> AndDescendants(Command command) => command.Subcommands.SelectMany(AndDescendants).Prepend(command);
 
     /// <summary>The arguments no verb option took: <c>--Key=Value</c> settings for configuration.</summary>
     public static string[] Settings(ParseResult result) => [.. result.UnmatchedTokens];

@@ -131,7 +131,8 @@ internal sealed class DeliverySender(
     private async Task<List<ClaimedDelivery>> ClaimAsync(
         NpgsqlConnection connection, DateOnly? day, long after, string sender, CancellationToken cancellationToken)
     {
-        // Due pending rows, and rows whose sender's claim ran out (it died mid-batch).
+        // Due pending rows, and rows whose sender's claim ran out (it died mid-batch). A suppressed address
+        // comes back as not active, so its delivery is skipped like that of someone who left.
         const string sql = """
             WITH claimable AS (
                 SELECT d.id FROM delivery_queue q JOIN deliveries d ON d.id = q.delivery_id
@@ -146,7 +147,8 @@ internal sealed class DeliverySender(
             SET status = 'sending', claimed_by = @sender, claimed_until = @until
             FROM claimable c, subscribers s
             WHERE d.id = c.id AND s.id = d.subscriber_id
-            RETURNING d.id, d.subscriber_id, d.day, d.papers::text AS papers, d.attempts, s.email, s.status AS subscriber_status, s.subscription_key
+            RETURNING d.id, d.subscriber_id, d.day, d.papers::text AS papers, d.attempts, s.email, s.subscription_key,
+                      CASE WHEN EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key) THEN 'suppressed' ELSE s.status END AS subscriber_status
             """;
         var now = time.GetUtcNow();
         var options = digestOptions.Value;

@@ -32,7 +32,7 @@ internal sealed class TopicMatcher(NpgsqlDataSource dataSource, IOptions<Matchin
     }
 
     /// <summary>
-    /// Every active subscriber's list for the day, capped at their papers-per-email (<c>Digest:MaxPapers</c> when unset),
+    /// Every active, unsuppressed subscriber's list for the day, capped at their papers-per-email (<c>Digest:MaxPapers</c> when unset),
     /// streamed in subscriber order; subscribers with no match are left out.
     /// </summary>
     public async IAsyncEnumerable<SubscriberMatches> MatchAllAsync(
@@ -41,7 +41,8 @@ internal sealed class TopicMatcher(NpgsqlDataSource dataSource, IOptions<Matchin
         var defaultMaxPapers = options.Value.MaxPapers;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         const string distinctTopics = """
-            SELECT DISTINCT t.text FROM topics t JOIN subscribers s ON s.id = t.subscriber_id WHERE s.status = 'active'
+            SELECT DISTINCT t.text FROM topics t JOIN subscribers s ON s.id = t.subscriber_id
+            WHERE s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
             """;
         var topics = (await connection.QueryAsync<string>(new CommandDefinition(distinctTopics, cancellationToken: cancellationToken))).ToList();
         var hits = await TopicHitsAsync(day, topics, cancellationToken);
@@ -57,6 +58,7 @@ internal sealed class TopicMatcher(NpgsqlDataSource dataSource, IOptions<Matchin
             FROM subscribers s
             JOIN topics t ON t.subscriber_id = s.id
             WHERE s.status = 'active' AND t.text = ANY(@matchingTopics)
+              AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
             ORDER BY s.id, t.position
             """;
         await using var command = new NpgsqlCommand(subscriberTopics, connection);

@@ -18,6 +18,7 @@ internal sealed class OutboxRow
     public byte[] SubscriptionKey { get; set; } = [];
     public byte[]? ConfirmationNonce { get; set; }
     public DateTime? ConfirmationExpiresAt { get; set; }
+    public bool Suppressed { get; set; }
 }
 
 /// <summary>
@@ -48,7 +49,8 @@ internal sealed class EmailOutbox(
 
         const string claim = """
             SELECT o.id, o.kind, o.attempts, s.id AS subscriber_id, s.email, s.status, s.subscription_key,
-                   s.confirmation_nonce, s.confirmation_expires_at
+                   s.confirmation_nonce, s.confirmation_expires_at,
+                   EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key) AS suppressed
             FROM email_outbox o
             JOIN subscribers s ON s.id = o.subscriber_id
             WHERE o.status = 'pending' AND o.next_attempt_at <= @now
@@ -66,7 +68,7 @@ internal sealed class EmailOutbox(
 
         if (Render(row, now) is not { } message)
         {
-            // The subscriber moved on (confirmed, left, or the link expired) since this was queued.
+            // The subscriber moved on (confirmed, left, or the link expired) or was suppressed since this was queued.
             await RecordAsync(connection, transaction, "UPDATE email_outbox SET status = 'superseded' WHERE id = @id", new { id = row.Id });
             await transaction.CommitAsync(cancellationToken);
             return true;
@@ -111,6 +113,7 @@ internal sealed class EmailOutbox(
 
     private MimeMessage? Render(OutboxRow row, DateTimeOffset now) => row switch
     {
+        { Suppressed: true } => null,
         { Kind: EmailQueue.Confirmation, Status: "pending", ConfirmationNonce: { } nonce, ConfirmationExpiresAt: { } expiresAt }
             when expiresAt > now.UtcDateTime => emails.Confirmation(row.Email, row.SubscriberId, nonce),
         { Kind: EmailQueue.AlreadySubscribed, Status: "active" } => emails.AlreadySubscribed(row.Email, row.SubscriberId, row.SubscriptionKey),

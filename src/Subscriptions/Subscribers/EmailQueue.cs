@@ -22,9 +22,11 @@ internal static class EmailQueue
         // subscriber gets one confirmation with the newest link, not one per signup attempt.
         await SupersedePendingAsync(connection, transaction, subscriberId, kind, cancellationToken);
 
+        // A suppressed address (bounced, complained, or added by an operator) is sent nothing, whatever it asks for.
         const string insert = """
             INSERT INTO email_outbox (subscriber_id, kind, next_attempt_at, created_at)
-            VALUES (@subscriberId, @kind, @now, @now)
+            SELECT s.id, @kind, @now, @now FROM subscribers s
+            WHERE s.id = @subscriberId AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
             """;
         await connection.ExecuteAsync(new CommandDefinition(
             insert, new { subscriberId, kind, now }, transaction, cancellationToken: cancellationToken));

@@ -1,0 +1,153 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using Dapper;
+using MailKit;
+using MailKit.Net.Imap;
+using MailKit.Search;
+using Microsoft.Extensions.Options;
+using MimeKit;
+using Npgsql;
+using Subscriptions.Infrastructure;
+
+namespace Subscriptions.Bounces;
+
+/// <summary>What one read of the bounce mailbox did.</summary>
+internal sealed record MailboxRound(int Processed, int Unreadable, IReadOnlyList<string> Suppressed);
+
+/// <summary>
+/// Reads the bounce mailbox over IMAP: every report it can read is recorded (one transaction for the
+/// whole round) and then moved to <c>Bounces:ProcessedFolder</c>. A message it cannot read stays where
+/// it is for a person to look at; it is logged and counted once, and not fetched again.
+/// </summary>
+internal sealed class BounceMailbox(
+    NpgsqlDataSource dataSource, SuppressionStore store, IOptions<BouncesOptions> options, IMeterFactory meters, ILogger<BounceMailbox> logger)
+{
+    private const long ReaderLockKey = 0x5375_6273_426F_756E; // "SubsBoun"
+    private const int MessagesPerTransaction = 200;
+    private readonly ConcurrentDictionary<(uint Validity, uint Uid), bool> _unreadable = new();
+    private readonly Counter<long> _unreadableCounter = meters.Create("Subscriptions.Bounces")
+        .CreateCounter<long>("subscriptions_bounce_messages_unreadable", description: "Messages in the bounce mailbox that are not a readable DSN or ARF report");
+
+    /// <summary>How many distinct messages were found unreadable since the process started.</summary>
+    public int UnreadableCount => _unreadable.Count;
+
+    /// <summary>Reads the mailbox once; returns at once, having done nothing, while another instance is reading it.</summary>
+    public async Task<MailboxRound> ProcessAsync(CancellationToken cancellationToken)
+    {
+        // One reader at a time across instances: two reading the same mailbox would record each report twice.
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        if (!await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
+                "SELECT pg_try_advisory_lock(@key)", new { key = ReaderLockKey }, cancellationToken: cancellationToken)))
+        {
+            return new MailboxRound(0, 0, []);
+        }
+        try
+        {
+            return await ReadMailboxAsync(cancellationToken);
+        }
+        finally
+        {
+            await connection.ExecuteAsync("SELECT pg_advisory_unlock(@key)", new { key = ReaderLockKey });
+        }
+    }
+
+    private async Task<MailboxRound> ReadMailboxAsync(CancellationToken cancellationToken)
+    {
+        var settings = options.Value;
+        using var client = new ImapClient { Timeout = (int)TimeSpan.FromSeconds(30).TotalMilliseconds };
+        await client.ConnectAsync(settings.Imap.Host!, settings.Imap.Port, settings.Imap.Security, cancellationToken);
+        // Validated at start: a host comes with a username and password.
+        await client.AuthenticateAsync(settings.Imap.Username!, settings.Imap.Password!, cancellationToken);
+
+        var inbox = await client.GetFolderAsync(settings.Imap.Folder, cancellationToken);
+        await inbox.OpenAsync(FolderAccess.ReadWrite, cancellationToken);
+        var processedFolder = await ProcessedFolderAsync(client, settings.ProcessedFolder, cancellationToken);
+
+        var unseen = (await inbox.SearchAsync(SearchQuery.All, cancellationToken))
+            .Where(uid => !_unreadable.ContainsKey((inbox.UidValidity, uid.Id)));
+        int processed = 0, newlyUnreadable = 0;
+        var suppressed = new List<string>();
+        // In chunks, so a backlog of thousands is neither held in memory at once nor recorded in one transaction.
+        foreach (var chunk in unseen.Chunk(MessagesPerTransaction))
+        {
+            var read = new List<UniqueId>();
+            var events = new List<BounceEvent>();
+            foreach (var uid in chunk)
+            {
+                if (await ReadAsync(inbox, uid, cancellationToken) is { } found)
+                {
+                    read.Add(uid);
+                    events.AddRange(found);
+                }
+                else if (_unreadable.TryAdd((inbox.UidValidity, uid.Id), true))
+                {
+                    newlyUnreadable++;
+                    _unreadableCounter.Add(1);
+                }
+            }
+            var outcome = await store.RecordAsync(events, SuppressionStore.ImapSource, cancellationToken);
+            if (read.Count > 0)
+            {
+                await inbox.MoveToAsync(read, processedFolder, cancellationToken);
+            }
+            processed += read.Count;
+            suppressed.AddRange(outcome.Suppressed);
+        }
+        await client.DisconnectAsync(quit: true, cancellationToken);
+        return new MailboxRound(processed, newlyUnreadable, suppressed);
+    }
+
+    private async Task<IReadOnlyList<BounceEvent>?> ReadAsync(IMailFolder inbox, UniqueId uid, CancellationToken cancellationToken)
+    {
+        MimeMessage message;
+        try
+        {
+            message = await inbox.GetMessageAsync(uid, cancellationToken);
+        }
+        catch (FormatException e)
+        {
+            logger.LogWarning("Left message {Uid} in the bounce mailbox: it is not a message MimeKit can parse ({Error})", uid, e.Message);
+            return null;
+        }
+        var events = BounceReports.Read(message);
+        if (events is null)
+        {
+            logger.LogWarning("Left message {Uid} ({Subject}, from {From}) in the bounce mailbox: it is not a delivery status notification or abuse report that can be read",
+                uid, message.Subject, message.From.ToString());
+        }
+        return events;
+    }
+
+    private static async Task<IMailFolder> ProcessedFolderAsync(ImapClient client, string name, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await client.GetFolderAsync(name, cancellationToken);
+        }
+        catch (FolderNotFoundException)
+        {
+            var root = client.GetFolder(client.PersonalNamespaces[0]);
+            return await root.CreateAsync(name, isMessageFolder: true, cancellationToken)
+                ?? throw new InvalidOperationException($"The IMAP server did not create the folder {name}.");
+        }
+    }
+}
+
+/// <summary>Reads the bounce mailbox every <c>Bounces:PollInterval</c>.</summary>
+internal sealed class BounceMailboxSignal : WakeSignal;
+
+internal sealed class BounceMailboxWorker(BounceMailbox mailbox, BounceMailboxSignal signal, IOptions<BouncesOptions> options, ILogger<BounceMailboxWorker> logger)
+    : PollingWorker(signal, logger)
+{
+    protected override TimeSpan PollInterval => options.Value.PollInterval;
+
+    protected override async Task WorkAsync(CancellationToken stoppingToken)
+    {
+        var round = await mailbox.ProcessAsync(stoppingToken);
+        if (round.Processed > 0 || round.Unreadable > 0)
+        {
+            logger.LogInformation("Bounce mailbox: {Processed} report(s) processed, {Unreadable} new unreadable message(s), {Suppressed} address(es) suppressed",
+                round.Processed, round.Unreadable, round.Suppressed.Count);
+        }
+    }
+}

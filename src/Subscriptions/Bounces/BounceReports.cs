@@ -1,0 +1,123 @@
+using MimeKit;
+
+namespace Subscriptions.Bounces;
+
+internal enum BounceKind
+{
+    Hard,
+    Soft,
+    Complaint,
+}
+
+/// <summary>
+/// One bounce or complaint. Who it is about: the Message-ID of the email that bounced, when the report
+/// returned it, else the address it was sent to. <see cref="Status"/> is the RFC 3463 code when known.
+/// </summary>
+internal sealed record BounceEvent(BounceKind Kind, string? Recipient, string? OriginalMessageId = null, string? Status = null);
+
+/// <summary>
+/// Reads the reports mail servers send back: delivery status notifications (RFC 3464,
+/// <c>multipart/report; report-type=delivery-status</c>) and abuse reports (RFC 5965 ARF,
+/// <c>report-type=feedback-report</c>), with MimeKit's parts for both.
+/// </summary>
+internal static class BounceReports
+{
+    /// <summary>
+    /// The bounces and complaints a report holds (none for a delay warning or a report of another kind
+    /// of feedback), or null when the message is not a report that can be read: not a
+    /// <c>multipart/report</c>, or one without the fields that say what happened.
+    /// </summary>
+    public static IReadOnlyList<BounceEvent>? Read(MimeMessage message)
+    {
+        if (FindReport(message.Body) is not { } report)
+        {
+            return null;
+        }
+        // message/rfc822 or text/rfc822-headers: MimeKit parses both into the returned message's headers.
+        var originalMessageId = report.OfType<MessagePart>().Select(part => part.Message?.MessageId).FirstOrDefault(id => !string.IsNullOrEmpty(id));
+
+        if (string.Equals(report.ReportType, "delivery-status", StringComparison.OrdinalIgnoreCase))
+        {
+            return report.OfType<MessageDeliveryStatus>().FirstOrDefault() is { } status
+                ? ReadDeliveryStatus(status, originalMessageId)
+                : null;
+        }
+        if (string.Equals(report.ReportType, "feedback-report", StringComparison.OrdinalIgnoreCase))
+        {
+            var returned = report.OfType<MessagePart>().FirstOrDefault()?.Message;
+            return report.OfType<MessageFeedbackReport>().FirstOrDefault() is { } feedback
+                ? ReadFeedback(feedback, originalMessageId, returned)
+                : null;
+        }
+        return null;
+    }
+
+    private static List<BounceEvent>? ReadDeliveryStatus(MessageDeliveryStatus status, string? originalMessageId)
+    {
+        var events = new List<BounceEvent>();
+        var readable = false;
+        // The first group is about the message; each one after it about one recipient.
+        foreach (var recipient in status.StatusGroups.Skip(1))
+        {
+            if (StatusCode(recipient["Status"]) is not { } code)
+            {
+                continue;
+            }
+            readable = true;
+            // Only a failure is a bounce: "delayed" is a warning, "delivered", "relayed" and "expanded" are news.
+            var action = recipient["Action"]?.Trim();
+            if (!string.IsNullOrEmpty(action) && !action.Equals("failed", StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+            var address = Address(recipient["Original-Recipient"]) ?? Address(recipient["Final-Recipient"]);
+            events.Add(new BounceEvent(code[0] == '5' ? BounceKind.Hard : BounceKind.Soft, address, originalMessageId, code));
+        }
+        return readable ? events : null;
+    }
+
+    private static List<BounceEvent>? ReadFeedback(MessageFeedbackReport feedback, string? originalMessageId, MimeMessage? returned)
+    {
+        var type = feedback.Fields["Feedback-Type"]?.Trim();
+        if (string.IsNullOrEmpty(type))
+        {
+            return null;
+        }
+        if (!type.Equals("abuse", StringComparison.OrdinalIgnoreCase))
+        {
+            return [];
+        }
+        var address = Address(feedback.Fields["Original-Rcpt-To"])
+            ?? (returned?.To.Mailboxes.ToList() is [var only] ? only.Address : null);
+        return [new BounceEvent(BounceKind.Complaint, address, originalMessageId, null)];
+    }
+
+    private static MultipartReport? FindReport(MimeEntity? entity) => entity switch
+    {
+        MultipartReport report => report,
+        Multipart multipart => multipart.Select(FindReport).FirstOrDefault(report => report is not null),
+        _ => null,
+    };
+
+    /// <summary>"5.1.1", from a Status field that may carry a comment ("5.1.1 (user unknown)"); null unless it is 4.x.x or 5.x.x.</summary>
+    private static string? StatusCode(string? field)
+    {
+        var code = field?.Trim().Split([' ', '\t', '('], 2)[0] ?? "";
+        var parts = code.Split('.');
+        return parts.Length == 3 && parts[0] is "4" or "5" && parts.Skip(1).All(part => part.Length is >= 1 and <= 3 && part.All(char.IsAsciiDigit))
+            ? code
+            : null;
+    }
+
+    /// <summary>The address of a recipient field, "rfc822; someone@example.org", or null.</summary>
+    private static string? Address(string? field)
+    {
+        if (string.IsNullOrWhiteSpace(field))
+        {
+            return null;
+        }
+        var separator = field.IndexOf(';', StringComparison.Ordinal);
+        var address = field[(separator + 1)..].Trim().Trim('<', '>').Trim();
+        return address.Contains('@', StringComparison.Ordinal) ? address : null;
+    }
+}

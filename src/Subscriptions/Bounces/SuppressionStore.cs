@@ -1,0 +1,162 @@
+using Dapper;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using Subscriptions.Subscribers;
+
+namespace Subscriptions.Bounces;
+
+internal sealed record Suppression(string Email, string Reason, string? Detail, DateTime CreatedAt);
+
+/// <summary>What recording a batch of events did: the addresses now suppressed, and the events that named no one.</summary>
+internal sealed record BounceOutcome(IReadOnlyList<string> Suppressed, int Unmatched);
+
+/// <summary>
+/// Bounces, complaints and the suppression list. Every address is kept by its key, as subscribers are
+/// (<c>email_key</c>, <see cref="EmailAddresses.Key"/>); the places that send or plan email check this
+/// table in the same query that picks whom to send to.
+/// </summary>
+internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<BouncesOptions> options, TimeProvider time, ILogger<SuppressionStore> logger)
+{
+    public const string ImapSource = "imap";
+    public const string WebhookSource = "webhook";
+
+    /// <summary>
+    /// Records a batch of events and acts on them in one transaction: a hard bounce suppresses the address
+    /// and marks its subscriber bounced; <c>Bounces:SoftBounceLimit</c> soft bounces within
+    /// <c>Bounces:SoftBounceWindow</c> do the same; a complaint suppresses it and unsubscribes at once.
+    /// </summary>
+    public async Task<BounceOutcome> RecordAsync(IReadOnlyList<BounceEvent> events, string source, CancellationToken cancellationToken)
+    {
+        if (events.Count == 0)
+        {
+            return new BounceOutcome([], 0);
+        }
+        var now = time.GetUtcNow();
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+
+        // Whom each event is about: the subscriber the returned Message-ID was sent to, else the
+        // recipient address it names. One pass for the whole batch.
+        const string record = """
+            WITH incoming AS (
+                SELECT kind, status, message_id, recipient
+                FROM unnest(@kinds::text[], @statuses::text[], @messageIds::text[], @recipients::text[])
+                     AS e(kind, status, message_id, recipient)
+            ), sent AS (
+                SELECT d.message_id, d.subscriber_id FROM deliveries d
+                WHERE d.message_id IN (SELECT message_id FROM incoming)
+                UNION ALL
+                SELECT o.message_id, o.subscriber_id FROM email_outbox o
+                WHERE o.message_id IN (SELECT message_id FROM incoming)
+            ), resolved AS (
+                SELECT i.kind, i.status,
+                       coalesce((SELECT s.email_key FROM sent JOIN subscribers s ON s.id = sent.subscriber_id
+                                 WHERE sent.message_id = i.message_id LIMIT 1), i.recipient) AS email
+                FROM incoming i
+            )
+            INSERT INTO bounce_events (email, kind, status, source, received_at)
+            SELECT email, kind, status, @source, @now FROM resolved WHERE email IS NOT NULL
+            RETURNING id
+            """;
+        var ids = (await connection.QueryAsync<long>(new CommandDefinition(record, new
+        {
+            kinds = events.Select(e => e.Kind.ToString().ToLowerInvariant()).ToArray(),
+            statuses = events.Select(e => e.Status).ToArray(),
+            messageIds = events.Select(e => e.OriginalMessageId).ToArray(),
+            recipients = events.Select(e => e.Recipient is { } address ? KeyOf(address) : null).ToArray(),
+            source,
+            now,
+        }, transaction, cancellationToken: cancellationToken))).ToArray();
+
+        // The verdict per address: this batch's complaint or hard bounce, or enough soft bounces lately.
+        const string act = """
+            WITH verdicts AS (
+                SELECT b.email,
+                       CASE WHEN bool_or(b.kind = 'complaint' AND b.id = ANY(@ids)) THEN 'complaint'
+                            WHEN bool_or(b.kind = 'hard' AND b.id = ANY(@ids)) THEN 'hard_bounce'
+                            ELSE 'soft_bounces' END AS reason,
+                       (array_agg(b.status ORDER BY b.id DESC) FILTER (WHERE b.status IS NOT NULL))[1] AS detail
+                FROM bounce_events b
+                WHERE b.email IN (SELECT email FROM bounce_events WHERE id = ANY(@ids))
+                  AND (b.id = ANY(@ids) OR (b.kind = 'soft' AND b.received_at > @windowStart))
+                GROUP BY b.email
+                HAVING bool_or(b.kind <> 'soft' AND b.id = ANY(@ids)) OR count(*) FILTER (WHERE b.kind = 'soft') >= @softLimit
+            ), suppressed AS (
+                INSERT INTO suppressions (email, reason, detail, created_at)
+                SELECT email, reason, detail, @now FROM verdicts
+                ON CONFLICT (email) DO NOTHING
+            ), unsubscribed AS (
+                UPDATE subscribers s
+                SET status = 'unsubscribed', unsubscribed_at = @now, updated_at = @now, confirmation_nonce = NULL
+                FROM verdicts v
+                WHERE s.email_key = v.email AND v.reason = 'complaint' AND s.status <> 'unsubscribed'
+            ), bounced AS (
+                UPDATE subscribers s
+                SET status = 'bounced', updated_at = @now, confirmation_nonce = NULL
+                FROM verdicts v
+                WHERE s.email_key = v.email AND v.reason <> 'complaint' AND s.status IN ('pending', 'active')
+            )
+            SELECT email FROM verdicts ORDER BY email
+            """;
+        var settings = options.Value;
+        var suppressed = (await connection.QueryAsync<string>(new CommandDefinition(act, new
+        {
+            ids,
+            now,
+            windowStart = now - settings.SoftBounceWindow,
+            softLimit = settings.SoftBounceLimit,
+        }, transaction, cancellationToken: cancellationToken))).ToList();
+        await transaction.CommitAsync(cancellationToken);
+
+        var unmatched = events.Count - ids.Length;
+        foreach (var email in suppressed)
+        {
+            logger.LogInformation("Suppressed {Email} after a {Source} bounce or complaint", email, source);
+        }
+        if (unmatched > 0)
+        {
+            logger.LogWarning("{Count} {Source} bounce(s) or complaint(s) named no recipient and no message of ours", unmatched, source);
+        }
+        return new BounceOutcome(suppressed, unmatched);
+    }
+
+    public async Task<IReadOnlyList<Suppression>> ListAsync(CancellationToken cancellationToken)
+    {
+        const string sql = "SELECT email, reason, detail, created_at FROM suppressions ORDER BY email";
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return [.. await connection.QueryAsync<Suppression>(new CommandDefinition(sql, cancellationToken: cancellationToken))];
+    }
+
+    /// <summary>Suppresses an address by hand; false when it already was.</summary>
+    public async Task<bool> AddAsync(string email, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            INSERT INTO suppressions (email, reason, created_at) VALUES (@email, 'operator', @now)
+            ON CONFLICT (email) DO NOTHING
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await connection.ExecuteAsync(new CommandDefinition(sql, new { email = KeyOf(email), now = time.GetUtcNow() }, cancellationToken: cancellationToken)) == 1;
+    }
+
+    /// <summary>
+    /// Lifts a suppression; false when there was none. The address's earlier soft bounces are forgotten with
+    /// it, so the next one starts a new count instead of suppressing it again at once.
+    /// </summary>
+    public async Task<bool> RemoveAsync(string email, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            WITH lifted AS (DELETE FROM suppressions WHERE email = @email RETURNING email),
+            forgotten AS (DELETE FROM bounce_events WHERE email = (SELECT email FROM lifted) AND kind = 'soft')
+            SELECT count(*) FROM lifted
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await connection.ExecuteScalarAsync<long>(new CommandDefinition(sql, new { email = KeyOf(email) }, cancellationToken: cancellationToken)) == 1;
+    }
+
+    /// <summary>
+    /// The key an address is suppressed and matched by, as a subscriber's is. Reports may name addresses
+    /// signup would refuse (a local alias, say); those are only case-folded.
+    /// </summary>
+    public static string KeyOf(string address) =>
+        EmailAddresses.Canonicalize(address).Address is { } canonical ? EmailAddresses.Key(canonical) : address.Trim().ToLowerInvariant();
+}

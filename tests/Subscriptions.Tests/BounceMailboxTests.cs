@@ -1,0 +1,139 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Subscriptions.Bounces;
+using Subscriptions.Tests.Infrastructure;
+
+namespace Subscriptions.Tests;
+
+/// <summary>The bounce mailbox read from a real Dovecot over IMAP, with real DSN and ARF samples, into a real PostgreSQL.</summary>
+public sealed class BounceMailboxTests(TestDatabase database, DovecotServer dovecot) : IClassFixture<TestDatabase>, IClassFixture<DovecotServer>
+{
+    private static readonly string Samples = Path.Combine(AppContext.BaseDirectory, "Payloads", "bounces");
+
+    private static readonly string[] Readable =
+    [
+        "postfix-user-unknown.eml", "postfix-headers-only.eml", "exim-rejected.eml", "gmail-no-such-user.eml", "office365-rejected.eml",
+        "outlook-delayed.eml", "yahoo-deferred.eml", "arf-abuse-redacted.eml", "arf-feedback-loop.eml",
+    ];
+
+    private static readonly string[] Malformed = ["malformed-truncated.eml", "malformed-gmail-empty-status.eml", "malformed-garbage.eml"];
+
+    [Fact]
+    public async Task EveryReadableReportIsActedOnAndMovedAndTheRestLeftAloneAndCountedOnce()
+    {
+        // Found only by the returned Message-ID: the DSN names an alias, not the address we sent to.
+        var (postfix, _) = await database.AddSubscriberAsync("postfix-hard@example.org", "active", null, "lidar");
+        await AddSentDeliveryAsync(postfix, "digest-postfix@subscriptions.test");
+        // Found by the Message-ID in text/rfc822-headers, which is that of a confirmation email.
+        var (headers, _) = await database.AddSubscriberAsync("headers-hard@example.org", "pending", null, "lidar");
+        await database.ExecuteAsync("""
+            INSERT INTO email_outbox (subscriber_id, kind, status, next_attempt_at, created_at, sent_at, message_id)
+            VALUES (@headers, 'confirmation', 'sent', now(), now(), now(), 'confirmation-postfix@subscriptions.test')
+            """, new { headers });
+        var (redacted, _) = await database.AddSubscriberAsync("arf-complaint@example.org", "active", null, "lidar");
+        await AddSentDeliveryAsync(redacted, "digest-arf@subscriptions.test");
+        // Found by the failed recipient.
+        foreach (var email in new[] { "exim-hard@example.org", "gmail-hard@example.org", "office365-hard@example.org",
+                     "outlook-delayed@example.org", "yahoo-soft@example.org", "fbl-complaint@example.org" })
+        {
+            await database.AddSubscriberAsync(email, "active", null, "lidar");
+        }
+        foreach (var sample in Readable.Concat(Malformed))
+        {
+            dovecot.Deliver(Path.Combine(Samples, sample));
+        }
+
+        await using var app = new TestApp(database, settings: new Dictionary<string, string?>(dovecot.Settings) { ["Bounces:PollInterval"] = "00:00:00.100" });
+        await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
+
+        // Hard bounces: bounced and suppressed, confirmations included.
+        foreach (var email in new[] { "postfix-hard@example.org", "headers-hard@example.org", "exim-hard@example.org", "gmail-hard@example.org", "office365-hard@example.org" })
+        {
+            Assert.Equal("bounced", await database.SubscriberStatusAsync(email));
+        }
+        // Complaints: unsubscribed at once and suppressed.
+        Assert.Equal("unsubscribed", await database.SubscriberStatusAsync("arf-complaint@example.org"));
+        Assert.Equal("unsubscribed", await database.SubscriberStatusAsync("fbl-complaint@example.org"));
+        // A delay warning is no bounce; one soft bounce is not enough.
+        Assert.Equal("active", await database.SubscriberStatusAsync("outlook-delayed@example.org"));
+        Assert.Equal("active", await database.SubscriberStatusAsync("yahoo-soft@example.org"));
+
+        var suppressions = await database.QueryAsync<(string Email, string Reason, string? Detail)>("SELECT email, reason, detail FROM suppressions ORDER BY email");
+        Assert.Equal(
+        [
+            ("arf-complaint@example.org", "complaint", null),
+            ("exim-hard@example.org", "hard_bounce", "5.0.0"),
+            ("fbl-complaint@example.org", "complaint", null),
+            ("gmail-hard@example.org", "hard_bounce", "5.1.1"),
+            ("headers-hard@example.org", "hard_bounce", "5.1.0"),
+            ("office365-hard@example.org", "hard_bounce", "5.1.0"),
+            ("postfix-hard@example.org", "hard_bounce", "5.1.1"),
+        ], suppressions);
+
+        // Every report read is in the processed folder (created on first use); the unreadable ones are where they were.
+        Assert.Equal(Readable.Length, (await dovecot.SubjectsAsync("Processed")).Count);
+        Assert.Equal(Malformed.Length, (await dovecot.SubjectsAsync("INBOX")).Count);
+        var mailbox = app.Services.GetRequiredService<BounceMailbox>();
+        Assert.Equal(Malformed.Length, mailbox.UnreadableCount);
+
+        // Two more soft bounces within the window bounce the address; the unreadable ones are not counted again.
+        dovecot.Deliver(Path.Combine(Samples, "yahoo-deferred.eml"));
+        dovecot.Deliver(Path.Combine(Samples, "yahoo-deferred.eml"));
+        app.Services.GetRequiredService<BounceMailboxSignal>().Wake();
+        await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
+
+        Assert.Equal("bounced", await database.SubscriberStatusAsync("yahoo-soft@example.org"));
+        Assert.Equal(("soft_bounces", "4.7.0"), Assert.Single(await database.QueryAsync<(string, string)>(
+            "SELECT reason, detail FROM suppressions WHERE email = 'yahoo-soft@example.org'")));
+        Assert.Equal(3, await database.ScalarAsync<long>("SELECT count(*) FROM bounce_events WHERE email = 'yahoo-soft@example.org' AND kind = 'soft'"));
+        Assert.Equal(Readable.Length + 2, (await dovecot.SubjectsAsync("Processed")).Count);
+        Assert.Equal(Malformed.Length, (await dovecot.SubjectsAsync("INBOX")).Count);
+        Assert.Equal(Malformed.Length, mailbox.UnreadableCount);
+    }
+
+    [Fact]
+    public async Task TwoInstancesReadingOneMailboxRecordEachReportOnce()
+    {
+        // A mailbox and database of its own: the counts below must be this test's alone.
+        var ownDatabase = new TestDatabase();
+        await ownDatabase.InitializeAsync();
+        var ownDovecot = new DovecotServer();
+        await ownDovecot.InitializeAsync();
+        try
+        {
+            var samples = new[] { "exim-rejected.eml", "gmail-no-such-user.eml", "office365-rejected.eml", "yahoo-deferred.eml", "yahoo-deferred.eml" };
+            foreach (var sample in samples)
+            {
+                ownDovecot.Deliver(Path.Combine(Samples, sample));
+            }
+            var settings = new Dictionary<string, string?>(ownDovecot.Settings) { ["Bounces:PollInterval"] = "00:00:00.050" };
+            await using var first = new TestApp(ownDatabase, settings: settings);
+            await using var second = new TestApp(ownDatabase, settings: settings);
+
+            await Task.WhenAll(first.WaitForFreshRoundAsync<BounceMailboxWorker>(), second.WaitForFreshRoundAsync<BounceMailboxWorker>());
+
+            Assert.Equal(samples.Length, await ownDatabase.ScalarAsync<long>("SELECT count(*) FROM bounce_events"));
+            Assert.Equal(samples.Length, (await ownDovecot.SubjectsAsync("Processed")).Count);
+            Assert.Empty(await ownDovecot.SubjectsAsync("INBOX"));
+        }
+        finally
+        {
+            await ownDovecot.DisposeAsync();
+            await ownDatabase.DisposeAsync();
+            await PostgresServer.DropDatabaseAsync(ownDatabase.ConnectionString);
+        }
+    }
+
+    [Fact]
+    public async Task NoImapHostMeansNoMailboxReader()
+    {
+        await using var app = new TestApp(database);
+
+        Assert.Empty(app.Services.GetServices<IHostedService>().OfType<BounceMailboxWorker>());
+    }
+
+    private Task AddSentDeliveryAsync(long subscriberId, string messageId) => database.ExecuteAsync("""
+        INSERT INTO deliveries (subscriber_id, day, papers, status, attempts, next_attempt_at, created_at, sent_at, message_id)
+        VALUES (@subscriberId, '2026-11-24', '[]', 'sent', 1, now(), now(), now(), @messageId)
+        """, new { subscriberId, messageId });
+}

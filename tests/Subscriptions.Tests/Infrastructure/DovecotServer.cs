@@ -1,0 +1,212 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using MailKit;
+using MailKit.Net.Imap;
+using MailKit.Search;
+using MailKit.Security;
+
+namespace Subscriptions.Tests.Infrastructure;
+
+/// <summary>
+/// A real IMAP server for a test class: Debian's Dovecot (<c>dovecot-imapd</c>), started unprivileged with a
+/// configuration of its own in a temporary folder, listening on 127.0.0.1 on a free port, one user whose
+/// mail is a Maildir in that folder. Dovecot's login and mail processes refuse to run as root, so as root
+/// they run as the package's <c>dovenull</c> and <c>dovecot</c> users; as anyone else, as that user.
+/// </summary>
+public sealed class DovecotServer : IAsyncLifetime
+{
+    public const string Username = "bounces";
+    public const string Password = "bounce-mailbox-password";
+    private readonly string _root = Path.Combine(Path.GetTempPath(), $"subscriptions-dovecot-{Guid.NewGuid():N}"[..40]);
+    private Process? _process;
+    private string _inbox = "";
+
+    public int Port { get; private set; }
+
+    /// <summary>The service's <c>Bounces:Imap:*</c> settings for this server.</summary>
+    public Dictionary<string, string?> Settings => new()
+    {
+        ["Bounces:Imap:Host"] = "127.0.0.1",
+        ["Bounces:Imap:Port"] = Port.ToString(CultureInfo.InvariantCulture),
+        ["Bounces:Imap:Security"] = "None",
+        ["Bounces:Imap:Username"] = Username,
+        ["Bounces:Imap:Password"] = Password,
+    };
+
+    public async Task InitializeAsync()
+    {
+        Port = FreePort();
+        var mail = Path.Combine(_root, "mail");
+        Directory.CreateDirectory(mail);
+        var isRoot = Environment.UserName == "root";
+        var (loginUser, internalUser, mailUser) = isRoot ? ("dovenull", "dovecot", "dovecot") : (Environment.UserName, Environment.UserName, Environment.UserName);
+        if (isRoot)
+        {
+            // The mail processes run as dovecot and must be able to write the Maildir.
+            Run("chown", "-R", "dovecot:dovecot", mail);
+        }
+        var config = Path.Combine(_root, "dovecot.conf");
+        await File.WriteAllTextAsync(config, $$"""
+            protocols = imap
+            listen = 127.0.0.1
+            base_dir = {{_root}}/run
+            state_dir = {{_root}}/state
+            instance_name = subscriptions-test-{{Port}}
+            log_path = {{_root}}/dovecot.log
+            ssl = no
+            disable_plaintext_auth = no
+            auth_mechanisms = plain login
+            default_login_user = {{loginUser}}
+            default_internal_user = {{internalUser}}
+            first_valid_uid = 1
+            mail_location = maildir:{{mail}}/%u
+            service imap-login {
+              inet_listener imap {
+                address = 127.0.0.1
+                port = {{Port}}
+              }
+              inet_listener imaps {
+                port = 0
+              }
+            }
+            passdb {
+              driver = static
+              args = password={{Password}}
+            }
+            userdb {
+              driver = static
+              args = uid={{mailUser}} gid={{mailUser}} home={{_root}}/home/%u
+            }
+
+            """);
+
+        var start = new ProcessStartInfo(FindDovecot()) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var argument in new[] { "-F", "-c", config })
+        {
+            start.ArgumentList.Add(argument);
+        }
+        _process = Process.Start(start) ?? throw new InvalidOperationException("Could not start dovecot");
+        await Eventually.TrueAsync(async () =>
+        {
+            if (_process.HasExited)
+            {
+                throw new InvalidOperationException(
+                    $"dovecot exited with {_process.ExitCode}: {await _process.StandardError.ReadToEndAsync()}\n{Log()}");
+            }
+            using var client = new TcpClient();
+            try
+            {
+                await client.ConnectAsync(IPAddress.Loopback, Port);
+                return true;
+            }
+            catch (SocketException)
+            {
+                return false;
+            }
+        }, $"dovecot to listen on 127.0.0.1:{Port}");
+
+        // The first login makes the user's Maildir, owned by the user the mail processes run as.
+        using var client = await ConnectAsync();
+        await client.Inbox.OpenAsync(FolderAccess.ReadOnly);
+        await client.DisconnectAsync(quit: true);
+        _inbox = Path.Combine(mail, Username);
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_process is { HasExited: false })
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+        _process?.Dispose();
+        try
+        {
+            Directory.Delete(_root, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A stopped server's files left in /tmp are harmless.
+        }
+    }
+
+    /// <summary>
+    /// Delivers a message file into the INBOX as a mail server's local delivery does: byte for byte into the
+    /// Maildir (written to <c>tmp/</c>, then renamed into <c>new/</c>), malformed files included.
+    /// </summary>
+    public void Deliver(string file)
+    {
+        var name = $"{DateTimeOffset.UtcNow.ToUnixTimeSeconds()}.{Guid.NewGuid():N}.subscriptions-test";
+        var temporary = Path.Combine(_inbox, "tmp", name);
+        File.Copy(file, temporary);
+        if (Environment.UserName == "root")
+        {
+            Run("chown", "dovecot:dovecot", temporary);
+        }
+        File.Move(temporary, Path.Combine(_inbox, "new", name));
+    }
+
+    /// <summary>The subjects of the messages in a folder (empty when the folder does not exist).</summary>
+    public async Task<IReadOnlyList<string>> SubjectsAsync(string folder)
+    {
+        using var client = await ConnectAsync();
+        IMailFolder target;
+        try
+        {
+            target = await client.GetFolderAsync(folder);
+        }
+        catch (FolderNotFoundException)
+        {
+            return [];
+        }
+        await target.OpenAsync(FolderAccess.ReadOnly);
+        var subjects = new List<string>();
+        foreach (var summary in await target.FetchAsync(await target.SearchAsync(SearchQuery.All), MessageSummaryItems.Envelope))
+        {
+            subjects.Add(summary.Envelope?.Subject ?? "");
+        }
+        await client.DisconnectAsync(quit: true);
+        return subjects;
+    }
+
+    public string Log() => File.Exists(Path.Combine(_root, "dovecot.log")) ? File.ReadAllText(Path.Combine(_root, "dovecot.log")) : "";
+
+    private async Task<ImapClient> ConnectAsync()
+    {
+        var client = new ImapClient();
+        await client.ConnectAsync("127.0.0.1", Port, SecureSocketOptions.None);
+        await client.AuthenticateAsync(Username, Password);
+        return client;
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static string FindDovecot()
+    {
+        var candidates = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Append("/usr/sbin").Select(directory => Path.Combine(directory, "dovecot"));
+        return candidates.FirstOrDefault(File.Exists)
+            ?? throw new InvalidOperationException("dovecot not found on PATH or in /usr/sbin: apt-get install dovecot-imapd");
+    }
+
+    private static void Run(string program, params string[] arguments)
+    {
+        var start = new ProcessStartInfo(program) { RedirectStandardError = true };
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {program}");
+        process.WaitForExit();
+        if (process.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"{program} {string.Join(' ', arguments)} exited with {process.ExitCode}: {process.StandardError.ReadToEnd()}");
+        }
+    }
+}

@@ -1,0 +1,98 @@
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Subscriptions.Digest;
+using Subscriptions.Papers;
+using Subscriptions.Subscribers;
+using Subscriptions.Tests.Infrastructure;
+
+namespace Subscriptions.Tests;
+
+/// <summary>A suppressed address gets nothing: not a confirmation when it signs up again, not a digest, planned or already planned.</summary>
+public sealed class SuppressionTests : IAsyncLifetime
+{
+    private static readonly DateOnly Day = new(2026, 11, 25);
+    private readonly TestDatabase _database = new();
+    private TestSmtpServer _smtp = null!;
+
+    public async Task InitializeAsync()
+    {
+        await _database.InitializeAsync(); // a database of its own: every active subscriber takes part in a run
+        _smtp = await TestSmtpServer.StartNewAsync();
+        await using var app = new TestApp(_database);
+        await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day, "huggingface",
+            [PaperRecord.Create("2611.00003", "Lidar Odometry at Night", "Registration of scans.", ["Ana Sousa"], null, 5)], CancellationToken.None);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _smtp.DisposeAsync();
+        await _database.DisposeAsync();
+        await PostgresServer.DropDatabaseAsync(_database.ConnectionString);
+    }
+
+    [Fact]
+    public async Task ASuppressedAddressSigningUpAgainGetsTheSameAnswerAndNoEmail()
+    {
+        await _database.AddSubscriberAsync("bounced@example.org", "bounced", null, "lidar");
+        await SuppressAsync("bounced@example.org", "hard_bounce");
+        await SuppressAsync("never-seen@example.org", "complaint");
+        await using var app = new TestApp(_database, _smtp);
+        using var client = app.CreatePlainClient();
+
+        var fresh = await client.SignUpAsync("fresh@example.org", "lidar");
+        var again = await client.SignUpAsync("Bounced@Example.org", "lidar");
+        var unknown = await client.SignUpAsync("never-seen@example.org", "lidar");
+
+        Assert.All([fresh, again, unknown], response => Assert.Equal(HttpStatusCode.Accepted, response.StatusCode));
+        var expected = await fresh.Content.ReadAsStringAsync();
+        Assert.Equal(expected, await again.Content.ReadAsStringAsync());
+        Assert.Equal(expected, await unknown.Content.ReadAsStringAsync());
+
+        await _smtp.WaitForMessageToAsync("fresh@example.org");
+        await app.WaitForFreshRoundAsync<EmailOutboxWorker>();
+        Assert.Empty(_smtp.MessagesTo("bounced@example.org"));
+        Assert.Empty(_smtp.MessagesTo("never-seen@example.org"));
+        Assert.Single(_smtp.Received);
+    }
+
+    [Fact]
+    public async Task AConfirmationQueuedBeforeTheSuppressionIsNotSent()
+    {
+        var (id, _) = await _database.AddSubscriberAsync("queued@example.org", "pending", null, "lidar");
+        await _database.ExecuteAsync("""
+            UPDATE subscribers SET confirmation_nonce = @nonce, confirmation_expires_at = now() + interval '1 day' WHERE id = @id;
+            INSERT INTO email_outbox (subscriber_id, kind, next_attempt_at, created_at) VALUES (@id, 'confirmation', now(), now());
+            """, new { id, nonce = LinkTokens.NewNonce() });
+        await SuppressAsync("queued@example.org", "operator");
+
+        await using var app = new TestApp(_database, _smtp);
+        await app.WaitForFreshRoundAsync<EmailOutboxWorker>();
+
+        Assert.Empty(_smtp.Received);
+        Assert.Equal("superseded", await _database.ScalarAsync<string>("SELECT status FROM email_outbox WHERE subscriber_id = @id", new { id }));
+    }
+
+    [Fact]
+    public async Task ASuppressedSubscriberGetsNoDigestAndOneSuppressedAfterPlanningIsSkipped()
+    {
+        await _database.AddSubscriberAsync("suppressed@example.org", "active", null, "lidar");
+        await _database.AddSubscriberAsync("late@example.org", "active", null, "lidar");
+        await _database.AddSubscriberAsync("reader@example.org", "active", null, "lidar");
+        await SuppressAsync("suppressed@example.org", "operator");
+        await using var app = new TestApp(_database, _smtp);
+        var runner = app.Services.GetRequiredService<DigestRunner>();
+
+        await runner.PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
+        await SuppressAsync("LATE@example.org", "operator");
+        var summary = await runner.RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
+
+        Assert.Equal((1, 1, 1), (summary.Matched, summary.Sent, summary.Skipped));
+        Assert.Single(_smtp.MessagesTo("reader@example.org"));
+        Assert.Single(_smtp.Received);
+        Assert.Equal(0, await _database.ScalarAsync<long>(
+            "SELECT count(*) FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id WHERE s.email = 'suppressed@example.org'"));
+    }
+
+    private Task SuppressAsync(string email, string reason) => _database.ExecuteAsync(
+        "INSERT INTO suppressions (email, reason, created_at) VALUES (lower(@email), @reason, now())", new { email, reason });
+}
