@@ -16,11 +16,7 @@ return await Verbs.RunAsync(args, ServeAsync);
 
 static async Task<int> ServeAsync(string[] settings)
 {
-    var builder = WebApplication.CreateBuilder(settings);
-    if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["http_ports"]))
-    {
-        builder.WebHost.UseUrls("http://localhost:8080");
-    }
+    var builder = WebApplication.CreateBuilder(settings).WithDefaultUrl();
 
     // Configure the database; migrations run before anything else starts
     builder.Services.AddDatabase().AddMigrationsAtStartup().AddHealth().AddShutdownTimeout();
@@ -35,8 +31,7 @@ static async Task<int> ServeAsync(string[] settings)
     builder.Services.AddSubscribers();
 
     // Configure the daily digest (the clustered Quartz trigger, this instance's delivery senders) and bounces (the mailbox reader)
-    builder.Services.AddDigestBackground(builder.Configuration);
-    builder.Services.AddBounces(builder.Configuration);
+    builder.Services.AddDigestBackground(builder.Configuration).AddBounces(builder.Configuration);
 
     // Configure what every request gets: body limits, problem answers, rate-limit answers, security headers
     builder.Services.AddWeb();

@@ -11,6 +11,16 @@ internal static class WebExtensions
     /// <summary>The largest body any endpoint takes; each endpoint may take less (<see cref="RequestLimits.SmallBody"/>).</summary>
     public const int MaxBodyBytes = 64 * 1024;
 
+    /// <summary>Serves on http://localhost:8080 unless <c>urls</c> (or <c>ASPNETCORE_URLS</c>, <c>http_ports</c>) says otherwise.</summary>
+    public static WebApplicationBuilder WithDefaultUrl(this WebApplicationBuilder builder)
+    {
+        if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["http_ports"]))
+        {
+            builder.WebHost.UseUrls("http://localhost:8080");
+        }
+        return builder;
+    }
+
     public static IServiceCollection AddWeb(this IServiceCollection services)
     {
         services.Configure<KestrelServerOptions>(kestrel =>
