@@ -137,7 +137,7 @@ internal static class DailyBenchmark
         foreach (var (id, email, key, planned) in sample)
         {
             using var stream = new MemoryStream();
-            await emails.Render(email, id, key, BenchData.Day, PlannedPaper.Deserialize(planned), papers).WriteToAsync(stream);
+            await emails.Render(deliveryId: 0, email, id, key, BenchData.Day, PlannedPaper.Deserialize(planned), papers).WriteToAsync(stream);
             bytes += stream.Length;
         }
         return (int)(bytes / Math.Max(sample.Count, 1));

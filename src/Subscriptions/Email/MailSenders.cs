@@ -4,7 +4,6 @@ using MailKit;
 using MailKit.Net.Smtp;
 using Microsoft.Extensions.Options;
 using MimeKit;
-using MimeKit.Utils;
 using Polly;
 using Polly.Registry;
 
@@ -36,14 +35,17 @@ internal sealed class ConfiguredMailSender(IOptions<SmtpOptions> options, IServi
 /// <summary>The envelope every email of this service shares: From, To, Date, a Message-ID in the sender's domain.</summary>
 internal static class MailEnvelope
 {
-    public static MimeMessage Create(MailOptions mail, DateTimeOffset date, string to, string subject, BodyBuilder body)
+    // identity: what the message is, unique among this service's emails (delivery-42.20261125), as the
+    // Message-ID's left part. The same email sent again after a crash then carries the same Message-ID,
+    // and the receiving side can recognise the repeat.
+    public static MimeMessage Create(MailOptions mail, DateTimeOffset date, string to, string subject, BodyBuilder body, string identity)
     {
         var from = mail.FromAddress;
         var message = new MimeMessage
         {
             Subject = subject,
             Date = date,
-            MessageId = MimeUtils.GenerateMessageId(from.Domain),
+            MessageId = $"{identity}@{from.Domain}",
             Body = body.ToMessageBody(),
         };
         message.From.Add(from);

@@ -112,8 +112,8 @@ internal sealed class EmailOutbox(
     private MimeMessage? Render(OutboxRow row, DateTimeOffset now) => row switch
     {
         { Kind: EmailQueue.Confirmation, Status: "pending", ConfirmationNonce: { } nonce, ConfirmationExpiresAt: { } expiresAt }
-            when expiresAt > now.UtcDateTime => emails.Confirmation(row.Email, row.SubscriberId, nonce),
-        { Kind: EmailQueue.AlreadySubscribed, Status: "active" } => emails.AlreadySubscribed(row.Email, row.SubscriberId, row.SubscriptionKey),
+            when expiresAt > now.UtcDateTime => emails.Confirmation(row.Id, row.Email, row.SubscriberId, nonce),
+        { Kind: EmailQueue.AlreadySubscribed, Status: "active" } => emails.AlreadySubscribed(row.Id, row.Email, row.SubscriberId, row.SubscriptionKey),
         _ => null,
     };
 
