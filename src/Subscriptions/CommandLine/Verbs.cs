@@ -5,7 +5,7 @@ using Microsoft.Extensions.Options;
 namespace Subscriptions.CommandLine;
 
 /// <summary>
-/// <c>Subscriptions [VERB] [options] [--Key=Value ...]</c>: serve (the default), migrate, ingest, digest.
+/// <c>Subscriptions [VERB] [options] [--Key=Value ...]</c>: serve (the default), migrate, ingest, digest, dkim.
 /// What a verb does not know as one of its options is a setting and goes to configuration.
 /// </summary>
 internal static class Verbs
@@ -28,6 +28,7 @@ internal static class Verbs
         root.Add(MigrateCommand.Create());
         root.Add(IngestCommand.Create());
         root.Add(DigestCommand.Create());
+        root.Add(DkimCommand.Create());
         foreach (var command in root.Subcommands.Prepend(root))
         {
             command.TreatUnmatchedTokensAsErrors = false;

@@ -22,14 +22,19 @@ internal interface IMailSender
 /// <summary>
 /// SMTP when <c>Smtp:Host</c> is set, the pickup folder otherwise. Chosen at the first send, not when
 /// built, so that a bad setting is reported by start-up validation rather than as a failure to build a service.
+/// Every message is DKIM-signed here (when <c>Dkim:*</c> is set), whatever kind of email it is.
 /// </summary>
-internal sealed class ConfiguredMailSender(IOptions<SmtpOptions> options, IServiceProvider services) : IMailSender
+internal sealed class ConfiguredMailSender(IOptions<SmtpOptions> options, DkimMessageSigner dkim, IServiceProvider services) : IMailSender
 {
     private readonly Lazy<IMailSender> _sender = new(() => options.Value.HasHost
         ? services.GetRequiredService<SmtpMailSender>()
         : services.GetRequiredService<PickupDirectoryMailSender>());
 
-    public Task SendAsync(MimeMessage message, CancellationToken cancellationToken) => _sender.Value.SendAsync(message, cancellationToken);
+    public Task SendAsync(MimeMessage message, CancellationToken cancellationToken)
+    {
+        dkim.Sign(message);
+        return _sender.Value.SendAsync(message, cancellationToken);
+    }
 }
 
 /// <summary>The envelope every email of this service shares: From, To, Date, a Message-ID in the sender's domain.</summary>
