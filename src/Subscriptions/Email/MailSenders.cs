@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Threading.Channels;
+using System.Threading.RateLimiting;
 using MailKit;
 using MailKit.Net.Smtp;
 using Microsoft.Extensions.Options;
@@ -79,6 +80,7 @@ internal sealed class SmtpMailSender : IMailSender, IAsyncDisposable
     private readonly ResiliencePipeline _pipeline;
     private readonly ILogger<SmtpMailSender> _logger;
     private readonly Channel<SmtpClient?> _idle;
+    private readonly SlidingWindowRateLimiter? _rate;
 
     public SmtpMailSender(IOptions<SmtpOptions> options, ResiliencePipelineProvider<string> pipelines, ILogger<SmtpMailSender> logger)
     {
@@ -90,10 +92,28 @@ internal sealed class SmtpMailSender : IMailSender, IAsyncDisposable
         {
             _idle.Writer.TryWrite(null);
         }
+        if (_options.MaxPerSecond > 0)
+        {
+            // One limiter for all connections: a relay's rate is per sender, not per connection. A sliding
+            // window (in tenths of a second) keeps every one-second span at the limit; waiting senders queue in order.
+            _rate = new SlidingWindowRateLimiter(new SlidingWindowRateLimiterOptions
+            {
+                PermitLimit = _options.MaxPerSecond,
+                Window = TimeSpan.FromSeconds(1),
+                SegmentsPerWindow = 10,
+                QueueLimit = int.MaxValue,
+                QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
+                AutoReplenishment = true,
+            });
+        }
     }
 
     public async Task SendAsync(MimeMessage message, CancellationToken cancellationToken)
     {
+        if (_rate is not null)
+        {
+            using var permit = await _rate.AcquireAsync(1, cancellationToken);
+        }
         try
         {
             await _pipeline.ExecuteAsync(
@@ -176,6 +196,7 @@ internal sealed class SmtpMailSender : IMailSender, IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        _rate?.Dispose();
         _idle.Writer.TryComplete();
         while (_idle.Reader.TryRead(out var client))
         {
