@@ -40,6 +40,7 @@ static async Task<int> ServeAsync(string[] settings)
 
     app.UseExceptionHandler();
     app.UseStatusCodePages();
+    app.UseForwardedHeaders();
     app.UseRateLimiter();
 
     app.MapSubscribers();
