@@ -44,6 +44,20 @@ public sealed class SignupAbuseTests(TestDatabase database) : IClassFixture<Test
     }
 
     [Fact]
+    public async Task TwentySignupsOfOneAddressAtOnceNeverSendMoreThanTwoEmails()
+    {
+        await using var app = new TestApp(database, _smtp, settings: new Dictionary<string, string?> { ["App:SignupsPerMinute"] = "1" });
+
+        var answers = await Task.WhenAll(Enumerable.Range(1, 20).Select(i =>
+            SignUpFromAsync(app, IPAddress.Parse($"198.51.100.{i}"), new { email = "rush@example.org", topics = new[] { "robotics" } })));
+        await app.WaitForFreshRoundAsync<EmailOutboxWorker>();
+
+        Assert.All(answers, answer => Assert.Equal((StatusCodes.Status202Accepted, answers[0].Body), answer));
+        // Signups that overlap replace each other's unsent confirmation, so fewer than two may go out; never more.
+        Assert.InRange(_smtp.MessagesTo("rush@example.org").Count, 1, 2);
+    }
+
+    [Fact]
     public async Task TheSignupPageHidesTheHoneypotFromPeople()
     {
         await using var app = new TestApp(database, _smtp);
