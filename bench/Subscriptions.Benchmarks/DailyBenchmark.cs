@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Security.Cryptography;
 using Dapper;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -14,7 +15,8 @@ namespace Subscriptions.Benchmarks;
 
 /// <summary>
 /// Issue 6: the whole daily run — match, plan, render, send, record — through the service's own code,
-/// to Postfix's smtp-sink, with smtp-source over the same connections as the ceiling.
+/// to Postfix's smtp-sink, with smtp-source over the same connections as the ceiling. Issue 10: each run
+/// sends the day twice, with DKIM signing off and on (RSA 2048), for a row of each.
 /// </summary>
 internal static class DailyBenchmark
 {
@@ -31,24 +33,39 @@ internal static class DailyBenchmark
         var connectionString = await BenchData.CreateAsync(subscribers);
         Console.WriteLine($"Loaded in {load.Elapsed.TotalSeconds:F1} s");
         var (sink, port) = await postfix.StartSinkAsync();
+        // DKIM on: every email signed with a fresh RSA-2048 key, as `dkim generate` makes one.
+        var keyDirectory = Directory.CreateTempSubdirectory("subscriptions-bench-dkim-");
+        var keyPath = Path.Combine(keyDirectory.FullName, "dkim.pem");
+        using (var key = RSA.Create(2048))
+        {
+            await File.WriteAllTextAsync(keyPath, key.ExportRSAPrivateKeyPem());
+        }
         try
         {
             // A service sends its digest from a process that has been running: the measured runs start
-            // with the code already compiled by a warm-up run over a small database of its own.
+            // with the code already compiled by a warm-up run (each way) over a small database of its own.
             var warmUp = await BenchData.CreateAsync(Math.Min(subscribers, 20_000));
-            using (var warmHost = BuildHost(warmUp, port, connections))
+            foreach (var dkim in new[] { false, true })
             {
-                await RunOnceAsync(warmHost, run: 0);
+                using var warmHost = BuildHost(warmUp, port, connections, dkim ? keyPath : null);
+                await BenchData.ExecuteAsync(warmUp, "TRUNCATE deliveries, delivery_queue");
+                await RunOnceAsync(warmHost, run: 0, dkim);
             }
 
-            using var host = BuildHost(connectionString, port, connections);
+            using var host = BuildHost(connectionString, port, connections, dkimKeyPath: null);
+            using var signingHost = BuildHost(connectionString, port, connections, keyPath);
             var results = new List<Run>();
+            var signedResults = new List<Run>();
+            // DKIM off and on alternate within each run, so that both see the same machine.
             for (var run = 1; run <= runs; run++)
             {
-                await BenchData.ExecuteAsync(connectionString, "TRUNCATE deliveries, delivery_queue");
-                await BenchData.ExecuteAsync(connectionString, "VACUUM ANALYZE deliveries");
-                await BenchData.ExecuteAsync(connectionString, "VACUUM ANALYZE delivery_queue");
-                results.Add(await RunOnceAsync(host, run));
+                foreach (var dkim in new[] { false, true })
+                {
+                    await BenchData.ExecuteAsync(connectionString, "TRUNCATE deliveries, delivery_queue");
+                    await BenchData.ExecuteAsync(connectionString, "VACUUM ANALYZE deliveries");
+                    await BenchData.ExecuteAsync(connectionString, "VACUUM ANALYZE delivery_queue");
+                    (dkim ? signedResults : results).Add(await RunOnceAsync(dkim ? signingHost : host, run, dkim));
+                }
             }
 
             Console.WriteLine($"PostgreSQL: {await BenchData.ScalarAsync(connectionString, "SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'deliveries'"):N0} " +
@@ -64,24 +81,30 @@ internal static class DailyBenchmark
                 Console.WriteLine($"smtp-source run {run}: {elapsed.TotalSeconds:F1} s, {subscribers / elapsed.TotalSeconds:N0} messages/s");
             }
 
-            var ours = Median(results.Select(r => r.EmailsPerSecond));
             var source = Median(ceiling);
             Console.WriteLine();
-            Console.WriteLine($"| subscribers | emails sent | match + plan | send | total | emails/s | peak memory | smtp-source msg/s | ratio |");
-            Console.WriteLine($"| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {subscribers:N0} | {results[0].Sent:N0} | {Median(results.Select(r => r.Plan)):F1} s | {Median(results.Select(r => r.Send)):F1} s | " +
-                $"{Median(results.Select(r => r.Total)):F1} s | {ours:N0} | {results.Max(r => r.PeakMegabytes):F0} MB | {source:N0} | {ours / source:P0} |"));
+            Console.WriteLine($"| DKIM | subscribers | emails sent | match + plan | send | total | emails/s | peak memory | smtp-source msg/s | ratio |");
+            Console.WriteLine($"| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+            foreach (var (name, rows) in new[] { ("off", results), ("on (RSA 2048)", signedResults) })
+            {
+                var ours = Median(rows.Select(r => r.EmailsPerSecond));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| {name} | {subscribers:N0} | {rows[0].Sent:N0} | {Median(rows.Select(r => r.Plan)):F1} s | {Median(rows.Select(r => r.Send)):F1} s | " +
+                    $"{Median(rows.Select(r => r.Total)):F1} s | {ours:N0} | {rows.Max(r => r.PeakMegabytes):F0} MB | {source:N0} | {ours / source:P0} |"));
+            }
             Console.WriteLine("(medians of the runs; peak memory is the highest working set of this process over all runs)");
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"DKIM on sends at {Median(signedResults.Select(r => r.EmailsPerSecond)) / Median(results.Select(r => r.EmailsPerSecond)):P0} of the DKIM-off rate."));
         }
         finally
         {
             sink.Kill();
             sink.Dispose();
+            keyDirectory.Delete(recursive: true);
         }
     }
 
-    private static IHost BuildHost(string connectionString, int port, int connections)
+    private static IHost BuildHost(string connectionString, int port, int connections, string? dkimKeyPath)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
@@ -95,6 +118,15 @@ internal static class DailyBenchmark
             ["Smtp:Connections"] = connections.ToString(CultureInfo.InvariantCulture),
             ["Mail:From"] = "Trending Papers <papers@bench.example>",
         });
+        if (dkimKeyPath is not null)
+        {
+            builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+            {
+                ["Dkim:Domain"] = "bench.example",
+                ["Dkim:Selector"] = "bench",
+                ["Dkim:PrivateKeyPath"] = dkimKeyPath,
+            });
+        }
         builder.Logging.AddConsole().SetMinimumLevel(LogLevel.Warning);
         builder.Services.AddDigest();
         var host = builder.Build();
@@ -102,7 +134,7 @@ internal static class DailyBenchmark
         return host;
     }
 
-    private static async Task<Run> RunOnceAsync(IHost host, int run)
+    private static async Task<Run> RunOnceAsync(IHost host, int run, bool dkim)
     {
         GC.Collect();
         using var sampler = new PeakSampler();
@@ -118,7 +150,7 @@ internal static class DailyBenchmark
         var total = stopwatch.Elapsed.TotalSeconds;
         var result = new Run(planned, total - planned, total, summary.Sent, sampler.PeakMegabytes);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{(run == 0 ? "Warm-up" : $"Run {run}")}: match + plan {planned:F1} s ({summary.Planned:N0} deliveries), send {result.Send:F1} s ({summary.Sent:N0} sent, " +
+            $"{(run == 0 ? "Warm-up" : $"Run {run}")}, DKIM {(dkim ? "on" : "off")}: match + plan {planned:F1} s ({summary.Planned:N0} deliveries), send {result.Send:F1} s ({summary.Sent:N0} sent, " +
             $"{summary.Failed:N0} failed, {result.EmailsPerSecond:N0}/s), total {total:F1} s, peak working set {sampler.PeakMegabytes:F0} MB"));
         return result;
     }
@@ -137,7 +169,7 @@ internal static class DailyBenchmark
         foreach (var (id, email, key, planned) in sample)
         {
             using var stream = new MemoryStream();
-            await emails.Render(email, id, key, BenchData.Day, PlannedPaper.Deserialize(planned), papers).WriteToAsync(stream);
+            await emails.Render(deliveryId: 0, email, id, key, BenchData.Day, PlannedPaper.Deserialize(planned), papers).WriteToAsync(stream);
             bytes += stream.Length;
         }
         return (int)(bytes / Math.Max(sample.Count, 1));

@@ -6,7 +6,7 @@ using Subscriptions.Database;
 namespace Subscriptions.CommandLine;
 
 /// <summary>
-/// <c>Subscriptions [VERB] [options] [--Key=Value ...]</c>: serve (the default), migrate, ingest, digest, suppressions.
+/// <c>Subscriptions [VERB] [options] [--Key=Value ...]</c>: serve (the default), migrate, ingest, digest, suppressions, dkim.
 /// What a verb does not know as one of its options is a setting and goes to configuration.
 /// </summary>
 internal static class Verbs
@@ -31,6 +31,7 @@ internal static class Verbs
         root.Add(IngestCommand.Create());
         root.Add(DigestCommand.Create());
         root.Add(SuppressionsCommand.Create());
+        root.Add(DkimCommand.Create());
         foreach (var command in AndDescendants(root))
         {
             command.TreatUnmatchedTokensAsErrors = false;

@@ -171,7 +171,7 @@ internal sealed class DeliverySender(
         }
 
         var dayPapers = await _papersOfDay.GetOrAdd(delivery.Day, day => new(() => LoadPapersAsync(day))).Value;
-        var message = emails.Render(delivery.Email, delivery.SubscriberId, delivery.SubscriptionKey, delivery.Day,
+        var message = emails.Render(delivery.Id, delivery.Email, delivery.SubscriberId, delivery.SubscriptionKey, delivery.Day,
             PlannedPaper.Deserialize(delivery.Papers), dayPapers);
         try
         {

@@ -16,8 +16,9 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, LinkTokens tokens
     private const int AuthorsShown = 3;
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<DayPaper, RenderedPaper> RenderedPapers = new();
 
+    /// <summary>The email of one delivery; its Message-ID comes from the delivery, so a re-send after a crash repeats it.</summary>
     public MimeMessage Render(
-        string email, long subscriberId, byte[] subscriptionKey, DateOnly day, IReadOnlyList<PlannedPaper> planned,
+        long deliveryId, string email, long subscriberId, byte[] subscriptionKey, DateOnly day, IReadOnlyList<PlannedPaper> planned,
         IReadOnlyDictionary<long, DayPaper> papers)
     {
         var items = planned.Where(p => papers.ContainsKey(p.PaperId)).Select(p => (Paper: papers[p.PaperId], p.Topics)).ToList();
@@ -32,7 +33,8 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, LinkTokens tokens
             {
                 TextBody = Text(items, topics, email, date, preferences, unsubscribe),
                 HtmlBody = HtmlBody(items, topics, email, date, preferences, unsubscribe),
-            });
+            },
+            identity: $"delivery-{deliveryId}.{day:yyyyMMdd}");
 
         // RFC 2369 and RFC 8058: mail clients show an unsubscribe button that POSTs to the link.
         var listUnsubscribe = $"<{unsubscribe.AbsoluteUri}>";

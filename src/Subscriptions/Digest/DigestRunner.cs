@@ -63,10 +63,11 @@ internal sealed class DigestRunner(
         var sources = await IngestAsync(day, ingestFirst, progress, cancellationToken);
         var dayPapers = (await papers.PapersOfDayAsync(day, cancellationToken)).ToDictionary(paper => paper.Id);
         long rendered = 0;
+        // Nothing is sent or recorded: no delivery exists, and the key and delivery id are placeholders.
         var placeholderKey = new byte[Subscribers.LinkTokens.NonceLength];
         await foreach (var list in matcher.MatchAllAsync(day, cancellationToken))
         {
-            var message = emails.Render(list.Email, list.SubscriberId, placeholderKey, day,
+            var message = emails.Render(deliveryId: 0, list.Email, list.SubscriberId, placeholderKey, day,
                 [.. list.Papers.Select(PlannedPaper.From)], dayPapers);
             if (++rendered <= 3)
             {

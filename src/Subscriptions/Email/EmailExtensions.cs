@@ -18,6 +18,7 @@ internal static class EmailExtensions
     {
         services.AddSection<SmtpOptions>(SmtpOptions.Section);
         services.AddSection<MailOptions>(MailOptions.Section);
+        services.AddSection<DkimOptions>(DkimOptions.Section);
         services.TryAddSingleton(TimeProvider.System);
 
         services.AddResiliencePipeline(SmtpMailSender.PipelineName, (builder, context) =>
@@ -57,6 +58,7 @@ internal static class EmailExtensions
             builder.AddTimeout(smtp.Timeout);
         });
 
+        services.AddSingleton<DkimMessageSigner>();
         services.AddSingleton<SmtpMailSender>();
         services.AddSingleton<PickupDirectoryMailSender>();
         services.AddSingleton<IMailSender, ConfiguredMailSender>();

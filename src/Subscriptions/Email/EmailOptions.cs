@@ -40,6 +40,10 @@ internal sealed class SmtpOptions : IValidatableObject
     [Range(typeof(TimeSpan), "00:00:00.500", "01:00:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan BreakDuration { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>The most messages this instance hands to the relay per second, over all its connections; 0 for no limit.</summary>
+    [Range(0, 100_000, ErrorMessage = "must be between {1} and {2} (0: no limit)")]
+    public int MaxPerSecond { get; set; }
+
     public bool HasHost => !string.IsNullOrWhiteSpace(Host);
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)

@@ -1,10 +1,10 @@
 using System.Net.Sockets;
 using System.Threading.Channels;
+using System.Threading.RateLimiting;
 using MailKit;
 using MailKit.Net.Smtp;
 using Microsoft.Extensions.Options;
 using MimeKit;
-using MimeKit.Utils;
 using Polly;
 using Polly.Registry;
 
@@ -23,27 +23,35 @@ internal interface IMailSender
 /// <summary>
 /// SMTP when <c>Smtp:Host</c> is set, the pickup folder otherwise. Chosen at the first send, not when
 /// built, so that a bad setting is reported by start-up validation rather than as a failure to build a service.
+/// Every message is DKIM-signed here (when <c>Dkim:*</c> is set), whatever kind of email it is.
 /// </summary>
-internal sealed class ConfiguredMailSender(IOptions<SmtpOptions> options, IServiceProvider services) : IMailSender
+internal sealed class ConfiguredMailSender(IOptions<SmtpOptions> options, DkimMessageSigner dkim, IServiceProvider services) : IMailSender
 {
     private readonly Lazy<IMailSender> _sender = new(() => options.Value.HasHost
         ? services.GetRequiredService<SmtpMailSender>()
         : services.GetRequiredService<PickupDirectoryMailSender>());
 
-    public Task SendAsync(MimeMessage message, CancellationToken cancellationToken) => _sender.Value.SendAsync(message, cancellationToken);
+    public Task SendAsync(MimeMessage message, CancellationToken cancellationToken)
+    {
+        dkim.Sign(message);
+        return _sender.Value.SendAsync(message, cancellationToken);
+    }
 }
 
 /// <summary>The envelope every email of this service shares: From, To, Date, a Message-ID in the sender's domain.</summary>
 internal static class MailEnvelope
 {
-    public static MimeMessage Create(MailOptions mail, DateTimeOffset date, string to, string subject, BodyBuilder body)
+    // identity: what the message is, unique among this service's emails (delivery-42.20261125), as the
+    // Message-ID's left part. The same email sent again after a crash then carries the same Message-ID,
+    // and the receiving side can recognise the repeat.
+    public static MimeMessage Create(MailOptions mail, DateTimeOffset date, string to, string subject, BodyBuilder body, string identity)
     {
         var from = mail.FromAddress;
         var message = new MimeMessage
         {
             Subject = ShownAsTyped(subject),
             Date = date,
-            MessageId = MimeUtils.GenerateMessageId(from.Domain),
+            MessageId = $"{identity}@{from.Domain}",
             Body = body.ToMessageBody(),
         };
         message.From.Add(from);
@@ -79,6 +87,7 @@ internal sealed class SmtpMailSender : IMailSender, IAsyncDisposable
     private readonly ResiliencePipeline _pipeline;
     private readonly ILogger<SmtpMailSender> _logger;
     private readonly Channel<SmtpClient?> _idle;
+    private readonly SlidingWindowRateLimiter? _rate;
 
     public SmtpMailSender(IOptions<SmtpOptions> options, ResiliencePipelineProvider<string> pipelines, ILogger<SmtpMailSender> logger)
     {
@@ -90,10 +99,28 @@ internal sealed class SmtpMailSender : IMailSender, IAsyncDisposable
         {
             _idle.Writer.TryWrite(null);
         }
+        if (_options.MaxPerSecond > 0)
+        {
+            // One limiter for all connections: a relay's rate is per sender, not per connection. A sliding
+            // window (in tenths of a second) keeps every one-second span at the limit; waiting senders queue in order.
+            _rate = new SlidingWindowRateLimiter(new SlidingWindowRateLimiterOptions
+            {
+                PermitLimit = _options.MaxPerSecond,
+                Window = TimeSpan.FromSeconds(1),
+                SegmentsPerWindow = 10,
+                QueueLimit = int.MaxValue,
+                QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
+                AutoReplenishment = true,
+            });
+        }
     }
 
     public async Task SendAsync(MimeMessage message, CancellationToken cancellationToken)
     {
+        if (_rate is not null)
+        {
+            using var permit = await _rate.AcquireAsync(1, cancellationToken);
+        }
         try
         {
             await _pipeline.ExecuteAsync(
@@ -176,6 +203,7 @@ internal sealed class SmtpMailSender : IMailSender, IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        _rate?.Dispose();
         _idle.Writer.TryComplete();
         while (_idle.Reader.TryRead(out var client))
         {

@@ -1,9 +1,10 @@
 using System.ComponentModel.DataAnnotations;
+using System.Net;
 using Subscriptions.Infrastructure;
 
 namespace Subscriptions.Subscribers;
 
-internal sealed class AppOptions
+internal sealed class AppOptions : IValidatableObject
 {
     public const string Section = "App";
 
@@ -20,5 +21,21 @@ internal sealed class AppOptions
     [Range(1, 100_000, ErrorMessage = "must be between {1} and {2}")]
     public int SignupsPerMinute { get; set; } = 10;
 
+    /// <summary>Reverse proxies (comma-separated IP addresses) trusted to name the client in X-Forwarded-For.</summary>
+    public string? KnownProxies { get; set; }
+
+    public IReadOnlyList<IPAddress> KnownProxyAddresses =>
+        [.. ProxyEntries().Select(entry => IPAddress.TryParse(entry, out var address) ? address : null).OfType<IPAddress>()];
+
     public Uri Link(string pathAndQuery) => new(new Uri(BaseUrl.TrimEnd('/') + "/"), pathAndQuery.TrimStart('/'));
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        foreach (var entry in ProxyEntries().Where(entry => !IPAddress.TryParse(entry, out _)))
+        {
+            yield return new ValidationResult($"\"{entry}\" is not an IP address; give the proxies' addresses separated by commas, e.g. 10.0.0.5, 10.0.0.6", [nameof(KnownProxies)]);
+        }
+    }
+
+    private string[] ProxyEntries() => (KnownProxies ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 }

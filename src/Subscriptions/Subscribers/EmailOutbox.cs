@@ -115,8 +115,8 @@ internal sealed class EmailOutbox(
     {
         { Suppressed: true } => null,
         { Kind: EmailQueue.Confirmation, Status: "pending", ConfirmationNonce: { } nonce, ConfirmationExpiresAt: { } expiresAt }
-            when expiresAt > now.UtcDateTime => emails.Confirmation(row.Email, row.SubscriberId, nonce),
-        { Kind: EmailQueue.AlreadySubscribed, Status: "active" } => emails.AlreadySubscribed(row.Email, row.SubscriberId, row.SubscriptionKey),
+            when expiresAt > now.UtcDateTime => emails.Confirmation(row.Id, row.Email, row.SubscriberId, nonce),
+        { Kind: EmailQueue.AlreadySubscribed, Status: "active" } => emails.AlreadySubscribed(row.Id, row.Email, row.SubscriberId, row.SubscriptionKey),
         _ => null,
     };
 

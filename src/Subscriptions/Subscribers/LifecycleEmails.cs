@@ -8,7 +8,8 @@ namespace Subscriptions.Subscribers;
 /// <summary>The emails of the subscriber lifecycle, each in HTML and plain text.</summary>
 internal sealed class LifecycleEmails(IOptions<MailOptions> mail, LinkTokens tokens, TimeProvider time)
 {
-    public MimeMessage Confirmation(string email, long subscriberId, byte[] confirmationNonce)
+    // Each email's Message-ID comes from its outbox row, so the one a crash makes us send again repeats it.
+    public MimeMessage Confirmation(long outboxId, string email, long subscriberId, byte[] confirmationNonce)
     {
         var link = tokens.Link(LinkPurpose.Confirm, subscriberId, confirmationNonce);
         var days = (int)SubscriberStore.ConfirmationLifetime.TotalDays;
@@ -29,10 +30,10 @@ internal sealed class LifecycleEmails(IOptions<MailOptions> mail, LinkTokens tok
                 <p style="color:#555">The link works for {days} days. If you did not ask for this, ignore this email and you will hear nothing more from us.</p>
                 """),
         };
-        return Compose(email, "Confirm your subscription to daily trending papers", body);
+        return Compose(outboxId, email, "Confirm your subscription to daily trending papers", body);
     }
 
-    public MimeMessage AlreadySubscribed(string email, long subscriberId, byte[] subscriptionKey)
+    public MimeMessage AlreadySubscribed(long outboxId, string email, long subscriberId, byte[] subscriptionKey)
     {
         var unsubscribe = tokens.Link(LinkPurpose.Unsubscribe, subscriberId, subscriptionKey);
         var preferences = tokens.Link(LinkPurpose.Preferences, subscriberId, subscriptionKey);
@@ -55,9 +56,9 @@ internal sealed class LifecycleEmails(IOptions<MailOptions> mail, LinkTokens tok
                 <a href="{Html.Encode(unsubscribe.AbsoluteUri)}">unsubscribe</a> if you no longer want the emails.</p>
                 """),
         };
-        return Compose(email, "You are already subscribed to daily trending papers", body);
+        return Compose(outboxId, email, "You are already subscribed to daily trending papers", body);
     }
 
-    private MimeMessage Compose(string email, string subject, BodyBuilder body) =>
-        MailEnvelope.Create(mail.Value, time.GetUtcNow(), email, subject, body);
+    private MimeMessage Compose(long outboxId, string email, string subject, BodyBuilder body) =>
+        MailEnvelope.Create(mail.Value, time.GetUtcNow(), email, subject, body, identity: $"outbox-{outboxId}");
 }

@@ -9,9 +9,14 @@ using Subscriptions.Web;
 
 namespace Subscriptions.Subscribers;
 
-/// <summary>A signup as it arrived, before validation: JSON or an HTML form.</summary>
-internal sealed record SignupRequest(string? Email, IReadOnlyList<string>? Topics, bool FromForm)
+/// <summary>
+/// A signup as it arrived, before validation: JSON or an HTML form. <c>Website</c> is the honeypot, a field
+/// people never see, so a signup that fills it came from a bot.
+/// </summary>
+internal sealed record SignupRequest(string? Email, IReadOnlyList<string>? Topics, bool FromForm, string? Website = null)
 {
+    public bool FilledHoneypot => !string.IsNullOrEmpty(Website);
+
     public const int MaxBodyBytes = RequestLimits.SmallBody;
 
     /// <summary>Reads the body itself (at most <see cref="MaxBodyBytes"/>, however it is sent), so every way it can be wrong ends in a 4xx problem.</summary>
@@ -63,7 +68,7 @@ internal sealed record SignupRequest(string? Email, IReadOnlyList<string>? Topic
         try
         {
             return JsonSerializer.Deserialize<SignupJson>(body, JsonSerializerOptions.Web) is { } json
-                ? (new SignupRequest(json.Email, json.Topics, FromForm: false), null)
+                ? (new SignupRequest(json.Email, json.Topics, FromForm: false, json.Website), null)
                 : (null, NotAnObject());
         }
         catch (JsonException e) when (e.InnerException is null && FieldOf(e.Path) is { } field)
@@ -97,7 +102,8 @@ internal sealed record SignupRequest(string? Email, IReadOnlyList<string>? Topic
         var fields = new FormReader(Encoding.UTF8.GetString(body)).ReadForm();
         fields.TryGetValue("email", out var email);
         fields.TryGetValue("topics", out var topics);
-        return new SignupRequest(email.ToString(), TopicRules.Lines(topics), FromForm: true);
+        fields.TryGetValue("website", out var website);
+        return new SignupRequest(email.ToString(), TopicRules.Lines(topics), FromForm: true, website.ToString());
     }
 
     private static ProblemHttpResult NotAnObject() => TypedResults.Problem(
@@ -109,5 +115,5 @@ internal sealed record SignupRequest(string? Email, IReadOnlyList<string>? Topic
         title: "The request body is too large",
         detail: $"A signup is at most {MaxBodyBytes / 1024} KiB.");
 
-    private sealed record SignupJson(string? Email, List<string>? Topics);
+    private sealed record SignupJson(string? Email, List<string>? Topics, string? Website);
 }

@@ -59,6 +59,11 @@ internal static class SubscriberEndpoints
         }
 
         var answerWithPage = signup.FromForm && request.Headers.Accept.Any(value => value?.Contains("text/html", StringComparison.OrdinalIgnoreCase) == true);
+        if (signup.FilledHoneypot)
+        {
+            // A bot: it gets the answer everyone gets, so it learns nothing, and nothing is stored or sent.
+            return Accepted(answerWithPage);
+        }
         var (valid, errors) = await validator.ValidateAsync(signup.Email, signup.Topics, cancellationToken);
         if (valid is null)
         {
@@ -68,10 +73,13 @@ internal static class SubscriberEndpoints
         }
 
         await store.SignUpAsync(valid.Email, valid.Topics, cancellationToken);
-        return answerWithPage
+        return Accepted(answerWithPage);
+    }
+
+    private static Results<ContentHttpResult, JsonHttpResult<SignupAccepted>, ProblemHttpResult, ValidationProblem> Accepted(bool answerWithPage) =>
+        answerWithPage
             ? SubscriberPages.SignupAccepted()
             : TypedResults.Json(new SignupAccepted("accepted", AcceptedMessage), statusCode: StatusCodes.Status202Accepted);
-    }
 
     private static async Task<ContentHttpResult> ConfirmAsync(string? token, LinkTokens tokens, SubscriberStore store, CancellationToken cancellationToken) =>
         RefuseLink(token, LinkPurpose.Confirm, tokens, out var link) ?? SubscriberPages.Confirmed(await store.ConfirmAsync(link, cancellationToken));

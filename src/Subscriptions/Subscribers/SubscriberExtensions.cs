@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.HttpOverrides;
 using Microsoft.Extensions.Options;
 using Subscriptions.Database;
 using Subscriptions.Email;
@@ -31,6 +32,24 @@ internal static class SubscriberExtensions
         services.AddSingleton<EmailOutbox>();
         services.AddSingleton<OutboxSignal>();
         services.AddHostedService<EmailOutboxWorker>();
+        // Behind reverse proxies, the client that signups are counted against is the one they forward
+        // (UseForwardedHeaders). ASPNETCORE_FORWARDEDHEADERS_ENABLED=true trusts any proxy; App:KnownProxies only those.
+        services.AddOptions<ForwardedHeadersOptions>().Configure<IOptions<AppOptions>>((forwarded, app) =>
+        {
+            if (app.Value.KnownProxyAddresses is not { Count: > 0 } proxies)
+            {
+                return;
+            }
+            forwarded.ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto;
+            forwarded.KnownIPNetworks.Clear();
+            forwarded.KnownProxies.Clear();
+            foreach (var proxy in proxies)
+            {
+                forwarded.KnownProxies.Add(proxy);
+            }
+            // Each hop is taken only while the address it came from is a known proxy, so a chain of them works.
+            forwarded.ForwardLimit = null;
+        });
         services.AddRateLimiter(options => options.AddPerClientPerMinute(SignupRateLimit,
             context => context.RequestServices.GetRequiredService<IOptions<AppOptions>>().Value.SignupsPerMinute));
     });

@@ -27,6 +27,10 @@ internal static class SubscriberPages
             <small id="topics-help" style="color:#555">Words match their variants (<em>autoencoders</em> finds <em>autoencoder</em>).
             Use "quotes" for a phrase, OR between alternatives, and -word to leave papers out, e.g. <code>depth estimation -medical</code>.
             Up to {TopicRules.MaxTopics} topics.</small></p>
+            <div aria-hidden="true" style="position:absolute;left:-10000px;top:auto;width:1px;height:1px;overflow:hidden">
+            <label for="website">Leave this field empty</label>
+            <input id="website" name="website" type="text" tabindex="-1" autocomplete="off" value="">
+            </div>
             <p><button type="submit" style="{Button}">Subscribe</button>
             <button type="submit" formaction="/" formmethod="get" formnovalidate name="preview" value="1" style="{SecondaryButton}">Preview today's papers</button></p>
             </form>

@@ -33,10 +33,17 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
 {
     public static readonly TimeSpan ConfirmationLifetime = TimeSpan.FromDays(7);
 
+    /// <summary>Signup emails of each kind (confirmations, "already subscribed" notices) one address gets at most per <see cref="SignupEmailWindow"/>.</summary>
+    public const int SignupEmailsPerWindow = 2;
+
+    public static readonly TimeSpan SignupEmailWindow = TimeSpan.FromDays(1);
+
     /// <summary>
     /// Records a signup and queues the email it calls for, in one transaction: a new or returning
     /// address gets a fresh confirmation; an address that is already active gets a notice instead
     /// (its topics change only through its own preferences link). The outbox's sender is woken once it is committed.
+    /// An address that already had <see cref="SignupEmailsPerWindow"/> emails of the kind in the last day is left
+    /// exactly as it is: anyone can type anyone's address, and it must not be flooded (nor its last link replaced).
     /// </summary>
     public async Task SignUpAsync(string email, IReadOnlyList<string> topics, CancellationToken cancellationToken)
     {
@@ -79,11 +86,23 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
             (id, var status) = await connection.QuerySingleAsync<(long, string)>(
                 new CommandDefinition(existing, confirmation, transaction, cancellationToken: cancellationToken));
 
-            if (status == "active")
+            kind = status == "active" ? EmailQueue.AlreadySubscribed : EmailQueue.Confirmation;
+
+            // Counted under the row lock taken above, so concurrent signups of one address cannot both pass.
+            // Superseded emails never went out; one being sent right now is still 'pending' and counts.
+            const string recentEmails = """
+                SELECT count(*) FROM email_outbox
+                WHERE subscriber_id = @id AND kind = @kind AND created_at > @since AND status IN ('pending', 'sent')
+                """;
+            var recent = await connection.ExecuteScalarAsync<long>(new CommandDefinition(
+                recentEmails, new { id, kind, since = now - SignupEmailWindow }, transaction, cancellationToken: cancellationToken));
+            if (recent >= SignupEmailsPerWindow)
             {
-                kind = EmailQueue.AlreadySubscribed;
+                await transaction.CommitAsync(cancellationToken);
+                return;
             }
-            else
+
+            if (kind == EmailQueue.Confirmation)
             {
                 // Pending: a fresh confirmation link replaces the last one, and the topics stay those of the
                 // first signup (anyone can sign up any address; only its owner's link changes what it gets).
@@ -103,7 +122,6 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
                 await connection.ExecuteAsync(new CommandDefinition(
                     renew, new { id, confirmation.key, confirmation.nonce, confirmation.expires, now }, transaction,
                     cancellationToken: cancellationToken));
-                kind = EmailQueue.Confirmation;
             }
         }
 

@@ -57,6 +57,8 @@ internal static class WebExtensions
 
     public static WebApplication UseWeb(this WebApplication app)
     {
+        // Before anything reads the client's address: behind known proxies it is the forwarded one (App:KnownProxies).
+        app.UseForwardedHeaders();
         app.UseSecurityHeaders();
         app.UseExceptionHandler();
         app.UseStatusCodePages();

@@ -1,0 +1,238 @@
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using MimeKit;
+using MimeKit.Cryptography;
+using Org.BouncyCastle.Crypto;
+using Subscriptions.Digest;
+using Subscriptions.Email;
+using Subscriptions.Papers;
+using Subscriptions.Tests.Infrastructure;
+
+namespace Subscriptions.Tests;
+
+/// <summary>DKIM: every email signed as it goes over the wire, checked with MimeKit's verifier against the published record.</summary>
+public sealed class DkimTests(TestDatabase database) : IClassFixture<TestDatabase>, IAsyncLifetime
+{
+    private static readonly DateOnly Day = new(2026, 11, 25);
+    private readonly string _directory = Directory.CreateTempSubdirectory("subscriptions-dkim-").FullName;
+    private TestSmtpServer _smtp = null!;
+
+    public async Task InitializeAsync() => _smtp = await TestSmtpServer.StartNewAsync();
+
+    public async Task DisposeAsync()
+    {
+        await _smtp.DisposeAsync();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    [Fact]
+    public async Task ConfirmationsAndDigestsAreSignedAndVerifyAgainstThePublishedKey()
+    {
+        using var key = RSA.Create(2048);
+        var keyPath = WriteKey(key);
+        await using var app = new TestApp(database, _smtp, settings: DkimSettings(keyPath));
+        using var client = app.CreatePlainClient();
+        await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day, "huggingface",
+            [PaperRecord.Create("2611.00001", "Depth Estimation — at Night", "We estimate depth, naïvely. " + string.Concat(Enumerable.Repeat("More detail. ", 40)), ["Ada Lovelace"], null, 12)],
+            CancellationToken.None);
+        await database.AddSubscriberAsync("reader@example.org", "active", maxPapers: null, "depth estimation");
+
+        await client.SignUpAsync("signed@example.org", "depth estimation");
+        var confirmation = await _smtp.WaitForMessageToAsync("signed@example.org");
+        await app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
+        var digest = Assert.Single(_smtp.MessagesTo("reader@example.org"));
+
+        var locator = new PublishedKeyLocator(DkimKey.DnsRecordValue(key));
+        foreach (var received in new[] { confirmation, digest })
+        {
+            // What came over the wire, parsed again: the signature covers the message as sent, folding included.
+            var wire = _smtp.RawOf(received);
+            var message = Parse(wire);
+            var signature = Assert.Single(message.Headers, header => header.Id == HeaderId.DkimSignature);
+            var tags = Tags(signature.Value);
+            Assert.Equal("rsa-sha256", tags["a"]);
+            Assert.Equal("relaxed/relaxed", tags["c"]);
+            Assert.Equal("subscriptions.test", tags["d"]);
+            Assert.Equal("papers2026", tags["s"]);
+            var signed = tags["h"].Split(':').Select(name => name.Trim().ToLowerInvariant()).ToList();
+            Assert.Empty(new[] { "from", "to", "subject", "date", "message-id", "mime-version", "content-type" }.Except(signed));
+            Assert.True(await new DkimVerifier(locator).VerifyAsync(message, signature), "The signature should verify.");
+
+            // Any change to the body or a signed header breaks it.
+            var body = Encoding.ASCII.GetString(wire);
+            var bodyStart = body.IndexOf("\r\n\r\n", StringComparison.Ordinal);
+            var tamperedBody = body[..bodyStart] + body[bodyStart..].Replace("confirm", "c0nfirm", StringComparison.Ordinal).Replace("depth", "dep7h", StringComparison.Ordinal);
+            Assert.NotEqual(body, tamperedBody);
+            var tampered = Parse(Encoding.ASCII.GetBytes(tamperedBody));
+            Assert.False(await new DkimVerifier(locator).VerifyAsync(tampered, tampered.Headers[tampered.Headers.IndexOf(HeaderId.DkimSignature)]),
+                "A tampered body must fail verification.");
+            var otherSubject = Parse(Encoding.ASCII.GetBytes(body.Replace("Subject: ", "Subject: Re: ", StringComparison.Ordinal)));
+            Assert.False(await new DkimVerifier(locator).VerifyAsync(otherSubject, otherSubject.Headers[otherSubject.Headers.IndexOf(HeaderId.DkimSignature)]),
+                "A changed subject must fail verification.");
+        }
+
+        // RFC 8058: the one-click unsubscribe headers are covered by the signature.
+        var digestTags = Tags(Parse(_smtp.RawOf(digest)).Headers[HeaderId.DkimSignature]!);
+        Assert.Empty(new[] { "list-id", "list-unsubscribe", "list-unsubscribe-post" }.Except(digestTags["h"].Split(':').Select(name => name.Trim().ToLowerInvariant())));
+    }
+
+    [Fact]
+    public async Task WithoutDkimSettingsNothingIsSigned()
+    {
+        await using var app = new TestApp(database, _smtp);
+        using var client = app.CreatePlainClient();
+
+        await client.SignUpAsync("unsigned@example.org", "robotics");
+
+        var message = await _smtp.WaitForMessageToAsync("unsigned@example.org");
+        Assert.DoesNotContain(message.Headers, header => header.Id == HeaderId.DkimSignature);
+    }
+
+    public static TheoryData<string, string> BadSettings => new()
+    {
+        { "partial", "Dkim:Selector is required when any DKIM setting is set" },
+        { "missing", "cannot be read" },
+        { "malformed", "holds no PEM RSA private key" },
+        { "short", "holds a 1024-bit RSA key; DKIM keys need at least 2048 bits" },
+        { "public", "holds no PEM RSA private key" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadSettings))]
+    public async Task ABadKeyOrPartialSettingsStopStartupNamingTheKey(string problem, string expected)
+    {
+        var keyPath = Path.Combine(_directory, $"{problem}.pem");
+        using var shortKey = RSA.Create(1024);
+        using var publicOnly = RSA.Create(2048);
+        switch (problem)
+        {
+            case "malformed":
+                await File.WriteAllTextAsync(keyPath, "-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA PRIVATE KEY-----\n");
+                break;
+            case "short":
+                await File.WriteAllTextAsync(keyPath, shortKey.ExportRSAPrivateKeyPem());
+                break;
+            case "public":
+                await File.WriteAllTextAsync(keyPath, publicOnly.ExportSubjectPublicKeyInfoPem());
+                break;
+        }
+        var environment = new Dictionary<string, string>
+        {
+            ["ConnectionStrings__Postgres"] = database.ConnectionString,
+            ["App__TokenSecret"] = "a-secret-for-the-dkim-tests-of-the-service",
+            ["Dkim__Domain"] = "subscriptions.test",
+        };
+        if (problem != "partial")
+        {
+            environment["Dkim__Selector"] = "papers2026";
+            environment["Dkim__PrivateKeyPath"] = keyPath;
+        }
+
+        var (exitCode, _, error) = await ServiceBinary.RunAsync(["serve"], environment);
+
+        Assert.Equal(78, exitCode);
+        Assert.Contains("Configuration error:", error);
+        Assert.Contains(expected, error);
+        if (problem == "partial")
+        {
+            Assert.Contains("Dkim:PrivateKeyPath is required when any DKIM setting is set", error);
+        }
+        else
+        {
+            Assert.Contains($"Dkim:PrivateKeyPath {keyPath}", error);
+        }
+    }
+
+    [Fact]
+    public async Task DkimVerbGeneratesAKeyAndPrintsTheRecordOfIt()
+    {
+        var keyPath = Path.Combine(_directory, "generated.pem");
+
+        var generate = await ServiceBinary.RunAsync(["dkim", "generate", "--key", keyPath, "--selector", "papers2026", "--domain", "subscriptions.test"], NoSettings);
+        var record = await ServiceBinary.RunAsync(["dkim", "record", "--key", keyPath, "--Dkim:Selector=papers2026"], new Dictionary<string, string> { ["Dkim__Domain"] = "subscriptions.test" });
+        var again = await ServiceBinary.RunAsync(["dkim", "generate", "--key", keyPath, "--selector", "papers2026", "--domain", "subscriptions.test"], NoSettings);
+
+        Assert.Equal(0, generate.ExitCode);
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(keyPath));
+        }
+        using var key = DkimKey.Load(keyPath, out var problem);
+        Assert.Null(problem);
+        Assert.Equal(2048, key!.KeySize);
+        var expected = $"papers2026._domainkey.subscriptions.test TXT \"v=DKIM1; k=rsa; p={Convert.ToBase64String(key.ExportSubjectPublicKeyInfo())}\"";
+        Assert.Contains(expected, generate.Output);
+
+        Assert.Equal(0, record.ExitCode);
+        Assert.Equal(expected, record.Output.Trim());
+
+        Assert.Equal(64, again.ExitCode);
+        Assert.Contains("already exists; refusing to overwrite", again.Error);
+        using var unchanged = DkimKey.Load(keyPath, out _);
+        Assert.Equal(key.ExportSubjectPublicKeyInfo(), unchanged!.ExportSubjectPublicKeyInfo());
+    }
+
+    [Fact]
+    public async Task DkimVerbRefusesShortKeysAndMissingNames()
+    {
+        var shortPath = Path.Combine(_directory, "short-verb.pem");
+        using (var shortKey = RSA.Create(1024))
+        {
+            await File.WriteAllTextAsync(shortPath, shortKey.ExportRSAPrivateKeyPem());
+        }
+
+        var tooFewBits = await ServiceBinary.RunAsync(["dkim", "generate", "--key", Path.Combine(_directory, "small.pem"), "--bits", "1024", "--selector", "s", "--domain", "example.org"], NoSettings);
+        var noSelector = await ServiceBinary.RunAsync(["dkim", "generate", "--key", Path.Combine(_directory, "nameless.pem"), "--domain", "example.org"], NoSettings);
+        var shortRecord = await ServiceBinary.RunAsync(["dkim", "record", "--key", shortPath, "--selector", "s", "--domain", "example.org"], NoSettings);
+        var shortSetting = await ServiceBinary.RunAsync(["dkim", "record", "--selector", "s", "--domain", "example.org"], new Dictionary<string, string> { ["Dkim__PrivateKeyPath"] = shortPath });
+
+        Assert.Equal(64, tooFewBits.ExitCode);
+        Assert.Contains("--bits must be between 2048", tooFewBits.Error);
+        Assert.False(File.Exists(Path.Combine(_directory, "small.pem")));
+        Assert.Equal(64, noSelector.ExitCode);
+        Assert.Contains("--selector SELECTOR (or the setting Dkim:Selector) is required", noSelector.Error);
+        Assert.False(File.Exists(Path.Combine(_directory, "nameless.pem")));
+        Assert.Equal(64, shortRecord.ExitCode);
+        Assert.Contains("1024-bit", shortRecord.Error);
+        Assert.Equal(78, shortSetting.ExitCode);
+        Assert.Contains("Dkim:PrivateKeyPath", shortSetting.Error);
+    }
+
+    private static readonly Dictionary<string, string> NoSettings = [];
+
+    private string WriteKey(RSA key)
+    {
+        var path = Path.Combine(_directory, "dkim.pem");
+        File.WriteAllText(path, key.ExportRSAPrivateKeyPem());
+        return path;
+    }
+
+    private static Dictionary<string, string?> DkimSettings(string keyPath) => new()
+    {
+        ["Dkim:Domain"] = "subscriptions.test",
+        ["Dkim:Selector"] = "papers2026",
+        ["Dkim:PrivateKeyPath"] = keyPath,
+    };
+
+    private static MimeMessage Parse(byte[] wire)
+    {
+        using var stream = new MemoryStream(wire);
+        return MimeMessage.Load(stream);
+    }
+
+    private static Dictionary<string, string> Tags(string signature) =>
+        signature.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(tag => tag.Split('=', 2))
+            .ToDictionary(pair => pair[0].Trim(), pair => string.Concat(pair[1].Where(c => !char.IsWhiteSpace(c))));
+
+    /// <summary>Answers every key lookup with the record <c>dkim record</c> would publish, as a DNS resolver would.</summary>
+    private sealed class PublishedKeyLocator(string txtRecord) : DkimPublicKeyLocatorBase
+    {
+        public override AsymmetricKeyParameter LocatePublicKey(string methods, string domain, string selector, CancellationToken cancellationToken = default) =>
+            domain == "subscriptions.test" && selector == "papers2026" ? GetPublicKey(txtRecord) : throw new InvalidOperationException($"No key at {selector}._domainkey.{domain}");
+
+        public override Task<AsymmetricKeyParameter> LocatePublicKeyAsync(string methods, string domain, string selector, CancellationToken cancellationToken = default) =>
+            Task.FromResult(LocatePublicKey(methods, domain, selector, cancellationToken));
+    }
+}

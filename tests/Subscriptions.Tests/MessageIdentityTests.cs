@@ -1,0 +1,83 @@
+using Microsoft.Extensions.DependencyInjection;
+using Subscriptions.Digest;
+using Subscriptions.Papers;
+using Subscriptions.Tests.Infrastructure;
+
+namespace Subscriptions.Tests;
+
+/// <summary>
+/// A message that the server accepted but whose acceptance was never recorded (a crash in between) is sent
+/// again; it carries the same Message-ID, so the receiving side can tell it is a repeat.
+/// </summary>
+public sealed class MessageIdentityTests(TestDatabase database) : IClassFixture<TestDatabase>, IAsyncLifetime
+{
+    private static readonly DateOnly Day = new(2026, 11, 25);
+    private TestSmtpServer _smtp = null!;
+
+    public async Task InitializeAsync() => _smtp = await TestSmtpServer.StartNewAsync();
+
+    public async Task DisposeAsync() => await _smtp.DisposeAsync();
+
+    [Fact]
+    public async Task ADigestSentAgainAfterACrashRepeatsItsMessageId()
+    {
+        await using var app = new TestApp(database, _smtp);
+        await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day, "huggingface",
+            [PaperRecord.Create("2611.00003", "Lidar Odometry at Night", "Registration of scans.", ["Ana Sousa"], null, 5)], CancellationToken.None);
+        await database.AddSubscriberAsync("twice@example.org", "active", maxPapers: null, "lidar");
+
+        await RunDigestAsync(app);
+        var first = Assert.Single(_smtp.MessagesTo("twice@example.org"));
+        var deliveryId = await database.ScalarAsync<long>("SELECT id FROM deliveries");
+        Assert.Equal($"delivery-{deliveryId}.20261125@subscriptions.test", first.MessageId);
+
+        // The crash: the server said 250, the process died before recording it, and its claim ran out.
+        await database.ExecuteAsync("""
+            UPDATE deliveries SET status = 'sending', claimed_until = now() - interval '1 second', sent_at = NULL, message_id = NULL WHERE id = @deliveryId;
+            INSERT INTO delivery_queue (delivery_id, day) VALUES (@deliveryId, @Day);
+            """, new { deliveryId, Day });
+        await RunDigestAsync(app);
+
+        var messages = _smtp.MessagesTo("twice@example.org");
+        Assert.Equal(2, messages.Count);
+        Assert.Equal(first.MessageId, messages[1].MessageId);
+        Assert.Equal(first.MessageId, await database.ScalarAsync<string>("SELECT message_id FROM deliveries WHERE id = @deliveryId", new { deliveryId }));
+    }
+
+    [Fact]
+    public async Task AConfirmationSentAgainAfterACrashRepeatsItsMessageId()
+    {
+        await using var app = new TestApp(database, _smtp);
+        using var client = app.CreatePlainClient();
+
+        await client.SignUpAsync("again@example.org", "lidar");
+        var first = await _smtp.WaitForMessageToAsync("again@example.org");
+        var outboxId = await database.ScalarAsync<long>(
+            "SELECT o.id FROM email_outbox o JOIN subscribers s ON s.id = o.subscriber_id WHERE s.email = 'again@example.org'");
+        Assert.Equal($"outbox-{outboxId}@subscriptions.test", first.MessageId);
+
+        // The crash: the server accepted it, and the transaction that would have recorded it rolled back.
+        await database.ExecuteAsync("UPDATE email_outbox SET status = 'pending', sent_at = NULL, message_id = NULL WHERE id = @outboxId", new { outboxId });
+        var messages = await Eventually.ValueAsync(() => Task.FromResult(_smtp.MessagesTo("again@example.org")), found => found.Count == 2,
+            "the confirmation to be sent again", found => $"{found.Count} message(s)");
+
+        Assert.Equal(first.MessageId, messages[1].MessageId);
+    }
+
+    [Fact]
+    public async Task EveryEmailHasAMessageIdOfItsOwn()
+    {
+        await using var app = new TestApp(database, _smtp);
+        using var client = app.CreatePlainClient();
+
+        await client.SignUpAsync("first@example.org", "lidar");
+        await client.SignUpAsync("second@example.org", "lidar");
+
+        var first = await _smtp.WaitForMessageToAsync("first@example.org");
+        var second = await _smtp.WaitForMessageToAsync("second@example.org");
+        Assert.NotEqual(first.MessageId, second.MessageId);
+    }
+
+    private static Task<DigestSummary> RunDigestAsync(TestApp app) =>
+        app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
+}
