@@ -40,6 +40,24 @@ public sealed class BounceWebhookTests(TestDatabase database) : IClassFixture<Te
     }
 
     [Fact]
+    public async Task AnEventFindsTheDigestItIsAboutByTheDeliveryItsMessageIdNames()
+    {
+        var (subscriberId, _) = await database.AddSubscriberAsync("digest-reader@example.org", "active", null, "lidar");
+        var deliveryId = await database.ScalarAsync<long>("""
+            INSERT INTO deliveries (subscriber_id, day, papers, status, attempts, next_attempt_at, created_at, sent_at)
+            VALUES (@subscriberId, '2026-11-24', '[]', 'sent', 1, now(), now(), now()) RETURNING id
+            """, new { subscriberId });
+        var messageId = $"delivery-{deliveryId}.20261124@subscriptions.test"; // as the digest derives it
+        await database.ExecuteAsync("UPDATE deliveries SET message_id = @messageId WHERE id = @deliveryId", new { messageId, deliveryId });
+
+        // The provider names a forwarding address, not the subscriber's: the Message-ID decides.
+        var response = await PostAsync($$"""{"type":"complaint","email":"forwarded@example.net","messageId":"<{{messageId}}>"}""");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("unsubscribed", await database.SubscriberStatusAsync("digest-reader@example.org"));
+    }
+
+    [Fact]
     public async Task AnEventMatchesTheSubscriberByTheCanonicalAddress()
     {
         // Stored composed (é); the provider reports it decomposed (e + combining acute) and in capitals.

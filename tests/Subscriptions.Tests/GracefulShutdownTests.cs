@@ -74,6 +74,36 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task TheDigestVerbStoppedWithSigtermFinishesItsMessagesAndHandsItsClaimsBack()
+    {
+        for (var i = 0; i < 12; i++)
+        {
+            await _database.AddSubscriberAsync($"verb{i}@example.org", "active", maxPapers: null, "lidar");
+        }
+        await using (var app = new TestApp(_database))
+        {
+            await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day, "huggingface",
+                [PaperRecord.Create("2611.00003", "Lidar Odometry at Night", "Registration of scans.", ["Ana Sousa"], null, 5)], CancellationToken.None);
+        }
+        _smtp.HoldAfter(4);
+        var environment = Environment(claimTimeout: "00:10:00");
+
+        using var run = new RunningInstance(environment, ["digest", "--date", "2026-11-25", "--no-ingest"]);
+        await Eventually.TrueAsync(() => _smtp.Received.Count == 4 && _smtp.Held > 0,
+            "the run to have 4 messages accepted and more in flight", TimeSpan.FromSeconds(60));
+        run.Terminate();
+        await Eventually.TrueAsync(() => run.Output.Any(line => line.Contains("Stopping after the messages in flight", StringComparison.Ordinal)),
+            "the run to begin stopping", TimeSpan.FromSeconds(10));
+        _smtp.AcceptHeld();
+
+        Assert.True(await run.WaitForExitAsync(TimeSpan.FromSeconds(40)), "The run stopped.");
+        Assert.Equal(130, run.ExitCode);
+        Assert.Equal(0, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status = 'sending'"));
+        Assert.Equal(_smtp.Received.Count, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status = 'sent'"));
+        Assert.True(_smtp.Received.Count < 12, "Stopped before the end of the day.");
+    }
+
+    [Fact]
     public async Task AnInstanceStoppedWhileTheDatabaseAndTheMailServerAreGoneStillExitsWithinItsShutdownTimeout()
     {
         await using var cluster = await PostgresCluster.StartAsync(); // its own: this test stops it
@@ -124,15 +154,15 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
         ["Mail__PollInterval"] = "00:00:00.200",
     };
 
-    /// <summary>The service binary running <c>serve</c>, with its console output collected.</summary>
+    /// <summary>The service binary running <c>serve</c> (or another verb), with its console output collected.</summary>
     private sealed class RunningInstance : IDisposable
     {
         private readonly Process _process;
         private readonly ConcurrentQueue<string> _output = new();
 
-        public RunningInstance(IReadOnlyDictionary<string, string> environment)
+        public RunningInstance(IReadOnlyDictionary<string, string> environment, string[]? arguments = null)
         {
-            _process = ServiceBinary.Start(["serve"], environment);
+            _process = ServiceBinary.Start(arguments ?? ["serve"], environment);
             _process.OutputDataReceived += (_, e) => _output.Enqueue(e.Data ?? "");
             _process.ErrorDataReceived += (_, e) => _output.Enqueue(e.Data ?? "");
             _process.BeginOutputReadLine();

@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
 using Dapper;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -15,7 +17,7 @@ internal sealed record BounceOutcome(IReadOnlyList<string> Suppressed, int Unmat
 /// (<c>email_key</c>, <see cref="EmailAddresses.Key"/>); the places that send or plan email check this
 /// table in the same query that picks whom to send to.
 /// </summary>
-internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<BouncesOptions> options, TimeProvider time, ILogger<SuppressionStore> logger)
+internal sealed partial class SuppressionStore(NpgsqlDataSource dataSource, IOptions<BouncesOptions> options, TimeProvider time, ILogger<SuppressionStore> logger)
 {
     public const string ImapSource = "imap";
     public const string WebhookSource = "webhook";
@@ -43,8 +45,13 @@ internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<Bou
                 FROM unnest(@kinds::text[], @statuses::text[], @messageIds::text[], @recipients::text[])
                      AS e(kind, status, message_id, recipient)
             ), sent AS (
+                -- A digest's Message-ID names its delivery (delivery-ID.DAY@domain): found by key. Only other
+                -- IDs (sent before they were derived) need a scan, and it runs only when there are any.
                 SELECT d.message_id, d.subscriber_id FROM deliveries d
-                WHERE d.message_id IN (SELECT message_id FROM incoming)
+                WHERE d.id = ANY(@deliveryIds) AND d.message_id IN (SELECT message_id FROM incoming)
+                UNION ALL
+                SELECT d.message_id, d.subscriber_id FROM deliveries d
+                WHERE cardinality(@otherMessageIds::text[]) > 0 AND d.message_id = ANY(@otherMessageIds)
                 UNION ALL
                 SELECT o.message_id, o.subscriber_id FROM email_outbox o
                 WHERE o.message_id IN (SELECT message_id FROM incoming)
@@ -63,6 +70,9 @@ internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<Bou
             kinds = events.Select(e => e.Kind.ToString().ToLowerInvariant()).ToArray(),
             statuses = events.Select(e => e.Status).ToArray(),
             messageIds = events.Select(e => e.OriginalMessageId).ToArray(),
+            deliveryIds = events.Select(e => DeliveryIdOf(e.OriginalMessageId)).OfType<long>().ToArray(),
+            otherMessageIds = events.Where(e => e.OriginalMessageId is not null && DeliveryIdOf(e.OriginalMessageId) is null)
+                .Select(e => e.OriginalMessageId!).ToArray(),
             recipients = events.Select(e => e.Recipient is { } address ? KeyOf(address) : null).ToArray(),
             source,
             now,
@@ -159,4 +169,12 @@ internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<Bou
     /// </summary>
     public static string KeyOf(string address) =>
         EmailAddresses.Canonicalize(address).Address is { } canonical ? EmailAddresses.Key(canonical) : address.Trim().ToLowerInvariant();
+
+    /// <summary>The delivery a digest's Message-ID names (<c>delivery-42.20261125@…</c>); null for any other.</summary>
+    private static long? DeliveryIdOf(string? messageId) =>
+        messageId is not null && DeliveryMessageId().Match(messageId) is { Success: true } match
+            && long.TryParse(match.Groups[1].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out var id) ? id : null;
+
+    [GeneratedRegex(@"^delivery-(\d{1,18})\.\d{8}@")]
+    private static partial Regex DeliveryMessageId();
 }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Options;
 using Subscriptions.Digest;
 
@@ -19,12 +20,15 @@ internal static class DigestCommand
         {
             using var host = await CommandHost.StartAsync(Verbs.Settings(result), services => services.AddDigest());
             using var stop = new CancellationTokenSource();
-            Console.CancelKeyPress += (_, e) =>
+            // Ctrl+C and SIGTERM alike: finish the messages in flight, hand the other claims back, exit.
+            void Stop(PosixSignalContext context)
             {
-                e.Cancel = true;
+                context.Cancel = true;
                 Console.WriteLine("Stopping after the messages in flight; run digest again to finish the day.");
                 stop.Cancel();
-            };
+            }
+            using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+            using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
             var isDryRun = result.GetValue(dryRun);
             var day = result.GetValue(date) ?? DigestSchedule.DayOfFiring(
                 host.Services.GetRequiredService<IOptions<DigestOptions>>().Value, DateTimeOffset.UtcNow);

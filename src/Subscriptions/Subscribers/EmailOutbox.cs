@@ -76,7 +76,9 @@ internal sealed class EmailOutbox(
 
         try
         {
-            await sender.SendAsync(message, cancellationToken);
+            // Not cancelled by shutdown (Smtp:Timeout bounds it): the send in flight is finished and recorded,
+            // so a stopping instance never leaves a half-sent confirmation to be sent again.
+            await sender.SendAsync(message, CancellationToken.None);
             const string sent = """
                 UPDATE email_outbox SET status = 'sent', attempts = attempts + 1, sent_at = @now, message_id = @messageId, last_error = NULL
                 WHERE id = @id
