@@ -36,22 +36,17 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
         {
             await _database.AddSubscriberAsync($"reader{i}@example.org", "active", maxPapers: null, "lidar");
         }
-        await using (var planner = new TestApp(_database))
-        {
-            await planner.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day, "huggingface",
-                [PaperRecord.Create("2611.00003", "Lidar Odometry at Night", "Registration of scans.", ["Ana Sousa"], null, 5)], CancellationToken.None);
-            await planner.Services.GetRequiredService<DigestRunner>().PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
-        }
+        await SaveDayAsync(_database, plan: true);
         _smtp.HoldAfter(5);
 
         using var first = new RunningInstance(Environment(claimTimeout: "00:10:00"));
-        await Eventually.TrueAsync(() => _smtp.Received.Count == 5 && _smtp.Held > 0,
+        await first.WaitAsync(() => _smtp.Received.Count == 5 && _smtp.Held > 0,
             "the first instance to have 5 messages accepted and more in flight", TimeSpan.FromSeconds(60));
         Assert.True(await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status = 'sending'") > _smtp.Held,
             "The instance holds claims beyond its messages in flight.");
 
         first.Terminate();
-        await Eventually.TrueAsync(() => first.Output.Any(line => line.Contains("Application is shutting down", StringComparison.Ordinal)),
+        await first.WaitAsync(() => first.Output.Any(line => line.Contains("Application is shutting down", StringComparison.Ordinal)),
             "the first instance to begin shutting down", TimeSpan.FromSeconds(10));
         _smtp.AcceptHeld(); // the messages in flight complete while it stops
         var clock = Stopwatch.StartNew();
@@ -65,7 +60,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
 
         // Another instance finishes the day within its poll interval, not after the claim timeout.
         using var second = new RunningInstance(Environment(claimTimeout: "00:10:00"));
-        await Eventually.TrueAsync(() => _smtp.Received.Count >= subscribers,
+        await second.WaitAsync(() => _smtp.Received.Count >= subscribers,
             $"every one of the {subscribers} subscribers to be served", TimeSpan.FromSeconds(60));
         Assert.All(Enumerable.Range(0, subscribers), i => Assert.Single(_smtp.MessagesTo($"reader{i}@example.org")));
         Assert.Equal(subscribers, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status = 'sent'"));
@@ -80,19 +75,15 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
         {
             await _database.AddSubscriberAsync($"verb{i}@example.org", "active", maxPapers: null, "lidar");
         }
-        await using (var app = new TestApp(_database))
-        {
-            await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day, "huggingface",
-                [PaperRecord.Create("2611.00003", "Lidar Odometry at Night", "Registration of scans.", ["Ana Sousa"], null, 5)], CancellationToken.None);
-        }
+        await SaveDayAsync(_database, plan: false);
         _smtp.HoldAfter(4);
         var environment = Environment(claimTimeout: "00:10:00");
 
         using var run = new RunningInstance(environment, ["digest", "--date", "2026-11-25", "--no-ingest"]);
-        await Eventually.TrueAsync(() => _smtp.Received.Count == 4 && _smtp.Held > 0,
+        await run.WaitAsync(() => _smtp.Received.Count == 4 && _smtp.Held > 0,
             "the run to have 4 messages accepted and more in flight", TimeSpan.FromSeconds(60));
         run.Terminate();
-        await Eventually.TrueAsync(() => run.Output.Any(line => line.Contains("Stopping after the messages in flight", StringComparison.Ordinal)),
+        await run.WaitAsync(() => run.Output.Any(line => line.Contains("Stopping after the messages in flight", StringComparison.Ordinal)),
             "the run to begin stopping", TimeSpan.FromSeconds(10));
         _smtp.AcceptHeld();
 
@@ -113,19 +104,14 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
         {
             await database.AddSubscriberAsync($"gone{i}@example.org", "active", maxPapers: null, "lidar");
         }
-        await using (var planner = new TestApp(database))
-        {
-            await planner.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day, "huggingface",
-                [PaperRecord.Create("2611.00003", "Lidar Odometry at Night", "Registration of scans.", ["Ana Sousa"], null, 5)], CancellationToken.None);
-            await planner.Services.GetRequiredService<DigestRunner>().PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
-        }
+        await SaveDayAsync(database, plan: true);
         _smtp.HoldAfter(3);
         var environment = Environment(claimTimeout: "00:10:00");
         environment["ConnectionStrings__Postgres"] = database.ConnectionString;
         environment["HostOptions__ShutdownTimeout"] = "00:00:05";
 
         using var instance = new RunningInstance(environment);
-        await Eventually.TrueAsync(() => _smtp.Received.Count == 3 && _smtp.Held > 0,
+        await instance.WaitAsync(() => _smtp.Received.Count == 3 && _smtp.Held > 0,
             "the instance to have 3 messages accepted and more in flight", TimeSpan.FromSeconds(60));
         await database.DisposeAsync();
         cluster.Stop(); // and the mail server keeps holding what is in flight
@@ -136,6 +122,18 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
         Assert.True(await instance.WaitForExitAsync(TimeSpan.FromSeconds(20)),
             $"The instance should exit soon after its 5 s shutdown timeout; still running after {clock.Elapsed.TotalSeconds:F0} s:\n" +
             string.Join('\n', instance.Output.TakeLast(40)));
+    }
+
+    /// <summary>The day's one paper (on lidar), and, with <paramref name="plan"/>, the day's deliveries, sent by no one yet.</summary>
+    private static async Task SaveDayAsync(TestDatabase database, bool plan)
+    {
+        await using var app = new TestApp(database);
+        await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day, "huggingface",
+            [PaperRecord.Create("2611.00003", "Lidar Odometry at Night", "Registration of scans.", ["Ana Sousa"], null, 5)], CancellationToken.None);
+        if (plan)
+        {
+            await app.Services.GetRequiredService<DigestRunner>().PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
+        }
     }
 
     private Dictionary<string, string> Environment(string claimTimeout) => new()
@@ -172,6 +170,19 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
         public IReadOnlyCollection<string> Output => _output;
 
         public int ExitCode => _process.ExitCode;
+
+        /// <summary><see cref="Eventually.TrueAsync(Func{bool}, string, TimeSpan?)"/>, with the instance's last output in the failure.</summary>
+        public async Task WaitAsync(Func<bool> condition, string waitingFor, TimeSpan timeout)
+        {
+            try
+            {
+                await Eventually.TrueAsync(condition, waitingFor, timeout);
+            }
+            catch (TimeoutException e)
+            {
+                throw new TimeoutException($"{e.Message}\nThe instance's last output:\n{string.Join('\n', _output.TakeLast(30))}", e);
+            }
+        }
 
         /// <summary>SIGTERM, what Kubernetes and systemd send.</summary>
         public void Terminate()

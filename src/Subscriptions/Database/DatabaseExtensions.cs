@@ -15,6 +15,8 @@ internal static class DatabaseExtensions
         services.AddNpgsqlDataSource("", (provider, dataSource) =>
             dataSource.ConnectionStringBuilder.ConnectionString = provider.GetRequiredService<IOptions<DatabaseOptions>>().Value.Postgres);
         services.AddSingleton<MigrationRunner>();
+        // Npgsql logs every command at Information; what an operator needs from it are its warnings and errors.
+        services.AddLogging(logging => logging.AddFilter("Npgsql", LogLevel.Warning));
     });
 
     /// <summary>Applies pending migrations before the other background services start.</summary>
