@@ -3,7 +3,6 @@ using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Extensions.DependencyInjection;
 using Subscriptions.Digest;
-using Subscriptions.Papers;
 using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
@@ -127,11 +126,10 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
     /// <summary>The day's one paper (on lidar), and, with <paramref name="plan"/>, the day's deliveries, sent by no one yet.</summary>
     private static async Task SaveDayAsync(TestDatabase database, bool plan)
     {
-        await using var app = new TestApp(database);
-        await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day, "huggingface",
-            [PaperRecord.Create("2611.00003", "Lidar Odometry at Night", "Registration of scans.", ["Ana Sousa"], null, 5)], CancellationToken.None);
+        await database.SaveDayAsync(Day, TestDatabase.LidarPaper);
         if (plan)
         {
+            await using var app = new TestApp(database);
             await app.Services.GetRequiredService<DigestRunner>().PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
         }
     }

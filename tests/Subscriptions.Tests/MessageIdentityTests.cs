@@ -1,6 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
 using Subscriptions.Digest;
-using Subscriptions.Papers;
 using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
@@ -22,8 +21,7 @@ public sealed class MessageIdentityTests(TestDatabase database) : IClassFixture<
     public async Task ADigestSentAgainAfterACrashRepeatsItsMessageId()
     {
         await using var app = new TestApp(database, _smtp);
-        await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day, "huggingface",
-            [PaperRecord.Create("2611.00003", "Lidar Odometry at Night", "Registration of scans.", ["Ana Sousa"], null, 5)], CancellationToken.None);
+        await database.SaveDayAsync(Day, TestDatabase.LidarPaper);
         await database.AddSubscriberAsync("twice@example.org", "active", maxPapers: null, "lidar");
 
         await RunDigestAsync(app);

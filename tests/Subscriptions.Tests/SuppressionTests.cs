@@ -1,7 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
 using Subscriptions.Digest;
-using Subscriptions.Papers;
 using Subscriptions.Subscribers;
 using Subscriptions.Tests.Infrastructure;
 
@@ -18,9 +17,7 @@ public sealed class SuppressionTests : IAsyncLifetime
     {
         await _database.InitializeAsync(); // a database of its own: every active subscriber takes part in a run
         _smtp = await TestSmtpServer.StartNewAsync();
-        await using var app = new TestApp(_database);
-        await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day, "huggingface",
-            [PaperRecord.Create("2611.00003", "Lidar Odometry at Night", "Registration of scans.", ["Ana Sousa"], null, 5)], CancellationToken.None);
+        await _database.SaveDayAsync(Day, TestDatabase.LidarPaper);
     }
 
     public async Task DisposeAsync()

@@ -1,5 +1,7 @@
 using Dapper;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
+using Subscriptions.Papers;
 
 namespace Subscriptions.Tests.Infrastructure;
 
@@ -57,6 +59,17 @@ public sealed class TestDatabase : IAsyncLifetime
     {
         var statuses = await QueryAsync<string>("SELECT status FROM subscribers WHERE lower(email) = lower(@email)", new { email });
         return statuses.SingleOrDefault();
+    }
+
+    /// <summary>The one paper many digest tests need: "Lidar Odometry at Night", found by the topic "lidar".</summary>
+    internal static PaperRecord LidarPaper =>
+        PaperRecord.Create("2611.00003", "Lidar Odometry at Night", "Registration of scans.", ["Ana Sousa"], null, 5);
+
+    /// <summary>A day's papers, stored through the service's own store as the Hugging Face source listed them.</summary>
+    internal async Task SaveDayAsync(DateOnly day, params PaperRecord[] papers)
+    {
+        await using var app = new TestApp(this);
+        await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(day, "huggingface", papers, CancellationToken.None);
     }
 
     /// <summary>A subscriber written straight into the database, with its topics; returns its id and subscription key.</summary>
