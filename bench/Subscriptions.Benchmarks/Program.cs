@@ -4,13 +4,16 @@ using Subscriptions.Benchmarks;
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- matching [--subscribers N] [--runs R]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- daily [--subscribers N] [--runs R] [--connections C]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- message [--messages M]
+// dotnet run -c Release --project bench/Subscriptions.Benchmarks -- signup [--seconds S]
 var mode = args.FirstOrDefault(a => !a.StartsWith('-')) ?? "";
 var subscribers = IntOption("--subscribers", 100_000);
 var runs = IntOption("--runs", 3);
 Console.WriteLine($"Machine: {Environment.ProcessorCount} cores, .NET {Environment.Version}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
 // Sized as a production database would be for a million subscribers: the day's deliveries fit in its buffers.
-Subscriptions.Tests.Infrastructure.PostgresServer.ExtraSettings = "-c shared_buffers=1GB -c max_wal_size=4GB";
-Console.WriteLine("PostgreSQL 15 with fsync off, shared_buffers=1GB, max_wal_size=4GB");
+// The signup burst meets PostgreSQL's default connection limit, as a server an operator did not tune has.
+var connectionLimit = mode == "signup" ? " -c max_connections=100" : "";
+Subscriptions.Tests.Infrastructure.PostgresServer.ExtraSettings = "-c shared_buffers=1GB -c max_wal_size=4GB" + connectionLimit;
+Console.WriteLine("PostgreSQL 15 with fsync off, shared_buffers=1GB, max_wal_size=4GB" + connectionLimit.Replace(" -c ", ", ", StringComparison.Ordinal));
 switch (mode)
 {
     case "matching":
@@ -19,11 +22,14 @@ switch (mode)
     case "daily":
         await DailyBenchmark.RunAsync(subscribers, runs, IntOption("--connections", 4));
         return 0;
+    case "signup":
+        await SignupBenchmark.RunAsync(IntOption("--seconds", 20));
+        return 0;
     case "message":
         await MessageBenchmark.RunAsync(IntOption("--messages", 20_000));
         return 0;
     default:
-        Console.Error.WriteLine("Usage: Subscriptions.Benchmarks matching|daily|message [--subscribers N] [--runs R] [--connections C] [--messages M]");
+        Console.Error.WriteLine("Usage: Subscriptions.Benchmarks matching|daily|message|signup [--subscribers N] [--runs R] [--connections C] [--messages M] [--seconds S]");
         return 64;
 }
 
