@@ -8,7 +8,8 @@ using Subscriptions.Benchmarks;
 var mode = args.FirstOrDefault(a => !a.StartsWith('-')) ?? "";
 var subscribers = IntOption("--subscribers", 100_000);
 var runs = IntOption("--runs", 3);
-Console.WriteLine($"Machine: {Environment.ProcessorCount} cores, .NET {Environment.Version}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+Console.WriteLine($"Machine: {CpuModel()}, {Environment.ProcessorCount} cores, {Environment.OSVersion}, .NET {Environment.Version}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+Console.WriteLine($"Commit: {Commit()}");
 // Sized as a production database would be for a million subscribers: the day's deliveries fit in its buffers.
 // The signup burst meets PostgreSQL's default connection limit, as a server an operator did not tune has.
 var connectionLimit = mode == "signup" ? " -c max_connections=100" : "";
@@ -31,6 +32,28 @@ switch (mode)
     default:
         Console.Error.WriteLine("Usage: Subscriptions.Benchmarks matching|daily|message|signup [--subscribers N] [--runs R] [--connections C] [--messages M] [--seconds S]");
         return 64;
+}
+
+static string CpuModel() =>
+    File.Exists("/proc/cpuinfo")
+        ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(line => line.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU"
+        : "unknown CPU";
+
+// The commit measured, and whether the tree had changes on top of it.
+static string Commit()
+{
+    try
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("git", "describe --always --dirty --abbrev=12") { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var git = System.Diagnostics.Process.Start(start)!;
+        var output = git.StandardOutput.ReadToEnd().Trim();
+        git.WaitForExit();
+        return git.ExitCode == 0 ? output : "unknown (not a git checkout)";
+    }
+    catch (System.ComponentModel.Win32Exception)
+    {
+        return "unknown (git not installed)";
+    }
 }
 
 int IntOption(string name, int fallback)
