@@ -52,40 +52,40 @@ internal sealed class DeliverySender(
     private readonly ConcurrentDictionary<DateOnly, Lazy<Task<Dictionary<long, DayPaper>>>> _papersOfDay = new();
 
     /// <summary>
-    /// Sends what is due now (of <paramref name="day"/>, or of any day) with two senders per SMTP
+    /// Sends what is due now (of <paramref name="days"/>, or of any day) with two senders per SMTP
     /// connection side by side, until nothing due is left to claim.
     /// </summary>
-    public async Task SendDueAsync(DateOnly? day, SendCounters counters, CancellationToken cancellationToken)
+    public async Task SendDueAsync(IReadOnlyList<DateOnly>? days, SendCounters counters, CancellationToken cancellationToken)
     {
         _papersOfDay.Clear(); // papers may have been re-ingested since the last run
         // Two senders per SMTP connection: while one waits for the database to record its outcome,
         // the other has the connection. Each still has at most one message in flight.
         var senders = Enumerable.Range(1, smtpOptions.Value.Connections * 2)
-            .Select(n => SendLoopAsync(day, $"{InstanceId}#{n}", counters, cancellationToken));
+            .Select(n => SendLoopAsync(days?.ToArray(), $"{InstanceId}#{n}", counters, cancellationToken));
         await Task.WhenAll(senders);
     }
 
-    /// <summary>When the next of the day's open deliveries is due, or null when every one is sent, failed or skipped.</summary>
-    public async Task<DateTimeOffset?> NextDueAsync(DateOnly day, CancellationToken cancellationToken)
+    /// <summary>When the next of the days' open deliveries is due, or null when every one is sent, failed or skipped.</summary>
+    public async Task<DateTimeOffset?> NextDueAsync(IReadOnlyList<DateOnly> days, CancellationToken cancellationToken)
     {
         const string sql = """
             SELECT min(CASE WHEN d.status = 'pending' THEN d.next_attempt_at ELSE d.claimed_until END)
             FROM delivery_queue q JOIN deliveries d ON d.id = q.delivery_id
-            WHERE q.day = @day
+            WHERE q.day = ANY(@days)
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var next = await connection.ExecuteScalarAsync<DateTime?>(new CommandDefinition(sql, new { day }, cancellationToken: cancellationToken));
+        var next = await connection.ExecuteScalarAsync<DateTime?>(new CommandDefinition(sql, new { days = days.ToArray() }, cancellationToken: cancellationToken));
         return next is { } value ? new DateTimeOffset(DateTime.SpecifyKind(value, DateTimeKind.Utc)) : null;
     }
 
-    public async Task<long> CountOpenAsync(DateOnly day, CancellationToken cancellationToken)
+    public async Task<long> CountOpenAsync(IReadOnlyList<DateOnly> days, CancellationToken cancellationToken)
     {
-        const string sql = "SELECT count(*) FROM delivery_queue WHERE day = @day";
+        const string sql = "SELECT count(*) FROM delivery_queue WHERE day = ANY(@days)";
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return await connection.ExecuteScalarAsync<long>(new CommandDefinition(sql, new { day }, cancellationToken: cancellationToken));
+        return await connection.ExecuteScalarAsync<long>(new CommandDefinition(sql, new { days = days.ToArray() }, cancellationToken: cancellationToken));
     }
 
-    private async Task SendLoopAsync(DateOnly? day, string sender, SendCounters counters, CancellationToken cancellationToken)
+    private async Task SendLoopAsync(DateOnly[]? days, string sender, SendCounters counters, CancellationToken cancellationToken)
     {
         // One connection per sender for its whole run, and the statement that records a sent message
         // prepared once: recording each outcome the moment the server answers is the hot path.
@@ -106,7 +106,7 @@ internal sealed class DeliverySender(
         long after = 0;
         while (!cancellationToken.IsCancellationRequested)
         {
-            var batch = await ClaimAsync(connection, day, after, sender, cancellationToken);
+            var batch = await ClaimAsync(connection, days, after, sender, cancellationToken);
             if (batch.Count == 0)
             {
                 return;
@@ -129,7 +129,7 @@ internal sealed class DeliverySender(
     }
 
     private async Task<List<ClaimedDelivery>> ClaimAsync(
-        NpgsqlConnection connection, DateOnly? day, long after, string sender, CancellationToken cancellationToken)
+        NpgsqlConnection connection, DateOnly[]? days, long after, string sender, CancellationToken cancellationToken)
     {
         // Due pending rows, and rows whose sender's claim ran out (it died mid-batch). A suppressed address
         // comes back as not active, so its delivery is skipped like that of someone who left.
@@ -137,7 +137,7 @@ internal sealed class DeliverySender(
             WITH claimable AS (
                 SELECT d.id FROM delivery_queue q JOIN deliveries d ON d.id = q.delivery_id
                 WHERE q.delivery_id > @after
-                  AND (@day::date IS NULL OR q.day = @day)
+                  AND (@days::date[] IS NULL OR q.day = ANY(@days))
                   AND CASE WHEN d.status = 'pending' THEN d.next_attempt_at ELSE d.claimed_until END <= @now
                 ORDER BY q.delivery_id
                 LIMIT @batchSize
@@ -153,7 +153,7 @@ internal sealed class DeliverySender(
         var now = time.GetUtcNow();
         var options = digestOptions.Value;
         var rows = await connection.QueryAsync<ClaimedDelivery>(new CommandDefinition(
-            sql, new { day, after, now, sender, until = now + options.ClaimTimeout, batchSize = options.BatchSize }, cancellationToken: cancellationToken));
+            sql, new { days, after, now, sender, until = now + options.ClaimTimeout, batchSize = options.BatchSize }, cancellationToken: cancellationToken));
         return [.. rows.OrderBy(row => row.Id)];
     }
 
@@ -170,9 +170,18 @@ internal sealed class DeliverySender(
             return true;
         }
 
-        var dayPapers = await _papersOfDay.GetOrAdd(delivery.Day, day => new(() => LoadPapersAsync(day))).Value;
-        var message = emails.Render(delivery.Id, delivery.Email, delivery.SubscriberId, delivery.SubscriptionKey, delivery.Day,
-            PlannedPaper.Deserialize(delivery.Papers), dayPapers);
+        var planned = PlannedPaper.Deserialize(delivery.Papers);
+        var papersShown = new Dictionary<long, DayPaper>(planned.Count);
+        foreach (var paper in planned)
+        {
+            var day = paper.Day ?? delivery.Day;
+            var dayPapers = await _papersOfDay.GetOrAdd(day, day => new(() => LoadPapersAsync(day))).Value;
+            if (dayPapers.TryGetValue(paper.PaperId, out var shown))
+            {
+                papersShown[paper.PaperId] = shown;
+            }
+        }
+        var message = emails.Render(delivery.Id, delivery.Email, delivery.SubscriberId, delivery.SubscriptionKey, delivery.Day, planned, papersShown);
         try
         {
             // Not cancelled by shutdown: a message half-sent when the process stops is the one case that

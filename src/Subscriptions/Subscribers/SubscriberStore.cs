@@ -45,7 +45,7 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
     /// An address that already had <see cref="SignupEmailsPerWindow"/> emails of the kind in the last day is left
     /// exactly as it is: anyone can type anyone's address, and it must not be flooded (nor its last link replaced).
     /// </summary>
-    public async Task SignUpAsync(string email, IReadOnlyList<string> topics, CancellationToken cancellationToken)
+    public async Task SignUpAsync(string email, IReadOnlyList<string> topics, DeliveryChoice delivery, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
         var confirmation = new
@@ -128,6 +128,7 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
         if (kind == EmailQueue.Confirmation && newSubscription)
         {
             await ReplaceTopicsAsync(connection, transaction, id, topics, cancellationToken);
+            await SetDeliveryAsync(connection, transaction, id, delivery, cancellationToken);
         }
 
         await EmailQueue.EnqueueAsync(connection, transaction, id, kind, now, cancellationToken);
@@ -251,6 +252,16 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
         await ReplaceTopicsAsync(connection, transaction, id.Value, topics, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         return true;
+    }
+
+    private static Task SetDeliveryAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, long id, DeliveryChoice delivery, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            UPDATE subscribers SET time_zone = @TimeZone, delivery_hour = @Hour, frequency = @Frequency, weekday = @Weekday WHERE id = @id
+            """;
+        return connection.ExecuteAsync(new CommandDefinition(sql, new { id, delivery.TimeZone, delivery.Hour, delivery.Frequency, delivery.Weekday },
+            transaction, cancellationToken: cancellationToken));
     }
 
     private static Task ReplaceTopicsAsync(
