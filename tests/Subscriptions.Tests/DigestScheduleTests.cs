@@ -5,17 +5,17 @@ using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
 
-/// <summary>The hourly trigger: Quartz's clustered job store in the real database.</summary>
+/// <summary>The hourly trigger: Quartz's clustered job store in the real _database.</summary>
 public sealed class DigestScheduleTests : IAsyncLifetime
 {
-    private readonly TestDatabase database = new(); // a database of its own: every due subscriber takes part in a slot
+    private readonly TestDatabase _database = new(); // a database of its own: every due subscriber takes part in a slot
 
-    public Task InitializeAsync() => database.InitializeAsync();
+    public Task InitializeAsync() => _database.InitializeAsync();
 
     public async Task DisposeAsync()
     {
-        await database.DisposeAsync();
-        await PostgresServer.DropDatabaseAsync(database.ConnectionString);
+        await _database.DisposeAsync();
+        await PostgresServer.DropDatabaseAsync(_database.ConnectionString);
     }
 
     [Theory]
@@ -40,7 +40,7 @@ public sealed class DigestScheduleTests : IAsyncLifetime
         // The app's clock (Quartz's too) says 07:20 UTC on a day in the future, so the trigger made due below is a misfire.
         var time = new ShiftedTime(new DateTimeOffset(2030, 1, 9, 7, 20, 0, TimeSpan.Zero));
         var day = new DateOnly(2030, 1, 9);
-        await database.AddSubscriberAsync("scheduled@example.org", "active", maxPapers: null, "dexterous manipulation"); // the default time: 07:00 UTC
+        await _database.AddSubscriberAsync("scheduled@example.org", "active", maxPapers: null, "dexterous manipulation"); // the default time: 07:00 UTC
         await AddScheduledAsync("berlin8@example.org", "Europe/Berlin", 8, "dexterous manipulation"); // 07:00 UTC in November
         await AddScheduledAsync("berlin9@example.org", "Europe/Berlin", 9, "dexterous manipulation"); // an hour later
         var settings = new Dictionary<string, string?>
@@ -50,18 +50,18 @@ public sealed class DigestScheduleTests : IAsyncLifetime
             ["Papers:Sources"] = "file",
             ["Papers:File:Path"] = Path.Combine(AppContext.BaseDirectory, "Payloads", "trending-page.txt"),
         };
-        await using (var first = new TestApp(database, smtp, time, settings))
+        await using (var first = new TestApp(_database, smtp, time, settings))
         {
             _ = first.Services; // starts, and schedules the hourly trigger
         }
-        Assert.Equal(1, await database.ScalarAsync<long>(
+        Assert.Equal(1, await _database.ScalarAsync<long>(
             "SELECT count(*) FROM qrtz_cron_triggers WHERE sched_name = 'Subscriptions' AND cron_expression = '0 0 * * * ?' AND time_zone_id = 'UTC'"));
         // Due long ago for that clock: the second instance fires it once as it starts.
-        await database.ExecuteAsync("UPDATE qrtz_triggers SET next_fire_time = @due WHERE trigger_name = 'daily-digest'",
+        await _database.ExecuteAsync("UPDATE qrtz_triggers SET next_fire_time = @due WHERE trigger_name = 'daily-digest'",
             new { due = DateTimeOffset.UtcNow.AddMinutes(-3).UtcTicks });
         var started = DateTimeOffset.UtcNow;
 
-        await using var app = new TestApp(database, smtp, time, settings);
+        await using var app = new TestApp(_database, smtp, time, settings);
         _ = app.Services;
 
         var message = await smtp.WaitForMessageToAsync("scheduled@example.org", TimeSpan.FromSeconds(30));
@@ -70,10 +70,10 @@ public sealed class DigestScheduleTests : IAsyncLifetime
         await WaitForFiringFinishedAfterAsync(app, started);
         await app.WaitForFreshRoundAsync<DeliveryWorker>();
         Assert.Empty(smtp.MessagesTo("berlin9@example.org"));
-        Assert.True(await database.ScalarAsync<long>("SELECT count(*) FROM qrtz_scheduler_state WHERE sched_name = 'Subscriptions'") >= 1);
+        Assert.True(await _database.ScalarAsync<long>("SELECT count(*) FROM qrtz_scheduler_state WHERE sched_name = 'Subscriptions'") >= 1);
         // 07:00 UTC is the operator's default time, so that slot ingested the configured file for the day before planning.
-        Assert.True(await database.ScalarAsync<long>("SELECT count(*) FROM paper_days WHERE source = 'file' AND day = @day", new { day }) >= 3);
-        Assert.Equal(new DateTime(2030, 1, 9, 7, 0, 0, DateTimeKind.Utc), await database.ScalarAsync<DateTime>("SELECT max(slot) FROM digest_slots"));
+        Assert.True(await _database.ScalarAsync<long>("SELECT count(*) FROM paper_days WHERE source = 'file' AND day = @day", new { day }) >= 3);
+        Assert.Equal(new DateTime(2030, 1, 9, 7, 0, 0, DateTimeKind.Utc), await _database.ScalarAsync<DateTime>("SELECT max(slot) FROM digest_slots"));
     }
 
     [Fact]
@@ -94,19 +94,19 @@ public sealed class DigestScheduleTests : IAsyncLifetime
         {
             await AddScheduledAsync($"missed{hour}@example.org", "UTC", hour, "lidar OR \"dexterous manipulation\"");
         }
-        await database.SaveDayAsync(new DateOnly(2030, 1, 9), TestDatabase.LidarPaper);
-        await database.ExecuteAsync("INSERT INTO digest_slots (slot, planned_at, matched, planned) VALUES ('2030-01-10T05:00:00Z', now(), 0, 0)");
+        await _database.SaveDayAsync(new DateOnly(2030, 1, 9), TestDatabase.LidarPaper);
+        await _database.ExecuteAsync("INSERT INTO digest_slots (slot, planned_at, matched, planned) VALUES ('2030-01-10T05:00:00Z', now(), 0, 0)");
 
-        await using (var first = new TestApp(database, smtp, time, settings))
+        await using (var first = new TestApp(_database, smtp, time, settings))
         {
             _ = first.Services;
         }
         // The trigger was due two hours ago, when nothing ran.
-        await database.ExecuteAsync("UPDATE qrtz_triggers SET next_fire_time = @due WHERE trigger_name = 'daily-digest'",
+        await _database.ExecuteAsync("UPDATE qrtz_triggers SET next_fire_time = @due WHERE trigger_name = 'daily-digest'",
             new { due = DateTimeOffset.UtcNow.AddHours(-2).UtcTicks });
 
         var secondStarted = DateTimeOffset.UtcNow;
-        await using var second = new TestApp(database, smtp, time, settings);
+        await using var second = new TestApp(_database, smtp, time, settings);
         _ = second.Services;
 
         // 06:00, 07:00 (the default slot, which ingests the day's papers), 08:00 and 09:00: each once, in one firing.
@@ -124,16 +124,16 @@ public sealed class DigestScheduleTests : IAsyncLifetime
         Assert.Equal(
             [new DateTime(2030, 1, 10, 5, 0, 0), new DateTime(2030, 1, 10, 6, 0, 0), new DateTime(2030, 1, 10, 7, 0, 0),
              new DateTime(2030, 1, 10, 8, 0, 0), new DateTime(2030, 1, 10, 9, 0, 0)],
-            (await database.QueryAsync<DateTime>("SELECT slot FROM digest_slots ORDER BY slot")).Select(slot => DateTime.SpecifyKind(slot, DateTimeKind.Unspecified)));
+            (await _database.QueryAsync<DateTime>("SELECT slot FROM digest_slots ORDER BY slot")).Select(slot => DateTime.SpecifyKind(slot, DateTimeKind.Unspecified)));
         // Fired once for what was missed, then back on schedule: the next firing is the next hour.
         Assert.Equal(new DateTimeOffset(2030, 1, 10, 10, 0, 0, TimeSpan.Zero).UtcTicks,
-            await database.ScalarAsync<long>("SELECT next_fire_time FROM qrtz_triggers WHERE trigger_name = 'daily-digest'"));
+            await _database.ScalarAsync<long>("SELECT next_fire_time FROM qrtz_triggers WHERE trigger_name = 'daily-digest'"));
     }
 
     private async Task AddScheduledAsync(string email, string timeZone, int hour, params string[] topics)
     {
-        var (id, _) = await database.AddSubscriberAsync(email, "active", maxPapers: null, topics);
-        await database.ExecuteAsync("UPDATE subscribers SET time_zone = @timeZone, delivery_hour = @hour WHERE id = @id", new { id, timeZone, hour });
+        var (id, _) = await _database.AddSubscriberAsync(email, "active", maxPapers: null, topics);
+        await _database.ExecuteAsync("UPDATE subscribers SET time_zone = @timeZone, delivery_hour = @hour WHERE id = @id", new { id, timeZone, hour });
     }
 
     /// <summary>Returns once a firing of the daily trigger scheduled after <paramref name="since"/> has finished its job.</summary>
