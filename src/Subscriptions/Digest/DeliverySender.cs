@@ -100,6 +100,15 @@ internal sealed class DeliverySender(
         recordSent.Parameters.Add(new NpgsqlParameter<string>());
         recordSent.Parameters.Add(new NpgsqlParameter<long>());
         await recordSent.PrepareAsync(cancellationToken);
+        // Just before each send: is the delivery still there and its subscriber still to be mailed? A subscriber who
+        // erased their data, unsubscribed or was suppressed since the batch was claimed gets nothing further.
+        await using var stillWanted = new NpgsqlCommand("""
+            SELECT s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
+            FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+            WHERE d.id = $1
+            """, connection);
+        stillWanted.Parameters.Add(new NpgsqlParameter<long>());
+        await stillWanted.PrepareAsync(cancellationToken);
 
         // Each pass moves forward through the table: rows behind the pointer that become due again
         // (retries, expired claims) are taken by the next pass.
@@ -114,7 +123,7 @@ internal sealed class DeliverySender(
             after = batch[^1].Id;
             for (var i = 0; i < batch.Count; i++)
             {
-                if (cancellationToken.IsCancellationRequested || !await SendOneAsync(connection, recordSent, batch[i], counters))
+                if (cancellationToken.IsCancellationRequested || !await SendOneAsync(connection, recordSent, stillWanted, batch[i], counters))
                 {
                     // Stopping, or the mail server is down: the rest of the batch goes back unsent.
                     await ReleaseAsync(connection, batch.Skip(i + (cancellationToken.IsCancellationRequested ? 0 : 1)).Select(d => d.Id).ToArray());
@@ -158,9 +167,17 @@ internal sealed class DeliverySender(
     }
 
     /// <summary>Sends one delivery and records what happened; false when the mail server is down and sending should pause.</summary>
-    private async Task<bool> SendOneAsync(NpgsqlConnection connection, NpgsqlCommand recordSent, ClaimedDelivery delivery, SendCounters counters)
+    private async Task<bool> SendOneAsync(
+        NpgsqlConnection connection, NpgsqlCommand recordSent, NpgsqlCommand stillWanted, ClaimedDelivery delivery, SendCounters counters)
     {
-        if (delivery.SubscriberStatus != "active")
+        stillWanted.Parameters[0].Value = delivery.Id;
+        var wanted = await stillWanted.ExecuteScalarAsync(CancellationToken.None);
+        if (wanted is null)
+        {
+            counters.AddSkipped(); // erased with its subscriber
+            return true;
+        }
+        if (delivery.SubscriberStatus != "active" || wanted is false)
         {
             await RecordAsync(connection, """
                 DELETE FROM delivery_queue WHERE delivery_id = @id;

@@ -84,7 +84,7 @@ internal sealed record SignupRequest(string? Email, IReadOnlyList<string>? Topic
                 }, null)
                 : (null, NotAnObject());
         }
-        catch (JsonException e) when (e.InnerException is null && FieldOf(e.Path) is { } field)
+        catch (JsonException e) when (e.InnerException is null or InvalidOperationException or FormatException && FieldOf(e.Path) is { } field)
         {
             // A value of the wrong type (no inner reader error): name the field it is in.
             var errors = new Dictionary<string, string[]>

@@ -67,7 +67,7 @@ internal static class SubscriberEndpoints
         if (valid is null)
         {
             return answerWithPage
-                ? SubscriberPages.Signup(signup.Email, string.Join('\n', signup.Topics ?? []), errors, StatusCodes.Status400BadRequest)
+                ? SubscriberPages.Signup(signup.Email, string.Join('\n', signup.Topics ?? []), errors, StatusCodes.Status400BadRequest, typed: signup)
                 : TypedResults.ValidationProblem(errors, title: "The signup has invalid fields");
         }
 

@@ -20,7 +20,7 @@ internal enum UnsubscribeOutcome
 
 internal sealed record SubscriberLink(long Id, string Email, string Status);
 
-internal sealed record SubscriberPreferences(SubscriberLink Subscriber, IReadOnlyList<string> Topics, int? MaxPapers);
+internal sealed record SubscriberPreferences(SubscriberLink Subscriber, IReadOnlyList<string> Topics, int? MaxPapers, DeliveryChoice Delivery);
 
 internal sealed class ConfirmationRow
 {
@@ -60,6 +60,7 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
 
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await SubscriberData.RestoreSuppressionAsync(connection, transaction, confirmation.emailKey, cancellationToken);
 
         const string insert = """
             INSERT INTO subscribers (email, email_key, status, subscription_key, confirmation_nonce, confirmation_expires_at, created_at, updated_at)
@@ -222,19 +223,23 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
             return null;
         }
         const string sql = """
-            SELECT s.max_papers, array_remove(array_agg(t.text ORDER BY t.position), NULL) AS topics
+            SELECT s.max_papers, array_remove(array_agg(t.text ORDER BY t.position), NULL) AS topics,
+                   s.time_zone, s.delivery_hour::int, s.frequency, s.weekday::int
             FROM subscribers s LEFT JOIN topics t ON t.subscriber_id = s.id
             WHERE s.id = @id
             GROUP BY s.id
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var (maxPapers, topics) = await connection.QuerySingleAsync<(int?, string[])>(
+        var (maxPapers, topics, timeZone, hour, frequency, weekday) = await connection.QuerySingleAsync<(int?, string[], string?, int?, string, int?)>(
             new CommandDefinition(sql, new { id = subscriber.Id }, cancellationToken: cancellationToken));
-        return new SubscriberPreferences(subscriber, topics, maxPapers);
+        return new SubscriberPreferences(subscriber, topics, maxPapers, new DeliveryChoice(timeZone, hour, frequency, weekday));
     }
 
-    /// <summary>Replaces the topics and cap of the subscription the link names; false when that subscription is over.</summary>
-    public async Task<bool> SavePreferencesAsync(LinkToken token, IReadOnlyList<string> topics, int maxPapers, CancellationToken cancellationToken)
+    /// <summary>
+    /// Replaces the topics, cap and (when given) delivery time of the subscription the link names; false when that subscription is over.
+    /// </summary>
+    public async Task<bool> SavePreferencesAsync(
+        LinkToken token, IReadOnlyList<string> topics, int maxPapers, DeliveryChoice? delivery, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -250,6 +255,10 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
             return false;
         }
         await ReplaceTopicsAsync(connection, transaction, id.Value, topics, cancellationToken);
+        if (delivery is not null)
+        {
+            await SetDeliveryAsync(connection, transaction, id.Value, delivery, cancellationToken);
+        }
         await transaction.CommitAsync(cancellationToken);
         return true;
     }
