@@ -204,6 +204,36 @@ public sealed class DeliverySlotTests : IAsyncLifetime
         Assert.Equal(1, CountOf(newcomer.TextBody, "Lidar Odometry at Night"));
     }
 
+    [Fact]
+    public async Task DigestAtRunsTheSlotOfThatInstantAndRefusesAnInstantItCannotRead()
+    {
+        await _database.SaveDayAsync(Day, TestDatabase.LidarPaper);
+        await AddAsync("seven@example.org", "UTC", 7);
+        await AddAsync("nine@example.org", "UTC", 9);
+        await AddAsync("tokyo-six-pm@example.org", "Asia/Tokyo", 18); // 09:00 UTC
+        var environment = new Dictionary<string, string>
+        {
+            ["ConnectionStrings__Postgres"] = _database.ConnectionString,
+            ["App__TokenSecret"] = "a-secret-for-the-slot-test-of-the-digest-verb",
+            ["Smtp__Host"] = "127.0.0.1",
+            ["Smtp__Port"] = _smtp.Port.ToString(CultureInfo.InvariantCulture),
+            ["Smtp__Security"] = "None",
+        };
+
+        var run = await ServiceBinary.RunAsync(["digest", "--at", "2026-11-25T09:30:00+00:00", "--no-ingest"], environment);
+        var unreadable = await ServiceBinary.RunAsync(["digest", "--at", "half past nine"], environment);
+        var both = await ServiceBinary.RunAsync(["digest", "--at", "2026-11-25T09:00:00Z", "--date", "2026-11-25"], environment);
+
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains("slot 2026-11-25 09:00Z", run.Output);
+        Assert.Contains("2 subscribers due", run.Output);
+        Assert.Single(_smtp.MessagesTo("nine@example.org"));
+        Assert.Single(_smtp.MessagesTo("tokyo-six-pm@example.org"));
+        Assert.Empty(_smtp.MessagesTo("seven@example.org"));
+        Assert.Equal((64, 64), (unreadable.ExitCode, both.ExitCode));
+        Assert.Contains("--at half past nine", unreadable.Error + unreadable.Output);
+    }
+
     private static int CountOf(string? text, string part) => text is null ? 0 : (text.Length - text.Replace(part, "", StringComparison.Ordinal).Length) / part.Length;
 
     private static readonly Dictionary<string, string?> DefaultTime = new() { ["Digest:Schedule"] = "0 0 7 * * ?", ["Digest:TimeZone"] = "UTC" };
