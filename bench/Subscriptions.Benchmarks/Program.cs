@@ -5,6 +5,7 @@ using Subscriptions.Benchmarks;
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- daily [--subscribers N] [--runs R] [--connections C]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- message [--messages M]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- signup [--seconds S]
+// dotnet run -c Release --project bench/Subscriptions.Benchmarks -- slots [--subscribers N]
 var mode = args.FirstOrDefault(a => !a.StartsWith('-')) ?? "";
 var subscribers = IntOption("--subscribers", 100_000);
 var runs = IntOption("--runs", 3);
@@ -26,11 +27,14 @@ switch (mode)
     case "signup":
         await SignupBenchmark.RunAsync(IntOption("--seconds", 20));
         return 0;
+    case "slots":
+        await SlotsBenchmark.RunAsync(subscribers);
+        return 0;
     case "message":
         await MessageBenchmark.RunAsync(IntOption("--messages", 20_000));
         return 0;
     default:
-        Console.Error.WriteLine("Usage: Subscriptions.Benchmarks matching|daily|message|signup [--subscribers N] [--runs R] [--connections C] [--messages M] [--seconds S]");
+        Console.Error.WriteLine("Usage: Subscriptions.Benchmarks matching|daily|message|signup|slots [--subscribers N] [--runs R] [--connections C] [--messages M] [--seconds S]");
         return 64;
 }
 

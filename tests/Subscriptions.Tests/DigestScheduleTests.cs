@@ -1,14 +1,23 @@
 using Microsoft.Extensions.DependencyInjection;
 using Quartz;
 using Subscriptions.Digest;
-using Subscriptions.Papers;
 using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
 
-/// <summary>The daily trigger: Quartz's clustered job store in the real database.</summary>
-public sealed class DigestScheduleTests(TestDatabase database) : IClassFixture<TestDatabase>
+/// <summary>The hourly trigger: Quartz's clustered job store in the real _database.</summary>
+public sealed class DigestScheduleTests : IAsyncLifetime
 {
+    private readonly TestDatabase _database = new(); // a database of its own: every due subscriber takes part in a slot
+
+    public Task InitializeAsync() => _database.InitializeAsync();
+
+    public async Task DisposeAsync()
+    {
+        await _database.DisposeAsync();
+        await PostgresServer.DropDatabaseAsync(_database.ConnectionString);
+    }
+
     [Theory]
     [InlineData("0 0 7 * * ?", "UTC", "2026-11-25T09:00:00Z", "2026-11-25")] // fired on time or late the same day
     [InlineData("0 0 7 * * ?", "UTC", "2026-11-26T06:59:00Z", "2026-11-25")] // the next morning, before its own run: yesterday's
@@ -25,42 +34,15 @@ public sealed class DigestScheduleTests(TestDatabase database) : IClassFixture<T
     }
 
     [Fact]
-    public async Task TheScheduledTriggerPlansTheDayAndTheWorkerSendsIt()
+    public async Task TheHourlyTriggerPlansTheDueSlotAndTheWorkerSendsIt()
     {
         await using var smtp = await TestSmtpServer.StartNewAsync();
-        var today = DateOnly.FromDateTime(DateTime.UtcNow);
-        await database.AddSubscriberAsync("scheduled@example.org", "active", maxPapers: null, "lidar");
-
-        await using var app = new TestApp(database, smtp, settings: new Dictionary<string, string?>
-        {
-            ["Digest:Enabled"] = "true",
-            ["Digest:Schedule"] = "0/2 * * * * ?", // every two seconds
-            ["Papers:Sources"] = "file",
-            ["Papers:File:Path"] = Path.Combine(AppContext.BaseDirectory, "Payloads", "trending-page.txt"),
-        });
-        await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(today, "huggingface",
-            [PaperRecord.Create("2611.00021", "Lidar Point Clouds", "Scans.", [], null, 3)], CancellationToken.None);
-
-        var message = await smtp.WaitForMessageToAsync("scheduled@example.org", TimeSpan.FromSeconds(30));
-        var firstEmailArrived = DateTimeOffset.UtcNow;
-
-        Assert.StartsWith("1 trending paper on lidar", message.Subject, StringComparison.Ordinal);
-        Assert.Equal(1, await database.ScalarAsync<long>(
-            "SELECT count(*) FROM qrtz_cron_triggers WHERE sched_name = 'Subscriptions' AND cron_expression = '0/2 * * * * ?'"));
-        Assert.True(await database.ScalarAsync<long>("SELECT count(*) FROM qrtz_scheduler_state WHERE sched_name = 'Subscriptions'") >= 1);
-        // The job ingested the configured file for the day before planning.
-        Assert.True(await database.ScalarAsync<long>("SELECT count(*) FROM paper_days WHERE source = 'file' AND day = @today", new { today }) >= 3);
-        // Later firings the same day plan nothing new: still one email once a later firing, and a round of
-        // the delivery worker after it, have run.
-        await WaitForFiringFinishedAfterAsync(app, firstEmailArrived);
-        await app.WaitForFreshRoundAsync<DeliveryWorker>();
-        Assert.Single(smtp.MessagesTo("scheduled@example.org"));
-    }
-
-    [Fact]
-    public async Task ARunMissedWhileEveryInstanceWasDownFiresOnceWhenOneComesBack()
-    {
-        await using var smtp = await TestSmtpServer.StartNewAsync();
+        // The app's clock (Quartz's too) says 07:20 UTC on a day in the future, so the trigger made due below is a misfire.
+        var time = new ShiftedTime(new DateTimeOffset(2030, 1, 9, 7, 20, 0, TimeSpan.Zero));
+        var day = new DateOnly(2030, 1, 9);
+        await _database.AddSubscriberAsync("scheduled@example.org", "active", maxPapers: null, "dexterous manipulation"); // the default time: 07:00 UTC
+        await AddScheduledAsync("berlin8@example.org", "Europe/Berlin", 8, "dexterous manipulation"); // 07:00 UTC in November
+        await AddScheduledAsync("berlin9@example.org", "Europe/Berlin", 9, "dexterous manipulation"); // an hour later
         var settings = new Dictionary<string, string?>
         {
             ["Digest:Enabled"] = "true",
@@ -68,31 +50,90 @@ public sealed class DigestScheduleTests(TestDatabase database) : IClassFixture<T
             ["Papers:Sources"] = "file",
             ["Papers:File:Path"] = Path.Combine(AppContext.BaseDirectory, "Payloads", "trending-page.txt"),
         };
-        var missedDay = DigestSchedule.DayOfFiring(new DigestOptions { Schedule = "0 0 7 * * ?" }, DateTimeOffset.UtcNow);
-        await database.AddSubscriberAsync("missed@example.org", "active", maxPapers: null, "dexterous manipulation");
-
-        await using (var first = new TestApp(database, smtp, settings: settings))
+        await using (var first = new TestApp(_database, smtp, time, settings))
         {
-            _ = first.Services; // starts, and schedules the daily trigger for the next 07:00
+            _ = first.Services; // starts, and schedules the hourly trigger
         }
-        Assert.Equal(1, await database.ScalarAsync<long>("SELECT count(*) FROM qrtz_triggers WHERE trigger_name = 'daily-digest'"));
+        Assert.Equal(1, await _database.ScalarAsync<long>(
+            "SELECT count(*) FROM qrtz_cron_triggers WHERE sched_name = 'Subscriptions' AND cron_expression = '0 0 * * * ?' AND time_zone_id = 'UTC'"));
+        // Due long ago for that clock: the second instance fires it once as it starts.
+        await _database.ExecuteAsync("UPDATE qrtz_triggers SET next_fire_time = @due WHERE trigger_name = 'daily-digest'",
+            new { due = DateTimeOffset.UtcNow.AddMinutes(-3).UtcTicks });
+        var started = DateTimeOffset.UtcNow;
 
-        // Every instance was down when the trigger was due, two hours ago.
-        var due = DateTimeOffset.UtcNow.AddHours(-2).UtcTicks;
-        await database.ExecuteAsync("UPDATE qrtz_triggers SET next_fire_time = @due WHERE trigger_name = 'daily-digest'", new { due });
+        await using var app = new TestApp(_database, smtp, time, settings);
+        _ = app.Services;
+
+        var message = await smtp.WaitForMessageToAsync("scheduled@example.org", TimeSpan.FromSeconds(30));
+        Assert.Contains("Diffusion Policies for Dexterous Manipulation", message.TextBody);
+        await smtp.WaitForMessageToAsync("berlin8@example.org", TimeSpan.FromSeconds(30));
+        await WaitForFiringFinishedAfterAsync(app, started);
+        await app.WaitForFreshRoundAsync<DeliveryWorker>();
+        Assert.Empty(smtp.MessagesTo("berlin9@example.org"));
+        Assert.True(await _database.ScalarAsync<long>("SELECT count(*) FROM qrtz_scheduler_state WHERE sched_name = 'Subscriptions'") >= 1);
+        // 07:00 UTC is the operator's default time, so that slot ingested the configured file for the day before planning.
+        Assert.True(await _database.ScalarAsync<long>("SELECT count(*) FROM paper_days WHERE source = 'file' AND day = @day", new { day }) >= 3);
+        Assert.Equal(new DateTime(2030, 1, 9, 7, 0, 0, DateTimeKind.Utc), await _database.ScalarAsync<DateTime>("SELECT max(slot) FROM digest_slots"));
+    }
+
+    [Fact]
+    public async Task SlotsMissedWhileEveryInstanceWasDownArePlannedOnceWhenOneComesBack()
+    {
+        await using var smtp = await TestSmtpServer.StartNewAsync();
+        var time = new ShiftedTime(new DateTimeOffset(2030, 1, 10, 9, 20, 0, TimeSpan.Zero));
+        var settings = new Dictionary<string, string?>
+        {
+            ["Digest:Enabled"] = "true",
+            ["Digest:Schedule"] = "0 0 7 * * ?",
+            ["Papers:Sources"] = "file",
+            ["Papers:File:Path"] = Path.Combine(AppContext.BaseDirectory, "Payloads", "trending-page.txt"),
+        };
+        // One subscriber per UTC hour from 05:00 to 10:00; the last slot planned was 05:00, then every instance went down.
+        // Until the 07:00 slot ingests the 10th's papers (the file), the latest stored are the 9th's.
+        for (var hour = 5; hour <= 10; hour++)
+        {
+            await AddScheduledAsync($"missed{hour}@example.org", "UTC", hour, "lidar OR \"dexterous manipulation\"");
+        }
+        await _database.SaveDayAsync(new DateOnly(2030, 1, 9), TestDatabase.LidarPaper);
+        await _database.ExecuteAsync("INSERT INTO digest_slots (slot, planned_at, matched, planned) VALUES ('2030-01-10T05:00:00Z', now(), 0, 0)");
+
+        await using (var first = new TestApp(_database, smtp, time, settings))
+        {
+            _ = first.Services;
+        }
+        // The trigger was due two hours ago, when nothing ran.
+        await _database.ExecuteAsync("UPDATE qrtz_triggers SET next_fire_time = @due WHERE trigger_name = 'daily-digest'",
+            new { due = DateTimeOffset.UtcNow.AddHours(-2).UtcTicks });
 
         var secondStarted = DateTimeOffset.UtcNow;
-        await using var second = new TestApp(database, smtp, settings: settings);
+        await using var second = new TestApp(_database, smtp, time, settings);
         _ = second.Services;
 
-        var message = await smtp.WaitForMessageToAsync("missed@example.org", TimeSpan.FromSeconds(30));
-        Assert.EndsWith(missedDay.ToString("d MMM yyyy", System.Globalization.CultureInfo.InvariantCulture), message.Subject, StringComparison.Ordinal);
-        Assert.Contains("Diffusion Policies for Dexterous Manipulation", message.TextBody);
-        // Fired once for the missed run, then back on schedule: the next firing is in the future.
+        // 06:00, 07:00 (the default slot, which ingests the day's papers), 08:00 and 09:00: each once, in one firing.
+        foreach (var hour in new[] { 6, 7, 8, 9 })
+        {
+            var message = await smtp.WaitForMessageToAsync($"missed{hour}@example.org", TimeSpan.FromSeconds(30));
+            Assert.EndsWith("10 Jan 2030", message.Subject, StringComparison.Ordinal);
+            Assert.Contains(hour == 6 ? "Lidar Odometry at Night" : "Diffusion Policies for Dexterous Manipulation", message.TextBody);
+        }
         await WaitForFiringFinishedAfterAsync(second, secondStarted);
         await second.WaitForFreshRoundAsync<DeliveryWorker>();
-        Assert.Single(smtp.MessagesTo("missed@example.org"));
-        Assert.True(await database.ScalarAsync<long>("SELECT next_fire_time FROM qrtz_triggers WHERE trigger_name = 'daily-digest'") > DateTimeOffset.UtcNow.UtcTicks);
+        Assert.All(new[] { 6, 7, 8, 9 }, hour => Assert.Single(smtp.MessagesTo($"missed{hour}@example.org")));
+        Assert.Empty(smtp.MessagesTo("missed5@example.org")); // planned before the outage (here: found nothing)
+        Assert.Empty(smtp.MessagesTo("missed10@example.org")); // not due yet
+        Assert.Equal(
+            [new DateTime(2030, 1, 10, 5, 0, 0), new DateTime(2030, 1, 10, 6, 0, 0), new DateTime(2030, 1, 10, 7, 0, 0),
+             new DateTime(2030, 1, 10, 8, 0, 0), new DateTime(2030, 1, 10, 9, 0, 0)],
+            (await _database.QueryAsync<DateTime>("SELECT slot FROM digest_slots ORDER BY slot")).Select(slot => DateTime.SpecifyKind(slot, DateTimeKind.Unspecified)));
+        // Fired once for what was missed, then back on schedule: the next firing is the next hour.
+        Assert.Equal(new DateTimeOffset(2030, 1, 10, 10, 0, 0, TimeSpan.Zero).UtcTicks,
+            await _database.ScalarAsync<long>("SELECT next_fire_time FROM qrtz_triggers WHERE trigger_name = 'daily-digest'"));
+    }
+
+    private async Task AddScheduledAsync(string email, string timeZone, int hour, params string[] topics)
+    {
+        var (id, _) = await _database.AddSubscriberAsync(email, "active", maxPapers: null, topics);
+        await _database.ExecuteAsync("UPDATE subscribers SET time_zone = @timeZone, delivery_hour = @hour WHERE id = @id", new { id, timeZone, hour });
     }
 
     /// <summary>Returns once a firing of the daily trigger scheduled after <paramref name="since"/> has finished its job.</summary>

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Options;
 using Subscriptions.Digest;
@@ -9,13 +10,35 @@ internal static class DigestCommand
 {
     public static Command Create()
     {
-        var date = Verbs.DateOption("The day to digest (default: the day of the latest scheduled time).");
+        var date = Verbs.DateOption("The day to digest: the slot of the default delivery time that day, with that day's papers (default: the day of the latest scheduled time).");
+        var at = new Option<DateTimeOffset?>("--at")
+        {
+            Description = "Run the hourly slot of this instant (every subscriber whose delivery time falls in it), with the latest papers stored by then.",
+            HelpName = "INSTANT",
+            CustomParser = result =>
+            {
+                var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+                if (DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var instant))
+                {
+                    return instant;
+                }
+                result.AddError($"--at {text}: expected an ISO 8601 instant, e.g. 2026-11-25T07:00:00Z");
+                return null;
+            },
+        };
         var dryRun = new Option<bool>("--dry-run") { Description = "Render every email but send and record nothing." };
         var noIngest = new Option<bool>("--no-ingest") { Description = "Use the papers already stored instead of fetching the day's." };
         var command = new Command("digest", "Run one day's whole digest now (ingest, match, plan, send) with progress; returns when every delivery of the day is sent, failed or skipped.")
         {
-            date, dryRun, noIngest,
+            date, at, dryRun, noIngest,
         };
+        command.Validators.Add(result =>
+        {
+            if (result.GetResult(date) is not null && result.GetResult(at) is not null)
+            {
+                result.AddError("--date and --at: give one or the other");
+            }
+        });
         command.SetAction(async result =>
         {
             using var host = await CommandHost.StartAsync(Verbs.Settings(result), services => services.AddDigest());
@@ -30,13 +53,15 @@ internal static class DigestCommand
             using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
             using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
             var isDryRun = result.GetValue(dryRun);
-            var day = result.GetValue(date) ?? DigestSchedule.DayOfFiring(
-                host.Services.GetRequiredService<IOptions<DigestOptions>>().Value, DateTimeOffset.UtcNow);
-            Console.WriteLine($"Digest of {day:yyyy-MM-dd}{(isDryRun ? " (dry run)" : "")}");
+            var options = host.Services.GetRequiredService<IOptions<DigestOptions>>().Value;
+            var instant = result.GetValue(at);
+            var day = result.GetValue(date) ?? (instant is { } given ? DigestSchedule.LocalDate(options, given) : DigestSchedule.DayOfFiring(options, DateTimeOffset.UtcNow));
+            var slot = instant is { } moment ? DeliverySlots.SlotOf(moment) : DigestSchedule.DefaultSlot(options, day);
+            Console.WriteLine($"Digest of {day:yyyy-MM-dd}, slot {slot:yyyy-MM-dd HH:mm}Z{(isDryRun ? " (dry run)" : "")}");
             try
             {
-                var summary = await host.Services.GetRequiredService<DigestRunner>().RunAsync(
-                    day, ingestFirst: !result.GetValue(noIngest), isDryRun, Console.WriteLine, stop.Token);
+                var summary = await host.Services.GetRequiredService<DigestRunner>().RunSlotAsync(
+                    slot, instant is null ? day : null, ingestFirst: !result.GetValue(noIngest), isDryRun, Console.WriteLine, stop.Token);
                 Console.WriteLine($"Done in {summary.Elapsed.TotalSeconds:F1} s: {summary.Matched:N0} subscribers matched, {summary.Planned:N0} newly planned, " +
                     $"{summary.Sent:N0} sent, {summary.Failed:N0} failed, {summary.Skipped:N0} skipped, {summary.Waiting:N0} still open");
                 return summary.Sources.Any(source => source.Failed) ? Verbs.SourceFailed : Verbs.Done;

@@ -3,15 +3,32 @@ using Quartz;
 
 namespace Subscriptions.Digest;
 
-/// <summary>Plans the day's digest; every instance's <see cref="DeliveryWorker"/> then sends it.</summary>
+/// <summary>
+/// Plans the hourly slot that is due, and every slot since the last one planned (at most a day's worth) when
+/// all instances were down meanwhile; the slot of the operator's default time ingests the day's papers
+/// first. Every instance's <see cref="DeliveryWorker"/> then sends it.
+/// </summary>
 [DisallowConcurrentExecution]
-internal sealed class DailyDigestJob(DigestRunner runner, DeliverySignal signal, IOptions<DigestOptions> options, TimeProvider time, ILogger<DailyDigestJob> logger) : IJob
+internal sealed class DailyDigestJob(
+    DigestRunner runner, DeliveryPlanner planner, DeliverySignal signal, IOptions<DigestOptions> options, TimeProvider time, ILogger<DailyDigestJob> logger) : IJob
 {
+    private static readonly TimeSpan CatchUpAtMost = TimeSpan.FromHours(23);
+
     public async ValueTask Execute(IJobExecutionContext context, CancellationToken cancellationToken = default)
     {
-        var day = DigestSchedule.DayOfFiring(options.Value, time.GetUtcNow());
-        logger.LogInformation("Daily digest for {Day} started (scheduled {Scheduled})", day, context.ScheduledFireTimeUtc);
-        await runner.PlanDayAsync(day, ingestFirst: true, message => logger.LogInformation("{Progress}", message), cancellationToken);
-        signal.Wake();
+        var digest = options.Value;
+        var current = DeliverySlots.SlotOf(time.GetUtcNow());
+        var first = await planner.LastPlannedSlotAsync(cancellationToken) is { } last && last < current
+            ? (last + DeliverySlots.Length > current - CatchUpAtMost ? last + DeliverySlots.Length : current - CatchUpAtMost)
+            : current;
+        for (var slot = first; slot <= current; slot += DeliverySlots.Length)
+        {
+            var isDefaultSlot = slot == DigestSchedule.DefaultSlot(digest, DigestSchedule.LocalDate(digest, slot));
+            logger.LogInformation("Digest slot {Slot:O} started (scheduled {Scheduled:O}){Ingest}", slot, context.ScheduledFireTimeUtc,
+                isDefaultSlot ? ", ingesting the day's papers first" : "");
+            await runner.PlanSlotAsync(slot, papersDay: null, ingestFirst: isDefaultSlot,
+                message => logger.LogInformation("{Progress}", message), cancellationToken);
+            signal.Wake();
+        }
     }
 }

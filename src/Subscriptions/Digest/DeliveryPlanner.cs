@@ -1,55 +1,210 @@
 using Dapper;
+using Microsoft.Extensions.Options;
 using Npgsql;
 using Subscriptions.Matching;
 
 namespace Subscriptions.Digest;
 
+/// <summary>What planning one slot did: the subscribers it covered, those with something new to send, the deliveries added.</summary>
+internal sealed record SlotPlan(DateTimeOffset Slot, DateOnly PapersDay, long Covered, long Matched, long Added, IReadOnlyList<DateOnly> DeliveryDays);
+
 /// <summary>
-/// Turns a day's matches into <c>deliveries</c>: one row per subscriber with at least one matching
-/// paper, written in batches as the matcher streams them. The unique (subscriber, day) key makes
-/// planning a day twice add nothing.
+/// Turns a slot's matches into <c>deliveries</c>: the slot's subscribers (<see cref="DeliverySlots"/>) are matched
+/// against the latest ingested day (a week of days for weekly subscribers), leaving out every paper each of
+/// them was already planned, and get one row each, keyed by their local date. The unique (subscriber, day) key
+/// makes planning a slot twice add nothing, and gives nobody two digests on one local date.
 /// </summary>
-internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher matcher, TimeProvider time)
+internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher matcher, IOptions<DigestOptions> options, TimeProvider time)
 {
     private const int BatchSize = 5000;
+    private const int WeekDays = 7;
 
-    /// <summary>Plans the day; returns how many subscribers matched and how many deliveries are new.</summary>
-    public async Task<(long Matched, long Added)> PlanAsync(DateOnly day, CancellationToken cancellationToken)
+    /// <summary>A daily subscriber's candidates: the one latest day ingested (earlier days were theirs the day before).</summary>
+    private const string Daily = "daily";
+
+    private sealed record SlotSubscriber(long Id, DateOnly Day, string Frequency);
+
+    /// <summary>Plans the slot at <paramref name="slot"/> (a whole UTC hour) with the papers of <paramref name="papersDay"/> (default: the latest ingested on or before the slot's date in <c>Digest:TimeZone</c>).</summary>
+    public async Task<SlotPlan> PlanSlotAsync(DateTimeOffset slot, DateOnly? papersDay, CancellationToken cancellationToken)
     {
+        slot = DeliverySlots.SlotOf(slot);
+        var digest = options.Value;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var day = papersDay ?? await LatestPapersDayAsync(connection, DigestSchedule.LocalDate(digest, slot), cancellationToken);
+        if (day is not { } latest)
+        {
+            await RecordSlotAsync(connection, slot, 0, 0, cancellationToken);
+            return new SlotPlan(slot, default, 0, 0, 0, []);
+        }
+
+        var subscribers = await SubscribersDueAsync(connection, slot, digest, cancellationToken);
+        var weekDays = await IngestedDaysAsync(connection, latest.AddDays(1 - WeekDays), latest, cancellationToken);
+        var alreadySent = await AlreadyPlannedAsync(connection, subscribers, weekDays, cancellationToken);
+        // Which day a planned paper is shown from: the latest of the window it was listed on.
+        var paperDays = await PaperDaysAsync(connection, weekDays, cancellationToken);
+
         long matched = 0, added = 0;
-        var ids = new List<long>(BatchSize);
-        var papers = new List<string>(BatchSize);
-        await foreach (var list in matcher.MatchAllAsync(day, cancellationToken))
+        var localDay = subscribers.ToDictionary(s => s.Id, s => s.Day);
+        foreach (var (frequency, days) in new[] { (Daily, (IReadOnlyList<DateOnly>)[latest]), ("weekly", weekDays) })
         {
-            matched++;
-            ids.Add(list.SubscriberId);
-            papers.Add(PlannedPaper.Serialize(list.Papers));
-            if (ids.Count == BatchSize)
+            var ids = subscribers.Where(s => s.Frequency == frequency).Select(s => s.Id).ToArray();
+            if (ids.Length == 0)
             {
-                added += await InsertAsync(day, ids, papers, cancellationToken);
-                ids.Clear();
-                papers.Clear();
+                continue;
             }
+            var batch = new List<(long Id, DateOnly Day, string Papers)>(BatchSize);
+            await foreach (var list in matcher.MatchAllAsync(days, ids, alreadySent, cancellationToken))
+            {
+                matched++;
+                batch.Add((list.SubscriberId, localDay[list.SubscriberId],
+                    PlannedPaper.Serialize(list.Papers, paper => paperDays.GetValueOrDefault(paper.PaperId, latest))));
+                if (batch.Count == BatchSize)
+                {
+                    added += await InsertAsync(connection, batch, cancellationToken);
+                    batch.Clear();
+                }
+            }
+            added += await InsertAsync(connection, batch, cancellationToken);
         }
-        if (ids.Count > 0)
-        {
-            added += await InsertAsync(day, ids, papers, cancellationToken);
-        }
-        return (matched, added);
+        await RecordSlotAsync(connection, slot, matched, added, cancellationToken);
+        return new SlotPlan(slot, latest, subscribers.Count, matched, added, [.. localDay.Values.Distinct().Order()]);
     }
 
-    private async Task<int> InsertAsync(DateOnly day, List<long> ids, List<string> papers, CancellationToken cancellationToken)
+    /// <summary>The last slot planned, if any (by any instance, the scheduler or <c>digest</c>).</summary>
+    public async Task<DateTimeOffset?> LastPlannedSlotAsync(CancellationToken cancellationToken)
     {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var last = await connection.ExecuteScalarAsync<DateTime?>(new CommandDefinition("SELECT max(slot) FROM digest_slots", cancellationToken: cancellationToken));
+        return last is { } value ? new DateTimeOffset(DateTime.SpecifyKind(value, DateTimeKind.Utc)) : null;
+    }
+
+    private static async Task<DateOnly?> LatestPapersDayAsync(NpgsqlConnection connection, DateOnly onOrBefore, CancellationToken cancellationToken) =>
+        await connection.ExecuteScalarAsync<DateOnly?>(new CommandDefinition(
+            "SELECT max(day) FROM paper_days WHERE day <= @onOrBefore", new { onOrBefore }, cancellationToken: cancellationToken));
+
+    private static async Task<IReadOnlyList<DateOnly>> IngestedDaysAsync(NpgsqlConnection connection, DateOnly from, DateOnly to, CancellationToken cancellationToken) =>
+        [.. await connection.QueryAsync<DateOnly>(new CommandDefinition(
+            "SELECT DISTINCT day FROM paper_days WHERE day BETWEEN @from AND @to ORDER BY day", new { from, to }, cancellationToken: cancellationToken))];
+
+    private static async Task<Dictionary<long, DateOnly>> PaperDaysAsync(NpgsqlConnection connection, IReadOnlyList<DateOnly> days, CancellationToken cancellationToken) =>
+        (await connection.QueryAsync<(long PaperId, DateOnly Day)>(new CommandDefinition(
+            "SELECT paper_id, max(day) FROM paper_days WHERE day = ANY(@days) GROUP BY paper_id", new { days = days.ToArray() },
+            cancellationToken: cancellationToken))).ToDictionary(row => row.PaperId, row => row.Day);
+
+    /// <summary>
+    /// The active subscribers whose delivery time falls in the slot, each with their local date there. Their time
+    /// zones are few: the due hours are worked out here per zone (DST rules and all), and the database only joins.
+    /// </summary>
+    private static async Task<List<SlotSubscriber>> SubscribersDueAsync(
+        NpgsqlConnection connection, DateTimeOffset slot, DigestOptions digest, CancellationToken cancellationToken)
+    {
+        // DISTINCT would read every active subscriber; this skips through the index, one probe per zone.
+        const string chosenZones = """
+            WITH RECURSIVE zones AS (
+                (SELECT time_zone FROM subscribers WHERE status = 'active' AND time_zone IS NOT NULL ORDER BY time_zone LIMIT 1)
+                UNION ALL
+                SELECT (SELECT s.time_zone FROM subscribers s
+                        WHERE s.status = 'active' AND s.time_zone IS NOT NULL AND s.time_zone > z.time_zone
+                        ORDER BY s.time_zone LIMIT 1)
+                FROM zones z WHERE z.time_zone IS NOT NULL)
+            SELECT time_zone FROM zones WHERE time_zone IS NOT NULL
+            """;
+        var zones = (await connection.QueryAsync<string>(new CommandDefinition(chosenZones, cancellationToken: cancellationToken))).ToHashSet(StringComparer.Ordinal);
+        zones.Add(digest.TimeZone);
+        var due = DeliverySlots.DueIn(slot, zones).ToList();
+        if (due.Count == 0)
+        {
+            return [];
+        }
+
+        const string sql = """
+            SELECT s.id, z.day, s.frequency
+            FROM subscribers s
+            JOIN unnest(@zones::text[], @hours::int[], @days::date[], @weekdays::int[]) AS z(zone, hour, day, weekday)
+              ON z.zone = coalesce(s.time_zone, @defaultZone) AND z.hour = coalesce(s.delivery_hour, @defaultHour)
+            WHERE s.status = 'active' AND (s.frequency = 'daily' OR s.weekday = z.weekday)
+            """;
+        return [.. await connection.QueryAsync<SlotSubscriber>(new CommandDefinition(sql, new
+        {
+            zones = due.Select(d => d.TimeZone).ToArray(),
+            hours = due.Select(d => d.Hour).ToArray(),
+            days = due.Select(d => d.Day).ToArray(),
+            weekdays = due.Select(d => d.Weekday).ToArray(),
+            defaultZone = digest.TimeZone,
+            defaultHour = digest.DefaultHour,
+        }, cancellationToken: cancellationToken))];
+    }
+
+    /// <summary>
+    /// Of the window's papers, those each slot subscriber was planned on another date. A paper can have been planned
+    /// only from a day it was listed on, so only deliveries from the first such day on are read (a day earlier, as a
+    /// subscriber's local date can be behind the papers' day). The delivery of the slot's own date does not count, so
+    /// planning a slot again matches what it did the first time (and adds nothing).
+    /// </summary>
+    private static async Task<Dictionary<long, HashSet<long>>> AlreadyPlannedAsync(
+        NpgsqlConnection connection, List<SlotSubscriber> subscribers, IReadOnlyList<DateOnly> days, CancellationToken cancellationToken)
+    {
+        var sent = new Dictionary<long, HashSet<long>>();
+        if (subscribers.Count == 0 || days.Count == 0)
+        {
+            return sent;
+        }
+        const string sql = """
+            WITH window_papers AS (
+                SELECT DISTINCT paper_id FROM paper_days WHERE day = ANY(@days)
+            ), since AS (
+                SELECT min(d.day) - 1 AS day FROM paper_days d JOIN window_papers w ON w.paper_id = d.paper_id
+            )
+            SELECT d.subscriber_id, (p.value ->> 'paper_id')::bigint AS paper_id
+            FROM unnest(@ids::bigint[], @localDays::date[]) AS slot(id, day)
+            JOIN deliveries d ON d.subscriber_id = slot.id AND d.day >= (SELECT day FROM since) AND d.day <> slot.day
+            CROSS JOIN LATERAL jsonb_array_elements(d.papers) AS p(value)
+            WHERE (p.value ->> 'paper_id')::bigint IN (SELECT paper_id FROM window_papers)
+            """;
+        var rows = await connection.QueryAsync<(long SubscriberId, long PaperId)>(new CommandDefinition(
+            sql, new { ids = subscribers.Select(s => s.Id).ToArray(), localDays = subscribers.Select(s => s.Day).ToArray(), days = days.ToArray() },
+            cancellationToken: cancellationToken));
+        foreach (var (subscriberId, paperId) in rows)
+        {
+            if (!sent.TryGetValue(subscriberId, out var papers))
+            {
+                sent[subscriberId] = papers = [];
+            }
+            papers.Add(paperId);
+        }
+        return sent;
+    }
+
+    private async Task<int> InsertAsync(NpgsqlConnection connection, List<(long Id, DateOnly Day, string Papers)> batch, CancellationToken cancellationToken)
+    {
+        if (batch.Count == 0)
+        {
+            return 0;
+        }
         const string sql = """
             WITH planned AS (
                 INSERT INTO deliveries (subscriber_id, day, papers, next_attempt_at, created_at)
-                SELECT id, @day, papers::jsonb, @now, @now FROM unnest(@ids, @papers) AS t(id, papers)
+                SELECT id, day, papers::jsonb, @now, @now FROM unnest(@ids, @days, @papers) AS t(id, day, papers)
                 ON CONFLICT (subscriber_id, day) DO NOTHING
                 RETURNING id, day)
             INSERT INTO delivery_queue (delivery_id, day) SELECT id, day FROM planned
             """;
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return await connection.ExecuteAsync(new CommandDefinition(
-            sql, new { day, now = time.GetUtcNow(), ids = ids.ToArray(), papers = papers.ToArray() }, cancellationToken: cancellationToken));
+        return await connection.ExecuteAsync(new CommandDefinition(sql, new
+        {
+            now = time.GetUtcNow(),
+            ids = batch.Select(row => row.Id).ToArray(),
+            days = batch.Select(row => row.Day).ToArray(),
+            papers = batch.Select(row => row.Papers).ToArray(),
+        }, cancellationToken: cancellationToken));
+    }
+
+    private async Task RecordSlotAsync(NpgsqlConnection connection, DateTimeOffset slot, long matched, long added, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            INSERT INTO digest_slots (slot, planned_at, matched, planned) VALUES (@slot, @now, @matched, @added)
+            ON CONFLICT (slot) DO UPDATE SET planned_at = EXCLUDED.planned_at, matched = EXCLUDED.matched,
+                                             planned = digest_slots.planned + EXCLUDED.planned
+            """;
+        await connection.ExecuteAsync(new CommandDefinition(sql, new { slot, now = time.GetUtcNow(), matched, added }, cancellationToken: cancellationToken));
     }
 }

@@ -52,40 +52,40 @@ internal sealed class DeliverySender(
     private readonly ConcurrentDictionary<DateOnly, Lazy<Task<Dictionary<long, DayPaper>>>> _papersOfDay = new();
 
     /// <summary>
-    /// Sends what is due now (of <paramref name="day"/>, or of any day) with two senders per SMTP
+    /// Sends what is due now (of <paramref name="days"/>, or of any day) with two senders per SMTP
     /// connection side by side, until nothing due is left to claim.
     /// </summary>
-    public async Task SendDueAsync(DateOnly? day, SendCounters counters, CancellationToken cancellationToken)
+    public async Task SendDueAsync(IReadOnlyList<DateOnly>? days, SendCounters counters, CancellationToken cancellationToken)
     {
         _papersOfDay.Clear(); // papers may have been re-ingested since the last run
         // Two senders per SMTP connection: while one waits for the database to record its outcome,
         // the other has the connection. Each still has at most one message in flight.
         var senders = Enumerable.Range(1, smtpOptions.Value.Connections * 2)
-            .Select(n => SendLoopAsync(day, $"{InstanceId}#{n}", counters, cancellationToken));
+            .Select(n => SendLoopAsync(days?.ToArray(), $"{InstanceId}#{n}", counters, cancellationToken));
         await Task.WhenAll(senders);
     }
 
-    /// <summary>When the next of the day's open deliveries is due, or null when every one is sent, failed or skipped.</summary>
-    public async Task<DateTimeOffset?> NextDueAsync(DateOnly day, CancellationToken cancellationToken)
+    /// <summary>When the next of the days' open deliveries is due, or null when every one is sent, failed or skipped.</summary>
+    public async Task<DateTimeOffset?> NextDueAsync(IReadOnlyList<DateOnly> days, CancellationToken cancellationToken)
     {
         const string sql = """
             SELECT min(CASE WHEN d.status = 'pending' THEN d.next_attempt_at ELSE d.claimed_until END)
             FROM delivery_queue q JOIN deliveries d ON d.id = q.delivery_id
-            WHERE q.day = @day
+            WHERE q.day = ANY(@days)
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var next = await connection.ExecuteScalarAsync<DateTime?>(new CommandDefinition(sql, new { day }, cancellationToken: cancellationToken));
+        var next = await connection.ExecuteScalarAsync<DateTime?>(new CommandDefinition(sql, new { days = days.ToArray() }, cancellationToken: cancellationToken));
         return next is { } value ? new DateTimeOffset(DateTime.SpecifyKind(value, DateTimeKind.Utc)) : null;
     }
 
-    public async Task<long> CountOpenAsync(DateOnly day, CancellationToken cancellationToken)
+    public async Task<long> CountOpenAsync(IReadOnlyList<DateOnly> days, CancellationToken cancellationToken)
     {
-        const string sql = "SELECT count(*) FROM delivery_queue WHERE day = @day";
+        const string sql = "SELECT count(*) FROM delivery_queue WHERE day = ANY(@days)";
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return await connection.ExecuteScalarAsync<long>(new CommandDefinition(sql, new { day }, cancellationToken: cancellationToken));
+        return await connection.ExecuteScalarAsync<long>(new CommandDefinition(sql, new { days = days.ToArray() }, cancellationToken: cancellationToken));
     }
 
-    private async Task SendLoopAsync(DateOnly? day, string sender, SendCounters counters, CancellationToken cancellationToken)
+    private async Task SendLoopAsync(DateOnly[]? days, string sender, SendCounters counters, CancellationToken cancellationToken)
     {
         // One connection per sender for its whole run, and the statement that records a sent message
         // prepared once: recording each outcome the moment the server answers is the hot path.
@@ -100,13 +100,22 @@ internal sealed class DeliverySender(
         recordSent.Parameters.Add(new NpgsqlParameter<string>());
         recordSent.Parameters.Add(new NpgsqlParameter<long>());
         await recordSent.PrepareAsync(cancellationToken);
+        // Just before each send: is the delivery still there and its subscriber still to be mailed? A subscriber who
+        // erased their data, unsubscribed or was suppressed since the batch was claimed gets nothing further.
+        await using var stillWanted = new NpgsqlCommand("""
+            SELECT s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
+            FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+            WHERE d.id = $1
+            """, connection);
+        stillWanted.Parameters.Add(new NpgsqlParameter<long>());
+        await stillWanted.PrepareAsync(cancellationToken);
 
         // Each pass moves forward through the table: rows behind the pointer that become due again
         // (retries, expired claims) are taken by the next pass.
         long after = 0;
         while (!cancellationToken.IsCancellationRequested)
         {
-            var batch = await ClaimAsync(connection, day, after, sender, cancellationToken);
+            var batch = await ClaimAsync(connection, days, after, sender, cancellationToken);
             if (batch.Count == 0)
             {
                 return;
@@ -114,7 +123,7 @@ internal sealed class DeliverySender(
             after = batch[^1].Id;
             for (var i = 0; i < batch.Count; i++)
             {
-                if (cancellationToken.IsCancellationRequested || !await SendOneAsync(connection, recordSent, batch[i], counters))
+                if (cancellationToken.IsCancellationRequested || !await SendOneAsync(connection, recordSent, stillWanted, batch[i], counters))
                 {
                     // Stopping, or the mail server is down: the rest of the batch goes back unsent.
                     await ReleaseAsync(connection, batch.Skip(i + (cancellationToken.IsCancellationRequested ? 0 : 1)).Select(d => d.Id).ToArray());
@@ -129,7 +138,7 @@ internal sealed class DeliverySender(
     }
 
     private async Task<List<ClaimedDelivery>> ClaimAsync(
-        NpgsqlConnection connection, DateOnly? day, long after, string sender, CancellationToken cancellationToken)
+        NpgsqlConnection connection, DateOnly[]? days, long after, string sender, CancellationToken cancellationToken)
     {
         // Due pending rows, and rows whose sender's claim ran out (it died mid-batch). A suppressed address
         // comes back as not active, so its delivery is skipped like that of someone who left.
@@ -137,7 +146,7 @@ internal sealed class DeliverySender(
             WITH claimable AS (
                 SELECT d.id FROM delivery_queue q JOIN deliveries d ON d.id = q.delivery_id
                 WHERE q.delivery_id > @after
-                  AND (@day::date IS NULL OR q.day = @day)
+                  AND (@days::date[] IS NULL OR q.day = ANY(@days))
                   AND CASE WHEN d.status = 'pending' THEN d.next_attempt_at ELSE d.claimed_until END <= @now
                 ORDER BY q.delivery_id
                 LIMIT @batchSize
@@ -153,14 +162,22 @@ internal sealed class DeliverySender(
         var now = time.GetUtcNow();
         var options = digestOptions.Value;
         var rows = await connection.QueryAsync<ClaimedDelivery>(new CommandDefinition(
-            sql, new { day, after, now, sender, until = now + options.ClaimTimeout, batchSize = options.BatchSize }, cancellationToken: cancellationToken));
+            sql, new { days, after, now, sender, until = now + options.ClaimTimeout, batchSize = options.BatchSize }, cancellationToken: cancellationToken));
         return [.. rows.OrderBy(row => row.Id)];
     }
 
     /// <summary>Sends one delivery and records what happened; false when the mail server is down and sending should pause.</summary>
-    private async Task<bool> SendOneAsync(NpgsqlConnection connection, NpgsqlCommand recordSent, ClaimedDelivery delivery, SendCounters counters)
+    private async Task<bool> SendOneAsync(
+        NpgsqlConnection connection, NpgsqlCommand recordSent, NpgsqlCommand stillWanted, ClaimedDelivery delivery, SendCounters counters)
     {
-        if (delivery.SubscriberStatus != "active")
+        stillWanted.Parameters[0].Value = delivery.Id;
+        var wanted = await stillWanted.ExecuteScalarAsync(CancellationToken.None);
+        if (wanted is null)
+        {
+            counters.AddSkipped(); // erased with its subscriber
+            return true;
+        }
+        if (delivery.SubscriberStatus != "active" || wanted is false)
         {
             await RecordAsync(connection, """
                 DELETE FROM delivery_queue WHERE delivery_id = @id;
@@ -170,9 +187,18 @@ internal sealed class DeliverySender(
             return true;
         }
 
-        var dayPapers = await _papersOfDay.GetOrAdd(delivery.Day, day => new(() => LoadPapersAsync(day))).Value;
-        var message = emails.Render(delivery.Id, delivery.Email, delivery.SubscriberId, delivery.SubscriptionKey, delivery.Day,
-            PlannedPaper.Deserialize(delivery.Papers), dayPapers);
+        var planned = PlannedPaper.Deserialize(delivery.Papers);
+        var papersShown = new Dictionary<long, DayPaper>(planned.Count);
+        foreach (var paper in planned)
+        {
+            var day = paper.Day ?? delivery.Day;
+            var dayPapers = await _papersOfDay.GetOrAdd(day, day => new(() => LoadPapersAsync(day))).Value;
+            if (dayPapers.TryGetValue(paper.PaperId, out var shown))
+            {
+                papersShown[paper.PaperId] = shown;
+            }
+        }
+        var message = emails.Render(delivery.Id, delivery.Email, delivery.SubscriberId, delivery.SubscriptionKey, delivery.Day, planned, papersShown);
         try
         {
             // Not cancelled by shutdown: a message half-sent when the process stops is the one case that

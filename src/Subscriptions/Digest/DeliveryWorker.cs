@@ -15,7 +15,7 @@ internal sealed class DeliveryWorker(DeliverySender sender, DeliverySignal signa
     protected override async Task WorkAsync(CancellationToken stoppingToken)
     {
         var counters = new SendCounters();
-        await sender.SendDueAsync(day: null, counters, stoppingToken);
+        await sender.SendDueAsync(days: null, counters, stoppingToken);
         if (counters.Sent + counters.Failed > 0)
         {
             logger.LogInformation("Deliveries: {Sent} sent, {Failed} failed, {Skipped} skipped, {Retrying} retries scheduled",

@@ -10,7 +10,7 @@ using Subscriptions.Subscribers;
 namespace Subscriptions.Digest;
 
 /// <summary>The daily email: multipart/alternative (HTML and plain text), one column, inline CSS, no scripts.</summary>
-internal sealed class DigestEmails(IOptions<MailOptions> mail, LinkTokens tokens, TimeProvider time)
+internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptions> app, LinkTokens tokens, TimeProvider time)
 {
     private const int AbstractLength = 320;
     private const int AuthorsShown = 3;
@@ -25,14 +25,16 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, LinkTokens tokens
         var topics = items.SelectMany(item => item.Topics).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
         var unsubscribe = tokens.Link(LinkPurpose.Unsubscribe, subscriberId, subscriptionKey);
         var preferences = tokens.Link(LinkPurpose.Preferences, subscriberId, subscriptionKey);
+        var links = new FooterLinks(preferences, unsubscribe, tokens.Link(LinkPurpose.Feed, subscriberId, subscriptionKey),
+            app.Value.Link($"/papers/{planned.Select(p => p.Day ?? day).DefaultIfEmpty(day).Max():yyyy-MM-dd}"));
         var date = day.ToString("d MMM yyyy", CultureInfo.InvariantCulture);
 
         var message = MailEnvelope.Create(mail.Value, time.GetUtcNow(), email,
             $"{items.Count} trending paper{(items.Count == 1 ? "" : "s")} on {SubjectTopics(topics)} — {date}",
             new BodyBuilder
             {
-                TextBody = Text(items, topics, email, date, preferences, unsubscribe),
-                HtmlBody = HtmlBody(items, topics, email, date, preferences, unsubscribe),
+                TextBody = Text(items, topics, email, date, links),
+                HtmlBody = HtmlBody(items, topics, email, date, links),
             },
             identity: $"delivery-{deliveryId}.{day:yyyyMMdd}");
 
@@ -52,7 +54,7 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, LinkTokens tokens
         topics.Count <= 3 ? string.Join(", ", topics) : $"{string.Join(", ", topics.Take(3))} and {topics.Count - 3} more";
 
     private static string Text(
-        List<(DayPaper Paper, IReadOnlyList<string> Topics)> items, List<string> topics, string email, string date, Uri preferences, Uri unsubscribe)
+        List<(DayPaper Paper, IReadOnlyList<string> Topics)> items, List<string> topics, string email, string date, FooterLinks links)
     {
         var text = new StringBuilder();
         text.Append(CultureInfo.InvariantCulture, $"Trending papers on your topics — {date}\n\n");
@@ -65,15 +67,17 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, LinkTokens tokens
         text.Append(CultureInfo.InvariantCulture, $"""
             --
             You get this because {email} subscribed to daily trending papers on: {string.Join(", ", topics)}.
-            Change your topics: {preferences}
-            Unsubscribe: {unsubscribe}
+            View this on the web: {links.Archive}
+            Your feed (Atom): {links.Feed}
+            Change your topics, time or frequency: {links.Preferences}
+            Unsubscribe: {links.Unsubscribe}
 
             """);
         return text.ToString();
     }
 
     private static string HtmlBody(
-        List<(DayPaper Paper, IReadOnlyList<string> Topics)> items, List<string> topics, string email, string date, Uri preferences, Uri unsubscribe)
+        List<(DayPaper Paper, IReadOnlyList<string> Topics)> items, List<string> topics, string email, string date, FooterLinks links)
     {
         var papers = new StringBuilder();
         foreach (var (paper, matched) in items)
@@ -88,8 +92,10 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, LinkTokens tokens
             </table>
             <p style="color:#555;font-size:0.85em;margin-top:24px">You get this because {Html.Encode(email)} subscribed to daily trending papers on:
             {Html.Encode(string.Join(", ", topics))}.<br>
-            <a href="{Html.Encode(preferences.AbsoluteUri)}" style="color:#555">Change your topics</a> ·
-            <a href="{Html.Encode(unsubscribe.AbsoluteUri)}" style="color:#555">Unsubscribe</a></p>
+            <a href="{Html.Encode(links.Archive.AbsoluteUri)}" style="color:#555">View this on the web</a> ·
+            <a href="{Html.Encode(links.Feed.AbsoluteUri)}" style="color:#555">Your feed</a> ·
+            <a href="{Html.Encode(links.Preferences.AbsoluteUri)}" style="color:#555">Change your topics</a> ·
+            <a href="{Html.Encode(links.Unsubscribe.AbsoluteUri)}" style="color:#555">Unsubscribe</a></p>
             """);
     }
 
@@ -132,6 +138,8 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, LinkTokens tokens
     }
 
     private sealed record RenderedPaper(string Html, string Text);
+
+    private sealed record FooterLinks(Uri Preferences, Uri Unsubscribe, Uri Feed, Uri Archive);
 
     private static string Authors(IReadOnlyList<string> authors) => authors.Count switch
     {

@@ -39,6 +39,21 @@ internal sealed class DigestOptions : IValidatableObject
 
     public TimeZoneInfo TimeZoneInfo => TimeZoneInfo.FindSystemTimeZoneById(TimeZone);
 
+    /// <summary>
+    /// The delivery hour of subscribers who chose none: the hour of <see cref="Schedule"/>'s first time on a day
+    /// (a Monday without a DST change), in <see cref="TimeZone"/>.
+    /// </summary>
+    public int DefaultHour
+    {
+        get
+        {
+            var zone = TimeZoneInfo;
+            var midnight = new DateTimeOffset(new DateTime(2026, 1, 5), zone.GetUtcOffset(new DateTime(2026, 1, 5)));
+            var first = new Quartz.CronExpression(Schedule, zone).GetNextValidTimeAfter(midnight.AddTicks(-1));
+            return first is { } time ? TimeZoneInfo.ConvertTime(time, zone).Hour : 0;
+        }
+    }
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (!TimeZoneInfo.TryFindSystemTimeZoneById(TimeZone, out _))

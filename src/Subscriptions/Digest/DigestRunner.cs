@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Options;
 using Subscriptions.Matching;
 using Subscriptions.Papers;
 
@@ -10,41 +11,62 @@ internal sealed record DigestSummary(
     TimeSpan Elapsed);
 
 /// <summary>
-/// One day's whole digest: ingest, match and plan, then send until every delivery of the day is sent,
-/// failed or skipped. The <c>digest</c> verb and the tests call it directly; the scheduled job calls
-/// <see cref="PlanDayAsync"/> and leaves sending to every instance's <see cref="DeliveryWorker"/>.
+/// One slot's whole digest: ingest, match and plan, then send until every delivery it planned is sent, failed or
+/// skipped. The <c>digest</c> verb and the tests call it directly; the scheduled job calls <see cref="PlanSlotAsync"/>
+/// and leaves sending to every instance's <see cref="DeliveryWorker"/>. A day's digest (<c>digest --date</c>) is the
+/// slot of the operator's default delivery time that day.
 /// </summary>
 internal sealed class DigestRunner(
     PaperIngest ingest, DeliveryPlanner planner, DeliverySender sender, TopicMatcher matcher, DigestEmails emails, PaperStore papers,
-    TimeProvider time, ILogger<DigestRunner> logger)
+    IOptions<DigestOptions> options, TimeProvider time, ILogger<DigestRunner> logger)
 {
     private static readonly TimeSpan OneSecond = TimeSpan.FromSeconds(1);
 
+    /// <summary>Plans the default slot of the day with that day's papers.</summary>
     public async Task<(IReadOnlyList<SourceReport> Sources, long Matched, long Planned)> PlanDayAsync(
         DateOnly day, bool ingestFirst, Action<string> progress, CancellationToken cancellationToken)
     {
-        var sources = await IngestAsync(day, ingestFirst, progress, cancellationToken);
-        var (matched, planned) = await planner.PlanAsync(day, cancellationToken);
-        progress($"Planned: {matched:N0} subscribers have matching papers; {planned:N0} new deliveries ({matched - planned:N0} planned before)");
-        logger.LogInformation("Digest of {Day}: {Matched} subscribers matched, {Planned} deliveries planned", day, matched, planned);
-        return (sources, matched, planned);
+        var (sources, plan) = await PlanSlotAsync(DigestSchedule.DefaultSlot(options.Value, day), day, ingestFirst, progress, cancellationToken);
+        return (sources, plan.Matched, plan.Added);
     }
 
-    public async Task<DigestSummary> RunAsync(DateOnly day, bool ingestFirst, bool dryRun, Action<string> progress, CancellationToken cancellationToken)
+    /// <summary>
+    /// Plans the slot, with the papers of <paramref name="papersDay"/> (default: the latest day ingested on or
+    /// before the slot's date in <c>Digest:TimeZone</c>); ingests that day first when asked.
+    /// </summary>
+    public async Task<(IReadOnlyList<SourceReport> Sources, SlotPlan Plan)> PlanSlotAsync(
+        DateTimeOffset slot, DateOnly? papersDay, bool ingestFirst, Action<string> progress, CancellationToken cancellationToken)
+    {
+        var sources = await IngestAsync(papersDay ?? DigestSchedule.LocalDate(options.Value, slot), ingestFirst, progress, cancellationToken);
+        var plan = await planner.PlanSlotAsync(slot, papersDay, cancellationToken);
+        progress($"Slot {plan.Slot:yyyy-MM-dd HH:mm}Z, papers of {plan.PapersDay:yyyy-MM-dd}: {plan.Covered:N0} subscribers due");
+        progress($"Planned: {plan.Matched:N0} subscribers have matching papers; {plan.Added:N0} new deliveries ({plan.Matched - plan.Added:N0} planned before)");
+        logger.LogInformation("Digest slot {Slot:O} (papers of {Day}): {Covered} subscribers due, {Matched} matched, {Planned} deliveries planned",
+            plan.Slot, plan.PapersDay, plan.Covered, plan.Matched, plan.Added);
+        return (sources, plan);
+    }
+
+    public Task<DigestSummary> RunAsync(DateOnly day, bool ingestFirst, bool dryRun, Action<string> progress, CancellationToken cancellationToken) =>
+        RunSlotAsync(DigestSchedule.DefaultSlot(options.Value, day), day, ingestFirst, dryRun, progress, cancellationToken);
+
+    public async Task<DigestSummary> RunSlotAsync(
+        DateTimeOffset slot, DateOnly? papersDay, bool ingestFirst, bool dryRun, Action<string> progress, CancellationToken cancellationToken)
     {
         var stopwatch = Stopwatch.StartNew();
         if (dryRun)
         {
-            return await DryRunAsync(day, ingestFirst, progress, stopwatch, cancellationToken);
+            return await DryRunAsync(papersDay ?? DigestSchedule.LocalDate(options.Value, slot), ingestFirst, progress, stopwatch, cancellationToken);
         }
 
-        var (sources, matched, planned) = await PlanDayAsync(day, ingestFirst, progress, cancellationToken);
+        var (sources, plan) = await PlanSlotAsync(slot, papersDay, ingestFirst, progress, cancellationToken);
         var counters = new SendCounters();
         using var reporter = new ProgressReporter(counters, progress);
-        while (!cancellationToken.IsCancellationRequested)
+        // The slot's deliveries, and any left open on the operator's date of it (a run stopped halfway).
+        IReadOnlyList<DateOnly> days = [.. plan.DeliveryDays.Append(DigestSchedule.LocalDate(options.Value, plan.Slot)).Distinct()];
+        while (days.Count > 0 && !cancellationToken.IsCancellationRequested)
         {
-            await sender.SendDueAsync(day, counters, cancellationToken);
-            if (await sender.NextDueAsync(day, cancellationToken) is not { } next)
+            await sender.SendDueAsync(days, counters, cancellationToken);
+            if (await sender.NextDueAsync(days, cancellationToken) is not { } next)
             {
                 break;
             }
@@ -54,8 +76,8 @@ internal sealed class DigestRunner(
             await Task.Delay(wait > TimeSpan.Zero ? (wait < OneSecond ? wait : OneSecond) : TimeSpan.FromMilliseconds(50), cancellationToken);
         }
         reporter.Report();
-        var waiting = await sender.CountOpenAsync(day, CancellationToken.None);
-        return new DigestSummary(day, sources, matched, planned, counters.Sent, counters.Failed, counters.Skipped, waiting, stopwatch.Elapsed);
+        var waiting = days.Count > 0 ? await sender.CountOpenAsync(days, CancellationToken.None) : 0;
+        return new DigestSummary(plan.PapersDay, sources, plan.Matched, plan.Added, counters.Sent, counters.Failed, counters.Skipped, waiting, stopwatch.Elapsed);
     }
 
     private async Task<DigestSummary> DryRunAsync(DateOnly day, bool ingestFirst, Action<string> progress, Stopwatch stopwatch, CancellationToken cancellationToken)

@@ -5,15 +5,18 @@ using Quartz;
 namespace Subscriptions.Digest;
 
 /// <summary>
-/// The daily trigger: Quartz with its job store in PostgreSQL, clustered, so the trigger survives
-/// restarts and exactly one instance fires it. A run missed while every instance was down fires once
-/// when one comes back (misfire: fire now), for the day it missed.
+/// The hourly trigger: Quartz with its job store in PostgreSQL, clustered, so the trigger survives
+/// restarts and exactly one instance fires each slot. Slots missed while every instance was down fire
+/// once when one comes back (misfire: fire now), and that firing plans each slot it missed.
 /// </summary>
 internal static class DigestSchedule
 {
     public const string SchedulerName = "Subscriptions";
     private static readonly JobKey Job = new("daily-digest");
     private static readonly TriggerKey Trigger = new("daily-digest");
+
+    /// <summary>Every whole hour, in UTC: every time zone's whole hours are UTC's (the rest fall in the slot after them).</summary>
+    public const string SlotCron = "0 0 * * * ?";
 
     public static IServiceCollection AddDigestSchedule(this IServiceCollection services)
     {
@@ -62,7 +65,15 @@ internal static class DigestSchedule
         return DateOnly.FromDateTime(TimeZoneInfo.ConvertTime(latest ?? now, zone).DateTime);
     }
 
-    /// <summary>Creates the job and its trigger, or updates the trigger when Digest:Schedule or Digest:TimeZone changed.</summary>
+    /// <summary>The date of an instant in <c>Digest:TimeZone</c>.</summary>
+    public static DateOnly LocalDate(DigestOptions options, DateTimeOffset instant) =>
+        DateOnly.FromDateTime(TimeZoneInfo.ConvertTime(instant, options.TimeZoneInfo).DateTime);
+
+    /// <summary>The slot of the operator's default delivery time on a day: the hour of <c>Digest:Schedule</c> in <c>Digest:TimeZone</c>.</summary>
+    public static DateTimeOffset DefaultSlot(DigestOptions options, DateOnly day) =>
+        DeliverySlots.SlotOf(DeliverySlots.Moment(day, options.DefaultHour, options.TimeZoneInfo) + DeliverySlots.Length - TimeSpan.FromTicks(1));
+
+    /// <summary>Creates the job and its hourly trigger, or replaces the daily trigger of earlier versions.</summary>
     private sealed class ScheduleSetup(ISchedulerFactory schedulers, IOptions<DigestOptions> options, ILogger<ScheduleSetup> logger) : IHostedService
     {
         public async Task StartAsync(CancellationToken cancellationToken)
@@ -73,8 +84,8 @@ internal static class DigestSchedule
             var trigger = TriggerBuilder.Create()
                 .WithIdentity(Trigger)
                 .ForJob(Job)
-                .WithCronSchedule(digest.Schedule, cron => cron
-                    .InTimeZone(digest.TimeZoneInfo)
+                .WithCronSchedule(SlotCron, cron => cron
+                    .InTimeZone(TimeZoneInfo.Utc)
                     .WithMisfireInstruction(CronTriggerMisfireInstruction.FireAndProceed))
                 .Build();
 
@@ -87,7 +98,7 @@ internal static class DigestSchedule
                 }
                 // An unchanged trigger is left alone: replacing it would forget a missed firing.
                 if (await scheduler.GetTrigger(Trigger, cancellationToken) is ICronTrigger existing
-                    && existing.CronExpressionString == digest.Schedule && existing.TimeZone.Id == digest.TimeZoneInfo.Id)
+                    && existing.CronExpressionString == SlotCron && existing.TimeZone.Id == TimeZoneInfo.Utc.Id)
                 {
                     next = existing.NextFireTimeUtc;
                 }
@@ -104,7 +115,8 @@ internal static class DigestSchedule
             {
                 // Another instance starting at the same moment created it first.
             }
-            logger.LogInformation("Daily digest scheduled ({Schedule}, {TimeZone}); next run {Next}", digest.Schedule, digest.TimeZone, next);
+            logger.LogInformation("Digest slots scheduled hourly; default delivery time {Hour}:00 {TimeZone}; next slot {Next}",
+                digest.DefaultHour, digest.TimeZone, next);
         }
 
         public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;

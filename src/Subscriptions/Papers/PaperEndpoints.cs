@@ -9,7 +9,23 @@ internal static class PaperEndpoints
     {
         var papers = endpoints.MapGroup("/api/papers");
         papers.MapGet("", GetPapersAsync);
+
+        // The public archive: an index of days, and a page per day. Anything but a stored day is a bare 404.
+        var archive = endpoints.MapGroup("/papers");
+        archive.MapGet("", async (PaperStore store, CancellationToken cancellationToken) =>
+            new RazorComponentResult<ArchiveIndexPage>(new { Days = await store.DaysAsync(cancellationToken) }));
+        archive.MapGet("/{date}", GetArchiveDayAsync);
         return endpoints;
+    }
+
+    private static async Task<Results<RazorComponentResult, NotFound>> GetArchiveDayAsync(string date, PaperStore store, CancellationToken cancellationToken)
+    {
+        if (!DateOnly.TryParseExact(date, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var day)
+            || await store.PapersOfDayAsync(day, cancellationToken) is not { Count: > 0 } papers)
+        {
+            return TypedResults.NotFound();
+        }
+        return new RazorComponentResult<ArchiveDayPage>(new { Day = day, Papers = papers });
     }
 
     private static async Task<Results<Ok<DayPapersResponse>, ValidationProblem>> GetPapersAsync(

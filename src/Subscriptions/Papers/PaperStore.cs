@@ -7,7 +7,8 @@ namespace Subscriptions.Papers;
 /// <summary>What storing one source's list for a day did.</summary>
 internal sealed record StoreResult(int New, int Updated, int Unchanged);
 
-internal sealed class DayPaper
+// Public, as the archive's Razor page that shows it is (a .razor component is always a public class).
+public sealed class DayPaper
 {
     public long Id { get; set; }
     public string? ArxivId { get; set; }
@@ -122,6 +123,14 @@ internal sealed class PaperStore(NpgsqlDataSource dataSource, TimeProvider time)
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         return [.. await connection.QueryAsync<DayPaper>(new CommandDefinition(sql, new { day }, cancellationToken: cancellationToken))];
+    }
+
+    /// <summary>Every day with papers, newest first, with how many.</summary>
+    public async Task<IReadOnlyList<(DateOnly Day, int Count)>> DaysAsync(CancellationToken cancellationToken)
+    {
+        const string sql = "SELECT day, count(DISTINCT paper_id)::int FROM paper_days GROUP BY day ORDER BY day DESC";
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return [.. await connection.QueryAsync<(DateOnly, int)>(new CommandDefinition(sql, cancellationToken: cancellationToken))];
     }
 
     /// <summary>The most recent day that has any papers, if any.</summary>

@@ -10,6 +10,7 @@ public enum LinkPurpose : byte
     Confirm = 1,
     Unsubscribe = 2,
     Preferences = 3,
+    Feed = 4,
 }
 
 /// <summary>What a valid link names: a subscriber and the 128-bit random value the link was issued for.</summary>
@@ -43,6 +44,7 @@ internal sealed class LinkTokens(IOptions<AppOptions> options)
             LinkPurpose.Confirm => "subscriptions/confirm",
             LinkPurpose.Unsubscribe => "unsubscribe",
             LinkPurpose.Preferences => "preferences",
+            LinkPurpose.Feed => "feed",
             _ => throw new ArgumentOutOfRangeException(nameof(purpose)),
         };
         return _app.Link($"{route}?token={Create(purpose, subscriberId, nonce)}");

@@ -13,7 +13,47 @@ internal static class PreferencesEndpoints
         var preferences = endpoints.MapGroup("/preferences");
         preferences.MapGet("", ShowAsync).RequireRateLimiting(MatchingExtensions.PreviewRateLimit);
         preferences.MapPost("", SaveAsync).WithSmallBody();
-        return endpoints;
+        preferences.MapGet("/export", ExportAsync);
+        preferences.MapPost("/erase", EraseAsync).WithSmallBody();
+        return endpoints.MapFeed();
+    }
+
+    // "Download my data": everything stored about the subscription the link names, also after unsubscribing.
+    private static async Task<Results<JsonHttpResult<SubscriberExport>, RazorComponentResult>> ExportAsync(
+        HttpResponse response, string? token, LinkTokens tokens, SubscriberStore store, SubscriberData data, CancellationToken cancellationToken)
+    {
+        if (SubscriberEndpoints.RefuseLink(token, LinkPurpose.Preferences, tokens, out var link) is { } refusal)
+        {
+            return refusal;
+        }
+        if (await store.FindBySubscriptionAsync(link, cancellationToken) is not { } subscriber
+            || await data.ExportAsync(subscriber.Id, cancellationToken) is not { } export)
+        {
+            return SubscriberPages.InvalidLink(LinkPurpose.Preferences);
+        }
+        response.Headers.ContentDisposition = "attachment; filename=\"my-trending-papers-data.json\"";
+        return TypedResults.Json(export, SubscriberData.Json);
+    }
+
+    // "Delete everything": without confirm=yes, the page that asks; with it, the erasure.
+    private static async Task<RazorComponentResult> EraseAsync(
+        HttpRequest request, string? token, LinkTokens tokens, SubscriberStore store, SubscriberData data, CancellationToken cancellationToken)
+    {
+        if (SubscriberEndpoints.RefuseLink(token, LinkPurpose.Preferences, tokens, out var link) is { } refusal)
+        {
+            return refusal;
+        }
+        if (await store.FindBySubscriptionAsync(link, cancellationToken) is not { } subscriber)
+        {
+            return SubscriberPages.InvalidLink(LinkPurpose.Preferences);
+        }
+        var confirmed = request.HasFormContentType && (await request.ReadFormAsync(cancellationToken))["confirm"] == "yes";
+        if (!confirmed)
+        {
+            return new RazorComponentResult<ErasePage>(new { subscriber.Email, Token = token! });
+        }
+        await data.EraseAsync(subscriber.Id, cancellationToken);
+        return new RazorComponentResult<ErasePage>(new { Erased = true });
     }
 
     // Shows the saved settings, or (with ?preview=1) the typed ones with their preview, without saving.
@@ -29,7 +69,7 @@ internal static class PreferencesEndpoints
         if (request.Query["preview"] != "1")
         {
             var (preview, _) = await previews.BuildAsync(subscriber.Topics, date: null, saved, cancellationToken);
-            return SubscriberPages.Preferences(subscriber, token, string.Join('\n', subscriber.Topics), saved,
+            return SubscriberPages.Preferences(subscriber, token, link.Feed(subscriber), string.Join('\n', subscriber.Topics), saved,
                 preview: preview);
         }
 
@@ -40,7 +80,7 @@ internal static class PreferencesEndpoints
         {
             errors[key] = value;
         }
-        return SubscriberPages.Preferences(subscriber, token, string.Join('\n', topics), maxPapers ?? saved, errors,
+        return SubscriberPages.Preferences(subscriber, token, link.Feed(subscriber), string.Join('\n', topics), maxPapers ?? saved, errors,
             preview: typedPreview,
             statusCode: errors.Count > 0 ? StatusCodes.Status400BadRequest : StatusCodes.Status200OK);
     }
@@ -67,17 +107,25 @@ internal static class PreferencesEndpoints
         var (maxPapers, errors) = ParseMaxPapers(form["max_papers"]);
         var typedTopics = TopicRules.Lines(form["topics"]);
         var topics = await topicRules.ValidateAsync(typedTopics, errors, cancellationToken);
-        if (errors.Count > 0 || maxPapers is null)
+        // The delivery fields are optional: a form without any of them leaves the delivery time as it was.
+        var deliveryGiven = DeliveryFields.Any(form.ContainsKey);
+        var delivery = deliveryGiven
+            ? DeliveryChoice.Validate(form["timeZone"], form["deliveryHour"], form["frequency"], form["weekday"], errors)
+            : subscriber.Delivery;
+        if (errors.Count > 0 || maxPapers is null || delivery is null)
         {
-            return SubscriberPages.Preferences(subscriber, token, string.Join('\n', typedTopics), maxPapers, errors,
+            return SubscriberPages.Preferences(subscriber, token, link.Feed(subscriber), string.Join('\n', typedTopics), maxPapers, errors,
                 statusCode: StatusCodes.Status400BadRequest);
         }
-        if (!await link.Store.SavePreferencesAsync(linkToken, topics, maxPapers.Value, cancellationToken))
+        if (!await link.Store.SavePreferencesAsync(linkToken, topics, maxPapers.Value, deliveryGiven ? delivery : null, cancellationToken))
         {
             return SubscriberPages.InvalidLink(LinkPurpose.Preferences);
         }
-        return SubscriberPages.Preferences(subscriber with { Topics = topics, MaxPapers = maxPapers }, token, string.Join('\n', topics), maxPapers, saved: true);
+        return SubscriberPages.Preferences(subscriber with { Topics = topics, MaxPapers = maxPapers, Delivery = delivery }, token, link.Feed(subscriber),
+            string.Join('\n', topics), maxPapers, saved: true);
     }
+
+    private static readonly string[] DeliveryFields = ["timeZone", "deliveryHour", "frequency", "weekday"];
 
     private static (int? MaxPapers, Dictionary<string, string[]> Errors) ParseMaxPapers(string? text)
     {
@@ -97,6 +145,10 @@ internal static class PreferencesEndpoints
         public RazorComponentResult Refusal => string.IsNullOrEmpty(Token)
             ? SubscriberPages.MissingToken()
             : SubscriberPages.InvalidLink(LinkPurpose.Preferences);
+
+        /// <summary>The subscriber's feed link, signed over the same subscription as this link.</summary>
+        public Uri Feed(SubscriberPreferences subscriber) =>
+            Tokens.TryRead(LinkPurpose.Preferences, Token, out var link) ? Tokens.Link(LinkPurpose.Feed, subscriber.Subscriber.Id, link.Nonce) : throw new InvalidOperationException("No valid link.");
 
         public async Task<(SubscriberPreferences? Subscriber, LinkToken Link)> FindAsync(CancellationToken cancellationToken) =>
             SubscriberEndpoints.RefuseLink(Token, LinkPurpose.Preferences, Tokens, out var link) is null

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -15,6 +16,12 @@ namespace Subscriptions.Subscribers;
 /// </summary>
 internal sealed record SignupRequest(string? Email, IReadOnlyList<string>? Topics, bool FromForm, string? Website = null)
 {
+    /// <summary>The delivery fields as typed (see <see cref="DeliveryChoice"/>); all optional.</summary>
+    public string? TimeZone { get; init; }
+    public string? DeliveryHour { get; init; }
+    public string? Frequency { get; init; }
+    public string? Weekday { get; init; }
+
     public bool FilledHoneypot => !string.IsNullOrEmpty(Website);
 
     public const int MaxBodyBytes = RequestLimits.SmallBody;
@@ -68,13 +75,27 @@ internal sealed record SignupRequest(string? Email, IReadOnlyList<string>? Topic
         try
         {
             return JsonSerializer.Deserialize<SignupJson>(body, JsonSerializerOptions.Web) is { } json
-                ? (new SignupRequest(json.Email, json.Topics, FromForm: false, json.Website), null)
+                ? (new SignupRequest(json.Email, json.Topics, FromForm: false, json.Website)
+                {
+                    TimeZone = json.TimeZone,
+                    DeliveryHour = json.DeliveryHour?.ToString(CultureInfo.InvariantCulture),
+                    Frequency = json.Frequency,
+                    Weekday = json.Weekday,
+                }, null)
                 : (null, NotAnObject());
         }
-        catch (JsonException e) when (e.InnerException is null && FieldOf(e.Path) is { } field)
+        catch (JsonException e) when (e.InnerException is null or InvalidOperationException or FormatException && FieldOf(e.Path) is { } field)
         {
             // A value of the wrong type (no inner reader error): name the field it is in.
-            var errors = new Dictionary<string, string[]> { [field] = [field == "email" ? "must be a string" : "must be an array of strings"] };
+            var errors = new Dictionary<string, string[]>
+            {
+                [field] = [field switch
+                {
+                    "topics" => "must be an array of strings",
+                    "deliveryHour" => "must be a whole hour from 0 to 23",
+                    _ => "must be a string",
+                }],
+            };
             return (null, TypedResults.Problem(new HttpValidationProblemDetails(errors)
             {
                 Status = StatusCodes.Status400BadRequest,
@@ -92,10 +113,13 @@ internal sealed record SignupRequest(string? Email, IReadOnlyList<string>? Topic
         }
     }
 
-    /// <summary><c>email</c> or <c>topics</c>, from the path of a JSON error (<c>$.topics[1]</c>).</summary>
+    /// <summary>The field (<c>email</c>, <c>topics</c>, <c>timeZone</c>, …) named by the path of a JSON error (<c>$.topics[1]</c>).</summary>
     private static string? FieldOf(string? path) =>
-        path?.StartsWith("$.", StringComparison.Ordinal) == true && path[2..].Split('[', '.')[0].ToLowerInvariant() is var field
-            && field is "email" or "topics" ? field : null;
+        path?.StartsWith("$.", StringComparison.Ordinal) == true && path[2..].Split('[', '.')[0] is var name
+            ? Fields.FirstOrDefault(field => field.Equals(name, StringComparison.OrdinalIgnoreCase))
+            : null;
+
+    private static readonly string[] Fields = ["email", "topics", "timeZone", "deliveryHour", "frequency", "weekday"];
 
     private static SignupRequest ParseForm(byte[] body)
     {
@@ -103,7 +127,13 @@ internal sealed record SignupRequest(string? Email, IReadOnlyList<string>? Topic
         fields.TryGetValue("email", out var email);
         fields.TryGetValue("topics", out var topics);
         fields.TryGetValue("website", out var website);
-        return new SignupRequest(email.ToString(), TopicRules.Lines(topics), FromForm: true, website.ToString());
+        return new SignupRequest(email.ToString(), TopicRules.Lines(topics), FromForm: true, website.ToString())
+        {
+            TimeZone = fields.GetValueOrDefault("timeZone").ToString(),
+            DeliveryHour = fields.GetValueOrDefault("deliveryHour").ToString(),
+            Frequency = fields.GetValueOrDefault("frequency").ToString(),
+            Weekday = fields.GetValueOrDefault("weekday").ToString(),
+        };
     }
 
     private static ProblemHttpResult NotAnObject() => TypedResults.Problem(
@@ -115,5 +145,6 @@ internal sealed record SignupRequest(string? Email, IReadOnlyList<string>? Topic
         title: "The request body is too large",
         detail: $"A signup is at most {MaxBodyBytes / 1024} KiB.");
 
-    private sealed record SignupJson(string? Email, List<string>? Topics, string? Website);
+    private sealed record SignupJson(
+        string? Email, List<string>? Topics, string? Website, string? TimeZone, int? DeliveryHour, string? Frequency, string? Weekday);
 }

@@ -63,15 +63,15 @@ internal static class SubscriberEndpoints
             // A bot: it gets the answer everyone gets, so it learns nothing, and nothing is stored or sent.
             return Accepted(answerWithPage);
         }
-        var (valid, errors) = await validator.ValidateAsync(signup.Email, signup.Topics, cancellationToken);
+        var (valid, errors) = await validator.ValidateAsync(signup, cancellationToken);
         if (valid is null)
         {
             return answerWithPage
-                ? SubscriberPages.Signup(signup.Email, string.Join('\n', signup.Topics ?? []), errors, StatusCodes.Status400BadRequest)
+                ? SubscriberPages.Signup(signup.Email, string.Join('\n', signup.Topics ?? []), errors, StatusCodes.Status400BadRequest, typed: signup)
                 : TypedResults.ValidationProblem(errors, title: "The signup has invalid fields");
         }
 
-        await store.SignUpAsync(valid.Email, valid.Topics, cancellationToken);
+        await store.SignUpAsync(valid.Email, valid.Topics, valid.Delivery, cancellationToken);
         return Accepted(answerWithPage);
     }
 

@@ -11,8 +11,19 @@ internal static class SubscriberPages
 {
     public static RazorComponentResult Signup(
         string? email = null, string? topics = null, IReadOnlyDictionary<string, string[]>? errors = null,
-        int statusCode = StatusCodes.Status200OK, Preview? preview = null) =>
-        new RazorComponentResult<SignupPage>(new { Email = email, Topics = topics, Errors = errors, Preview = preview }) { StatusCode = statusCode };
+        int statusCode = StatusCodes.Status200OK, Preview? preview = null, SignupRequest? typed = null) =>
+        new RazorComponentResult<SignupPage>(new
+        {
+            Email = email,
+            Topics = topics,
+            Errors = errors,
+            Preview = preview,
+            typed?.TimeZone,
+            Hour = int.TryParse(typed?.DeliveryHour, out var hour) ? hour : (int?)null,
+            typed?.Frequency,
+            typed?.Weekday,
+        })
+        { StatusCode = statusCode };
 
     public static RazorComponentResult SignupAccepted() => Message(LifecycleMessage.SignupAccepted, StatusCodes.Status202Accepted);
 
@@ -37,12 +48,17 @@ internal static class SubscriberPages
         Message(outcome == UnsubscribeOutcome.AlreadyUnsubscribed ? LifecycleMessage.AlreadyUnsubscribed : LifecycleMessage.Unsubscribed);
 
     public static RazorComponentResult Preferences(
-        SubscriberPreferences subscriber, string token, string topics, int? maxPapers, IReadOnlyDictionary<string, string[]>? errors = null,
+        SubscriberPreferences subscriber, string token, Uri feed, string topics, int? maxPapers, IReadOnlyDictionary<string, string[]>? errors = null,
         Preview? preview = null, bool saved = false, int statusCode = StatusCodes.Status200OK) =>
         new RazorComponentResult<PreferencesPage>(new
         {
             subscriber.Subscriber.Email,
             Token = token,
+            FeedUrl = feed.AbsoluteUri,
+            subscriber.Delivery.TimeZone,
+            subscriber.Delivery.Hour,
+            subscriber.Delivery.Frequency,
+            Weekday = subscriber.Delivery.WeekdayName,
             Topics = topics,
             MaxPapers = maxPapers,
             Errors = errors,

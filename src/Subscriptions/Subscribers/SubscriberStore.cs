@@ -20,7 +20,7 @@ internal enum UnsubscribeOutcome
 
 internal sealed record SubscriberLink(long Id, string Email, string Status);
 
-internal sealed record SubscriberPreferences(SubscriberLink Subscriber, IReadOnlyList<string> Topics, int? MaxPapers);
+internal sealed record SubscriberPreferences(SubscriberLink Subscriber, IReadOnlyList<string> Topics, int? MaxPapers, DeliveryChoice Delivery);
 
 internal sealed class ConfirmationRow
 {
@@ -45,7 +45,7 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
     /// An address that already had <see cref="SignupEmailsPerWindow"/> emails of the kind in the last day is left
     /// exactly as it is: anyone can type anyone's address, and it must not be flooded (nor its last link replaced).
     /// </summary>
-    public async Task SignUpAsync(string email, IReadOnlyList<string> topics, CancellationToken cancellationToken)
+    public async Task SignUpAsync(string email, IReadOnlyList<string> topics, DeliveryChoice delivery, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
         var confirmation = new
@@ -60,6 +60,7 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
 
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await SubscriberData.RestoreSuppressionAsync(connection, transaction, confirmation.emailKey, cancellationToken);
 
         const string insert = """
             INSERT INTO subscribers (email, email_key, status, subscription_key, confirmation_nonce, confirmation_expires_at, created_at, updated_at)
@@ -128,6 +129,7 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
         if (kind == EmailQueue.Confirmation && newSubscription)
         {
             await ReplaceTopicsAsync(connection, transaction, id, topics, cancellationToken);
+            await SetDeliveryAsync(connection, transaction, id, delivery, cancellationToken);
         }
 
         await EmailQueue.EnqueueAsync(connection, transaction, id, kind, now, cancellationToken);
@@ -221,19 +223,23 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
             return null;
         }
         const string sql = """
-            SELECT s.max_papers, array_remove(array_agg(t.text ORDER BY t.position), NULL) AS topics
+            SELECT s.max_papers, array_remove(array_agg(t.text ORDER BY t.position), NULL) AS topics,
+                   s.time_zone, s.delivery_hour::int, s.frequency, s.weekday::int
             FROM subscribers s LEFT JOIN topics t ON t.subscriber_id = s.id
             WHERE s.id = @id
             GROUP BY s.id
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var (maxPapers, topics) = await connection.QuerySingleAsync<(int?, string[])>(
+        var (maxPapers, topics, timeZone, hour, frequency, weekday) = await connection.QuerySingleAsync<(int?, string[], string?, int?, string, int?)>(
             new CommandDefinition(sql, new { id = subscriber.Id }, cancellationToken: cancellationToken));
-        return new SubscriberPreferences(subscriber, topics, maxPapers);
+        return new SubscriberPreferences(subscriber, topics, maxPapers, new DeliveryChoice(timeZone, hour, frequency, weekday));
     }
 
-    /// <summary>Replaces the topics and cap of the subscription the link names; false when that subscription is over.</summary>
-    public async Task<bool> SavePreferencesAsync(LinkToken token, IReadOnlyList<string> topics, int maxPapers, CancellationToken cancellationToken)
+    /// <summary>
+    /// Replaces the topics, cap and (when given) delivery time of the subscription the link names; false when that subscription is over.
+    /// </summary>
+    public async Task<bool> SavePreferencesAsync(
+        LinkToken token, IReadOnlyList<string> topics, int maxPapers, DeliveryChoice? delivery, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -249,8 +255,22 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
             return false;
         }
         await ReplaceTopicsAsync(connection, transaction, id.Value, topics, cancellationToken);
+        if (delivery is not null)
+        {
+            await SetDeliveryAsync(connection, transaction, id.Value, delivery, cancellationToken);
+        }
         await transaction.CommitAsync(cancellationToken);
         return true;
+    }
+
+    private static Task SetDeliveryAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, long id, DeliveryChoice delivery, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            UPDATE subscribers SET time_zone = @TimeZone, delivery_hour = @Hour, frequency = @Frequency, weekday = @Weekday WHERE id = @id
+            """;
+        return connection.ExecuteAsync(new CommandDefinition(sql, new { id, delivery.TimeZone, delivery.Hour, delivery.Frequency, delivery.Weekday },
+            transaction, cancellationToken: cancellationToken));
     }
 
     private static Task ReplaceTopicsAsync(

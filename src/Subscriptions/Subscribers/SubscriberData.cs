@@ -1,0 +1,182 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Dapper;
+using Npgsql;
+
+namespace Subscriptions.Subscribers;
+
+/// <summary>Everything stored about one subscriber, as <c>GET /preferences/export</c> gives it.</summary>
+internal sealed record SubscriberExport(
+    string Email, string Status, IReadOnlyList<string> Topics, ExportSettings Settings, IReadOnlyList<ExportEvent> History,
+    IReadOnlyList<ExportEmail> Emails, IReadOnlyList<ExportDelivery> Deliveries, IReadOnlyList<ExportBounce> Bounces, ExportSuppression? Suppression);
+
+internal sealed record ExportSettings(int? MaxPapers, string? TimeZone, int? DeliveryHour, string Frequency, string? Weekday);
+
+internal sealed record ExportEvent(string Event, DateTime At);
+
+internal sealed record ExportEmail(string Kind, string Status, DateTime CreatedAt, DateTime? SentAt, string? MessageId);
+
+internal sealed record ExportDelivery(DateOnly Day, string Status, int Attempts, DateTime CreatedAt, DateTime? SentAt, string? MessageId, IReadOnlyList<ExportPaper> Papers);
+
+internal sealed record ExportPaper(long Id, string? ArxivId, string Title, string? Url, IReadOnlyList<string> MatchedTopics);
+
+internal sealed record ExportBounce(string Kind, string? Status, string Source, DateTime ReceivedAt);
+
+internal sealed record ExportSuppression(string Reason, DateTime Since);
+
+/// <summary>
+/// A subscriber's own data: all of it as JSON, or erased. Erasure removes the subscriber, their topics, deliveries,
+/// queued emails and bounce records in one transaction; a suppression (a bounced or complaining address) is kept,
+/// as a hash of the address, so that the address stays suppressed if it is ever signed up again.
+/// </summary>
+internal sealed class SubscriberData(NpgsqlDataSource dataSource)
+{
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
+    {
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+    };
+
+    /// <summary>The key a suppression is kept under once its subscriber erased their data.</summary>
+    public static string ErasedKey(string emailKey) => "sha256:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(emailKey)));
+
+    public async Task<SubscriberExport?> ExportAsync(long subscriberId, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        // One snapshot: the subscriber's rows as they were at one instant.
+        await using var transaction = await connection.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken);
+        const string subscriber = """
+            SELECT email, email_key, status, max_papers, time_zone, delivery_hour, frequency, weekday,
+                   created_at, confirmed_at, unsubscribed_at, updated_at
+            FROM subscribers WHERE id = @subscriberId
+            """;
+        var row = await connection.QuerySingleOrDefaultAsync<SubscriberRow>(
+            new CommandDefinition(subscriber, new { subscriberId }, transaction, cancellationToken: cancellationToken));
+        if (row is null)
+        {
+            return null;
+        }
+        var parameters = new { subscriberId, row.EmailKey };
+        var topics = await connection.QueryAsync<string>(new CommandDefinition(
+            "SELECT text FROM topics WHERE subscriber_id = @subscriberId ORDER BY position", parameters, transaction, cancellationToken: cancellationToken));
+        var emails = await connection.QueryAsync<ExportEmail>(new CommandDefinition("""
+            SELECT kind, status, created_at, sent_at, message_id FROM email_outbox WHERE subscriber_id = @subscriberId ORDER BY id
+            """, parameters, transaction, cancellationToken: cancellationToken));
+        var deliveries = await connection.QueryAsync<DeliveryRow>(new CommandDefinition("""
+            SELECT id, day, status, attempts, created_at, sent_at, message_id, papers::text AS papers
+            FROM deliveries WHERE subscriber_id = @subscriberId ORDER BY day, id
+            """, parameters, transaction, cancellationToken: cancellationToken));
+        var papers = (await connection.QueryAsync<(long Id, string? ArxivId, string Title, string? PageUrl)>(new CommandDefinition("""
+            SELECT p.id, p.arxiv_id, p.title, p.page_url FROM papers p
+            WHERE p.id IN (SELECT (e.value ->> 'paper_id')::bigint FROM deliveries d, jsonb_array_elements(d.papers) e WHERE d.subscriber_id = @subscriberId)
+            """, parameters, transaction, cancellationToken: cancellationToken))).ToDictionary(paper => paper.Id);
+        var bounces = await connection.QueryAsync<ExportBounce>(new CommandDefinition("""
+            SELECT kind, status, source, received_at FROM bounce_events WHERE email = @EmailKey ORDER BY id
+            """, parameters, transaction, cancellationToken: cancellationToken));
+        var suppression = await connection.QuerySingleOrDefaultAsync<ExportSuppression>(new CommandDefinition(
+            "SELECT reason, created_at AS since FROM suppressions WHERE email = @EmailKey", parameters, transaction, cancellationToken: cancellationToken));
+        await transaction.CommitAsync(cancellationToken);
+
+        var history = new List<ExportEvent> { new("signed up", row.CreatedAt) };
+        if (row.ConfirmedAt is { } confirmed)
+        {
+            history.Add(new("confirmed", confirmed));
+        }
+        if (row.UnsubscribedAt is { } unsubscribed)
+        {
+            history.Add(new("unsubscribed", unsubscribed));
+        }
+        history.Add(new($"last changed (now {row.Status})", row.UpdatedAt));
+
+        return new SubscriberExport(
+            row.Email, row.Status, [.. topics],
+            new ExportSettings(row.MaxPapers, row.TimeZone, row.DeliveryHour, row.Frequency, row.Weekday is { } day ? DeliveryChoice.Weekdays[day - 1] : null),
+            [.. history.OrderBy(e => e.At)],
+            [.. emails],
+            [.. deliveries.Select(d => new ExportDelivery(d.Day, d.Status, d.Attempts, d.CreatedAt, d.SentAt, d.MessageId,
+                [.. PlannedPapers(d.Papers).Select(p => papers.TryGetValue(p.PaperId, out var paper)
+                    ? new ExportPaper(p.PaperId, paper.ArxivId, paper.Title, paper.PageUrl, p.Topics)
+                    : new ExportPaper(p.PaperId, null, "", null, p.Topics))]))],
+            [.. bounces],
+            suppression);
+    }
+
+    /// <summary>
+    /// Erases the subscriber; false when there was none. Their deliveries go with them (the foreign keys cascade), also one a
+    /// sender has claimed at this moment: a sender checks its delivery still exists just before sending it, so at most the one
+    /// message already being handed to the mail server can still go out, and its outcome finds no row to record.
+    /// </summary>
+    public async Task<bool> EraseAsync(long subscriberId, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        var emailKey = await connection.QuerySingleOrDefaultAsync<string>(new CommandDefinition(
+            "SELECT email_key FROM subscribers WHERE id = @subscriberId FOR UPDATE", new { subscriberId }, transaction, cancellationToken: cancellationToken));
+        if (emailKey is null)
+        {
+            return false;
+        }
+        const string erase = """
+            INSERT INTO suppressions (email, reason, detail, created_at)
+            SELECT @erasedKey, reason, NULL, created_at FROM suppressions WHERE email = @emailKey
+            ON CONFLICT (email) DO NOTHING;
+            DELETE FROM suppressions WHERE email = @emailKey;
+            DELETE FROM bounce_events WHERE email = @emailKey;
+            DELETE FROM subscribers WHERE id = @subscriberId;
+            """;
+        await connection.ExecuteAsync(new CommandDefinition(erase, new { subscriberId, emailKey, erasedKey = ErasedKey(emailKey) }, transaction,
+            cancellationToken: cancellationToken));
+        await transaction.CommitAsync(cancellationToken);
+        return true;
+    }
+
+    /// <summary>Signing up an address that was suppressed and then erased: the suppression is keyed by the address again.</summary>
+    public static Task RestoreSuppressionAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string emailKey, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            WITH erased AS (DELETE FROM suppressions WHERE email = @erasedKey RETURNING reason, created_at)
+            INSERT INTO suppressions (email, reason, detail, created_at)
+            SELECT @emailKey, reason, 'suppressed before the address was erased', created_at FROM erased
+            ON CONFLICT (email) DO NOTHING
+            """;
+        return connection.ExecuteAsync(new CommandDefinition(sql, new { emailKey, erasedKey = ErasedKey(emailKey) }, transaction, cancellationToken: cancellationToken));
+    }
+
+    private static List<(long PaperId, IReadOnlyList<string> Topics)> PlannedPapers(string json)
+    {
+        using var document = JsonDocument.Parse(json);
+        return [.. document.RootElement.EnumerateArray().Select(paper => (
+            paper.GetProperty("paper_id").GetInt64(),
+            (IReadOnlyList<string>)[.. paper.GetProperty("topics").EnumerateArray().Select(topic => topic.GetString() ?? "")]))];
+    }
+
+    private sealed class SubscriberRow
+    {
+        public string Email { get; set; } = "";
+        public string EmailKey { get; set; } = "";
+        public string Status { get; set; } = "";
+        public int? MaxPapers { get; set; }
+        public string? TimeZone { get; set; }
+        public int? DeliveryHour { get; set; }
+        public string Frequency { get; set; } = "";
+        public int? Weekday { get; set; }
+        public DateTime CreatedAt { get; set; }
+        public DateTime? ConfirmedAt { get; set; }
+        public DateTime? UnsubscribedAt { get; set; }
+        public DateTime UpdatedAt { get; set; }
+    }
+
+    private sealed class DeliveryRow
+    {
+        public long Id { get; set; }
+        public DateOnly Day { get; set; }
+        public string Status { get; set; } = "";
+        public int Attempts { get; set; }
+        public DateTime CreatedAt { get; set; }
+        public DateTime? SentAt { get; set; }
+        public string? MessageId { get; set; }
+        public string Papers { get; set; } = "[]";
+    }
+}

@@ -1,0 +1,254 @@
+using System.Globalization;
+using Microsoft.Extensions.DependencyInjection;
+using Subscriptions.Digest;
+using Subscriptions.Papers;
+using Subscriptions.Tests.Infrastructure;
+
+namespace Subscriptions.Tests;
+
+/// <summary>Each subscriber's own delivery time: hourly slots, time zones and daylight saving, weekly digests, no repeats.</summary>
+public sealed class DeliverySlotTests : IAsyncLifetime
+{
+    private static readonly DateOnly Day = new(2026, 11, 25); // a Wednesday
+    private readonly TestDatabase _database = new(); // a database of its own: every due subscriber takes part in a slot
+    private TestSmtpServer _smtp = null!;
+
+    public async Task InitializeAsync()
+    {
+        await _database.InitializeAsync();
+        _smtp = await TestSmtpServer.StartNewAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _smtp.DisposeAsync();
+        await _database.DisposeAsync();
+        await PostgresServer.DropDatabaseAsync(_database.ConnectionString);
+    }
+
+    [Theory]
+    [InlineData("Europe/Berlin", "2026-10-20")] // clocks back on Sunday 25 October: 02:00–03:00 happens twice
+    [InlineData("Europe/Berlin", "2026-03-25")] // forward on Sunday 29 March: 02:00–03:00 does not happen
+    [InlineData("America/New_York", "2026-03-05")] // forward on Sunday 8 March
+    [InlineData("America/New_York", "2026-10-29")] // back on Sunday 1 November
+    [InlineData("Australia/Lord_Howe", "2026-04-01")] // half-hour DST, back on 5 April
+    [InlineData("Asia/Kolkata", "2026-11-20")] // +05:30: its hours fall in the slot after them
+    [InlineData("Pacific/Chatham", "2026-09-24")] // +12:45, forward on 27 September
+    public void EveryHourOfEveryLocalDayFallsInExactlyOneSlot(string timeZone, string from)
+    {
+        var first = DateOnly.Parse(from, CultureInfo.InvariantCulture);
+        var start = new DateTimeOffset(first.AddDays(-1).ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
+        var due = new List<DueHour>();
+        for (var slot = start; slot < start.AddDays(12); slot += DeliverySlots.Length)
+        {
+            due.AddRange(DeliverySlots.DueIn(slot, [timeZone]));
+        }
+
+        for (var day = first; day < first.AddDays(10); day = day.AddDays(1))
+        {
+            for (var hour = 0; hour < 24; hour++)
+            {
+                Assert.Single(due, d => d.Day == day && d.Hour == hour);
+            }
+        }
+        Assert.All(due, d => Assert.Equal(DeliverySlots.IsoWeekday(d.Day), d.Weekday));
+    }
+
+    [Fact]
+    public void DaylightSavingMovesTheSlotNotTheDay()
+    {
+        var berlin = TimeZoneInfo.FindSystemTimeZoneById("Europe/Berlin");
+
+        // 02:00 on 25 Oct 2026 happens twice in Berlin (00:00 and 01:00 UTC): the first one.
+        Assert.Equal(DateTimeOffset.Parse("2026-10-25T00:00:00Z", CultureInfo.InvariantCulture), DeliverySlots.Moment(new DateOnly(2026, 10, 25), 2, berlin));
+        // 02:00 on 29 Mar 2026 does not happen: the instant the clocks jump, 01:00 UTC (03:00 CEST).
+        Assert.Equal(DateTimeOffset.Parse("2026-03-29T01:00:00Z", CultureInfo.InvariantCulture), DeliverySlots.Moment(new DateOnly(2026, 3, 29), 2, berlin));
+        // So the 01:00 UTC slot that day carries both 02:00 and 03:00.
+        Assert.Equal(
+            [new DueHour("Europe/Berlin", 2, new DateOnly(2026, 3, 29), 7), new DueHour("Europe/Berlin", 3, new DateOnly(2026, 3, 29), 7)],
+            DeliverySlots.DueIn(DateTimeOffset.Parse("2026-03-29T01:00:00Z", CultureInfo.InvariantCulture), ["Europe/Berlin"]));
+        // And New York's 02:00 on 8 Mar 2026 is 07:00 UTC (03:00 EDT); its 02:00 the day before, 07:00 UTC too (EST).
+        var newYork = TimeZoneInfo.FindSystemTimeZoneById("America/New_York");
+        Assert.Equal(DateTimeOffset.Parse("2026-03-08T07:00:00Z", CultureInfo.InvariantCulture), DeliverySlots.Moment(new DateOnly(2026, 3, 8), 2, newYork));
+        Assert.Equal(DateTimeOffset.Parse("2026-03-07T07:00:00Z", CultureInfo.InvariantCulture), DeliverySlots.Moment(new DateOnly(2026, 3, 7), 2, newYork));
+    }
+
+    [Fact]
+    public async Task EachSubscriberIsPlannedInTheSlotOfTheirOwnHourAndZone()
+    {
+        await _database.SaveDayAsync(Day, TestDatabase.LidarPaper);
+        var legacy = await AddAsync("legacy@example.org", null, null); // the operator's default: 07:00 UTC
+        var berlin = await AddAsync("berlin@example.org", "Europe/Berlin", 8); // 07:00 UTC in November
+        var newYork = await AddAsync("newyork@example.org", "America/New_York", 7); // 12:00 UTC
+        var kolkata = await AddAsync("kolkata@example.org", "Asia/Kolkata", 9); // 03:30 UTC: the 04:00 slot
+        var tokyo = await AddAsync("tokyo@example.org", "Asia/Tokyo", 7); // 22:00 UTC, on the 26th in Tokyo
+        await using var app = new TestApp(_database, _smtp, settings: DefaultTime);
+        var planner = app.Services.GetRequiredService<DeliveryPlanner>();
+
+        var planned = new Dictionary<long, (DateTime Slot, DateOnly Day)>();
+        for (var slot = new DateTimeOffset(2026, 11, 25, 0, 0, 0, TimeSpan.Zero); slot.Day == 25; slot += DeliverySlots.Length)
+        {
+            var before = await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries");
+            var plan = await planner.PlanSlotAsync(slot, papersDay: null, CancellationToken.None);
+            foreach (var (subscriber, day) in await _database.QueryAsync<(long, DateTime)>(
+                "SELECT subscriber_id, day FROM deliveries ORDER BY id OFFSET @before", new { before }))
+            {
+                Assert.True(planned.TryAdd(subscriber, (slot.UtcDateTime, DateOnly.FromDateTime(day))), $"subscriber {subscriber} planned twice");
+            }
+            Assert.Equal(plan.Added, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries") - before);
+        }
+
+        Assert.Equal((At(7), Day), planned[legacy]);
+        Assert.Equal((At(7), Day), planned[berlin]);
+        Assert.Equal((At(12), Day), planned[newYork]);
+        Assert.Equal((At(4), Day), planned[kolkata]);
+        Assert.Equal((At(22), Day.AddDays(1)), planned[tokyo]);
+        Assert.Equal(24, await _database.ScalarAsync<long>("SELECT count(*) FROM digest_slots"));
+        // Planning a slot again adds nothing.
+        Assert.Equal(0, (await planner.PlanSlotAsync(At(12), papersDay: null, CancellationToken.None)).Added);
+
+        static DateTime At(int hour) => new(2026, 11, 25, hour, 0, 0, DateTimeKind.Utc);
+    }
+
+    [Fact]
+    public async Task ASubscriberInADaylightSavingZoneGetsOneDigestPerLocalDayAcrossTheChange()
+    {
+        // A new paper every day from 22 to 27 October (Berlin goes back an hour on the 25th) and 5 to 10 March
+        // (New York goes forward on the 8th); each subscriber asked for 02:00, the hour that repeats or is skipped.
+        foreach (var first in new[] { new DateOnly(2026, 10, 22), new DateOnly(2026, 3, 5) })
+        {
+            for (var i = 0; i < 6; i++)
+            {
+                var day = first.AddDays(i);
+                await _database.SaveDayAsync(day, PaperRecord.Create(null, $"Lidar mapping, day {day:MMdd}", "Scans.", [], null, 3));
+            }
+        }
+        var berlin = await AddAsync("berlin@example.org", "Europe/Berlin", 2);
+        var newYork = await AddAsync("newyork@example.org", "America/New_York", 2);
+        await using var app = new TestApp(_database, _smtp, settings: DefaultTime);
+        var planner = app.Services.GetRequiredService<DeliveryPlanner>();
+
+        foreach (var first in new[] { new DateTimeOffset(2026, 10, 23, 0, 0, 0, TimeSpan.Zero), new DateTimeOffset(2026, 3, 6, 0, 0, 0, TimeSpan.Zero) })
+        {
+            for (var slot = first; slot < first.AddDays(4); slot += DeliverySlots.Length)
+            {
+                await planner.PlanSlotAsync(slot, papersDay: null, CancellationToken.None);
+            }
+        }
+
+        Assert.Equal(
+            ["2026-10-23", "2026-10-24", "2026-10-25", "2026-10-26"],
+            await DeliveryDaysAsync(berlin, "2026-10-01", "2026-10-31"));
+        Assert.Equal(
+            ["2026-03-06", "2026-03-07", "2026-03-08", "2026-03-09"],
+            await DeliveryDaysAsync(newYork, "2026-03-01", "2026-03-31"));
+    }
+
+    [Fact]
+    public async Task AWeeklySubscriberGetsTheWeeksBestMatchesOnTheirWeekday()
+    {
+        // Each day of the week to Wednesday the 25th: a much-upvoted lidar paper and a barely-upvoted one.
+        for (var day = Day.AddDays(-6); day <= Day; day = day.AddDays(1))
+        {
+            await _database.SaveDayAsync(day,
+                PaperRecord.Create(null, $"Lidar popular {day:MMdd}", "Scans.", [], null, 100),
+                PaperRecord.Create(null, $"Lidar obscure {day:MMdd}", "Scans.", [], null, 1));
+        }
+        var weekly = await AddAsync("weekly@example.org", "UTC", 7, "weekly", weekday: 3);
+        await _database.ExecuteAsync("UPDATE subscribers SET max_papers = 4 WHERE id = @weekly", new { weekly });
+        await AddAsync("thursday@example.org", "UTC", 7, "weekly", weekday: 4);
+        await AddAsync("daily@example.org", "UTC", 7);
+        await using var app = new TestApp(_database, _smtp, settings: DefaultTime);
+
+        var summary = await app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
+
+        Assert.Equal(2, summary.Sent);
+        var week = Assert.Single(_smtp.MessagesTo("weekly@example.org"));
+        Assert.StartsWith("4 trending papers on lidar", week.Subject, StringComparison.Ordinal);
+        // The week's best, ranked as a day's are: only the popular ones, from several days.
+        Assert.Equal(4, CountOf(week.TextBody, "Lidar popular"));
+        Assert.DoesNotContain("Lidar obscure", week.TextBody);
+        var daily = Assert.Single(_smtp.MessagesTo("daily@example.org"));
+        Assert.Contains("Lidar popular 1125", daily.TextBody);
+        Assert.Contains("Lidar obscure 1125", daily.TextBody);
+        Assert.DoesNotContain("1124", daily.TextBody);
+        Assert.Empty(_smtp.MessagesTo("thursday@example.org"));
+    }
+
+    [Fact]
+    public async Task APaperTrendingOnTwoDaysOrListedByTwoSourcesIsSentOnce()
+    {
+        var repeated = TestDatabase.LidarPaper;
+        await _database.SaveDayAsync(Day.AddDays(-1), repeated, PaperRecord.Create(null, "Lidar in the rain", "Wet scans.", [], null, 2));
+        await _database.SaveDayAsync(Day, repeated, PaperRecord.Create(null, "Lidar in the snow", "Cold scans.", [], null, 2));
+        await using var app = new TestApp(_database, _smtp, settings: DefaultTime);
+        await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day, "arxiv", [repeated], CancellationToken.None);
+        await AddAsync("reader@example.org", null, null);
+        await AddAsync("newcomer@example.org", null, null);
+        await _database.ExecuteAsync("UPDATE subscribers SET status = 'pending' WHERE email = 'newcomer@example.org'");
+        var runner = app.Services.GetRequiredService<DigestRunner>();
+
+        await runner.RunAsync(Day.AddDays(-1), ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
+        await _database.ExecuteAsync("UPDATE subscribers SET status = 'active' WHERE email = 'newcomer@example.org'");
+        await runner.RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
+
+        var emails = _smtp.MessagesTo("reader@example.org");
+        Assert.Equal(2, emails.Count);
+        Assert.Contains("Lidar Odometry at Night", emails[0].TextBody);
+        Assert.Contains("Lidar in the rain", emails[0].TextBody);
+        Assert.DoesNotContain("Lidar Odometry at Night", emails[1].TextBody);
+        Assert.StartsWith("1 trending paper on lidar", emails[1].Subject, StringComparison.Ordinal);
+        Assert.Contains("Lidar in the snow", emails[1].TextBody);
+        // Someone who did not get it the day before gets it, once, though two sources list it.
+        var newcomer = Assert.Single(_smtp.MessagesTo("newcomer@example.org"));
+        Assert.Equal(1, CountOf(newcomer.TextBody, "Lidar Odometry at Night"));
+    }
+
+    [Fact]
+    public async Task DigestAtRunsTheSlotOfThatInstantAndRefusesAnInstantItCannotRead()
+    {
+        await _database.SaveDayAsync(Day, TestDatabase.LidarPaper);
+        await AddAsync("seven@example.org", "UTC", 7);
+        await AddAsync("nine@example.org", "UTC", 9);
+        await AddAsync("tokyo-six-pm@example.org", "Asia/Tokyo", 18); // 09:00 UTC
+        var environment = new Dictionary<string, string>
+        {
+            ["ConnectionStrings__Postgres"] = _database.ConnectionString,
+            ["App__TokenSecret"] = "a-secret-for-the-slot-test-of-the-digest-verb",
+            ["Smtp__Host"] = "127.0.0.1",
+            ["Smtp__Port"] = _smtp.Port.ToString(CultureInfo.InvariantCulture),
+            ["Smtp__Security"] = "None",
+        };
+
+        var run = await ServiceBinary.RunAsync(["digest", "--at", "2026-11-25T09:30:00+00:00", "--no-ingest"], environment);
+        var unreadable = await ServiceBinary.RunAsync(["digest", "--at", "half past nine"], environment);
+        var both = await ServiceBinary.RunAsync(["digest", "--at", "2026-11-25T09:00:00Z", "--date", "2026-11-25"], environment);
+
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains("slot 2026-11-25 09:00Z", run.Output);
+        Assert.Contains("2 subscribers due", run.Output);
+        Assert.Single(_smtp.MessagesTo("nine@example.org"));
+        Assert.Single(_smtp.MessagesTo("tokyo-six-pm@example.org"));
+        Assert.Empty(_smtp.MessagesTo("seven@example.org"));
+        Assert.Equal((64, 64), (unreadable.ExitCode, both.ExitCode));
+        Assert.Contains("--at half past nine", unreadable.Error + unreadable.Output);
+    }
+
+    private static int CountOf(string? text, string part) => text is null ? 0 : (text.Length - text.Replace(part, "", StringComparison.Ordinal).Length) / part.Length;
+
+    private static readonly Dictionary<string, string?> DefaultTime = new() { ["Digest:Schedule"] = "0 0 7 * * ?", ["Digest:TimeZone"] = "UTC" };
+
+    private async Task<List<string>> DeliveryDaysAsync(long subscriber, string from, string to) =>
+        [.. (await _database.QueryAsync<DateTime>(
+            "SELECT day FROM deliveries WHERE subscriber_id = @subscriber AND day BETWEEN @from::date AND @to::date ORDER BY day",
+            new { subscriber, from, to })).Select(day => day.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture))];
+
+    private async Task<long> AddAsync(string email, string? timeZone, int? hour, string frequency = "daily", int? weekday = null, string topic = "lidar")
+    {
+        var (id, _) = await _database.AddSubscriberAsync(email, "active", maxPapers: null, topic);
+        await _database.ExecuteAsync(
+            "UPDATE subscribers SET time_zone = @timeZone, delivery_hour = @hour, frequency = @frequency, weekday = @weekday WHERE id = @id",
+            new { id, timeZone, hour, frequency, weekday });
+        return id;
+    }
+}

@@ -1,0 +1,292 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Xml.Linq;
+using Microsoft.Extensions.DependencyInjection;
+using Subscriptions.Digest;
+using Subscriptions.Subscribers;
+using Subscriptions.Tests.Infrastructure;
+
+namespace Subscriptions.Tests;
+
+/// <summary>What a subscriber controls: delivery time and frequency, their feed, the public archive, their data.</summary>
+public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
+{
+    private static readonly DateOnly Day = new(2026, 11, 25);
+    private static readonly XNamespace Atom = "http://www.w3.org/2005/Atom";
+    private readonly TestDatabase _database = new();
+    private TestSmtpServer _smtp = null!;
+    private TestApp _app = null!;
+    private HttpClient _client = null!;
+
+    public async Task InitializeAsync()
+    {
+        await _database.InitializeAsync();
+        _smtp = await TestSmtpServer.StartNewAsync();
+        _app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?> { ["Digest:Schedule"] = "0 0 7 * * ?", ["Digest:TimeZone"] = "UTC" });
+        _client = _app.CreatePlainClient();
+        await _database.SaveDayAsync(Day, TestDatabase.LidarPaper);
+    }
+
+    public async Task DisposeAsync()
+    {
+        _client.Dispose();
+        await _app.DisposeAsync();
+        await _smtp.DisposeAsync();
+        await _database.DisposeAsync();
+        await PostgresServer.DropDatabaseAsync(_database.ConnectionString);
+    }
+
+    [Fact]
+    public async Task SignupStoresTheChosenTimeZoneHourAndFrequencyByJsonAndByForm()
+    {
+        var json = await _client.PostAsJsonAsync("/subscriptions", new
+        {
+            email = "weekly@example.org",
+            topics = new[] { "lidar" },
+            timeZone = "America/New_York",
+            deliveryHour = 6,
+            frequency = "weekly",
+            weekday = "Friday",
+        });
+        var form = await _client.PostFormAsync("/subscriptions",
+            ("email", "form@example.org"), ("topics", "lidar"), ("timeZone", "Asia/Tokyo"), ("deliveryHour", "21"), ("frequency", "daily"), ("weekday", "monday"));
+        var plain = await _client.SignUpAsync("plain@example.org", "lidar");
+
+        Assert.Equal([HttpStatusCode.Accepted, HttpStatusCode.Accepted, HttpStatusCode.Accepted], [json.StatusCode, form.StatusCode, plain.StatusCode]);
+        Assert.Equal(("America/New_York", 6, "weekly", 5), await ScheduleOfAsync("weekly@example.org"));
+        Assert.Equal(("Asia/Tokyo", 21, "daily", null), await ScheduleOfAsync("form@example.org"));
+        Assert.Equal((null, null, "daily", null), await ScheduleOfAsync("plain@example.org")); // the operator's defaults
+    }
+
+    public static TheoryData<string, string> BadDeliveryFields => new()
+    {
+        { """{"timeZone": "Mars/Olympus_Mons"}""", "timeZone" },
+        { """{"timeZone": "W. Europe Standard Time"}""", "timeZone" },
+        { """{"timeZone": "../../etc/passwd"}""", "timeZone" },
+        { """{"timeZone": 5}""", "timeZone" },
+        { """{"deliveryHour": 24}""", "deliveryHour" },
+        { """{"deliveryHour": -1}""", "deliveryHour" },
+        { """{"deliveryHour": "seven"}""", "deliveryHour" },
+        { """{"deliveryHour": 7.5}""", "deliveryHour" },
+        { """{"frequency": "hourly"}""", "frequency" },
+        { """{"frequency": "weekly"}""", "weekday" },
+        { """{"frequency": "weekly", "weekday": "funday"}""", "weekday" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadDeliveryFields))]
+    public async Task ABadDeliveryFieldIsRefusedNamingItAndNothingIsStored(string fields, string field)
+    {
+        var body = fields.Insert(1, """ "email": "bad-field@example.org", "topics": ["lidar"], """);
+        using var content = new StringContent(body, System.Text.Encoding.UTF8, "application/json");
+
+        var response = await _client.PostAsync("/subscriptions", content);
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        var errors = (await response.ReadJsonAsync()).GetProperty("errors");
+        Assert.False(string.IsNullOrWhiteSpace(errors.GetProperty(field)[0].GetString()));
+        Assert.Null(await _database.SubscriberStatusAsync("bad-field@example.org"));
+    }
+
+    [Fact]
+    public async Task PreferencesChangeTheDeliveryTimeAndRefuseABadOneChangingNothing()
+    {
+        var (id, token) = await AddActiveAsync("prefs@example.org");
+
+        var page = await (await _client.GetAsync($"/preferences?token={token}")).Content.ReadAsStringAsync();
+        var saved = await _client.PostFormAsync($"/preferences?token={token}",
+            ("topics", "lidar"), ("max_papers", "5"), ("timeZone", "Europe/Berlin"), ("deliveryHour", "8"), ("frequency", "weekly"), ("weekday", "sunday"));
+        var refused = await _client.PostFormAsync($"/preferences?token={token}",
+            ("topics", "radar"), ("max_papers", "5"), ("timeZone", "Europe/Nowhere"), ("deliveryHour", "8"), ("frequency", "daily"));
+        var withoutDeliveryFields = await _client.PostFormAsync($"/preferences?token={token}", ("topics", "lidar"), ("max_papers", "6"));
+
+        Assert.Contains("name=\"timeZone\"", page);
+        Assert.Contains("/feed?token=", page);
+        Assert.Contains("/preferences/export?token=", page);
+        Assert.Contains("/preferences/erase?token=", page);
+        Assert.Equal(HttpStatusCode.OK, saved.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Contains("timeZone", await refused.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.OK, withoutDeliveryFields.StatusCode);
+        Assert.Equal(("Europe/Berlin", 8, "weekly", 7), await ScheduleOfAsync("prefs@example.org"));
+        Assert.Equal(["lidar"], await _database.QueryAsync<string>("SELECT text FROM topics WHERE subscriber_id = @id", new { id }));
+    }
+
+    [Fact]
+    public async Task TheSignupPageFillsTheTimeZoneWithItsOneAllowedScript()
+    {
+        var response = await _client.GetAsync("/");
+        var html = await response.Content.ReadAsStringAsync();
+
+        Assert.Contains($"<script>{Web.Pages.TimeZoneScript.Code}</script>", html);
+        var csp = response.Headers.GetValues("Content-Security-Policy").Single();
+        Assert.Contains($"script-src {Web.Pages.TimeZoneScript.CspSource};", csp);
+        Assert.DoesNotContain("unsafe-inline'; style", csp.Split("script-src")[1].Split(';')[0]);
+        Assert.Equal(1, html.Split("<script").Length - 1);
+    }
+
+    [Fact]
+    public async Task TheFeedIsValidAtomOfTheSubscribersMatchesAndStopsWhenTheyUnsubscribe()
+    {
+        await AddActiveAsync("feed@example.org");
+        await _app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
+        var email = Assert.Single(_smtp.MessagesTo("feed@example.org"));
+        var feedLink = TestApp.LinkIn(email, "/feed");
+        Assert.Contains($"{TestApp.BaseUrl}/papers/2026-11-25", email.TextBody);
+        Assert.Contains("View this on the web", email.TextBody);
+
+        var response = await _client.GetAsync(feedLink);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("application/atom+xml", response.Content.Headers.ContentType?.MediaType);
+        var feed = XDocument.Parse(await response.Content.ReadAsStringAsync()).Root!;
+        Assert.Equal(Atom + "feed", feed.Name);
+        // RFC 4287: a feed has exactly one id, title and updated, a self link, and an author (or every entry has one).
+        Assert.StartsWith("tag:", feed.Element(Atom + "id")!.Value, StringComparison.Ordinal);
+        Assert.NotEmpty(feed.Element(Atom + "title")!.Value);
+        Assert.True(DateTimeOffset.TryParse(feed.Element(Atom + "updated")!.Value, System.Globalization.CultureInfo.InvariantCulture, out _));
+        Assert.Contains(feed.Elements(Atom + "link"), link => (string?)link.Attribute("rel") == "self");
+        Assert.NotNull(feed.Element(Atom + "author")?.Element(Atom + "name"));
+        var entry = Assert.Single(feed.Elements(Atom + "entry"));
+        Assert.Equal("Lidar Odometry at Night", entry.Element(Atom + "title")!.Value);
+        Assert.StartsWith("tag:", entry.Element(Atom + "id")!.Value, StringComparison.Ordinal);
+        Assert.NotEmpty(entry.Element(Atom + "updated")!.Value);
+        Assert.NotNull(entry.Element(Atom + "link")?.Attribute("href"));
+        Assert.Contains("Matched your topic: lidar", entry.Element(Atom + "summary")!.Value);
+        Assert.Equal("lidar", (string?)entry.Element(Atom + "category")?.Attribute("term"));
+
+        await _client.PostAsync(TestApp.LinkIn(email, "/unsubscribe"), null);
+        var after = await _client.GetAsync(feedLink);
+        var forged = await _client.GetAsync("/feed?token=AAAA" + feedLink.Split("token=")[1][4..]);
+        var preferencesToken = await _client.GetAsync("/feed?token=" + TestApp.LinkIn(email, "/preferences").Split("token=")[1]);
+        Assert.Equal([HttpStatusCode.NotFound, HttpStatusCode.NotFound, HttpStatusCode.NotFound], [after.StatusCode, forged.StatusCode, preferencesToken.StatusCode]);
+        foreach (var refused in new[] { after, forged, preferencesToken })
+        {
+            await AssertBareNotFoundAsync(refused, "token");
+        }
+    }
+
+    [Fact]
+    public async Task TheArchiveHasAPagePerDayAndAnIndexAndRefusesBadDatesWithABare404()
+    {
+        var index = await _client.GetAsync("/papers");
+        var day = await _client.GetAsync("/papers/2026-11-25");
+
+        Assert.Equal(HttpStatusCode.OK, index.StatusCode);
+        Assert.Contains("href=\"/papers/2026-11-25\"", await index.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.OK, day.StatusCode);
+        Assert.Contains("Lidar Odometry at Night", await day.Content.ReadAsStringAsync());
+        foreach (var bad in new[] { "2026-11-24", "2026-13-01", "25-11-2026", "yesterday", "2026-11-25x", "..%2F..%2Fetc" })
+        {
+            await AssertBareNotFoundAsync(await _client.GetAsync($"/papers/{bad}"), bad);
+        }
+    }
+
+    [Fact]
+    public async Task DownloadMyDataHoldsTheAddressTopicsSettingsHistoryAndEveryDeliveryWithItsPapers()
+    {
+        var (_, token) = await AddActiveAsync("export@example.org");
+        await _database.ExecuteAsync("UPDATE subscribers SET time_zone = 'UTC', delivery_hour = 7, confirmed_at = now() WHERE email = 'export@example.org'");
+        await _app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
+
+        var response = await _client.GetAsync($"/preferences/export?token={token}");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Contains("attachment", response.Content.Headers.ContentDisposition?.ToString() ?? response.Headers.GetValues("Content-Disposition").Single());
+        var data = await response.ReadJsonAsync();
+        Assert.Equal("export@example.org", data.GetProperty("email").GetString());
+        Assert.Equal("lidar", data.GetProperty("topics")[0].GetString());
+        Assert.Equal("UTC", data.GetProperty("settings").GetProperty("timeZone").GetString());
+        Assert.Equal(7, data.GetProperty("settings").GetProperty("deliveryHour").GetInt32());
+        Assert.Contains(data.GetProperty("history").EnumerateArray(), e => e.GetProperty("event").GetString() == "confirmed");
+        var delivery = Assert.Single(data.GetProperty("deliveries").EnumerateArray());
+        Assert.Equal("sent", delivery.GetProperty("status").GetString());
+        Assert.Equal("Lidar Odometry at Night", delivery.GetProperty("papers")[0].GetProperty("title").GetString());
+        Assert.Equal("lidar", delivery.GetProperty("papers")[0].GetProperty("matchedTopics")[0].GetString());
+        Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync("/preferences/export?token=nonsense")).StatusCode);
+    }
+
+    [Fact]
+    public async Task DeleteEverythingAsksFirstThenRemovesAllButAHashedSuppression()
+    {
+        var (id, token) = await AddActiveAsync("erase@example.org");
+        await _app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
+        await _database.ExecuteAsync("""
+            INSERT INTO suppressions (email, reason, created_at) VALUES ('erase@example.org', 'complaint', now());
+            INSERT INTO bounce_events (email, kind, source, received_at) VALUES ('erase@example.org', 'complaint', 'webhook', now());
+            INSERT INTO email_outbox (subscriber_id, kind, next_attempt_at, created_at) VALUES (@id, 'confirmation', now() + interval '1 hour', now());
+            """, new { id });
+
+        var asked = await _client.PostAsync($"/preferences/erase?token={token}", null);
+        Assert.Equal(HttpStatusCode.OK, asked.StatusCode);
+        Assert.Contains("name=\"confirm\" value=\"yes\"", await asked.Content.ReadAsStringAsync());
+        Assert.Equal("active", await _database.SubscriberStatusAsync("erase@example.org"));
+
+        var erased = await _client.PostFormAsync($"/preferences/erase?token={token}", ("confirm", "yes"));
+
+        Assert.Equal(HttpStatusCode.OK, erased.StatusCode);
+        Assert.Contains("Everything is deleted", await erased.Content.ReadAsStringAsync());
+        Assert.Equal(0, await _database.ScalarAsync<long>("""
+            SELECT (SELECT count(*) FROM subscribers WHERE id = @id) + (SELECT count(*) FROM topics WHERE subscriber_id = @id)
+                 + (SELECT count(*) FROM deliveries WHERE subscriber_id = @id) + (SELECT count(*) FROM email_outbox WHERE subscriber_id = @id)
+                 + (SELECT count(*) FROM bounce_events WHERE email LIKE '%erase@%') + (SELECT count(*) FROM suppressions WHERE email LIKE '%erase@%')
+            """, new { id }));
+        Assert.Equal(["complaint"], await _database.QueryAsync<string>("SELECT reason FROM suppressions WHERE email = @key",
+            new { key = SubscriberData.ErasedKey("erase@example.org") }));
+        Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync($"/preferences?token={token}")).StatusCode);
+
+        // Signed up again, the address is still suppressed: no confirmation goes to it.
+        Assert.Equal(HttpStatusCode.Accepted, (await _client.SignUpAsync("erase@example.org", "lidar")).StatusCode);
+        Assert.Equal(1, await _database.ScalarAsync<long>("SELECT count(*) FROM suppressions WHERE email = 'erase@example.org'"));
+        Assert.Equal(0, await _database.ScalarAsync<long>("SELECT count(*) FROM email_outbox"));
+    }
+
+    [Fact]
+    public async Task ErasingASubscriberWhoseDeliveryASenderHasClaimedSendsThemNothingAndLeavesNoRows()
+    {
+        var (first, _) = await AddActiveAsync("first@example.org");
+        var (erased, _) = await AddActiveAsync("erased-mid-send@example.org");
+        await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?>
+        {
+            ["Smtp:Connections"] = "1",
+            ["Digest:BatchSize"] = "10",
+            ["Digest:Schedule"] = "0 0 7 * * ?",
+        });
+        _smtp.HoldAfter(0); // the first message waits at the server: both deliveries are claimed by then
+        var run = app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
+        await Eventually.TrueAsync(() => _smtp.Held > 0, "the first message to be held", TimeSpan.FromSeconds(30));
+        Assert.Equal(2, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status = 'sending'"));
+
+        Assert.True(await app.Services.GetRequiredService<SubscriberData>().EraseAsync(erased, CancellationToken.None));
+        _smtp.AcceptHeld();
+        var summary = await run;
+
+        Assert.Single(_smtp.MessagesTo("first@example.org"));
+        Assert.Empty(_smtp.MessagesTo("erased-mid-send@example.org"));
+        Assert.Equal((1, 1), (summary.Sent, summary.Skipped));
+        Assert.Equal(0, await _database.ScalarAsync<long>(
+            "SELECT (SELECT count(*) FROM deliveries WHERE subscriber_id = @erased) + (SELECT count(*) FROM delivery_queue q LEFT JOIN deliveries d ON d.id = q.delivery_id WHERE d.id IS NULL)",
+            new { erased }));
+        Assert.Equal("sent", await _database.ScalarAsync<string>("SELECT status FROM deliveries WHERE subscriber_id = @first", new { first }));
+    }
+
+    /// <summary>A 404 whose body (the service's generic problem answer, if any) says nothing about what was asked.</summary>
+    private static async Task AssertBareNotFoundAsync(HttpResponseMessage response, string asked)
+    {
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.DoesNotContain(asked, body, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("detail", body, StringComparison.OrdinalIgnoreCase);
+    }
+
+    private async Task<(long Id, string Token)> AddActiveAsync(string email)
+    {
+        var (id, key) = await _database.AddSubscriberAsync(email, "active", maxPapers: null, "lidar");
+        return (id, _app.Services.GetRequiredService<LinkTokens>().Create(LinkPurpose.Preferences, id, key));
+    }
+
+    private async Task<(string? TimeZone, int? Hour, string Frequency, int? Weekday)> ScheduleOfAsync(string email) =>
+        (await _database.QueryAsync<(string?, int?, string, int?)>(
+            "SELECT time_zone, delivery_hour::int, frequency, weekday::int FROM subscribers WHERE email = @email", new { email })).Single();
+}
