@@ -84,7 +84,7 @@ public sealed class DigestTests : IAsyncLifetime
         Assert.Contains("Depth Estimation <script>alert(1)</script> & Friends", ada.TextBody);
         Assert.Contains("Ada Lovelace, Alan Turing, Grace Hopper et al.", ada.TextBody);
         Assert.Contains("120 upvotes", ada.TextBody);
-        Assert.Contains("Matched: depth estimation", ada.TextBody);
+        Assert.Contains("Why: mentions depth estimation", ada.TextBody);
         Assert.Contains("href=\"https://arxiv.org/abs/2611.00001\"", ada.HtmlBody);
         Assert.Contains("…", ada.TextBody); // the long abstract is trimmed
         var text = ada.TextBody!;

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using MimeKit;
 using Subscriptions.Email;
 using Subscriptions.Infrastructure;
+using Subscriptions.Matching;
 using Subscriptions.Papers;
 using Subscriptions.Subscribers;
 
@@ -21,8 +22,9 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, LinkTokens tokens
         long deliveryId, string email, long subscriberId, byte[] subscriptionKey, DateOnly day, IReadOnlyList<PlannedPaper> planned,
         IReadOnlyDictionary<long, DayPaper> papers)
     {
-        var items = planned.Where(p => papers.ContainsKey(p.PaperId)).Select(p => (Paper: papers[p.PaperId], p.Topics)).ToList();
-        var topics = items.SelectMany(item => item.Topics).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+        var items = planned.Where(p => papers.ContainsKey(p.PaperId)).Select(p => (Paper: papers[p.PaperId], Why: MatchReasons.Describe(p.Topics, p.CloseTo))).ToList();
+        var topics = planned.Where(p => papers.ContainsKey(p.PaperId)).SelectMany(p => p.Topics.Concat(p.CloseTo ?? []))
+            .Distinct(StringComparer.OrdinalIgnoreCase).ToList();
         var unsubscribe = tokens.Link(LinkPurpose.Unsubscribe, subscriberId, subscriptionKey);
         var preferences = tokens.Link(LinkPurpose.Preferences, subscriberId, subscriptionKey);
         var date = day.ToString("d MMM yyyy", CultureInfo.InvariantCulture);
@@ -52,15 +54,15 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, LinkTokens tokens
         topics.Count <= 3 ? string.Join(", ", topics) : $"{string.Join(", ", topics.Take(3))} and {topics.Count - 3} more";
 
     private static string Text(
-        List<(DayPaper Paper, IReadOnlyList<string> Topics)> items, List<string> topics, string email, string date, Uri preferences, Uri unsubscribe)
+        List<(DayPaper Paper, string Why)> items, List<string> topics, string email, string date, Uri preferences, Uri unsubscribe)
     {
         var text = new StringBuilder();
         text.Append(CultureInfo.InvariantCulture, $"Trending papers on your topics — {date}\n\n");
         var number = 0;
-        foreach (var (paper, matched) in items)
+        foreach (var (paper, why) in items)
         {
             text.Append(CultureInfo.InvariantCulture, $"{++number}. ").Append(Rendered(paper).Text)
-                .Append("   Matched: ").AppendJoin(", ", matched).Append("\n\n");
+                .Append("   Why: ").Append(why).Append("\n\n");
         }
         text.Append(CultureInfo.InvariantCulture, $"""
             --
@@ -73,13 +75,13 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, LinkTokens tokens
     }
 
     private static string HtmlBody(
-        List<(DayPaper Paper, IReadOnlyList<string> Topics)> items, List<string> topics, string email, string date, Uri preferences, Uri unsubscribe)
+        List<(DayPaper Paper, string Why)> items, List<string> topics, string email, string date, Uri preferences, Uri unsubscribe)
     {
         var papers = new StringBuilder();
-        foreach (var (paper, matched) in items)
+        foreach (var (paper, why) in items)
         {
             papers.Append(Rendered(paper).Html)
-                .Append("<div style=\"color:#555;font-size:0.85em\">Matched: ").Append(Html.Encode(string.Join(", ", matched)))
+                .Append("<div style=\"color:#555;font-size:0.85em\">Why: ").Append(Html.Encode(why))
                 .Append("</div>\n</td></tr>\n");
         }
         return Html.Document($"Trending papers — {date}", $"""

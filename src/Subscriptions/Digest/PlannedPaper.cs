@@ -3,12 +3,15 @@ using Subscriptions.Matching;
 
 namespace Subscriptions.Digest;
 
-/// <summary>One paper of a delivery, as planned: which paper, and which of the subscriber's topics found it.</summary>
-internal sealed record PlannedPaper(long PaperId, IReadOnlyList<string> Topics)
+/// <summary>
+/// One paper of a delivery, as planned: which paper, which of the subscriber's topics it mentions, and which it is only
+/// close to in meaning (absent from deliveries planned before meaning existed).
+/// </summary>
+internal sealed record PlannedPaper(long PaperId, IReadOnlyList<string> Topics, IReadOnlyList<string>? CloseTo = null)
 {
     private static readonly JsonSerializerOptions SnakeCase = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
-    public static PlannedPaper From(PaperMatch match) => new(match.PaperId, match.Topics);
+    public static PlannedPaper From(PaperMatch match) => new(match.PaperId, match.Topics, match.CloseTo);
 
     /// <summary>A delivery's papers as its <c>papers</c> column holds them (JSON).</summary>
     public static string Serialize(IEnumerable<PaperMatch> papers) => JsonSerializer.Serialize(papers.Select(From), SnakeCase);

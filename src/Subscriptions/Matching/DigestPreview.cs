@@ -4,7 +4,7 @@ using Subscriptions.Papers;
 
 namespace Subscriptions.Matching;
 
-internal sealed record PreviewPaper(long Id, string? ArxivId, string Title, string? PageUrl, int? Upvotes, double Score, IReadOnlyList<string> MatchedTopics);
+internal sealed record PreviewPaper(long Id, string? ArxivId, string Title, string? PageUrl, int? Upvotes, double Score, IReadOnlyList<string> MatchedTopics, IReadOnlyList<string> CloseTo);
 
 /// <summary>What someone with these topics would get on <see cref="Day"/> (null when no papers were ever ingested).</summary>
 internal sealed record Preview(DateOnly? Day, IReadOnlyList<string> Topics, int MaxPapers, IReadOnlyList<PreviewPaper> Papers);
@@ -48,7 +48,7 @@ internal sealed class DigestPreview(TopicMatcher matcher, PaperStore papers, Top
         var list = matches
             .Select(match => (match, paper: details[match.PaperId]))
             .Select(pair => new PreviewPaper(pair.paper.Id, pair.paper.ArxivId, pair.paper.Title, pair.paper.PageUrl, pair.paper.Upvotes,
-                Math.Round(pair.match.Score, 4), pair.match.Topics))
+                Math.Round(pair.match.Score, 4), pair.match.Topics, pair.match.CloseTo))
             .ToList();
         return (new Preview(chosen, cleanTopics, cap, list), errors);
     }

@@ -131,7 +131,7 @@ internal static class SubscriberPages
             : "<ol style=\"padding-left:1.2em\">" + string.Concat(preview.Papers.Select(paper =>
                 $"<li style=\"margin-bottom:8px\"><a href=\"{Html.Encode(paper.PageUrl ?? "#")}\">{Html.Encode(paper.Title)}</a>" +
                 (paper.Upvotes is { } upvotes ? $" <span style=\"color:#555\">▲ {upvotes}</span>" : "") +
-                $"<br><small style=\"color:#555\">matched: {Html.Encode(string.Join(", ", paper.MatchedTopics))}</small></li>")) + "</ol>";
+                $"<br><small style=\"color:#555\">{Html.Encode(MatchReasons.Describe(paper.MatchedTopics, paper.CloseTo))}</small></li>")) + "</ol>";
         return $"<section aria-labelledby=\"preview\"><h2 id=\"preview\" style=\"font-size:1.1em\">The email for {date} would hold {preview.Papers.Count} paper{(preview.Papers.Count == 1 ? "" : "s")}</h2>{items}</section>";
     }
 
