@@ -3,6 +3,7 @@ using Subscriptions.Benchmarks;
 
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- matching [--subscribers N] [--runs R]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- daily [--subscribers N] [--runs R] [--connections C]
+// dotnet run -c Release --project bench/Subscriptions.Benchmarks -- message [--messages M]
 var mode = args.FirstOrDefault(a => !a.StartsWith('-')) ?? "";
 var subscribers = IntOption("--subscribers", 100_000);
 var runs = IntOption("--runs", 3);
@@ -18,8 +19,11 @@ switch (mode)
     case "daily":
         await DailyBenchmark.RunAsync(subscribers, runs, IntOption("--connections", 4));
         return 0;
+    case "message":
+        await MessageBenchmark.RunAsync(IntOption("--messages", 20_000));
+        return 0;
     default:
-        Console.Error.WriteLine("Usage: Subscriptions.Benchmarks matching|daily [--subscribers N] [--runs R] [--connections C]");
+        Console.Error.WriteLine("Usage: Subscriptions.Benchmarks matching|daily|message [--subscribers N] [--runs R] [--connections C] [--messages M]");
         return 64;
 }
 

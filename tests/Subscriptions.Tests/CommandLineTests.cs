@@ -21,7 +21,7 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
     public async Task EveryBadSettingIsNamedByItsKey()
     {
         var (exitCode, _, error) = await RunAsync(
-            ["serve", "--Smtp:Port=99999", "--Mail:From=not an address", "--App:BaseUrl=ftp://example.org", "--App:TokenSecret=short"],
+            ["serve", "--Smtp:Port=99999", "--Mail:From=not an address", "--App:BaseUrl=ftp://example.org", "--App:TokenSecret=short", "--Mail:BounceAddress=bounces+x@example.org"],
             new() { ["ConnectionStrings__Postgres"] = database.ConnectionString });
 
         Assert.Equal(78, exitCode);
@@ -29,6 +29,7 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
         Assert.Contains("Mail:From", error);
         Assert.Contains("App:BaseUrl must be an absolute http:// or https:// URL", error);
         Assert.Contains("App:TokenSecret must be at least 32 characters long", error);
+        Assert.Contains("Mail:BounceAddress", error);
     }
 
     [Fact]

@@ -7,6 +7,7 @@ using MailKit.Search;
 using Microsoft.Extensions.Options;
 using MimeKit;
 using Npgsql;
+using Subscriptions.Email;
 using Subscriptions.Infrastructure;
 
 namespace Subscriptions.Bounces;
@@ -20,7 +21,8 @@ internal sealed record MailboxRound(int Processed, int Unreadable, IReadOnlyList
 /// it is for a person to look at; it is logged and counted once, and not fetched again.
 /// </summary>
 internal sealed class BounceMailbox(
-    NpgsqlDataSource dataSource, SuppressionStore store, IOptions<BouncesOptions> options, IMeterFactory meters, ILogger<BounceMailbox> logger)
+    NpgsqlDataSource dataSource, SuppressionStore store, ReturnPaths returnPaths, IOptions<BouncesOptions> options, IMeterFactory meters,
+    ILogger<BounceMailbox> logger)
 {
     private const long ReaderLockKey = 0x5375_6273_426F_756E; // "SubsBoun"
     private const int MessagesPerTransaction = 200;
@@ -110,6 +112,11 @@ internal sealed class BounceMailbox(
             return null;
         }
         var events = BounceReports.Read(message);
+        // The return path it came back to (VERP) names our email for certain; what the report quotes is second best.
+        if (events is not null && returnPaths.MessageIdOf(message) is { } messageId)
+        {
+            events = [.. events.Select(bounce => bounce with { OriginalMessageId = messageId })];
+        }
         if (events is null)
         {
             logger.LogWarning("Left message {Uid} ({Subject}, from {From}) in the bounce mailbox: it is not a delivery status notification or abuse report that can be read",

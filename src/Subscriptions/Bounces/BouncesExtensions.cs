@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Subscriptions.Database;
+using Subscriptions.Email;
 using Subscriptions.Infrastructure;
 
 namespace Subscriptions.Bounces;
@@ -24,6 +25,7 @@ internal static class BouncesExtensions
         services.AddSuppressions();
         if (!string.IsNullOrWhiteSpace(configuration["Bounces:Imap:Host"]))
         {
+            services.AddEmail(); // for the return paths (VERP) that reports come back to
             services.AddSingleton<BounceMailbox>();
             services.AddSingleton<BounceMailboxSignal>();
             services.AddHostedService<BounceMailboxWorker>();

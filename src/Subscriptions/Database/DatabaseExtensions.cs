@@ -13,7 +13,14 @@ internal static class DatabaseExtensions
         services.AddSection<DatabaseOptions>(DatabaseOptions.Section);
         // The connection string comes from the validated options, read when the data source is first needed.
         services.AddNpgsqlDataSource("", (provider, dataSource) =>
-            dataSource.ConnectionStringBuilder.ConnectionString = provider.GetRequiredService<IOptions<DatabaseOptions>>().Value.Postgres);
+        {
+            var connectionString = provider.GetRequiredService<IOptions<DatabaseOptions>>().Value.Postgres;
+            dataSource.ConnectionStringBuilder.ConnectionString = connectionString;
+            if (!DatabaseOptions.SetsPoolSize(connectionString))
+            {
+                dataSource.ConnectionStringBuilder.MaxPoolSize = DatabaseOptions.DefaultMaxPoolSize;
+            }
+        });
         services.AddSingleton<MigrationRunner>();
         // Npgsql logs every command at Information; what an operator needs from it are its warnings and errors.
         services.AddLogging(logging => logging.AddFilter("Npgsql", LogLevel.Warning));

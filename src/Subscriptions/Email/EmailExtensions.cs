@@ -59,6 +59,7 @@ internal static class EmailExtensions
         });
 
         services.AddSingleton<DkimMessageSigner>();
+        services.AddSingleton<ReturnPaths>();
         services.AddSingleton<SmtpMailSender>();
         services.AddSingleton<PickupDirectoryMailSender>();
         services.AddSingleton<IMailSender, ConfiguredMailSender>();

@@ -80,7 +80,15 @@ internal sealed class MailOptions : IValidatableObject
     /// <summary>An address that unsubscribes on receipt, offered in List-Unsubscribe beside the link (optional).</summary>
     public string? UnsubscribeMailto { get; set; }
 
+    /// <summary>
+    /// The bounce mailbox's address (bounces@example.org). When set, each email's envelope sender is
+    /// <c>bounces+&lt;its signed identity&gt;@example.org</c> (VERP), so every bounce names the email it is about.
+    /// </summary>
+    public string? BounceAddress { get; set; }
+
     public MailboxAddress FromAddress => MailboxAddress.Parse(From);
+
+    public MailboxAddress? BounceMailbox => string.IsNullOrWhiteSpace(BounceAddress) ? null : MailboxAddress.Parse(BounceAddress);
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
@@ -92,6 +100,13 @@ internal sealed class MailOptions : IValidatableObject
         if (!string.IsNullOrEmpty(UnsubscribeMailto) && (!MailboxAddress.TryParse(UnsubscribeMailto, out var mailto) || !string.IsNullOrEmpty(mailto.Name)))
         {
             yield return new ValidationResult($"\"{UnsubscribeMailto}\" is not a bare address, e.g. unsubscribe@example.org", [nameof(UnsubscribeMailto)]);
+        }
+        // The return path adds "+", the email's identity and a MAC (up to 54 characters) to the local part, which
+        // must stay within SMTP's 64; a "+" of its own would make the tag ambiguous.
+        if (!string.IsNullOrWhiteSpace(BounceAddress) && (!MailboxAddress.TryParse(BounceAddress, out var bounce) || !string.IsNullOrEmpty(bounce.Name)
+            || string.IsNullOrEmpty(bounce.Domain) || bounce.LocalPart.Length > 10 || bounce.LocalPart.Contains('+', StringComparison.Ordinal)))
+        {
+            yield return new ValidationResult($"\"{BounceAddress}\" is not a bare address with a local part of at most 10 characters and no \"+\", e.g. bounces@example.org", [nameof(BounceAddress)]);
         }
     }
 }

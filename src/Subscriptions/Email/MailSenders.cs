@@ -20,21 +20,28 @@ internal interface IMailSender
     Task SendAsync(MimeMessage message, CancellationToken cancellationToken);
 }
 
+/// <summary>Where a signed message goes: the SMTP relay or the pickup folder.</summary>
+internal interface IMailTransport
+{
+    /// <summary>Hands over the message with <paramref name="returnPath"/> as its envelope sender (SMTP's MAIL FROM), where bounces go.</summary>
+    Task SendAsync(MimeMessage message, MailboxAddress returnPath, CancellationToken cancellationToken);
+}
+
 /// <summary>
 /// SMTP when <c>Smtp:Host</c> is set, the pickup folder otherwise. Chosen at the first send, not when
 /// built, so that a bad setting is reported by start-up validation rather than as a failure to build a service.
-/// Every message is DKIM-signed here (when <c>Dkim:*</c> is set), whatever kind of email it is.
+/// Every message is DKIM-signed here (when <c>Dkim:*</c> is set), and given its return path, whatever kind of email it is.
 /// </summary>
-internal sealed class ConfiguredMailSender(IOptions<SmtpOptions> options, DkimMessageSigner dkim, IServiceProvider services) : IMailSender
+internal sealed class ConfiguredMailSender(IOptions<SmtpOptions> options, DkimMessageSigner dkim, ReturnPaths returnPaths, IServiceProvider services) : IMailSender
 {
-    private readonly Lazy<IMailSender> _sender = new(() => options.Value.HasHost
+    private readonly Lazy<IMailTransport> _transport = new(() => options.Value.HasHost
         ? services.GetRequiredService<SmtpMailSender>()
         : services.GetRequiredService<PickupDirectoryMailSender>());
 
     public Task SendAsync(MimeMessage message, CancellationToken cancellationToken)
     {
         dkim.Sign(message);
-        return _sender.Value.SendAsync(message, cancellationToken);
+        return _transport.Value.SendAsync(message, returnPaths.For(message), cancellationToken);
     }
 }
 
@@ -79,7 +86,7 @@ internal sealed class PermanentMailException(string reply, Exception inner) : Ex
 /// lent to one sender at a time. A connection that fails in any way is thrown away and the next
 /// user opens a fresh one.
 /// </summary>
-internal sealed class SmtpMailSender : IMailSender, IAsyncDisposable
+internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
 {
     public const string PipelineName = "smtp";
 
@@ -115,7 +122,7 @@ internal sealed class SmtpMailSender : IMailSender, IAsyncDisposable
         }
     }
 
-    public async Task SendAsync(MimeMessage message, CancellationToken cancellationToken)
+    public async Task SendAsync(MimeMessage message, MailboxAddress returnPath, CancellationToken cancellationToken)
     {
         if (_rate is not null)
         {
@@ -124,8 +131,8 @@ internal sealed class SmtpMailSender : IMailSender, IAsyncDisposable
         try
         {
             await _pipeline.ExecuteAsync(
-                static async (state, token) => await state.sender.SendOnceAsync(state.message, token),
-                (sender: this, message), cancellationToken);
+                static async (state, token) => await state.sender.SendOnceAsync(state.message, state.returnPath, token),
+                (sender: this, message, returnPath), cancellationToken);
         }
         catch (SmtpCommandException e) when ((int)e.StatusCode >= 500)
         {
@@ -133,13 +140,13 @@ internal sealed class SmtpMailSender : IMailSender, IAsyncDisposable
         }
     }
 
-    private async Task SendOnceAsync(MimeMessage message, CancellationToken cancellationToken)
+    private async Task SendOnceAsync(MimeMessage message, MailboxAddress returnPath, CancellationToken cancellationToken)
     {
         var client = await _idle.Reader.ReadAsync(cancellationToken);
         try
         {
             client ??= await ConnectAsync(cancellationToken);
-            await client.SendAsync(message, cancellationToken);
+            await client.SendAsync(message, returnPath, [.. message.To.Mailboxes, .. message.Cc.Mailboxes, .. message.Bcc.Mailboxes], cancellationToken);
         }
         catch
         {
@@ -216,9 +223,10 @@ internal sealed class SmtpMailSender : IMailSender, IAsyncDisposable
 }
 
 /// <summary>Writes each message as an <c>.eml</c> file, for running without a mail server.</summary>
-internal sealed class PickupDirectoryMailSender(IOptions<MailOptions> options, ILogger<PickupDirectoryMailSender> logger) : IMailSender
+internal sealed class PickupDirectoryMailSender(IOptions<MailOptions> options, ILogger<PickupDirectoryMailSender> logger) : IMailTransport
 {
-    public async Task SendAsync(MimeMessage message, CancellationToken cancellationToken)
+    // The return path is SMTP's alone: a file has no envelope (and a Return-Path header is the receiving server's to add).
+    public async Task SendAsync(MimeMessage message, MailboxAddress returnPath, CancellationToken cancellationToken)
     {
         var directory = Path.GetFullPath(options.Value.PickupDirectory);
         Directory.CreateDirectory(directory);

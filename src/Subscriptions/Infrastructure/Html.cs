@@ -2,7 +2,7 @@ using System.Text.Encodings.Web;
 
 namespace Subscriptions.Infrastructure;
 
-/// <summary>The few pages and emails this service renders: plain HTML, inline CSS, every value encoded.</summary>
+/// <summary>The HTML of the emails this service sends (pages are Razor components): inline CSS, every value encoded.</summary>
 internal static class Html
 {
     public static string Encode(string? text) => HtmlEncoder.Default.Encode(text ?? "");

@@ -4,10 +4,11 @@ using Subscriptions.Papers;
 
 namespace Subscriptions.Matching;
 
-internal sealed record PreviewPaper(long Id, string? ArxivId, string Title, string? PageUrl, int? Upvotes, double Score, IReadOnlyList<string> MatchedTopics, IReadOnlyList<string> CloseTo);
+// Public, as the Razor components that show them are (a .razor component is always a public class).
+public sealed record PreviewPaper(long Id, string? ArxivId, string Title, string? PageUrl, int? Upvotes, double Score, IReadOnlyList<string> MatchedTopics, IReadOnlyList<string> CloseTo);
 
 /// <summary>What someone with these topics would get on <see cref="Day"/> (null when no papers were ever ingested).</summary>
-internal sealed record Preview(DateOnly? Day, IReadOnlyList<string> Topics, int MaxPapers, IReadOnlyList<PreviewPaper> Papers);
+public sealed record Preview(DateOnly? Day, IReadOnlyList<string> Topics, int MaxPapers, IReadOnlyList<PreviewPaper> Papers);
 
 /// <summary>The preview behind <c>/api/preview</c>, the signup page and the preferences page: the same matching the digest uses.</summary>
 internal sealed class DigestPreview(TopicMatcher matcher, PaperStore papers, TopicRules topicRules, IOptions<MatchingOptions> options)

@@ -5,7 +5,7 @@ using Microsoft.Extensions.Options;
 
 namespace Subscriptions.Subscribers;
 
-internal enum LinkPurpose : byte
+public enum LinkPurpose : byte
 {
     Confirm = 1,
     Unsubscribe = 2,

@@ -17,7 +17,7 @@ internal static class PreferencesEndpoints
     }
 
     // Shows the saved settings, or (with ?preview=1) the typed ones with their preview, without saving.
-    private static async Task<ContentHttpResult> ShowAsync(
+    private static async Task<RazorComponentResult> ShowAsync(
         HttpRequest request, [AsParameters] PreferencesLink link, DigestPreview previews, CancellationToken cancellationToken)
     {
         if (await link.FindAsync(cancellationToken) is not ({ } subscriber, _))
@@ -30,7 +30,7 @@ internal static class PreferencesEndpoints
         {
             var (preview, _) = await previews.BuildAsync(subscriber.Topics, date: null, saved, cancellationToken);
             return SubscriberPages.Preferences(subscriber, token, string.Join('\n', subscriber.Topics), saved,
-                preview: preview is null ? "" : SubscriberPages.PreviewSection(preview));
+                preview: preview);
         }
 
         var topics = TopicRules.Lines(request.Query["topics"]);
@@ -41,11 +41,11 @@ internal static class PreferencesEndpoints
             errors[key] = value;
         }
         return SubscriberPages.Preferences(subscriber, token, string.Join('\n', topics), maxPapers ?? saved, errors,
-            preview: typedPreview is null ? "" : SubscriberPages.PreviewSection(typedPreview),
+            preview: typedPreview,
             statusCode: errors.Count > 0 ? StatusCodes.Status400BadRequest : StatusCodes.Status200OK);
     }
 
-    private static async Task<Results<ContentHttpResult, ProblemHttpResult>> SaveAsync(
+    private static async Task<Results<RazorComponentResult, ProblemHttpResult>> SaveAsync(
         HttpRequest request, [AsParameters] PreferencesLink link, TopicRules topicRules, CancellationToken cancellationToken)
     {
         if (await link.FindAsync(cancellationToken) is not ({ } subscriber, var linkToken))
@@ -94,7 +94,7 @@ internal static class PreferencesEndpoints
     private sealed record PreferencesLink(string? Token, LinkTokens Tokens, SubscriberStore Store)
     {
         /// <summary>The page shown when <see cref="FindAsync"/> found nothing: the token is missing, invalid, or its subscription over.</summary>
-        public ContentHttpResult Refusal => string.IsNullOrEmpty(Token)
+        public RazorComponentResult Refusal => string.IsNullOrEmpty(Token)
             ? SubscriberPages.MissingToken()
             : SubscriberPages.InvalidLink(LinkPurpose.Preferences);
 

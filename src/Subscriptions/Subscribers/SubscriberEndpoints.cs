@@ -25,7 +25,7 @@ internal static class SubscriberEndpoints
     }
 
     /// <summary>Reads a link's token; null when it is usable, else the page that says why not.</summary>
-    public static ContentHttpResult? RefuseLink(string? token, LinkPurpose purpose, LinkTokens tokens, out LinkToken link)
+    public static RazorComponentResult? RefuseLink(string? token, LinkPurpose purpose, LinkTokens tokens, out LinkToken link)
     {
         link = default;
         if (string.IsNullOrEmpty(token))
@@ -36,7 +36,7 @@ internal static class SubscriberEndpoints
     }
 
     // The page's "Preview" button submits the form here by GET: the same page, with what today's email would hold.
-    private static async Task<ContentHttpResult> ShowSignupAsync(HttpRequest request, DigestPreview previews, CancellationToken cancellationToken)
+    private static async Task<RazorComponentResult> ShowSignupAsync(HttpRequest request, DigestPreview previews, CancellationToken cancellationToken)
     {
         if (request.Query["preview"] != "1")
         {
@@ -45,11 +45,10 @@ internal static class SubscriberEndpoints
         var topics = TopicRules.Lines(request.Query["topics"]);
         var (preview, errors) = await previews.BuildAsync(topics, date: null, maxPapers: null, cancellationToken);
         return SubscriberPages.Signup(request.Query["email"], string.Join('\n', topics), errors,
-            preview is null ? StatusCodes.Status400BadRequest : StatusCodes.Status200OK,
-            preview is null ? "" : SubscriberPages.PreviewSection(preview));
+            preview is null ? StatusCodes.Status400BadRequest : StatusCodes.Status200OK, preview);
     }
 
-    private static async Task<Results<ContentHttpResult, JsonHttpResult<SignupAccepted>, ProblemHttpResult, ValidationProblem>> SignUpAsync(
+    private static async Task<Results<RazorComponentResult, JsonHttpResult<SignupAccepted>, ProblemHttpResult, ValidationProblem>> SignUpAsync(
         HttpRequest request, SignupValidator validator, SubscriberStore store, CancellationToken cancellationToken)
     {
         var (signup, problem) = await SignupRequest.ReadAsync(request, cancellationToken);
@@ -76,16 +75,16 @@ internal static class SubscriberEndpoints
         return Accepted(answerWithPage);
     }
 
-    private static Results<ContentHttpResult, JsonHttpResult<SignupAccepted>, ProblemHttpResult, ValidationProblem> Accepted(bool answerWithPage) =>
+    private static Results<RazorComponentResult, JsonHttpResult<SignupAccepted>, ProblemHttpResult, ValidationProblem> Accepted(bool answerWithPage) =>
         answerWithPage
             ? SubscriberPages.SignupAccepted()
             : TypedResults.Json(new SignupAccepted("accepted", AcceptedMessage), statusCode: StatusCodes.Status202Accepted);
 
-    private static async Task<ContentHttpResult> ConfirmAsync(string? token, LinkTokens tokens, SubscriberStore store, CancellationToken cancellationToken) =>
+    private static async Task<RazorComponentResult> ConfirmAsync(string? token, LinkTokens tokens, SubscriberStore store, CancellationToken cancellationToken) =>
         RefuseLink(token, LinkPurpose.Confirm, tokens, out var link) ?? SubscriberPages.Confirmed(await store.ConfirmAsync(link, cancellationToken));
 
     // A GET only shows the button: mail scanners and link previews fetch every link they see.
-    private static async Task<ContentHttpResult> ShowUnsubscribeAsync(string? token, LinkTokens tokens, SubscriberStore store, CancellationToken cancellationToken)
+    private static async Task<RazorComponentResult> ShowUnsubscribeAsync(string? token, LinkTokens tokens, SubscriberStore store, CancellationToken cancellationToken)
     {
         if (RefuseLink(token, LinkPurpose.Unsubscribe, tokens, out var link) is { } refusal)
         {
@@ -98,7 +97,7 @@ internal static class SubscriberEndpoints
 
     // The page's button and RFC 8058 one-click (body "List-Unsubscribe=One-Click") both land here;
     // the token alone decides, whatever the body holds.
-    private static async Task<ContentHttpResult> UnsubscribeAsync(string? token, LinkTokens tokens, SubscriberStore store, CancellationToken cancellationToken)
+    private static async Task<RazorComponentResult> UnsubscribeAsync(string? token, LinkTokens tokens, SubscriberStore store, CancellationToken cancellationToken)
     {
         if (RefuseLink(token, LinkPurpose.Unsubscribe, tokens, out var link) is { } refusal)
         {

@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Http.HttpResults;
 using Npgsql;
-using Subscriptions.Infrastructure;
+using Subscriptions.Web.Pages;
 
 namespace Subscriptions.Web;
 
@@ -54,8 +55,7 @@ internal sealed class RequestProblems(ILogger<RequestProblems> logger) : IExcept
         var wantsPage = request.Headers.Accept.Any(value => value?.Contains("text/html", StringComparison.OrdinalIgnoreCase) == true)
             && !request.Path.StartsWithSegments("/api") && !request.Path.StartsWithSegments("/webhooks");
         return wantsPage
-            ? TypedResults.Text(Html.Document(title, $"<p>{Html.Encode(detail)}</p><p><a href=\"/\">Back to the signup page</a></p>"),
-                "text/html; charset=utf-8", statusCode: status).ExecuteAsync(context)
+            ? new RazorComponentResult<ProblemPage>(new { Title = title, Detail = detail }) { StatusCode = status }.ExecuteAsync(context)
             : TypedResults.Problem(statusCode: status, title: title, detail: detail).ExecuteAsync(context);
     }
 

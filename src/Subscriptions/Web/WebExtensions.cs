@@ -38,6 +38,8 @@ internal static class WebExtensions
             form.MultipartBodyLengthLimit = MaxBodyBytes;
             form.MultipartHeadersLengthLimit = 4 * 1024;
         });
+        // Every page is a Razor component rendered on the server (RazorComponentResult); none is interactive.
+        services.AddRazorComponents();
         services.AddProblemDetails();
         services.AddExceptionHandler<RequestProblems>();
         services.AddRateLimiter(options =>

@@ -19,6 +19,7 @@ public sealed class TestSmtpServer : IAsyncDisposable
     private readonly ConcurrentQueue<MimeMessage> _received = new();
     private readonly ConcurrentQueue<SmtpResponse> _scriptedReplies = new();
     private readonly ConcurrentDictionary<MimeMessage, byte[]> _raw = new();
+    private readonly ConcurrentDictionary<MimeMessage, string> _envelopeSenders = new();
     private readonly object _holdLock = new();
     private int? _holdAfter;
     private bool _acceptHeld;
@@ -52,6 +53,9 @@ public sealed class TestSmtpServer : IAsyncDisposable
 
     /// <summary>The message exactly as it came over the wire (headers folded as sent).</summary>
     public byte[] RawOf(MimeMessage message) => _raw[message];
+
+    /// <summary>The envelope sender (MAIL FROM) the message came with.</summary>
+    public string EnvelopeSenderOf(MimeMessage message) => _envelopeSenders[message];
 
     /// <summary>Messages beyond the first <paramref name="accepted"/> are held unanswered until <see cref="DiscardHeld"/>.</summary>
     public void HoldAfter(int accepted)
@@ -173,6 +177,7 @@ public sealed class TestSmtpServer : IAsyncDisposable
             using var stream = new MemoryStream(bytes);
             var message = await MimeMessage.LoadAsync(stream, cancellationToken);
             server._raw[message] = bytes;
+            server._envelopeSenders[message] = $"{transaction.From.User}@{transaction.From.Host}";
             server._received.Enqueue(message);
             return SmtpResponse.Ok;
         }
