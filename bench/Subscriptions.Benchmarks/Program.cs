@@ -4,6 +4,7 @@ using Subscriptions.Benchmarks;
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- matching [--subscribers N] [--runs R]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- daily [--subscribers N] [--runs R] [--connections C]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- message [--messages M]
+// dotnet run -c Release --project bench/Subscriptions.Benchmarks -- meaning [--subscribers N] [--runs R] [--signups S]
 var mode = args.FirstOrDefault(a => !a.StartsWith('-')) ?? "";
 var subscribers = IntOption("--subscribers", 100_000);
 var runs = IntOption("--runs", 3);
@@ -19,11 +20,14 @@ switch (mode)
     case "daily":
         await DailyBenchmark.RunAsync(subscribers, runs, IntOption("--connections", 4));
         return 0;
+    case "meaning":
+        await MeaningBenchmark.RunAsync(subscribers, runs, IntOption("--signups", 200));
+        return 0;
     case "message":
         await MessageBenchmark.RunAsync(IntOption("--messages", 20_000));
         return 0;
     default:
-        Console.Error.WriteLine("Usage: Subscriptions.Benchmarks matching|daily|message [--subscribers N] [--runs R] [--connections C] [--messages M]");
+        Console.Error.WriteLine("Usage: Subscriptions.Benchmarks matching|daily|message|meaning [--subscribers N] [--runs R] [--connections C] [--messages M] [--signups S]");
         return 64;
 }
 

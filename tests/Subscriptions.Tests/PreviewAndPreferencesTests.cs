@@ -86,7 +86,7 @@ public sealed class PreviewAndPreferencesTests(TestDatabase database) : IClassFi
         var html = await preview.Content.ReadAsStringAsync();
         Assert.Contains("would hold 2 papers", html);
         Assert.Contains("Lidar Segmentation &lt;Fast&gt; &amp; Cheap", html);
-        Assert.Contains("matched: lidar, radar", html);
+        Assert.Contains("mentions lidar · mentions radar", WebUtility.HtmlDecode(html));
         Assert.Contains("value=\"ada@example.org\"", html);
         Assert.Null(await database.SubscriberStatusAsync("ada@example.org"));
     }

@@ -93,13 +93,19 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
         return rows.ToDictionary(row => row.Id, row => row.Vector);
     }
 
-    /// <summary>The vectors of these papers (feedback examples), where they have one of the current model.</summary>
+    /// <summary>The vectors of these papers (feedback examples), embedding any that are missing first.</summary>
     public async Task<Dictionary<long, float[]>> PaperVectorsAsync(IReadOnlyCollection<long> ids, CancellationToken cancellationToken)
     {
         if (ids.Count == 0)
         {
             return [];
         }
+        const string missing = """
+            SELECT p.id, p.title, p.abstract FROM papers p
+            WHERE p.id = ANY(@ids) AND NOT EXISTS (SELECT 1 FROM paper_embeddings e WHERE e.paper_id = p.id AND e.model = @model)
+            ORDER BY p.id
+            """;
+        await EmbedPapersAsync(missing, new { ids = ids.ToArray() }, cancellationToken);
         const string sql = "SELECT paper_id, vector FROM paper_embeddings WHERE model = @model AND paper_id = ANY(@ids)";
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var rows = await connection.QueryAsync<(long Id, float[] Vector)>(
