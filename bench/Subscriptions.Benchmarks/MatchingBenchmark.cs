@@ -16,7 +16,10 @@ internal static class MatchingBenchmark
             $"{await BenchData.ScalarAsync(connectionString, "SELECT count(DISTINCT text) FROM topics"):N0} distinct");
 
         await using var dataSource = NpgsqlDataSource.Create(connectionString);
-        var matcher = new TopicMatcher(dataSource, Microsoft.Extensions.Options.Options.Create(new MatchingOptions { MaxPapers = 10 }));
+        // Words only, as this benchmark measured before meaning existed; the meaning benchmark runs both.
+        var embedder = new Subscriptions.Meaning.TextEmbedder(Microsoft.Extensions.Options.Options.Create(new Subscriptions.Meaning.MeaningOptions { Semantic = false }));
+        var embeddings = new Subscriptions.Meaning.EmbeddingStore(dataSource, embedder, Microsoft.Extensions.Logging.Abstractions.NullLogger<Subscriptions.Meaning.EmbeddingStore>.Instance);
+        var matcher = new TopicMatcher(dataSource, embeddings, embedder, Microsoft.Extensions.Options.Options.Create(new MatchingOptions { MaxPapers = 10 }));
         var times = new List<double>();
         double peak = 0;
         for (var run = 1; run <= runs; run++)

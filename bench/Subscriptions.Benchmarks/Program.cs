@@ -6,6 +6,7 @@ using Subscriptions.Benchmarks;
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- message [--messages M]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- signup [--seconds S]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- slots [--subscribers N]
+// dotnet run -c Release --project bench/Subscriptions.Benchmarks -- meaning [--subscribers N] [--runs R] [--signups S]
 var mode = args.FirstOrDefault(a => !a.StartsWith('-')) ?? "";
 var subscribers = IntOption("--subscribers", 100_000);
 var runs = IntOption("--runs", 3);
@@ -30,11 +31,14 @@ switch (mode)
     case "slots":
         await SlotsBenchmark.RunAsync(subscribers);
         return 0;
+    case "meaning":
+        await MeaningBenchmark.RunAsync(subscribers, runs, IntOption("--signups", 200));
+        return 0;
     case "message":
         await MessageBenchmark.RunAsync(IntOption("--messages", 20_000));
         return 0;
     default:
-        Console.Error.WriteLine("Usage: Subscriptions.Benchmarks matching|daily|message|signup|slots [--subscribers N] [--runs R] [--connections C] [--messages M] [--seconds S]");
+        Console.Error.WriteLine("Usage: Subscriptions.Benchmarks matching|daily|message|signup|slots|meaning [--subscribers N] [--runs R] [--connections C] [--messages M] [--seconds S] [--signups S]");
         return 64;
 }
 

@@ -32,7 +32,10 @@ internal static class SlotsBenchmark
         Console.WriteLine($"Loaded in {load.Elapsed.TotalSeconds:F1} s");
 
         var digest = new DigestOptions { Schedule = "0 0 7 * * ?", TimeZone = "UTC" };
-        var matcher = new TopicMatcher(dataSource, Options.Create(new MatchingOptions { MaxPapers = 10 }));
+        // Words only, as the single run it is compared with; the meaning benchmark measures what meaning adds to matching.
+        var embedder = new Subscriptions.Meaning.TextEmbedder(Options.Create(new Subscriptions.Meaning.MeaningOptions { Semantic = false }));
+        var embeddings = new Subscriptions.Meaning.EmbeddingStore(dataSource, embedder, Microsoft.Extensions.Logging.Abstractions.NullLogger<Subscriptions.Meaning.EmbeddingStore>.Instance);
+        var matcher = new TopicMatcher(dataSource, embeddings, embedder, Options.Create(new MatchingOptions { MaxPapers = 10 }));
         var planner = new DeliveryPlanner(dataSource, matcher, Options.Create(digest), TimeProvider.System);
 
         var historyPlan = await TimeAsync(() => planner.PlanSlotAsync(DigestSchedule.DefaultSlot(digest, history), history, CancellationToken.None));

@@ -70,7 +70,8 @@ public sealed class DigestTests : IAsyncLifetime
         Assert.Empty(_smtp.MessagesTo("pending@example.org"));
 
         var ada = Assert.Single(_smtp.MessagesTo("ada@example.org"));
-        Assert.Equal("2 trending papers on depth estimation, interpretability — 25 Nov 2026", ada.Subject);
+        // The lidar paper comes by meaning, close to depth estimation, and says so.
+        Assert.Equal("3 trending papers on depth estimation, interpretability — 25 Nov 2026", ada.Subject);
         Assert.Equal("papers@subscriptions.test", Assert.Single(ada.From.Mailboxes).Address);
         Assert.Equal("multipart/alternative", ada.Body?.ContentType.MimeType);
         Assert.NotNull(ada.TextBody);
@@ -84,7 +85,11 @@ public sealed class DigestTests : IAsyncLifetime
         Assert.Contains("Depth Estimation <script>alert(1)</script> & Friends", ada.TextBody);
         Assert.Contains("Ada Lovelace, Alan Turing, Grace Hopper et al.", ada.TextBody);
         Assert.Contains("120 upvotes", ada.TextBody);
-        Assert.Contains("Matched: depth estimation", ada.TextBody);
+        Assert.Contains("Why: mentions depth estimation", ada.TextBody);
+        Assert.Contains("Why: close to depth estimation", ada.TextBody);
+        Assert.Contains("Why: close to depth estimation · <a href=", ada.HtmlBody);
+        Assert.Contains($"More like this: {TestApp.BaseUrl}/feedback?token=", ada.TextBody);
+        Assert.Contains($"Less like this: {TestApp.BaseUrl}/feedback?token=", ada.TextBody);
         Assert.Contains("href=\"https://arxiv.org/abs/2611.00001\"", ada.HtmlBody);
         Assert.Contains("…", ada.TextBody); // the long abstract is trimmed
         var text = ada.TextBody!;

@@ -13,7 +13,12 @@ public sealed class PreviewAndPreferencesTests(TestDatabase database) : IClassFi
 
     public async Task InitializeAsync()
     {
-        _app = new TestApp(database, settings: new Dictionary<string, string?> { ["Digest:MaxPapers"] = "2" });
+        _app = new TestApp(database, settings: new Dictionary<string, string?>
+        {
+            ["Digest:MaxPapers"] = "2",
+            // These pin what the pages show of word matches; meaning is pinned by MeaningMatchingTests.
+            ["Matching:Semantic"] = "false",
+        });
         _client = _app.CreatePlainClient();
         var store = _app.Services.GetRequiredService<PaperStore>();
         await store.SaveDayAsync(new DateOnly(2026, 9, 1), "file", [
@@ -81,7 +86,7 @@ public sealed class PreviewAndPreferencesTests(TestDatabase database) : IClassFi
         var html = await preview.Content.ReadAsStringAsync();
         Assert.Contains("would hold 2 papers", html);
         Assert.Contains("Lidar Segmentation &lt;Fast&gt; &amp; Cheap", html);
-        Assert.Contains("matched: lidar, radar", html);
+        Assert.Contains("mentions lidar · mentions radar", WebUtility.HtmlDecode(html));
         Assert.Contains("value=\"ada@example.org\"", html);
         Assert.Null(await database.SubscriberStatusAsync("ada@example.org"));
     }

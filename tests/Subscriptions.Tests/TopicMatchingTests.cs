@@ -6,7 +6,7 @@ using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
 
-/// <summary>The topic language, ranking and the cap, pinned with papers written for the test, in real PostgreSQL.</summary>
+/// <summary>The topic language by words, ranking and the cap, pinned with papers written for the test, in real PostgreSQL.</summary>
 public sealed class TopicMatchingTests(TestDatabase database) : IClassFixture<TestDatabase>, IAsyncLifetime
 {
     private static readonly DateOnly Day = new(2026, 10, 1);
@@ -14,7 +14,8 @@ public sealed class TopicMatchingTests(TestDatabase database) : IClassFixture<Te
 
     public async Task InitializeAsync()
     {
-        _app = new TestApp(database);
+        // The word language alone: meaning is pinned by MeaningMatchingTests and JudgedSetTests.
+        _app = new TestApp(database, settings: new Dictionary<string, string?> { ["Matching:Semantic"] = "false" });
         await _app.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day, "file", [
             Paper("2610.00001", "Variational Autoencoder Pretraining for Tabular Data", "We pretrain a model on tables.", upvotes: 10),
             Paper("2610.00002", "Décodage spéculatif pour les grands modèles", "Une méthode de décodage rapide.", upvotes: 10),

@@ -6,7 +6,7 @@ using Subscriptions.Database;
 namespace Subscriptions.CommandLine;
 
 /// <summary>
-/// <c>Subscriptions [VERB] [options] [--Key=Value ...]</c>: serve (the default), migrate, ingest, digest, suppressions, dkim.
+/// <c>Subscriptions [VERB] [options] [--Key=Value ...]</c>: serve (the default), migrate, ingest, digest, suppressions, dkim, embed.
 /// What a verb does not know as one of its options is a setting and goes to configuration.
 /// </summary>
 internal static class Verbs
@@ -32,6 +32,7 @@ internal static class Verbs
         root.Add(DigestCommand.Create());
         root.Add(SuppressionsCommand.Create());
         root.Add(DkimCommand.Create());
+        root.Add(EmbedCommand.Create());
         foreach (var command in AndDescendants(root))
         {
             command.TreatUnmatchedTokensAsErrors = false;

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using MimeKit;
 using Subscriptions.Email;
 using Subscriptions.Infrastructure;
+using Subscriptions.Matching;
 using Subscriptions.Papers;
 using Subscriptions.Subscribers;
 
@@ -21,8 +22,10 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
         long deliveryId, string email, long subscriberId, byte[] subscriptionKey, DateOnly day, IReadOnlyList<PlannedPaper> planned,
         IReadOnlyDictionary<long, DayPaper> papers)
     {
-        var items = planned.Where(p => papers.ContainsKey(p.PaperId)).Select(p => (Paper: papers[p.PaperId], p.Topics)).ToList();
-        var topics = items.SelectMany(item => item.Topics).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+        var items = planned.Where(p => papers.ContainsKey(p.PaperId)).Select(p => new Item(papers[p.PaperId], MatchReasons.Describe(p.Topics, p.CloseTo),
+            tokens.FeedbackLink(subscriberId, subscriptionKey, p.PaperId, more: true), tokens.FeedbackLink(subscriberId, subscriptionKey, p.PaperId, more: false))).ToList();
+        var topics = planned.Where(p => papers.ContainsKey(p.PaperId)).SelectMany(p => p.Topics.Concat(p.CloseTo ?? []))
+            .Distinct(StringComparer.OrdinalIgnoreCase).ToList();
         var unsubscribe = tokens.Link(LinkPurpose.Unsubscribe, subscriberId, subscriptionKey);
         var preferences = tokens.Link(LinkPurpose.Preferences, subscriberId, subscriptionKey);
         var links = new FooterLinks(preferences, unsubscribe, tokens.Link(LinkPurpose.Feed, subscriberId, subscriptionKey),
@@ -54,15 +57,17 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
         topics.Count <= 3 ? string.Join(", ", topics) : $"{string.Join(", ", topics.Take(3))} and {topics.Count - 3} more";
 
     private static string Text(
-        List<(DayPaper Paper, IReadOnlyList<string> Topics)> items, List<string> topics, string email, string date, FooterLinks links)
+        List<Item> items, List<string> topics, string email, string date, FooterLinks links)
     {
         var text = new StringBuilder();
         text.Append(CultureInfo.InvariantCulture, $"Trending papers on your topics — {date}\n\n");
         var number = 0;
-        foreach (var (paper, matched) in items)
+        foreach (var (paper, why, more, less) in items)
         {
             text.Append(CultureInfo.InvariantCulture, $"{++number}. ").Append(Rendered(paper).Text)
-                .Append("   Matched: ").AppendJoin(", ", matched).Append("\n\n");
+                .Append("   Why: ").Append(why).Append('\n')
+                .Append("   More like this: ").Append(more.AbsoluteUri).Append('\n')
+                .Append("   Less like this: ").Append(less.AbsoluteUri).Append("\n\n");
         }
         text.Append(CultureInfo.InvariantCulture, $"""
             --
@@ -77,13 +82,15 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
     }
 
     private static string HtmlBody(
-        List<(DayPaper Paper, IReadOnlyList<string> Topics)> items, List<string> topics, string email, string date, FooterLinks links)
+        List<Item> items, List<string> topics, string email, string date, FooterLinks links)
     {
         var papers = new StringBuilder();
-        foreach (var (paper, matched) in items)
+        foreach (var (paper, why, more, less) in items)
         {
             papers.Append(Rendered(paper).Html)
-                .Append("<div style=\"color:#555;font-size:0.85em\">Matched: ").Append(Html.Encode(string.Join(", ", matched)))
+                .Append("<div style=\"color:#555;font-size:0.85em\">Why: ").Append(Html.Encode(why))
+                .Append(" · <a href=\"").Append(Html.Encode(more.AbsoluteUri)).Append("\" style=\"color:#555\">more like this</a>")
+                .Append(" · <a href=\"").Append(Html.Encode(less.AbsoluteUri)).Append("\" style=\"color:#555\">less like this</a>")
                 .Append("</div>\n</td></tr>\n");
         }
         return Html.Document($"Trending papers — {date}", $"""
@@ -140,6 +147,8 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
     private sealed record RenderedPaper(string Html, string Text);
 
     private sealed record FooterLinks(Uri Preferences, Uri Unsubscribe, Uri Feed, Uri Archive);
+
+    private sealed record Item(DayPaper Paper, string Why, Uri More, Uri Less);
 
     private static string Authors(IReadOnlyList<string> authors) => authors.Count switch
     {

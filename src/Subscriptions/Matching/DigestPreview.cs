@@ -5,7 +5,7 @@ using Subscriptions.Papers;
 namespace Subscriptions.Matching;
 
 // Public, as the Razor components that show them are (a .razor component is always a public class).
-public sealed record PreviewPaper(long Id, string? ArxivId, string Title, string? PageUrl, int? Upvotes, double Score, IReadOnlyList<string> MatchedTopics);
+public sealed record PreviewPaper(long Id, string? ArxivId, string Title, string? PageUrl, int? Upvotes, double Score, IReadOnlyList<string> MatchedTopics, IReadOnlyList<string> CloseTo);
 
 /// <summary>What someone with these topics would get on <see cref="Day"/> (null when no papers were ever ingested).</summary>
 public sealed record Preview(DateOnly? Day, IReadOnlyList<string> Topics, int MaxPapers, IReadOnlyList<PreviewPaper> Papers);
@@ -49,7 +49,7 @@ internal sealed class DigestPreview(TopicMatcher matcher, PaperStore papers, Top
         var list = matches
             .Select(match => (match, paper: details[match.PaperId]))
             .Select(pair => new PreviewPaper(pair.paper.Id, pair.paper.ArxivId, pair.paper.Title, pair.paper.PageUrl, pair.paper.Upvotes,
-                Math.Round(pair.match.Score, 4), pair.match.Topics))
+                Math.Round(pair.match.Score, 4), pair.match.Topics, pair.match.CloseTo))
             .ToList();
         return (new Preview(chosen, cleanTopics, cap, list), errors);
     }

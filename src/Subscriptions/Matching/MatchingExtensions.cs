@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Options;
 using Subscriptions.Database;
 using Subscriptions.Infrastructure;
+using Subscriptions.Meaning;
 using Subscriptions.Papers;
 using Subscriptions.Web;
 
@@ -14,7 +15,7 @@ internal static class MatchingExtensions
     /// <summary>Topics against a day's papers: the rules a topic must follow, the matcher, and the preview of what an email would hold.</summary>
     public static IServiceCollection AddMatching(this IServiceCollection services) => services.AddFeature("matching", services =>
     {
-        services.AddDatabase().AddPapers();
+        services.AddDatabase().AddPapers().AddMeaning();
         services.AddSection<MatchingOptions>(MatchingOptions.Section);
         services.AddSingleton<TopicRules>();
         services.AddSingleton<TopicMatcher>();

@@ -1,6 +1,7 @@
 using Dapper;
 using Microsoft.Extensions.Primitives;
 using Npgsql;
+using Subscriptions.Meaning;
 
 namespace Subscriptions.Matching;
 
@@ -72,13 +73,15 @@ internal sealed class TopicRules(NpgsqlDataSource dataSource)
             return [];
         }
         // querytree() is 'T' when nothing is left to search and '' when the query is empty.
+        // A topic of only author: or category: filters searches no words and is fine; the rest must have words.
+        var wordsOnly = topics.Select(TopicSyntax.Parse).ToList();
         const string sql = """
-            SELECT topic FROM unnest(@topics) AS t(topic)
-            WHERE querytree(topic_query(topic)) IN ('', 'T')
+            SELECT topic FROM unnest(@topics, @words) AS t(topic, words)
+            WHERE words IS NOT NULL AND querytree(topic_query(words)) IN ('', 'T')
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var unsearchable = await connection.QueryAsync<string>(
-            new CommandDefinition(sql, new { topics = topics.ToArray() }, cancellationToken: cancellationToken));
+            new CommandDefinition(sql, new { topics = topics.ToArray(), words = wordsOnly.Select(topic => topic.HasFilters ? null : topic.Words).ToArray() }, cancellationToken: cancellationToken));
         return [.. unsearchable];
     }
 }

@@ -52,7 +52,8 @@ internal static class ArxivFormat
                     Timestamp((string?)entry.Element(Atom + "published")),
                     upvotes: null,
                     pageUrl: Link(entry, link => (string?)link.Attribute("rel") == "alternate"),
-                    pdfUrl: Link(entry, link => (string?)link.Attribute("title") == "pdf")));
+                    pdfUrl: Link(entry, link => (string?)link.Attribute("title") == "pdf"),
+                    categories: entry.Elements(Atom + "category").Select(category => (string?)category.Attribute("term"))));
             }
             catch (MalformedPaperException e)
             {

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Options;
 using Polly.CircuitBreaker;
 using Polly.Timeout;
+using Subscriptions.Meaning;
 
 namespace Subscriptions.Papers;
 
@@ -19,13 +20,18 @@ internal sealed record SourceReport(string Source, int Fetched, int New, int Upd
 /// alone: one that is down, or that answers with something that is not its format, is reported and
 /// the others still land. Within a source, a malformed record is skipped, counted and named.
 /// </summary>
-internal sealed class PaperIngest(IServiceProvider services, PaperStore store, IOptions<PapersOptions> options, ILogger<PaperIngest> logger)
+internal sealed class PaperIngest(
+    IServiceProvider services, PaperStore store, EmbeddingStore embeddings, TextEmbedder embedder, IOptions<PapersOptions> options, ILogger<PaperIngest> logger)
 {
     public async Task<IReadOnlyList<SourceReport>> IngestAsync(
         DateOnly day, IReadOnlyList<string>? sources, string? file, CancellationToken cancellationToken)
     {
         var names = sources is { Count: > 0 } ? sources : options.Value.SourceList;
         var reports = await Task.WhenAll(names.Select(name => IngestSourceAsync(day, name.ToLowerInvariant(), file, cancellationToken)));
+        if (embedder.Enabled)
+        {
+            await embeddings.EmbedDayAsync(day, cancellationToken);
+        }
         return reports;
     }
 

@@ -24,6 +24,10 @@ internal sealed partial record PaperRecord(
     public const int MaxAuthors = 2000;
     public const int MaxAuthorLength = 300;
     public const int MaxUrlLength = 2000;
+    public const int MaxCategories = 50;
+
+    /// <summary>arXiv categories (<c>cs.CL</c>), where the source gives them.</summary>
+    public IReadOnlyList<string> Categories { get; init; } = [];
 
     /// <summary>
     /// Builds a record from raw source fields, or says why it cannot: a paper needs an arXiv id or a
@@ -31,7 +35,8 @@ internal sealed partial record PaperRecord(
     /// </summary>
     public static PaperRecord Create(
         string? arxivId, string? title, string? abstractText, IEnumerable<string?>? authors, DateTimeOffset? publishedAt, int? upvotes,
-        string? pageUrl = null, string? pdfUrl = null, string? githubRepo = null, string? projectPage = null)
+        string? pageUrl = null, string? pdfUrl = null, string? githubRepo = null, string? projectPage = null,
+        IEnumerable<string?>? categories = null)
     {
         // Sizes are checked before any work is done on the text.
         if (title?.Length > MaxTitleLength * 4)
@@ -77,7 +82,10 @@ internal sealed partial record PaperRecord(
             key, id, cleanTitle, cleanAbstract, authorList, publishedAt, upvotes,
             Url(pageUrl) ?? (id is null ? null : $"https://arxiv.org/abs/{id}"),
             Url(pdfUrl) ?? (id is null ? null : $"https://arxiv.org/pdf/{id}"),
-            Url(githubRepo), Url(projectPage));
+            Url(githubRepo), Url(projectPage))
+        {
+            Categories = [.. (categories ?? []).Select(NormalizeText).Where(term => term.Length is > 0 and <= 40).Distinct().Take(MaxCategories)],
+        };
     }
 
     /// <summary>Whitespace collapsed, HTML entities decoded; LaTeX and everything else left as written.</summary>

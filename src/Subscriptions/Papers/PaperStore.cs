@@ -53,6 +53,7 @@ internal sealed class PaperStore(NpgsqlDataSource dataSource, TimeProvider time)
             paper.ProjectPage,
             paper.PublishedAt,
             paper.Upvotes,
+            paper.Categories,
         });
         var parameters = new { papers = JsonSerializer.Serialize(rows, SnakeCase), day, source, now = time.GetUtcNow() };
 
@@ -62,10 +63,11 @@ internal sealed class PaperStore(NpgsqlDataSource dataSource, TimeProvider time)
         // Papers whose text or links changed, or that are new; a paper seen before and unchanged is not touched.
         const string upsertPapers = """
             INSERT INTO papers AS existing (paper_key, arxiv_id, title, abstract, authors, page_url, pdf_url, github_repo,
-                                            project_page, published_at, created_at, updated_at)
-            SELECT key, arxiv_id, title, abstract, authors, page_url, pdf_url, github_repo, project_page, published_at, @now, @now
+                                            project_page, published_at, categories, created_at, updated_at)
+            SELECT key, arxiv_id, title, abstract, authors, page_url, pdf_url, github_repo, project_page, published_at,
+                   coalesce(categories, '{}'), @now, @now
             FROM jsonb_to_recordset(@papers::jsonb) AS p(key text, arxiv_id text, title text, abstract text, authors text[],
-                 page_url text, pdf_url text, github_repo text, project_page text, published_at timestamptz)
+                 page_url text, pdf_url text, github_repo text, project_page text, published_at timestamptz, categories text[])
             ON CONFLICT (paper_key) DO UPDATE SET
                 title = EXCLUDED.title,
                 abstract = CASE WHEN EXCLUDED.abstract = '' THEN existing.abstract ELSE EXCLUDED.abstract END,
@@ -75,6 +77,7 @@ internal sealed class PaperStore(NpgsqlDataSource dataSource, TimeProvider time)
                 github_repo = COALESCE(EXCLUDED.github_repo, existing.github_repo),
                 project_page = COALESCE(EXCLUDED.project_page, existing.project_page),
                 published_at = COALESCE(existing.published_at, EXCLUDED.published_at),
+                categories = CASE WHEN cardinality(EXCLUDED.categories) = 0 THEN existing.categories ELSE EXCLUDED.categories END,
                 updated_at = EXCLUDED.updated_at
             WHERE existing.title IS DISTINCT FROM EXCLUDED.title
                OR (EXCLUDED.abstract <> '' AND existing.abstract IS DISTINCT FROM EXCLUDED.abstract)
@@ -84,6 +87,7 @@ internal sealed class PaperStore(NpgsqlDataSource dataSource, TimeProvider time)
                OR (EXCLUDED.github_repo IS NOT NULL AND existing.github_repo IS DISTINCT FROM EXCLUDED.github_repo)
                OR (EXCLUDED.project_page IS NOT NULL AND existing.project_page IS DISTINCT FROM EXCLUDED.project_page)
                OR (existing.published_at IS NULL AND EXCLUDED.published_at IS NOT NULL)
+               OR (cardinality(EXCLUDED.categories) > 0 AND existing.categories IS DISTINCT FROM EXCLUDED.categories)
             RETURNING paper_key
             """;
         var changedPapers = (await connection.QueryAsync<string>(

@@ -50,6 +50,13 @@ internal sealed class LinkTokens(IOptions<AppOptions> options)
         return _app.Link($"{route}?token={Create(purpose, subscriberId, nonce)}");
     }
 
+    /// <summary>
+    /// "More like this" (<paramref name="more"/>) or "less like this" for one paper: the preferences token, which already lets its
+    /// holder change everything about the subscription, with the paper named beside it.
+    /// </summary>
+    public Uri FeedbackLink(long subscriberId, byte[] nonce, long paperId, bool more) =>
+        _app.Link($"feedback?token={Create(LinkPurpose.Preferences, subscriberId, nonce)}&paper={paperId}&more={(more ? 1 : 0)}");
+
     public string Create(LinkPurpose purpose, long subscriberId, byte[] nonce)
     {
         if (nonce.Length != NonceLength)

@@ -15,6 +15,11 @@ internal static class PreferencesEndpoints
         preferences.MapPost("", SaveAsync).WithSmallBody();
         preferences.MapGet("/export", ExportAsync);
         preferences.MapPost("/erase", EraseAsync).WithSmallBody();
+
+        // "More/less like this" links of each paper in an email, signed as the preferences link is; ?remove=1 (POST) forgets one.
+        var feedback = endpoints.MapGroup("/feedback");
+        feedback.MapGet("", ShowFeedbackAsync);
+        feedback.MapPost("", RateAsync).WithSmallBody();
         return endpoints.MapFeed();
     }
 
@@ -66,11 +71,12 @@ internal static class PreferencesEndpoints
         }
         var token = link.Token!;
         var saved = subscriber.MaxPapers ?? previews.DefaultMaxPapers;
+        var rated = await link.Feedback.RatedAsync(subscriber.Subscriber.Id, cancellationToken);
         if (request.Query["preview"] != "1")
         {
             var (preview, _) = await previews.BuildAsync(subscriber.Topics, date: null, saved, cancellationToken);
             return SubscriberPages.Preferences(subscriber, token, link.Feed(subscriber), string.Join('\n', subscriber.Topics), saved,
-                preview: preview);
+                preview: preview, rated: rated);
         }
 
         var topics = TopicRules.Lines(request.Query["topics"]);
@@ -81,7 +87,7 @@ internal static class PreferencesEndpoints
             errors[key] = value;
         }
         return SubscriberPages.Preferences(subscriber, token, link.Feed(subscriber), string.Join('\n', topics), maxPapers ?? saved, errors,
-            preview: typedPreview,
+            preview: typedPreview, rated: rated,
             statusCode: errors.Count > 0 ? StatusCodes.Status400BadRequest : StatusCodes.Status200OK);
     }
 
@@ -122,7 +128,49 @@ internal static class PreferencesEndpoints
             return SubscriberPages.InvalidLink(LinkPurpose.Preferences);
         }
         return SubscriberPages.Preferences(subscriber with { Topics = topics, MaxPapers = maxPapers, Delivery = delivery }, token, link.Feed(subscriber),
-            string.Join('\n', topics), maxPapers, saved: true);
+            string.Join('\n', topics), maxPapers, saved: true,
+            rated: await link.Feedback.RatedAsync(subscriber.Subscriber.Id, cancellationToken));
+    }
+
+    private static async Task<RazorComponentResult> ShowFeedbackAsync(
+        [AsParameters] PreferencesLink link, long? paper, int? more, CancellationToken cancellationToken)
+    {
+        if (await link.FindAsync(cancellationToken) is not ({ } _, _))
+        {
+            return link.Refusal;
+        }
+        if (paper is not { } paperId || more is not (0 or 1) || await link.Feedback.PaperTitleAsync(paperId, cancellationToken) is not { } title)
+        {
+            return SubscriberPages.InvalidLink(LinkPurpose.Preferences);
+        }
+        return SubscriberPages.Feedback(link.Token!, paperId, title, liked: more == 1, done: false);
+    }
+
+    private static async Task<RazorComponentResult> RateAsync(
+        [AsParameters] PreferencesLink link, long? paper, int? more, int? remove, DigestPreview previews, CancellationToken cancellationToken)
+    {
+        if (await link.FindAsync(cancellationToken) is not ({ } subscriber, _))
+        {
+            return link.Refusal;
+        }
+        var id = subscriber.Subscriber.Id;
+        if (paper is not { } paperId || await link.Feedback.PaperTitleAsync(paperId, cancellationToken) is not { } title)
+        {
+            return SubscriberPages.InvalidLink(LinkPurpose.Preferences);
+        }
+        if (remove == 1)
+        {
+            await link.Feedback.RemoveAsync(id, paperId, cancellationToken);
+            var saved = subscriber.MaxPapers ?? previews.DefaultMaxPapers;
+            return SubscriberPages.Preferences(subscriber, link.Token!, link.Feed(subscriber), string.Join('\n', subscriber.Topics), saved, saved: true,
+                rated: await link.Feedback.RatedAsync(id, cancellationToken));
+        }
+        if (more is not (0 or 1))
+        {
+            return SubscriberPages.InvalidLink(LinkPurpose.Preferences);
+        }
+        await link.Feedback.RateAsync(id, paperId, liked: more == 1, cancellationToken);
+        return SubscriberPages.Feedback(link.Token!, paperId, title, liked: more == 1, done: true);
     }
 
     private static readonly string[] DeliveryFields = ["timeZone", "deliveryHour", "frequency", "weekday"];
@@ -139,7 +187,7 @@ internal static class PreferencesEndpoints
     }
 
     /// <summary>The <c>?token=</c> of a preferences link, and what it takes to find the subscription it names.</summary>
-    private sealed record PreferencesLink(string? Token, LinkTokens Tokens, SubscriberStore Store)
+    private sealed record PreferencesLink(string? Token, LinkTokens Tokens, SubscriberStore Store, FeedbackStore Feedback)
     {
         /// <summary>The page shown when <see cref="FindAsync"/> found nothing: the token is missing, invalid, or its subscription over.</summary>
         public RazorComponentResult Refusal => string.IsNullOrEmpty(Token)

@@ -28,6 +28,7 @@ internal static class SubscriberExtensions
         services.AddDatabase().AddEmail().AddLinks().AddMatching();
         services.AddSingleton<SubscriberStore>();
         services.AddSingleton<SubscriberData>();
+        services.AddSingleton<FeedbackStore>();
         services.AddSingleton<SignupValidator>();
         services.AddSingleton<LifecycleEmails>();
         services.AddSingleton<EmailOutbox>();

@@ -49,7 +49,7 @@ internal static class SubscriberPages
 
     public static RazorComponentResult Preferences(
         SubscriberPreferences subscriber, string token, Uri feed, string topics, int? maxPapers, IReadOnlyDictionary<string, string[]>? errors = null,
-        Preview? preview = null, bool saved = false, int statusCode = StatusCodes.Status200OK) =>
+        Preview? preview = null, bool saved = false, int statusCode = StatusCodes.Status200OK, IReadOnlyList<RatedPaper>? rated = null) =>
         new RazorComponentResult<PreferencesPage>(new
         {
             subscriber.Subscriber.Email,
@@ -64,8 +64,12 @@ internal static class SubscriberPages
             Errors = errors,
             Preview = preview,
             Saved = saved,
+            Rated = rated,
         })
         { StatusCode = statusCode };
+
+    public static RazorComponentResult Feedback(string token, long paperId, string title, bool liked, bool done) =>
+        new RazorComponentResult<FeedbackPage>(new { Token = token, PaperId = paperId, Title = title, Liked = liked, Done = done });
 
     private static RazorComponentResult Message(LifecycleMessage message, int statusCode = StatusCodes.Status200OK) =>
         new RazorComponentResult<LifecyclePage>(new { Message = message }) { StatusCode = statusCode };

@@ -1,5 +1,6 @@
 using Dapper;
 using Npgsql;
+using Subscriptions.Meaning;
 
 namespace Subscriptions.Subscribers;
 
@@ -29,7 +30,7 @@ internal sealed class ConfirmationRow
     public DateTime? ConfirmationExpiresAt { get; set; }
 }
 
-internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal outbox, TimeProvider time)
+internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal outbox, EmbeddingStore embeddings, TimeProvider time)
 {
     public static readonly TimeSpan ConfirmationLifetime = TimeSpan.FromDays(7);
 
@@ -47,6 +48,8 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
     /// </summary>
     public async Task SignUpAsync(string email, IReadOnlyList<string> topics, DeliveryChoice delivery, CancellationToken cancellationToken)
     {
+        // Every signup embeds its new topics, whatever becomes of them, so the time taken says nothing about the address.
+        await embeddings.EmbedTopicsAsync(topics, cancellationToken);
         var now = time.GetUtcNow();
         var confirmation = new
         {
@@ -260,6 +263,7 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
             await SetDeliveryAsync(connection, transaction, id.Value, delivery, cancellationToken);
         }
         await transaction.CommitAsync(cancellationToken);
+        await embeddings.EmbedTopicsAsync(topics, cancellationToken);
         return true;
     }
 

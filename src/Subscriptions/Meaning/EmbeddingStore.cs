@@ -1,0 +1,171 @@
+using Dapper;
+using Npgsql;
+
+namespace Subscriptions.Meaning;
+
+/// <summary>
+/// The vectors of papers (<c>paper_embeddings</c>) and of topic texts (<c>topic_embeddings</c>), made by the
+/// configured model. A vector made by another model counts as missing. Nothing here runs when meaning is off.
+/// </summary>
+internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder embedder, ILogger<EmbeddingStore> logger)
+{
+    // Papers are embedded this many at a time, so a re-embedding of thousands commits as it goes.
+    private const int PaperBatch = 256;
+
+    /// <summary>Embeds the papers listed on the day that have no vector of the current model yet; returns how many.</summary>
+    public async Task<int> EmbedDayAsync(DateOnly day, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            SELECT p.id, p.title, p.abstract FROM papers p
+            WHERE p.id IN (SELECT paper_id FROM paper_days WHERE day = @day)
+              AND NOT EXISTS (SELECT 1 FROM paper_embeddings e WHERE e.paper_id = p.id AND e.model = @model)
+            ORDER BY p.id
+            """;
+        return await EmbedPapersAsync(sql, new { day }, cancellationToken);
+    }
+
+    /// <summary>The embed verb: every paper and every subscriber's topic without a vector of the current model (or all, when <paramref name="all"/>).</summary>
+    public async Task<(int Papers, int Topics)> EmbedStaleAsync(bool all, CancellationToken cancellationToken)
+    {
+        const string papers = """
+            SELECT p.id, p.title, p.abstract FROM papers p
+            WHERE @all OR NOT EXISTS (SELECT 1 FROM paper_embeddings e WHERE e.paper_id = p.id AND e.model = @model)
+            ORDER BY p.id
+            """;
+        var paperCount = await EmbedPapersAsync(papers, new { all }, cancellationToken);
+
+        const string topics = """
+            SELECT DISTINCT t.text FROM topics t
+            WHERE @all OR NOT EXISTS (SELECT 1 FROM topic_embeddings e WHERE e.topic = t.text AND e.model = @model)
+            """;
+        List<string> stale;
+        await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
+        {
+            stale = [.. await connection.QueryAsync<string>(new CommandDefinition(topics, new { all, model = embedder.Model.Name }, cancellationToken: cancellationToken))];
+        }
+        foreach (var chunk in stale.Chunk(PaperBatch))
+        {
+            await SaveTopicsAsync(chunk, embedder.Embed([.. chunk.Select(TopicSyntax.MeaningOf)], cancellationToken), cancellationToken);
+        }
+        return (paperCount, stale.Count);
+    }
+
+    private async Task<int> EmbedPapersAsync(string sql, object parameters, CancellationToken cancellationToken)
+    {
+        var model = embedder.Model.Name;
+        var arguments = new DynamicParameters(parameters);
+        arguments.Add("model", model);
+        List<(long Id, string Title, string Abstract)> papers;
+        await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
+        {
+            papers = [.. await connection.QueryAsync<(long, string, string)>(new CommandDefinition(sql, arguments, cancellationToken: cancellationToken))];
+        }
+        foreach (var chunk in papers.Chunk(PaperBatch))
+        {
+            var vectors = embedder.Embed([.. chunk.Select(paper => TextEmbedder.PaperText(paper.Title, paper.Abstract))], cancellationToken);
+            const string upsert = """
+                INSERT INTO paper_embeddings (paper_id, model, vector)
+                SELECT id, @model, vector FROM jsonb_to_recordset(@rows::jsonb) AS r(id bigint, vector real[])
+                ON CONFLICT (paper_id) DO UPDATE SET model = EXCLUDED.model, vector = EXCLUDED.vector
+                """;
+            var rows = System.Text.Json.JsonSerializer.Serialize(chunk.Select((paper, i) => new { id = paper.Id, vector = vectors[i] }));
+            await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+            await connection.ExecuteAsync(new CommandDefinition(upsert, new { model, rows }, cancellationToken: cancellationToken));
+        }
+        if (papers.Count > 0)
+        {
+            logger.LogInformation("Embedded {Count} papers with {Model}", papers.Count, model);
+        }
+        return papers.Count;
+    }
+
+    /// <summary>The vectors of the day's papers, embedding any that are missing first.</summary>
+    public async Task<Dictionary<long, float[]>> DayVectorsAsync(DateOnly day, CancellationToken cancellationToken)
+    {
+        await EmbedDayAsync(day, cancellationToken);
+        const string sql = """
+            SELECT e.paper_id, e.vector FROM paper_embeddings e
+            WHERE e.model = @model AND e.paper_id IN (SELECT paper_id FROM paper_days WHERE day = @day)
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var rows = await connection.QueryAsync<(long Id, float[] Vector)>(
+            new CommandDefinition(sql, new { day, model = embedder.Model.Name }, cancellationToken: cancellationToken));
+        return rows.ToDictionary(row => row.Id, row => row.Vector);
+    }
+
+    /// <summary>The vectors of these papers (feedback examples), embedding any that are missing first.</summary>
+    public async Task<Dictionary<long, float[]>> PaperVectorsAsync(IReadOnlyCollection<long> ids, CancellationToken cancellationToken)
+    {
+        if (ids.Count == 0)
+        {
+            return [];
+        }
+        const string missing = """
+            SELECT p.id, p.title, p.abstract FROM papers p
+            WHERE p.id = ANY(@ids) AND NOT EXISTS (SELECT 1 FROM paper_embeddings e WHERE e.paper_id = p.id AND e.model = @model)
+            ORDER BY p.id
+            """;
+        await EmbedPapersAsync(missing, new { ids = ids.ToArray() }, cancellationToken);
+        const string sql = "SELECT paper_id, vector FROM paper_embeddings WHERE model = @model AND paper_id = ANY(@ids)";
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var rows = await connection.QueryAsync<(long Id, float[] Vector)>(
+            new CommandDefinition(sql, new { ids = ids.ToArray(), model = embedder.Model.Name }, cancellationToken: cancellationToken));
+        return rows.ToDictionary(row => row.Id, row => row.Vector);
+    }
+
+    /// <summary>
+    /// The vector of each topic that has a meaning (not only <c>author:</c>/<c>category:</c> filters): stored ones are read,
+    /// missing ones embedded, and kept when <paramref name="keep"/> (subscribers' topics, not a passer-by's preview).
+    /// </summary>
+    public async Task<Dictionary<string, float[]>> TopicVectorsAsync(IReadOnlyCollection<string> topics, bool keep, CancellationToken cancellationToken)
+    {
+        var meaningful = topics.Where(topic => TopicSyntax.MeaningOf(topic).Length > 0).Distinct(StringComparer.Ordinal).ToArray();
+        if (meaningful.Length == 0)
+        {
+            return new Dictionary<string, float[]>(StringComparer.Ordinal);
+        }
+        const string sql = "SELECT topic, vector FROM topic_embeddings WHERE model = @model AND topic = ANY(@topics)";
+        Dictionary<string, float[]> vectors;
+        await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
+        {
+            var rows = await connection.QueryAsync<(string Topic, float[] Vector)>(
+                new CommandDefinition(sql, new { topics = meaningful, model = embedder.Model.Name }, cancellationToken: cancellationToken));
+            vectors = rows.ToDictionary(row => row.Topic, row => row.Vector, StringComparer.Ordinal);
+        }
+        var missing = meaningful.Where(topic => !vectors.ContainsKey(topic)).ToArray();
+        if (missing.Length > 0)
+        {
+            var made = embedder.Embed([.. missing.Select(TopicSyntax.MeaningOf)], cancellationToken);
+            for (var i = 0; i < missing.Length; i++)
+            {
+                vectors[missing[i]] = made[i];
+            }
+            if (keep)
+            {
+                await SaveTopicsAsync(missing, made, cancellationToken);
+            }
+        }
+        return vectors;
+    }
+
+    /// <summary>Embeds the topics a subscriber just saved (those no one had typed before), so the day's run finds them ready.</summary>
+    public async Task EmbedTopicsAsync(IReadOnlyCollection<string> topics, CancellationToken cancellationToken)
+    {
+        if (embedder.Enabled)
+        {
+            await TopicVectorsAsync(topics, keep: true, cancellationToken);
+        }
+    }
+
+    private async Task SaveTopicsAsync(IReadOnlyList<string> topics, float[][] vectors, CancellationToken cancellationToken)
+    {
+        const string upsert = """
+            INSERT INTO topic_embeddings (topic, model, vector)
+            SELECT topic, @model, vector FROM jsonb_to_recordset(@rows::jsonb) AS r(topic text, vector real[])
+            ON CONFLICT (topic) DO UPDATE SET model = EXCLUDED.model, vector = EXCLUDED.vector
+            """;
+        var rows = System.Text.Json.JsonSerializer.Serialize(topics.Select((topic, i) => new { topic, vector = vectors[i] }));
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await connection.ExecuteAsync(new CommandDefinition(upsert, new { model = embedder.Model.Name, rows }, cancellationToken: cancellationToken));
+    }
+}

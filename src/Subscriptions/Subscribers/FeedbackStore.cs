@@ -1,0 +1,49 @@
+using Dapper;
+using Npgsql;
+
+namespace Subscriptions.Subscribers;
+
+/// <summary>A paper the subscriber rated: "more like this" (<see cref="Liked"/>) or "less like this". Public, as the page that lists them is.</summary>
+public sealed record RatedPaper(long PaperId, string Title, bool Liked);
+
+/// <summary>"More/less like this": each subscriber's examples in <c>paper_feedback</c>, which the matcher reads to steer their ranking.</summary>
+internal sealed class FeedbackStore(NpgsqlDataSource dataSource, TimeProvider time)
+{
+    public async Task<string?> PaperTitleAsync(long paperId, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await connection.QuerySingleOrDefaultAsync<string?>(
+            new CommandDefinition("SELECT title FROM papers WHERE id = @paperId", new { paperId }, cancellationToken: cancellationToken));
+    }
+
+    /// <summary>Records the rating (a later one replaces it); false when there is no such paper.</summary>
+    public async Task<bool> RateAsync(long subscriberId, long paperId, bool liked, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            INSERT INTO paper_feedback (subscriber_id, paper_id, liked, created_at)
+            SELECT @subscriberId, id, @liked, @now FROM papers WHERE id = @paperId
+            ON CONFLICT (subscriber_id, paper_id) DO UPDATE SET liked = EXCLUDED.liked, created_at = EXCLUDED.created_at
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await connection.ExecuteAsync(new CommandDefinition(
+            sql, new { subscriberId, paperId, liked, now = time.GetUtcNow() }, cancellationToken: cancellationToken)) == 1;
+    }
+
+    public async Task RemoveAsync(long subscriberId, long paperId, CancellationToken cancellationToken)
+    {
+        const string sql = "DELETE FROM paper_feedback WHERE subscriber_id = @subscriberId AND paper_id = @paperId";
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await connection.ExecuteAsync(new CommandDefinition(sql, new { subscriberId, paperId }, cancellationToken: cancellationToken));
+    }
+
+    public async Task<IReadOnlyList<RatedPaper>> RatedAsync(long subscriberId, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            SELECT f.paper_id, p.title, f.liked FROM paper_feedback f JOIN papers p ON p.id = f.paper_id
+            WHERE f.subscriber_id = @subscriberId
+            ORDER BY f.liked DESC, f.created_at DESC, f.paper_id
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return [.. await connection.QueryAsync<RatedPaper>(new CommandDefinition(sql, new { subscriberId }, cancellationToken: cancellationToken))];
+    }
+}
