@@ -1,11 +1,14 @@
 using System.Diagnostics;
-using System.Net.Http.Json;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using Subscriptions.Matching;
 using Subscriptions.Meaning;
 using Subscriptions.Papers;
+using Subscriptions.Subscribers;
 
 namespace Subscriptions.Benchmarks;
 
@@ -84,19 +87,33 @@ internal static class MeaningBenchmark
             $"{count / stopwatch.Elapsed.TotalSeconds:F0} papers/s, peak working set {sampler.PeakMegabytes:F0} MB");
     }
 
-    /// <summary>Signups through the real endpoint, each with three topics no one typed before (so each embeds them).</summary>
+    /// <summary>
+    /// Signups as the endpoint does them (validation, then the store, which embeds the topics and writes the subscriber and its
+    /// confirmation in one transaction), each with three topics no one typed before; the HTTP layer is left out.
+    /// </summary>
     private static async Task SignupLatencyAsync(string connectionString, int signups)
     {
-        await using var app = new SignupApp(connectionString);
-        using var client = app.CreateClient();
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:Postgres"] = connectionString,
+            ["App:BaseUrl"] = "https://papers.bench.example",
+            ["App:TokenSecret"] = "a-secret-used-only-by-the-benchmark-run",
+            ["Mail:From"] = "Trending Papers <papers@bench.example>",
+        });
+        builder.Services.AddSubscribers();
+        using var host = builder.Build();
+        host.Services.GetRequiredService<IStartupValidator>().Validate();
+        var validator = host.Services.GetRequiredService<SignupValidator>();
+        var store = host.Services.GetRequiredService<SubscriberStore>();
         var latencies = new List<double>();
         for (var i = 0; i < signups + 10; i++)
         {
-            var topics = new[] { $"topic {i} on sparse probing of vision transformers", $"benchmark {i} of agents", $"depth {i} from video" };
+            string[] topics = [$"topic {i} on sparse probing of vision transformers", $"benchmark {i} of agents", $"depth {i} from video"];
             var stopwatch = Stopwatch.StartNew();
-            var response = await client.PostAsJsonAsync("/subscriptions", new { email = $"new{i}@bench.example", topics });
+            var (signup, errors) = await validator.ValidateAsync($"new{i}@bench.example", topics, CancellationToken.None);
+            await store.SignUpAsync(signup?.Email ?? throw new InvalidOperationException(string.Join("; ", errors.Keys)), signup.Topics, CancellationToken.None);
             stopwatch.Stop();
-            response.EnsureSuccessStatusCode();
             if (i >= 10)
             {
                 latencies.Add(stopwatch.Elapsed.TotalMilliseconds);
@@ -118,26 +135,5 @@ internal static class MeaningBenchmark
             }
         }
         throw new FileNotFoundException($"tests/Subscriptions.Tests/Payloads/{name} not found above {AppContext.BaseDirectory}");
-    }
-
-    // Any public type of the service names its assembly; the benchmark has a Program of its own.
-    private sealed class SignupApp(string connectionString) : Microsoft.AspNetCore.Mvc.Testing.WebApplicationFactory<PreviewPaper>
-    {
-        protected override void ConfigureWebHost(Microsoft.AspNetCore.Hosting.IWebHostBuilder builder)
-        {
-            foreach (var (key, value) in new Dictionary<string, string>
-            {
-                ["ConnectionStrings:Postgres"] = connectionString,
-                ["App:BaseUrl"] = "http://bench.example",
-                ["App:TokenSecret"] = "bench-secret-that-is-long-enough-to-sign-links",
-                ["App:SignupsPerMinute"] = "100000",
-                ["Mail:From"] = "Trending Papers <papers@bench.example>",
-                ["Mail:PickupDirectory"] = Path.Combine(Path.GetTempPath(), "bench-outbox"),
-                ["Digest:Enabled"] = "false",
-            })
-            {
-                builder.UseSetting(key, value);
-            }
-        }
     }
 }
