@@ -7,6 +7,7 @@ using Subscriptions.Email;
 using Subscriptions.Health;
 using Subscriptions.Infrastructure;
 using Subscriptions.Matching;
+using Subscriptions.Observability;
 using Subscriptions.Papers;
 using Subscriptions.Subscribers;
 using Subscriptions.Web;
@@ -16,16 +17,14 @@ return await Verbs.RunAsync(args, ServeAsync);
 
 static async Task<int> ServeAsync(string[] settings)
 {
-    var builder = WebApplication.CreateBuilder(settings).WithDefaultUrl();
+    // Configure metrics (Prometheus scrape at /metrics) and traces (OTLP, when OTEL_EXPORTER_OTLP_ENDPOINT is set)
+    var builder = WebApplication.CreateBuilder(settings).WithDefaultUrl().AddObservability();
 
     // Configure the database; migrations run before anything else starts
     builder.Services.AddDatabase().AddMigrationsAtStartup().AddHealth().AddShutdownTimeout();
 
-    // Configure email: one sender, SMTP or the pickup folder
-    builder.Services.AddEmail();
-
-    // Configure papers (the sources of each day's list) and matching (topics against them)
-    builder.Services.AddPapers().AddMatching();
+    // Configure email (one sender, SMTP or the pickup folder), papers (each day's list) and matching (topics against them)
+    builder.Services.AddEmail().AddPapers().AddMatching();
 
     // Configure the subscriber lifecycle: signup, confirm, preferences, unsubscribe, and their emails
     builder.Services.AddSubscribers();
@@ -40,12 +39,7 @@ static async Task<int> ServeAsync(string[] settings)
 
     app.UseWeb();
 
-    app.MapSubscribers();
-    app.MapPreferences();
-    app.MapPapers();
-    app.MapMatching();
-    app.MapHealth();
-    app.MapBounces();
+    app.MapSubscribers().MapPreferences().MapPapers().MapMatching().MapHealth().MapBounces().MapObservability();
 
     // Every bad setting at once, before anything starts.
     app.Services.GetRequiredService<IStartupValidator>().Validate();

@@ -5,6 +5,7 @@ using Npgsql;
 using Polly.CircuitBreaker;
 using Subscriptions.Email;
 using Subscriptions.Infrastructure;
+using Subscriptions.Observability;
 using Subscriptions.Papers;
 
 namespace Subscriptions.Digest;
@@ -46,7 +47,7 @@ internal sealed class SendCounters
 /// </summary>
 internal sealed class DeliverySender(
     NpgsqlDataSource dataSource, IMailSender mailSender, DigestEmails emails, PaperStore papers,
-    IOptions<DigestOptions> digestOptions, IOptions<SmtpOptions> smtpOptions, TimeProvider time, ILogger<DeliverySender> logger)
+    IOptions<DigestOptions> digestOptions, IOptions<SmtpOptions> smtpOptions, TimeProvider time, ServiceMetrics metrics, ILogger<DeliverySender> logger)
 {
     private static readonly string InstanceId = $"{Environment.MachineName}/{Environment.ProcessId}/{Guid.NewGuid().ToString("N")[..8]}";
     private readonly ConcurrentDictionary<DateOnly, Lazy<Task<Dictionary<long, DayPaper>>>> _papersOfDay = new();
@@ -183,6 +184,7 @@ internal sealed class DeliverySender(
         {
             await RecordPermanentFailureAsync(connection, delivery, e.Reply);
             counters.AddFailed();
+            metrics.EmailFailed("digest", "refused");
             return true;
         }
         catch (Exception e) when (e is not OperationCanceledException || e is Polly.Timeout.TimeoutRejectedException)
@@ -197,6 +199,7 @@ internal sealed class DeliverySender(
         recordSent.Parameters[2].Value = delivery.Id;
         await recordSent.ExecuteNonQueryAsync(CancellationToken.None);
         counters.AddSent();
+        metrics.EmailSent("digest");
         return true;
     }
 
@@ -232,6 +235,7 @@ internal sealed class DeliverySender(
                 UPDATE deliveries SET status = 'failed', attempts = @attempts, last_error = @error, claimed_until = NULL WHERE id = @id;
                 """, new { id = delivery.Id, attempts, error });
             counters.AddFailed();
+            metrics.EmailFailed("digest", "attempts");
             logger.LogError("Gave up on delivery {DeliveryId} after {Attempts} attempts: {Error}", delivery.Id, attempts, error);
             return;
         }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Subscriptions.Matching;
+using Subscriptions.Observability;
 using Subscriptions.Papers;
 
 namespace Subscriptions.Digest;
@@ -16,7 +17,7 @@ internal sealed record DigestSummary(
 /// </summary>
 internal sealed class DigestRunner(
     PaperIngest ingest, DeliveryPlanner planner, DeliverySender sender, TopicMatcher matcher, DigestEmails emails, PaperStore papers,
-    TimeProvider time, ILogger<DigestRunner> logger)
+    TimeProvider time, ServiceMetrics metrics, ILogger<DigestRunner> logger)
 {
     private static readonly TimeSpan OneSecond = TimeSpan.FromSeconds(1);
 
@@ -55,6 +56,7 @@ internal sealed class DigestRunner(
         }
         reporter.Report();
         var waiting = await sender.CountOpenAsync(day, CancellationToken.None);
+        metrics.DigestRunFinished(stopwatch.Elapsed);
         return new DigestSummary(day, sources, matched, planned, counters.Sent, counters.Failed, counters.Skipped, waiting, stopwatch.Elapsed);
     }
 

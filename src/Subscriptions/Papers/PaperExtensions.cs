@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using Polly;
 using Subscriptions.Database;
 using Subscriptions.Infrastructure;
+using Subscriptions.Observability;
 
 namespace Subscriptions.Papers;
 
@@ -12,7 +13,7 @@ internal static class PaperExtensions
     /// <summary>The sources of each day's list, what is stored of it, and the ingest that joins them.</summary>
     public static IServiceCollection AddPapers(this IServiceCollection services) => services.AddFeature("papers", services =>
     {
-        services.AddDatabase();
+        services.AddDatabase().AddServiceMetrics();
         services.AddSection<PapersOptions>(PapersOptions.Section);
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<PaperStore>();

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Options;
 using Polly.CircuitBreaker;
 using Polly.Timeout;
+using Subscriptions.Observability;
 
 namespace Subscriptions.Papers;
 
@@ -19,7 +20,7 @@ internal sealed record SourceReport(string Source, int Fetched, int New, int Upd
 /// alone: one that is down, or that answers with something that is not its format, is reported and
 /// the others still land. Within a source, a malformed record is skipped, counted and named.
 /// </summary>
-internal sealed class PaperIngest(IServiceProvider services, PaperStore store, IOptions<PapersOptions> options, ILogger<PaperIngest> logger)
+internal sealed class PaperIngest(IServiceProvider services, PaperStore store, IOptions<PapersOptions> options, ServiceMetrics metrics, ILogger<PaperIngest> logger)
 {
     public async Task<IReadOnlyList<SourceReport>> IngestAsync(
         DateOnly day, IReadOnlyList<string>? sources, string? file, CancellationToken cancellationToken)
@@ -63,6 +64,7 @@ internal sealed class PaperIngest(IServiceProvider services, PaperStore store, I
         }
 
         var stored = await store.SaveDayAsync(day, name, unique, cancellationToken);
+        metrics.PapersIngested(name, unique.Count);
         logger.LogInformation("Source {Source} on {Day}: {New} new, {Updated} updated, {Unchanged} unchanged, {Skipped} skipped",
             name, day, stored.New, stored.Updated, stored.Unchanged, skipped.Count);
         return new SourceReport(name, fetched.Papers.Count + fetched.Skipped.Count, stored.New, stored.Updated, stored.Unchanged, skipped, null);
