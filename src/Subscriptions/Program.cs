@@ -8,6 +8,7 @@ using Subscriptions.Health;
 using Subscriptions.Infrastructure;
 using Subscriptions.Matching;
 using Subscriptions.Observability;
+using Subscriptions.Operators;
 using Subscriptions.Papers;
 using Subscriptions.Subscribers;
 using Subscriptions.Web;
@@ -32,14 +33,17 @@ static async Task<int> ServeAsync(string[] settings)
     // Configure the daily digest (the clustered Quartz trigger, this instance's delivery senders) and bounces (the mailbox reader)
     builder.Services.AddDigestBackground(builder.Configuration).AddBounces(builder.Configuration);
 
+    // Configure the operator console (/admin): sign-in, dashboard, run controls, subscriber lookup
+    builder.Services.AddOperatorConsole();
+
     // Configure what every request gets: body limits, problem answers, rate-limit answers, security headers
     builder.Services.AddWeb();
 
     var app = builder.Build();
 
-    app.UseWeb();
+    app.UseWeb().UseOperatorConsole();
 
-    app.MapSubscribers().MapPreferences().MapPapers().MapMatching().MapHealth().MapBounces().MapObservability();
+    app.MapSubscribers().MapPreferences().MapPapers().MapMatching().MapHealth().MapBounces().MapObservability().MapOperatorConsole();
 
     // Every bad setting at once, before anything starts.
     app.Services.GetRequiredService<IStartupValidator>().Validate();

@@ -32,6 +32,7 @@ internal static class Verbs
         root.Add(DigestCommand.Create());
         root.Add(SuppressionsCommand.Create());
         root.Add(DkimCommand.Create());
+        root.Add(AdminCommand.Create());
         foreach (var command in AndDescendants(root))
         {
             command.TreatUnmatchedTokensAsErrors = false;

@@ -132,7 +132,8 @@ internal sealed class DeliverySender(
     private async Task<List<ClaimedDelivery>> ClaimAsync(
         NpgsqlConnection connection, DateOnly? day, long after, string sender, CancellationToken cancellationToken)
     {
-        // Due pending rows, and rows whose sender's claim ran out (it died mid-batch). A suppressed address
+        // Due pending rows, and rows whose sender's claim ran out (it died mid-batch); none while an operator
+        // has paused sending (sending_control, read at every claim, so every instance obeys). A suppressed address
         // comes back as not active, so its delivery is skipped like that of someone who left.
         const string sql = """
             WITH claimable AS (
@@ -140,6 +141,7 @@ internal sealed class DeliverySender(
                 WHERE q.delivery_id > @after
                   AND (@day::date IS NULL OR q.day = @day)
                   AND CASE WHEN d.status = 'pending' THEN d.next_attempt_at ELSE d.claimed_until END <= @now
+                  AND NOT (SELECT paused FROM sending_control)
                 ORDER BY q.delivery_id
                 LIMIT @batchSize
                 FOR UPDATE OF d SKIP LOCKED

@@ -12,7 +12,7 @@ internal static class ObservabilityExtensions
     /// <summary>The service's instruments (<see cref="ServiceMetrics"/>); every feature that counts something adds this.</summary>
     public static IServiceCollection AddServiceMetrics(this IServiceCollection services) => services.AddFeature("metrics", services =>
     {
-        services.AddDatabase();
+        services.AddDatabase().AddMetrics();
         services.AddSingleton<ServiceMetrics>();
     });
 
