@@ -7,6 +7,8 @@ using Subscriptions.Email;
 using Subscriptions.Health;
 using Subscriptions.Infrastructure;
 using Subscriptions.Matching;
+using Subscriptions.Observability;
+using Subscriptions.Operators;
 using Subscriptions.Papers;
 using Subscriptions.Subscribers;
 using Subscriptions.Web;
@@ -16,16 +18,14 @@ return await Verbs.RunAsync(args, ServeAsync);
 
 static async Task<int> ServeAsync(string[] settings)
 {
-    var builder = WebApplication.CreateBuilder(settings).WithDefaultUrl();
+    // Configure metrics (Prometheus scrape at /metrics) and traces (OTLP, when OTEL_EXPORTER_OTLP_ENDPOINT is set)
+    var builder = WebApplication.CreateBuilder(settings).WithDefaultUrl().AddObservability();
 
     // Configure the database; migrations run before anything else starts
     builder.Services.AddDatabase().AddMigrationsAtStartup().AddHealth().AddShutdownTimeout();
 
-    // Configure email: one sender, SMTP or the pickup folder
-    builder.Services.AddEmail();
-
-    // Configure papers (the sources of each day's list) and matching (topics against them)
-    builder.Services.AddPapers().AddMatching();
+    // Configure email (one sender, SMTP or the pickup folder), papers (each day's list) and matching (topics against them)
+    builder.Services.AddEmail().AddPapers().AddMatching();
 
     // Configure the subscriber lifecycle: signup, confirm, preferences, unsubscribe, and their emails
     builder.Services.AddSubscribers();
@@ -33,19 +33,17 @@ static async Task<int> ServeAsync(string[] settings)
     // Configure the daily digest (the clustered Quartz trigger, this instance's delivery senders) and bounces (the mailbox reader)
     builder.Services.AddDigestBackground(builder.Configuration).AddBounces(builder.Configuration);
 
+    // Configure the operator console (/admin): sign-in, dashboard, run controls, subscriber lookup
+    builder.Services.AddOperatorConsole();
+
     // Configure what every request gets: body limits, problem answers, rate-limit answers, security headers
     builder.Services.AddWeb();
 
     var app = builder.Build();
 
-    app.UseWeb();
+    app.UseWeb().UseOperatorConsole();
 
-    app.MapSubscribers();
-    app.MapPreferences();
-    app.MapPapers();
-    app.MapMatching();
-    app.MapHealth();
-    app.MapBounces();
+    app.MapSubscribers().MapPreferences().MapPapers().MapMatching().MapHealth().MapBounces().MapObservability().MapOperatorConsole();
 
     // Every bad setting at once, before anything starts.
     app.Services.GetRequiredService<IStartupValidator>().Validate();

@@ -33,6 +33,7 @@ internal static class Verbs
         root.Add(SuppressionsCommand.Create());
         root.Add(DkimCommand.Create());
         root.Add(EmbedCommand.Create());
+        root.Add(AdminCommand.Create());
         foreach (var command in AndDescendants(root))
         {
             command.TreatUnmatchedTokensAsErrors = false;

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using Quartz;
+using Subscriptions.Observability;
 
 namespace Subscriptions.Digest;
 
@@ -10,7 +11,8 @@ namespace Subscriptions.Digest;
 /// </summary>
 [DisallowConcurrentExecution]
 internal sealed class DailyDigestJob(
-    DigestRunner runner, DeliveryPlanner planner, DeliverySignal signal, IOptions<DigestOptions> options, TimeProvider time, ILogger<DailyDigestJob> logger) : IJob
+    DigestRunner runner, DeliveryPlanner planner, DeliverySignal signal, IOptions<DigestOptions> options, TimeProvider time, ServiceMetrics metrics,
+    ILogger<DailyDigestJob> logger) : IJob
 {
     private static readonly TimeSpan CatchUpAtMost = TimeSpan.FromHours(23);
 
@@ -26,8 +28,10 @@ internal sealed class DailyDigestJob(
             var isDefaultSlot = slot == DigestSchedule.DefaultSlot(digest, DigestSchedule.LocalDate(digest, slot));
             logger.LogInformation("Digest slot {Slot:O} started (scheduled {Scheduled:O}){Ingest}", slot, context.ScheduledFireTimeUtc,
                 isDefaultSlot ? ", ingesting the day's papers first" : "");
+            var started = time.GetTimestamp();
             await runner.PlanSlotAsync(slot, papersDay: null, ingestFirst: isDefaultSlot,
                 message => logger.LogInformation("{Progress}", message), cancellationToken);
+            metrics.DigestRunFinished(time.GetElapsedTime(started));
             signal.Wake();
         }
     }

@@ -5,6 +5,7 @@ using Npgsql;
 using Polly.CircuitBreaker;
 using Subscriptions.Email;
 using Subscriptions.Infrastructure;
+using Subscriptions.Observability;
 using Subscriptions.Papers;
 
 namespace Subscriptions.Digest;
@@ -46,7 +47,7 @@ internal sealed class SendCounters
 /// </summary>
 internal sealed class DeliverySender(
     NpgsqlDataSource dataSource, IMailSender mailSender, DigestEmails emails, PaperStore papers,
-    IOptions<DigestOptions> digestOptions, IOptions<SmtpOptions> smtpOptions, TimeProvider time, ILogger<DeliverySender> logger)
+    IOptions<DigestOptions> digestOptions, IOptions<SmtpOptions> smtpOptions, TimeProvider time, ServiceMetrics metrics, ILogger<DeliverySender> logger)
 {
     private static readonly string InstanceId = $"{Environment.MachineName}/{Environment.ProcessId}/{Guid.NewGuid().ToString("N")[..8]}";
     private readonly ConcurrentDictionary<DateOnly, Lazy<Task<Dictionary<long, DayPaper>>>> _papersOfDay = new();
@@ -140,7 +141,8 @@ internal sealed class DeliverySender(
     private async Task<List<ClaimedDelivery>> ClaimAsync(
         NpgsqlConnection connection, DateOnly[]? days, long after, string sender, CancellationToken cancellationToken)
     {
-        // Due pending rows, and rows whose sender's claim ran out (it died mid-batch). A suppressed address
+        // Due pending rows, and rows whose sender's claim ran out (it died mid-batch); none while an operator
+        // has paused sending (sending_control, read at every claim, so every instance obeys). A suppressed address
         // comes back as not active, so its delivery is skipped like that of someone who left.
         const string sql = """
             WITH claimable AS (
@@ -148,6 +150,7 @@ internal sealed class DeliverySender(
                 WHERE q.delivery_id > @after
                   AND (@days::date[] IS NULL OR q.day = ANY(@days))
                   AND CASE WHEN d.status = 'pending' THEN d.next_attempt_at ELSE d.claimed_until END <= @now
+                  AND NOT (SELECT paused FROM sending_control)
                 ORDER BY q.delivery_id
                 LIMIT @batchSize
                 FOR UPDATE OF d SKIP LOCKED
@@ -209,6 +212,7 @@ internal sealed class DeliverySender(
         {
             await RecordPermanentFailureAsync(connection, delivery, e.Reply);
             counters.AddFailed();
+            metrics.EmailFailed("digest", "refused");
             return true;
         }
         catch (Exception e) when (e is not OperationCanceledException || e is Polly.Timeout.TimeoutRejectedException)
@@ -223,6 +227,7 @@ internal sealed class DeliverySender(
         recordSent.Parameters[2].Value = delivery.Id;
         await recordSent.ExecuteNonQueryAsync(CancellationToken.None);
         counters.AddSent();
+        metrics.EmailSent("digest");
         return true;
     }
 
@@ -258,6 +263,7 @@ internal sealed class DeliverySender(
                 UPDATE deliveries SET status = 'failed', attempts = @attempts, last_error = @error, claimed_until = NULL WHERE id = @id;
                 """, new { id = delivery.Id, attempts, error });
             counters.AddFailed();
+            metrics.EmailFailed("digest", "attempts");
             logger.LogError("Gave up on delivery {DeliveryId} after {Attempts} attempts: {Error}", delivery.Id, attempts, error);
             return;
         }

@@ -2,6 +2,7 @@ using Subscriptions.Database;
 using Subscriptions.Email;
 using Subscriptions.Infrastructure;
 using Subscriptions.Matching;
+using Subscriptions.Observability;
 using Subscriptions.Papers;
 using Subscriptions.Subscribers;
 
@@ -12,7 +13,7 @@ internal static class DigestExtensions
     /// <summary>Planning, rendering and sending the daily digest: all that a run needs (the <c>digest</c> verb, the benchmark).</summary>
     public static IServiceCollection AddDigest(this IServiceCollection services) => services.AddFeature("digest", services =>
     {
-        services.AddDatabase().AddEmail().AddLinks().AddPapers().AddMatching();
+        services.AddDatabase().AddEmail().AddLinks().AddPapers().AddMatching().AddServiceMetrics();
         services.AddSection<DigestOptions>(DigestOptions.Section);
         services.AddSingleton<DigestEmails>();
         services.AddSingleton<DeliveryPlanner>();

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Options;
 using Subscriptions.Matching;
+using Subscriptions.Observability;
 using Subscriptions.Papers;
 
 namespace Subscriptions.Digest;
@@ -18,7 +19,7 @@ internal sealed record DigestSummary(
 /// </summary>
 internal sealed class DigestRunner(
     PaperIngest ingest, DeliveryPlanner planner, DeliverySender sender, TopicMatcher matcher, DigestEmails emails, PaperStore papers,
-    IOptions<DigestOptions> options, TimeProvider time, ILogger<DigestRunner> logger)
+    IOptions<DigestOptions> options, TimeProvider time, ServiceMetrics metrics, ILogger<DigestRunner> logger)
 {
     private static readonly TimeSpan OneSecond = TimeSpan.FromSeconds(1);
 
@@ -77,6 +78,7 @@ internal sealed class DigestRunner(
         }
         reporter.Report();
         var waiting = days.Count > 0 ? await sender.CountOpenAsync(days, CancellationToken.None) : 0;
+        metrics.DigestRunFinished(stopwatch.Elapsed);
         return new DigestSummary(plan.PapersDay, sources, plan.Matched, plan.Added, counters.Sent, counters.Failed, counters.Skipped, waiting, stopwatch.Elapsed);
     }
 

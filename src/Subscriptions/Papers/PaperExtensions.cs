@@ -5,6 +5,7 @@ using Polly;
 using Subscriptions.Database;
 using Subscriptions.Infrastructure;
 using Subscriptions.Meaning;
+using Subscriptions.Observability;
 
 namespace Subscriptions.Papers;
 
@@ -13,7 +14,7 @@ internal static class PaperExtensions
     /// <summary>The sources of each day's list, what is stored of it, and the ingest that joins them.</summary>
     public static IServiceCollection AddPapers(this IServiceCollection services) => services.AddFeature("papers", services =>
     {
-        services.AddDatabase().AddMeaning();
+        services.AddDatabase().AddMeaning().AddServiceMetrics();
         services.AddSection<PapersOptions>(PapersOptions.Section);
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<PaperStore>();

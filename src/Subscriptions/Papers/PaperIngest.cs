@@ -2,6 +2,7 @@ using Microsoft.Extensions.Options;
 using Polly.CircuitBreaker;
 using Polly.Timeout;
 using Subscriptions.Meaning;
+using Subscriptions.Observability;
 
 namespace Subscriptions.Papers;
 
@@ -21,7 +22,8 @@ internal sealed record SourceReport(string Source, int Fetched, int New, int Upd
 /// the others still land. Within a source, a malformed record is skipped, counted and named.
 /// </summary>
 internal sealed class PaperIngest(
-    IServiceProvider services, PaperStore store, EmbeddingStore embeddings, TextEmbedder embedder, IOptions<PapersOptions> options, ILogger<PaperIngest> logger)
+    IServiceProvider services, PaperStore store, EmbeddingStore embeddings, TextEmbedder embedder, IOptions<PapersOptions> options, ServiceMetrics metrics,
+    ILogger<PaperIngest> logger)
 {
     public async Task<IReadOnlyList<SourceReport>> IngestAsync(
         DateOnly day, IReadOnlyList<string>? sources, string? file, CancellationToken cancellationToken)
@@ -69,6 +71,7 @@ internal sealed class PaperIngest(
         }
 
         var stored = await store.SaveDayAsync(day, name, unique, cancellationToken);
+        metrics.PapersIngested(name, unique.Count);
         logger.LogInformation("Source {Source} on {Day}: {New} new, {Updated} updated, {Unchanged} unchanged, {Skipped} skipped",
             name, day, stored.New, stored.Updated, stored.Unchanged, skipped.Count);
         return new SourceReport(name, fetched.Papers.Count + fetched.Skipped.Count, stored.New, stored.Updated, stored.Unchanged, skipped, null);

@@ -4,6 +4,7 @@ using MimeKit;
 using Npgsql;
 using Subscriptions.Email;
 using Subscriptions.Infrastructure;
+using Subscriptions.Observability;
 
 namespace Subscriptions.Subscribers;
 
@@ -39,7 +40,7 @@ internal sealed class OutboxRow
 /// </remarks>
 internal sealed class EmailOutbox(
     NpgsqlDataSource dataSource, IMailSender sender, LifecycleEmails emails, IOptions<MailOptions> options,
-    TimeProvider time, ILogger<EmailOutbox> logger)
+    TimeProvider time, ServiceMetrics metrics, ILogger<EmailOutbox> logger)
 {
     /// <summary>Sends the next email that is due, if any; returns whether there was one.</summary>
     public async Task<bool> SendNextAsync(CancellationToken cancellationToken)
@@ -85,10 +86,12 @@ internal sealed class EmailOutbox(
                 """;
             await RecordAsync(connection, transaction, sent, new { id = row.Id, now = time.GetUtcNow(), messageId = message.MessageId });
             logger.LogInformation("Sent {Kind} email {OutboxId} to subscriber {SubscriberId}", row.Kind, row.Id, row.SubscriberId);
+            metrics.EmailSent(row.Kind);
         }
         catch (PermanentMailException e)
         {
             await FailAsync(connection, transaction, row, e.Reply);
+            metrics.EmailFailed(row.Kind, "refused");
         }
         catch (Exception e) when (!cancellationToken.IsCancellationRequested)
         {
@@ -96,6 +99,7 @@ internal sealed class EmailOutbox(
             if (attempts >= options.Value.MaxAttempts)
             {
                 await FailAsync(connection, transaction, row, e.Message);
+                metrics.EmailFailed(row.Kind, "attempts");
             }
             else
             {

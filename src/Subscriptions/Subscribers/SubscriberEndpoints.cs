@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Http.HttpResults;
 using Subscriptions.Matching;
+using Subscriptions.Observability;
 using Subscriptions.Web;
 
 namespace Subscriptions.Subscribers;
@@ -49,7 +50,7 @@ internal static class SubscriberEndpoints
     }
 
     private static async Task<Results<RazorComponentResult, JsonHttpResult<SignupAccepted>, ProblemHttpResult, ValidationProblem>> SignUpAsync(
-        HttpRequest request, SignupValidator validator, SubscriberStore store, CancellationToken cancellationToken)
+        HttpRequest request, SignupValidator validator, SubscriberStore store, ServiceMetrics metrics, CancellationToken cancellationToken)
     {
         var (signup, problem) = await SignupRequest.ReadAsync(request, cancellationToken);
         if (signup is null)
@@ -72,6 +73,7 @@ internal static class SubscriberEndpoints
         }
 
         await store.SignUpAsync(valid.Email, valid.Topics, valid.Delivery, cancellationToken);
+        metrics.SignupAccepted();
         return Accepted(answerWithPage);
     }
 
@@ -80,8 +82,20 @@ internal static class SubscriberEndpoints
             ? SubscriberPages.SignupAccepted()
             : TypedResults.Json(new SignupAccepted("accepted", AcceptedMessage), statusCode: StatusCodes.Status202Accepted);
 
-    private static async Task<RazorComponentResult> ConfirmAsync(string? token, LinkTokens tokens, SubscriberStore store, CancellationToken cancellationToken) =>
-        RefuseLink(token, LinkPurpose.Confirm, tokens, out var link) ?? SubscriberPages.Confirmed(await store.ConfirmAsync(link, cancellationToken));
+    private static async Task<RazorComponentResult> ConfirmAsync(
+        string? token, LinkTokens tokens, SubscriberStore store, ServiceMetrics metrics, CancellationToken cancellationToken)
+    {
+        if (RefuseLink(token, LinkPurpose.Confirm, tokens, out var link) is { } refusal)
+        {
+            return refusal;
+        }
+        var outcome = await store.ConfirmAsync(link, cancellationToken);
+        if (outcome == ConfirmOutcome.Confirmed)
+        {
+            metrics.Confirmed();
+        }
+        return SubscriberPages.Confirmed(outcome);
+    }
 
     // A GET only shows the button: mail scanners and link previews fetch every link they see.
     private static async Task<RazorComponentResult> ShowUnsubscribeAsync(string? token, LinkTokens tokens, SubscriberStore store, CancellationToken cancellationToken)
@@ -97,13 +111,18 @@ internal static class SubscriberEndpoints
 
     // The page's button and RFC 8058 one-click (body "List-Unsubscribe=One-Click") both land here;
     // the token alone decides, whatever the body holds.
-    private static async Task<RazorComponentResult> UnsubscribeAsync(string? token, LinkTokens tokens, SubscriberStore store, CancellationToken cancellationToken)
+    private static async Task<RazorComponentResult> UnsubscribeAsync(
+        string? token, LinkTokens tokens, SubscriberStore store, ServiceMetrics metrics, CancellationToken cancellationToken)
     {
         if (RefuseLink(token, LinkPurpose.Unsubscribe, tokens, out var link) is { } refusal)
         {
             return refusal;
         }
         var outcome = await store.UnsubscribeAsync(link, cancellationToken);
+        if (outcome == UnsubscribeOutcome.Unsubscribed)
+        {
+            metrics.Unsubscribed();
+        }
         return outcome == UnsubscribeOutcome.Unknown
             ? SubscriberPages.InvalidLink(LinkPurpose.Unsubscribe)
             : SubscriberPages.Unsubscribed(outcome);

@@ -4,6 +4,7 @@ using Subscriptions.Database;
 using Subscriptions.Email;
 using Subscriptions.Infrastructure;
 using Subscriptions.Matching;
+using Subscriptions.Observability;
 using Subscriptions.Web;
 
 namespace Subscriptions.Subscribers;
@@ -25,7 +26,7 @@ internal static class SubscriberExtensions
     /// </summary>
     public static IServiceCollection AddSubscribers(this IServiceCollection services) => services.AddFeature("subscribers", services =>
     {
-        services.AddDatabase().AddEmail().AddLinks().AddMatching();
+        services.AddDatabase().AddEmail().AddLinks().AddMatching().AddServiceMetrics();
         services.AddSingleton<SubscriberStore>();
         services.AddSingleton<SubscriberData>();
         services.AddSingleton<FeedbackStore>();

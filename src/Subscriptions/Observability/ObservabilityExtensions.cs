@@ -1,0 +1,78 @@
+using Npgsql;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+using Subscriptions.Database;
+using Subscriptions.Infrastructure;
+
+namespace Subscriptions.Observability;
+
+internal static class ObservabilityExtensions
+{
+    /// <summary>The service's instruments (<see cref="ServiceMetrics"/>); every feature that counts something adds this.</summary>
+    public static IServiceCollection AddServiceMetrics(this IServiceCollection services) => services.AddFeature("metrics", services =>
+    {
+        services.AddDatabase().AddMetrics();
+        services.AddSingleton<ServiceMetrics>();
+    });
+
+    /// <summary>
+    /// What <c>serve</c> exports: OpenTelemetry metrics (ASP.NET Core, HttpClient, Npgsql, the runtime, the service's own)
+    /// for a Prometheus scrape unless <c>Metrics:Enabled</c> is false, and traces over OTLP when
+    /// <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> is set (the exporter reads that and the other standard OTEL_ variables itself).
+    /// </summary>
+    public static WebApplicationBuilder AddObservability(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddServiceMetrics();
+        builder.Services.AddSection<MetricsOptions>(MetricsOptions.Section).ValidateDataAnnotations();
+        var metrics = builder.Configuration.GetSection(MetricsOptions.Section).Get<MetricsOptions>() ?? new MetricsOptions();
+        var otlp = !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
+        if (!metrics.Enabled && !otlp)
+        {
+            return builder;
+        }
+
+        var telemetry = builder.Services.AddOpenTelemetry().ConfigureResource(resource => resource.AddService("subscriptions"));
+        if (metrics.Enabled)
+        {
+            telemetry.WithMetrics(meters => meters
+                .AddMeter(ServiceMetrics.MeterName, "Subscriptions.Bounces")
+                .AddAspNetCoreInstrumentation()
+                .AddHttpClientInstrumentation()
+                .AddRuntimeInstrumentation()
+                .AddNpgsqlInstrumentation()
+                .AddPrometheusExporter());
+            if (metrics.Port is { } port)
+            {
+                // One more listener, beside whatever `urls` names, that serves only /metrics (see MapObservability).
+                var urls = builder.Configuration["urls"];
+                builder.WebHost.UseUrls([.. (urls ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries), $"http://*:{port}"]);
+            }
+        }
+        if (otlp)
+        {
+            telemetry.WithTracing(traces => traces
+                .AddAspNetCoreInstrumentation()
+                .AddHttpClientInstrumentation()
+                .AddNpgsql()
+                .AddOtlpExporter());
+        }
+        return builder;
+    }
+
+    public static IEndpointRouteBuilder MapObservability(this IEndpointRouteBuilder endpoints)
+    {
+        // The queue-depth gauge exists once the instruments do, whether or not anything has been counted yet.
+        endpoints.ServiceProvider.GetRequiredService<ServiceMetrics>();
+        var metrics = endpoints.ServiceProvider.GetRequiredService<Microsoft.Extensions.Options.IOptions<MetricsOptions>>().Value;
+        if (metrics.Enabled)
+        {
+            var scrape = endpoints.MapPrometheusScrapingEndpoint("/metrics");
+            if (metrics.Port is { } port)
+            {
+                scrape.RequireHost($"*:{port}");
+            }
+        }
+        return endpoints;
+    }
+}

@@ -1,0 +1,66 @@
+using System.Security.Cryptography;
+using Dapper;
+using Microsoft.AspNetCore.Identity;
+using Npgsql;
+
+namespace Subscriptions.Operators;
+
+internal sealed record OperatorAccount(long Id, string Email, Guid PasswordStamp);
+
+/// <summary>The operators' accounts: created and reset by <c>admin add</c>, checked at sign-in.</summary>
+internal sealed class OperatorAccounts(NpgsqlDataSource dataSource, TimeProvider time)
+{
+    public const int MinPasswordLength = 12;
+
+    // The hasher only uses its type argument to pass the user to overridable methods; the default ignores it.
+    private static readonly PasswordHasher<OperatorAccount> Hasher = new();
+
+    public static string Normalize(string email) => email.Trim().ToLowerInvariant();
+
+    /// <summary>A random password of 20 characters from an alphabet without look-alikes (about 115 bits).</summary>
+    public static string GeneratePassword() =>
+        RandomNumberGenerator.GetString("abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789", 20);
+
+    /// <summary>Creates the account, or sets a new password (and a new stamp, ending its sessions); true when it was new.</summary>
+    public async Task<bool> AddOrResetAsync(string email, string password, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            INSERT INTO operators (email, password_hash, password_stamp, created_at, password_set_at)
+            VALUES (@email, @hash, @stamp, @now, @now)
+            ON CONFLICT (email) DO UPDATE SET password_hash = @hash, password_stamp = @stamp, password_set_at = @now
+            RETURNING (xmax = 0)
+            """;
+        var account = new OperatorAccount(0, Normalize(email), Guid.NewGuid());
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await connection.ExecuteScalarAsync<bool>(new CommandDefinition(sql,
+            new { email = account.Email, hash = Hasher.HashPassword(account, password), stamp = account.PasswordStamp, now = time.GetUtcNow() },
+            cancellationToken: cancellationToken));
+    }
+
+    /// <summary>The account when the address and password match; null for an unknown address or a wrong password alike.</summary>
+    public async Task<OperatorAccount?> VerifyAsync(string email, string password, CancellationToken cancellationToken)
+    {
+        const string sql = "SELECT id, email, password_stamp, password_hash FROM operators WHERE email = @email";
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var row = await connection.QuerySingleOrDefaultAsync<(long Id, string Email, Guid Stamp, string Hash)?>(
+            new CommandDefinition(sql, new { email = Normalize(email) }, cancellationToken: cancellationToken));
+        if (row is not { } found)
+        {
+            // Hash anyway, so an unknown address takes as long to refuse as a wrong password.
+            Hasher.VerifyHashedPassword(new OperatorAccount(0, "", Guid.Empty), UnknownAccountHash, password);
+            return null;
+        }
+        var account = new OperatorAccount(found.Id, found.Email, found.Stamp);
+        return Hasher.VerifyHashedPassword(account, found.Hash, password) == PasswordVerificationResult.Failed ? null : account;
+    }
+
+    /// <summary>Whether a session's stamp is still the account's (the password was not reset since it signed in).</summary>
+    public async Task<bool> IsCurrentAsync(long id, Guid stamp, CancellationToken cancellationToken)
+    {
+        const string sql = "SELECT EXISTS (SELECT 1 FROM operators WHERE id = @id AND password_stamp = @stamp)";
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await connection.ExecuteScalarAsync<bool>(new CommandDefinition(sql, new { id, stamp }, cancellationToken: cancellationToken));
+    }
+
+    private static readonly string UnknownAccountHash = Hasher.HashPassword(new OperatorAccount(0, "", Guid.Empty), GeneratePassword());
+}

@@ -1,0 +1,173 @@
+using System.Security.Claims;
+using Microsoft.AspNetCore.Antiforgery;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.Cookies;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Subscriptions.Digest;
+using Subscriptions.Web;
+
+namespace Subscriptions.Operators;
+
+/// <summary>The operator console: sign-in, the dashboard, run controls, subscriber lookup and its actions. Every page is a Razor component.</summary>
+internal static class OperatorEndpoints
+{
+    private const int MaxPasswordLength = 1024;
+
+    public static IEndpointRouteBuilder MapOperatorConsole(this IEndpointRouteBuilder endpoints)
+    {
+        var admin = endpoints.MapGroup("/admin").AddEndpointFilter(ValidateAntiforgeryAsync);
+        admin.MapGet("/signin", (string? returnUrl) => SignInPage(returnUrl, error: null)).AllowAnonymous();
+        admin.MapPost("/signin", SignInAsync).AllowAnonymous().RequireRateLimiting(OperatorsExtensions.SignInRateLimit).WithSmallBody();
+
+        var console = admin.MapGroup("").RequireAuthorization();
+        console.MapGet("", ShowDashboardAsync);
+        console.MapPost("/signout", (Delegate)SignOutAsync).WithSmallBody();
+        console.MapPost("/sending/pause", (HttpContext context, SendingControl sending, Dashboard dashboard, CancellationToken cancellationToken) =>
+            SetSendingAsync(context, paused: true, sending, dashboard, signal: null, cancellationToken)).WithSmallBody();
+        console.MapPost("/sending/resume", (HttpContext context, SendingControl sending, Dashboard dashboard, DeliverySignal signal, CancellationToken cancellationToken) =>
+            SetSendingAsync(context, paused: false, sending, dashboard, signal, cancellationToken)).WithSmallBody();
+        console.MapPost("/digest/run", RunDigestAsync).WithSmallBody();
+        console.MapGet("/subscribers", LookUpAsync);
+        console.MapPost("/subscribers/{id:long}/{action}", ActAsync).WithSmallBody();
+        return endpoints;
+    }
+
+    private static RazorComponentResult SignInPage(string? returnUrl, string? error, int statusCode = StatusCodes.Status200OK) =>
+        new RazorComponentResult<SignInPage>(new { ReturnUrl = LocalAdminPath(returnUrl), Error = error }) { StatusCode = statusCode };
+
+    private static async Task<Results<RedirectHttpResult, RazorComponentResult>> SignInAsync(
+        HttpContext context, OperatorAccounts accounts, ILogger<OperatorAccounts> logger, CancellationToken cancellationToken)
+    {
+        var form = await context.Request.ReadFormAsync(cancellationToken);
+        string email = form["email"].ToString(), password = form["password"].ToString();
+        var account = email.Length is > 0 and <= 254 && password.Length is > 0 and <= MaxPasswordLength
+            ? await accounts.VerifyAsync(email, password, cancellationToken)
+            : null;
+        if (account is null)
+        {
+            logger.LogWarning("Operator sign-in refused from {Client}", context.Connection.RemoteIpAddress);
+            // The same words for an unknown address and a wrong password: the page must not tell which addresses are operators.
+            return SignInPage(form["returnUrl"], "That address and password do not match an operator account.", StatusCodes.Status400BadRequest);
+        }
+        var identity = new ClaimsIdentity(
+            [
+                new Claim(ClaimTypes.NameIdentifier, account.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+                new Claim(ClaimTypes.Name, account.Email),
+                new Claim(OperatorsExtensions.StampClaim, account.PasswordStamp.ToString()),
+            ], CookieAuthenticationDefaults.AuthenticationScheme);
+        await context.SignInAsync(new ClaimsPrincipal(identity));
+        logger.LogInformation("Operator {Operator} signed in", account.Email);
+        return TypedResults.Redirect(LocalAdminPath(form["returnUrl"]));
+    }
+
+    private static async Task<RedirectHttpResult> SignOutAsync(HttpContext context)
+    {
+        await context.SignOutAsync();
+        return TypedResults.Redirect("/admin/signin");
+    }
+
+    private static async Task<RazorComponentResult> ShowDashboardAsync(Dashboard dashboard, CancellationToken cancellationToken) =>
+        DashboardPage(await dashboard.BuildAsync(notice: null, cancellationToken));
+
+    private static RazorComponentResult DashboardPage(DashboardView view, int statusCode = StatusCodes.Status200OK) =>
+        new RazorComponentResult<DashboardPage>(new { View = view }) { StatusCode = statusCode };
+
+    private static async Task<RazorComponentResult> SetSendingAsync(
+        HttpContext context, bool paused, SendingControl sending, Dashboard dashboard, DeliverySignal? signal, CancellationToken cancellationToken)
+    {
+        await sending.SetAsync(paused, context.User.Identity?.Name ?? "?", cancellationToken);
+        // This instance resumes at once; the others at their next poll (Digest:PollInterval).
+        signal?.Wake();
+        return DashboardPage(await dashboard.BuildAsync(
+            paused ? "Sending is paused on every instance: senders finish the batch in hand and claim nothing more." : "Sending resumed.",
+            cancellationToken));
+    }
+
+    private static async Task<RazorComponentResult> RunDigestAsync(HttpContext context, RunNow runNow, Dashboard dashboard, CancellationToken cancellationToken)
+    {
+        var started = runNow.TryStart(context.User.Identity?.Name ?? "?");
+        return DashboardPage(await dashboard.BuildAsync(
+            started
+                ? $"The digest of {dashboard.Today:yyyy-MM-dd} is running: papers are being fetched and deliveries planned; sending follows."
+                : "A run started from this console is still planning; nothing new was started.",
+            cancellationToken), started ? StatusCodes.Status202Accepted : StatusCodes.Status409Conflict);
+    }
+
+    private static async Task<RazorComponentResult> LookUpAsync(string? email, SubscriberLookup lookup, CancellationToken cancellationToken)
+    {
+        if (string.IsNullOrWhiteSpace(email))
+        {
+            return SubscriberPage(email: "", details: null, notice: null);
+        }
+        if (email.Length > 254)
+        {
+            return SubscriberPage("", null, "That is longer than any email address (254 characters at most); nothing was looked up.",
+                StatusCodes.Status400BadRequest);
+        }
+        return await lookup.FindAsync(email, cancellationToken) is { } details
+            ? SubscriberPage(email, details, null)
+            : SubscriberPage(email, null, "No subscriber has that address.", StatusCodes.Status404NotFound);
+    }
+
+    private static async Task<RazorComponentResult> ActAsync(long id, string action, SubscriberLookup lookup, CancellationToken cancellationToken)
+    {
+        SubscriberAction? chosen = action switch
+        {
+            "resend-confirmation" => SubscriberAction.ResendConfirmation,
+            "unsubscribe" => SubscriberAction.Unsubscribe,
+            "suppress" => SubscriberAction.Suppress,
+            "lift-suppression" => SubscriberAction.LiftSuppression,
+            _ => null,
+        };
+        if (chosen is not { } known)
+        {
+            return SubscriberPage("", null, "There is no such action; nothing was changed.", StatusCodes.Status404NotFound);
+        }
+        var outcome = await lookup.ActAsync(id, known, cancellationToken);
+        var details = await lookup.FindByIdAsync(id, cancellationToken);
+        return SubscriberPage(details?.Email ?? "", details, outcome, details is null ? StatusCodes.Status404NotFound : StatusCodes.Status200OK);
+    }
+
+    private static RazorComponentResult SubscriberPage(string email, SubscriberDetails? details, string? notice, int statusCode = StatusCodes.Status200OK) =>
+        new RazorComponentResult<SubscriberPage>(new { Email = email, Details = details, Notice = notice }) { StatusCode = statusCode };
+
+    /// <summary>Where to go after signing in: a path of the console, never another site.</summary>
+    private static string LocalAdminPath(string? returnUrl) =>
+        returnUrl is { Length: < 2048 } path && path.StartsWith("/admin", StringComparison.Ordinal) && !path.Contains("//", StringComparison.Ordinal)
+            && !path.Contains('\\', StringComparison.Ordinal)
+            ? path
+            : "/admin";
+
+    /// <summary>
+    /// Every form post under /admin, sign-in included, must carry the token its page was rendered with. Then the
+    /// request's tokens (and their cookie) are issued before anything is written, for the forms of the page it answers with.
+    /// </summary>
+    private static async ValueTask<object?> ValidateAntiforgeryAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        var antiforgery = http.RequestServices.GetRequiredService<IAntiforgery>();
+        if (HttpMethods.IsPost(http.Request.Method))
+        {
+            if (!http.Request.HasFormContentType)
+            {
+                return TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Send the console's form",
+                    detail: "The console takes only its own forms (application/x-www-form-urlencoded).");
+            }
+            try
+            {
+                await antiforgery.ValidateRequestAsync(http);
+            }
+            catch (AntiforgeryValidationException)
+            {
+                return new RazorComponentResult<Web.Pages.ProblemPage>(new
+                {
+                    Title = "This form has expired",
+                    Detail = "The form was not sent from a page of this console, or the page is too old. Nothing was changed; go back, reload the page and try again.",
+                })
+                { StatusCode = StatusCodes.Status400BadRequest };
+            }
+        }
+        antiforgery.GetAndStoreTokens(http);
+        return await next(context);
+    }
+}

@@ -1,0 +1,43 @@
+using Subscriptions.Digest;
+
+namespace Subscriptions.Operators;
+
+/// <summary>
+/// The console's "run today's digest now": ingests and plans the day in the background of this instance, then
+/// wakes its senders; every instance's senders (Digest:Enabled) share the sending, as after the scheduled run.
+/// </summary>
+internal sealed class RunNow(DigestRunner runner, DeliverySignal signal, Dashboard dashboard, IHostApplicationLifetime lifetime, ILogger<RunNow> logger)
+{
+    private int _running;
+
+    public bool Running => Volatile.Read(ref _running) == 1;
+
+    /// <summary>Starts the run; false when one started here is still planning.</summary>
+    public bool TryStart(string requestedBy)
+    {
+        if (Interlocked.CompareExchange(ref _running, 1, 0) != 0)
+        {
+            return false;
+        }
+        var day = dashboard.Today;
+        logger.LogInformation("Digest of {Day} started from the console by {Operator}", day, requestedBy);
+        // Not tied to the request: the run goes on after the page has answered, until the process stops.
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await runner.PlanDayAsync(day, ingestFirst: true, message => logger.LogInformation("{Progress}", message), lifetime.ApplicationStopping);
+                signal.Wake();
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                logger.LogError(e, "Digest of {Day} started from the console failed", day);
+            }
+            finally
+            {
+                Volatile.Write(ref _running, 0);
+            }
+        });
+        return true;
+    }
+}

@@ -1,0 +1,258 @@
+using System.Net;
+using System.Text.RegularExpressions;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Subscriptions.Digest;
+using Subscriptions.Operators;
+using Subscriptions.Tests.Infrastructure;
+
+namespace Subscriptions.Tests;
+
+/// <summary>The console over HTTP: sign-in, sessions, antiforgery, lookups, actions, and the pause every sender obeys.</summary>
+public sealed partial class OperatorConsoleTests(TestDatabase database) : IClassFixture<TestDatabase>, IAsyncLifetime
+{
+    private const string Operator = "ops@example.org";
+    private const string Password = "correct horse battery staple";
+    private TestSmtpServer _smtp = null!;
+    private TestApp _app = null!;
+
+    public async Task InitializeAsync()
+    {
+        _smtp = await TestSmtpServer.StartNewAsync();
+        _app = new TestApp(database, _smtp);
+        await _app.Services.GetRequiredService<OperatorAccounts>().AddOrResetAsync(Operator, Password, CancellationToken.None);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _app.Services.GetRequiredService<SendingControl>().SetAsync(false, "test", CancellationToken.None);
+        await _app.DisposeAsync();
+        await _smtp.DisposeAsync();
+    }
+
+    [Theory]
+    [InlineData("GET", "/admin")]
+    [InlineData("GET", "/admin/subscribers?email=a%40example.org")]
+    [InlineData("POST", "/admin/sending/pause")]
+    [InlineData("POST", "/admin/digest/run")]
+    public async Task NothingUnderAdminAnswersWithoutASession(string method, string path)
+    {
+        using var client = BrowserClient();
+
+        var response = await client.SendAsync(new HttpRequestMessage(new HttpMethod(method), path)
+        {
+            Content = method == "POST" ? new FormUrlEncodedContent([]) : null,
+        });
+
+        Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+        Assert.StartsWith("/admin/signin", response.Headers.Location!.OriginalString.Replace(TestApp.BaseUrl, "", StringComparison.Ordinal));
+        Assert.False((await _app.Services.GetRequiredService<SendingControl>().GetAsync(CancellationToken.None)).Paused);
+    }
+
+    [Fact]
+    public async Task AWrongPasswordAndAnUnknownAddressGetTheSameRefusal()
+    {
+        using var client = BrowserClient();
+
+        var wrongPassword = await SignInAsync(client, Operator, "not the password at all");
+        var unknownAddress = await SignInAsync(client, "nobody@example.org", Password);
+
+        Assert.Equal(HttpStatusCode.BadRequest, wrongPassword.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, unknownAddress.StatusCode);
+        var refusal = "That address and password do not match an operator account.";
+        Assert.Contains(refusal, await wrongPassword.Content.ReadAsStringAsync());
+        Assert.Contains(refusal, await unknownAddress.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.Redirect, (await client.GetAsync("/admin")).StatusCode);
+    }
+
+    [Fact]
+    public async Task SignInSetsAStrictHttpOnlyCookieAndOpensTheDashboard()
+    {
+        using var client = BrowserClient();
+
+        var signedIn = await SignInAsync(client, Operator, Password);
+
+        Assert.Equal(HttpStatusCode.Redirect, signedIn.StatusCode);
+        var cookie = Assert.Single(signedIn.Headers.GetValues("Set-Cookie"), value => value.StartsWith("subscriptions_operator=", StringComparison.Ordinal));
+        Assert.Contains("httponly", cookie, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("samesite=strict", cookie, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("path=/admin", cookie, StringComparison.OrdinalIgnoreCase);
+        var dashboard = await client.GetAsync("/admin");
+        Assert.Equal(HttpStatusCode.OK, dashboard.StatusCode);
+        Assert.Contains("Run of", await dashboard.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task AFormWithoutItsAntiforgeryTokenChangesNothing()
+    {
+        using var client = BrowserClient();
+        await SignInAsync(client, Operator, Password);
+
+        var forged = await client.PostAsync("/admin/sending/pause", new FormUrlEncodedContent([]));
+        var wrongToken = await client.PostAsync("/admin/sending/pause", new FormUrlEncodedContent([KeyValuePair.Create("__RequestVerificationToken", "forged")]));
+
+        Assert.Equal(HttpStatusCode.BadRequest, forged.StatusCode);
+        Assert.Contains("This form has expired", await forged.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.BadRequest, wrongToken.StatusCode);
+        Assert.False((await _app.Services.GetRequiredService<SendingControl>().GetAsync(CancellationToken.None)).Paused);
+    }
+
+    [Fact]
+    public async Task AResetPasswordEndsEarlierSessions()
+    {
+        using var client = BrowserClient();
+        await _app.Services.GetRequiredService<OperatorAccounts>().AddOrResetAsync("reset@example.org", Password, CancellationToken.None);
+        await SignInAsync(client, "reset@example.org", Password);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/admin")).StatusCode);
+
+        await _app.Services.GetRequiredService<OperatorAccounts>().AddOrResetAsync("reset@example.org", "a brand new long password", CancellationToken.None);
+
+        Assert.Equal(HttpStatusCode.Redirect, (await client.GetAsync("/admin")).StatusCode);
+    }
+
+    [Theory]
+    [InlineData("%25%40example.org", HttpStatusCode.NotFound)] // %@example.org: a LIKE wildcard would match everyone
+    [InlineData("_%25", HttpStatusCode.NotFound)]
+    [InlineData("lookup%27%3B%20DROP%20TABLE%20subscribers%3B--%40example.org", HttpStatusCode.NotFound)]
+    public async Task CraftedLookupsFindNothingAndChangeNothing(string email, HttpStatusCode expected)
+    {
+        if (await database.SubscriberStatusAsync("someone-real@example.org") is null)
+        {
+            await database.AddSubscriberAsync("someone-real@example.org", "active", null, "lidar");
+        }
+        using var client = BrowserClient();
+        await SignInAsync(client, Operator, Password);
+
+        var response = await client.GetAsync($"/admin/subscribers?email={email}");
+
+        Assert.Equal(expected, response.StatusCode);
+        var page = await response.Content.ReadAsStringAsync();
+        Assert.Contains("No subscriber has that address.", page);
+        Assert.DoesNotContain("someone-real@example.org", page);
+        Assert.Equal("active", await database.SubscriberStatusAsync("someone-real@example.org"));
+    }
+
+    [Fact]
+    public async Task ATenKilobyteLookupIsRefused()
+    {
+        using var client = BrowserClient();
+        await SignInAsync(client, Operator, Password);
+
+        var response = await client.GetAsync($"/admin/subscribers?email={new string('a', 10 * 1024)}%40example.org");
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains("longer than any email address", await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task LookupShowsTheSubscriberAndSuppressUnsubscribeAndLiftWork()
+    {
+        var (id, _) = await database.AddSubscriberAsync("looked-up@example.org", "active", null, "depth estimation", "lidar");
+        using var client = BrowserClient();
+        await SignInAsync(client, Operator, Password);
+
+        var page = await client.GetStringAsync("/admin/subscribers?email=Looked-Up%40example.org");
+        Assert.Contains("looked-up@example.org", page);
+        Assert.Contains("depth estimation · lidar", WebUtility.HtmlDecode(page));
+
+        Assert.Contains("is suppressed", await PostActionAsync(client, page, $"/admin/subscribers/{id}/suppress"));
+        Assert.Equal(1, await database.ScalarAsync<long>("SELECT count(*) FROM suppressions WHERE email = 'looked-up@example.org'"));
+        page = await client.GetStringAsync("/admin/subscribers?email=looked-up%40example.org");
+        Assert.Contains("suppression of looked-up@example.org is lifted", await PostActionAsync(client, page, $"/admin/subscribers/{id}/lift-suppression"));
+        Assert.Equal(0, await database.ScalarAsync<long>("SELECT count(*) FROM suppressions WHERE email = 'looked-up@example.org'"));
+        page = await client.GetStringAsync("/admin/subscribers?email=looked-up%40example.org");
+        Assert.Contains("is unsubscribed", await PostActionAsync(client, page, $"/admin/subscribers/{id}/unsubscribe"));
+        Assert.Equal("unsubscribed", await database.SubscriberStatusAsync("looked-up@example.org"));
+    }
+
+    [Fact]
+    public async Task ResendConfirmationQueuesAFreshLinkForAPendingSubscriber()
+    {
+        var (id, _) = await database.AddSubscriberAsync("pending-one@example.org", "pending", null, "lidar");
+        await database.ExecuteAsync("UPDATE subscribers SET confirmation_nonce = decode(md5(random()::text), 'hex'), confirmation_expires_at = now() + interval '1 day' WHERE id = @id", new { id });
+        using var client = BrowserClient();
+        await SignInAsync(client, Operator, Password);
+
+        var page = await client.GetStringAsync("/admin/subscribers?email=pending-one%40example.org");
+        Assert.Contains("is queued", await PostActionAsync(client, page, $"/admin/subscribers/{id}/resend-confirmation"));
+
+        await Eventually.TrueAsync(() => _smtp.MessagesTo("pending-one@example.org").Count == 1, "the confirmation to arrive");
+        Assert.Contains("Confirm", _smtp.MessagesTo("pending-one@example.org")[0].Subject);
+    }
+
+    [Fact]
+    public async Task PausedSendersClaimNothingUntilResumed()
+    {
+        var day = new DateOnly(2026, 11, 25);
+        await database.SaveDayAsync(day, Papers.PaperRecord.Create("2611.09001", "Lidar Place Recognition", "Scans.", ["A. Author"], null, 3));
+        await database.AddSubscriberAsync("paused-reader@example.org", "active", null, "lidar");
+        await _app.Services.GetRequiredService<DigestRunner>().PlanDayAsync(day, ingestFirst: false, _ => { }, CancellationToken.None);
+        using var client = BrowserClient();
+        await SignInAsync(client, Operator, Password);
+
+        var dashboard = await client.GetStringAsync("/admin");
+        var paused = await PostActionAsync(client, dashboard, "/admin/sending/pause");
+        Assert.Contains("Sending is <strong>paused</strong>", paused);
+        var whilePaused = new SendCounters();
+        await _app.Services.GetRequiredService<DeliverySender>().SendDueAsync([day], whilePaused, CancellationToken.None);
+        Assert.Equal(0, whilePaused.Sent);
+        Assert.Empty(_smtp.MessagesTo("paused-reader@example.org"));
+
+        Assert.Contains("Sending resumed.", await PostActionAsync(client, paused, "/admin/sending/resume"));
+        var afterResume = new SendCounters();
+        await _app.Services.GetRequiredService<DeliverySender>().SendDueAsync([day], afterResume, CancellationToken.None);
+        Assert.True(afterResume.Sent >= 1); // with the deliveries of other tests' subscribers
+        Assert.Single(_smtp.MessagesTo("paused-reader@example.org"));
+    }
+
+    [Fact]
+    public async Task AdminAddPrintsAPasswordThatSignsIn()
+    {
+        var environment = new Dictionary<string, string>
+        {
+            ["ConnectionStrings__Postgres"] = database.ConnectionString,
+            ["App__TokenSecret"] = "test-secret-that-is-long-enough-to-sign-links",
+        };
+
+        var (exitCode, output, error) = await ServiceBinary.RunAsync(["admin", "add", "New.Operator@example.org"], environment);
+
+        Assert.True(exitCode == 0, error);
+        Assert.Contains("Created the operator new.operator@example.org.", output);
+        var password = Regex.Match(output, "Password: (\\S+)").Groups[1].Value;
+        Assert.Equal(20, password.Length);
+        Assert.DoesNotContain(password, await database.ScalarAsync<string>("SELECT password_hash FROM operators WHERE email = 'new.operator@example.org'"));
+        using var client = BrowserClient();
+        Assert.Equal(HttpStatusCode.Redirect, (await SignInAsync(client, "new.operator@example.org", password)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/admin")).StatusCode);
+    }
+
+    private HttpClient BrowserClient() =>
+        _app.CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = false, HandleCookies = true, BaseAddress = new Uri(TestApp.BaseUrl) });
+
+    internal static async Task<HttpResponseMessage> SignInAsync(HttpClient client, string email, string password)
+    {
+        var page = await client.GetStringAsync("/admin/signin");
+        return await client.PostAsync("/admin/signin", new FormUrlEncodedContent(
+        [
+            KeyValuePair.Create("__RequestVerificationToken", TokenIn(page)),
+            KeyValuePair.Create("email", email),
+            KeyValuePair.Create("password", password),
+            KeyValuePair.Create("returnUrl", "/admin"),
+        ]));
+    }
+
+    /// <summary>Posts the form of <paramref name="page"/> whose action is <paramref name="action"/>, with the page's antiforgery token.</summary>
+    private static async Task<string> PostActionAsync(HttpClient client, string page, string action)
+    {
+        Assert.Contains($"action=\"{action}\"", page);
+        var response = await client.PostAsync(action, new FormUrlEncodedContent([KeyValuePair.Create("__RequestVerificationToken", TokenIn(page))]));
+        Assert.True(response.IsSuccessStatusCode, $"{action}: {(int)response.StatusCode}");
+        return await response.Content.ReadAsStringAsync();
+    }
+
+    private static string TokenIn(string page) =>
+        AntiforgeryField().Match(page) is { Success: true } match ? WebUtility.HtmlDecode(match.Groups[1].Value) : throw new InvalidOperationException($"No antiforgery token in:\n{page}");
+
+    [GeneratedRegex("name=\"__RequestVerificationToken\"[^>]*value=\"([^\"]+)\"")]
+    private static partial Regex AntiforgeryField();
+}
