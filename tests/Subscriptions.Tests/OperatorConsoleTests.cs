@@ -166,6 +166,36 @@ public sealed partial class OperatorConsoleTests(TestDatabase database) : IClass
     }
 
     [Fact]
+    public async Task EraseNeedsItsBoxTickedAndThenLeavesNothingOfASubscriberWithADigestOnItsWay()
+    {
+        var day = new DateOnly(2026, 11, 23);
+        await database.SaveDayAsync(day, Papers.PaperRecord.Create("2611.09077", "Lidar Odometry at Scale", "Scans.", ["A. Author"], null, 5));
+        var (id, _) = await database.AddSubscriberAsync("erase-me@example.org", "active", null, "lidar");
+        await _app.Services.GetRequiredService<DigestRunner>().PlanDayAsync(day, ingestFirst: false, _ => { }, CancellationToken.None);
+        Assert.Equal(1, await database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE subscriber_id = @id", new { id }));
+        using var client = BrowserClient();
+        await SignInAsync(client, Operator, Password);
+        var page = await client.GetStringAsync("/admin/subscribers?email=erase-me%40example.org");
+
+        var unticked = await client.PostAsync($"/admin/subscribers/{id}/erase",
+            new FormUrlEncodedContent([KeyValuePair.Create("__RequestVerificationToken", TokenIn(page))]));
+        Assert.Equal(HttpStatusCode.BadRequest, unticked.StatusCode);
+        Assert.Equal("active", await database.SubscriberStatusAsync("erase-me@example.org"));
+
+        var erased = await client.PostAsync($"/admin/subscribers/{id}/erase",
+            new FormUrlEncodedContent([KeyValuePair.Create("__RequestVerificationToken", TokenIn(page)), KeyValuePair.Create("confirm", "yes")]));
+        Assert.Equal(HttpStatusCode.NotFound, erased.StatusCode); // the page after it: no such subscriber any more
+        Assert.Contains("is erased", await erased.Content.ReadAsStringAsync());
+        foreach (var table in new[] { "subscribers WHERE id = @id", "topics WHERE subscriber_id = @id", "deliveries WHERE subscriber_id = @id",
+                     "email_outbox WHERE subscriber_id = @id", "delivery_queue q WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = q.delivery_id)" })
+        {
+            Assert.Equal(0, await database.ScalarAsync<long>($"SELECT count(*) FROM {table}", new { id }));
+        }
+        await _app.Services.GetRequiredService<DeliverySender>().SendDueAsync([day], new SendCounters(), CancellationToken.None);
+        Assert.Empty(_smtp.MessagesTo("erase-me@example.org"));
+    }
+
+    [Fact]
     public async Task ResendConfirmationQueuesAFreshLinkForAPendingSubscriber()
     {
         var (id, _) = await database.AddSubscriberAsync("pending-one@example.org", "pending", null, "lidar");

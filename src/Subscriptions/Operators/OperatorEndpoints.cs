@@ -109,7 +109,8 @@ internal static class OperatorEndpoints
             : SubscriberPage(email, null, "No subscriber has that address.", StatusCodes.Status404NotFound);
     }
 
-    private static async Task<RazorComponentResult> ActAsync(long id, string action, SubscriberLookup lookup, CancellationToken cancellationToken)
+    private static async Task<RazorComponentResult> ActAsync(
+        long id, string action, HttpRequest request, SubscriberLookup lookup, CancellationToken cancellationToken)
     {
         SubscriberAction? chosen = action switch
         {
@@ -117,11 +118,19 @@ internal static class OperatorEndpoints
             "unsubscribe" => SubscriberAction.Unsubscribe,
             "suppress" => SubscriberAction.Suppress,
             "lift-suppression" => SubscriberAction.LiftSuppression,
+            "erase" => SubscriberAction.Erase,
             _ => null,
         };
         if (chosen is not { } known)
         {
             return SubscriberPage("", null, "There is no such action; nothing was changed.", StatusCodes.Status404NotFound);
+        }
+        // Erasing cannot be undone: the form's box must be ticked (the browser insists, and so does this).
+        if (known == SubscriberAction.Erase && (!request.HasFormContentType || (await request.ReadFormAsync(cancellationToken))["confirm"] != "yes"))
+        {
+            var unconfirmed = await lookup.FindByIdAsync(id, cancellationToken);
+            return SubscriberPage(unconfirmed?.Email ?? "", unconfirmed, "Tick the box to confirm the erasure; nothing was changed.",
+                StatusCodes.Status400BadRequest);
         }
         var outcome = await lookup.ActAsync(id, known, cancellationToken);
         var details = await lookup.FindByIdAsync(id, cancellationToken);

@@ -14,10 +14,10 @@ public sealed record SubscriberDetails(
     string? SuppressionReason, DateTime? SuppressedAt, IReadOnlyList<string> Topics, IReadOnlyList<SubscriberDelivery> Deliveries,
     IReadOnlyList<SubscriberEmail> Emails);
 
-public enum SubscriberAction { ResendConfirmation, Unsubscribe, Suppress, LiftSuppression }
+public enum SubscriberAction { ResendConfirmation, Unsubscribe, Suppress, LiftSuppression, Erase }
 
 /// <summary>One subscriber, looked up by address, and what an operator can do to them.</summary>
-internal sealed class SubscriberLookup(NpgsqlDataSource dataSource, SuppressionStore suppressions, OutboxSignal outbox, TimeProvider time)
+internal sealed class SubscriberLookup(NpgsqlDataSource dataSource, SuppressionStore suppressions, SubscriberData data, OutboxSignal outbox, TimeProvider time)
 {
     /// <summary>
     /// The subscriber with exactly this address (canonicalised as signup does: case, Unicode form, IDNA), or null.
@@ -107,6 +107,11 @@ internal sealed class SubscriberLookup(NpgsqlDataSource dataSource, SuppressionS
                 }
             case SubscriberAction.Suppress:
                 return await suppressions.AddAsync(email, cancellationToken) ? $"{email} is suppressed." : $"{email} was already suppressed.";
+            case SubscriberAction.Erase:
+                // As the subscriber's own "Delete everything": a suppressed address stays suppressed, as a hash of it.
+                return await data.EraseAsync(id, cancellationToken)
+                    ? $"Everything stored about {email} is erased (a suppression, if there was one, is kept as a hash of the address)."
+                    : "No such subscriber; nothing was changed.";
             default:
                 return await suppressions.RemoveAsync(email, cancellationToken)
                     ? $"The suppression of {email} is lifted."
