@@ -9,7 +9,9 @@ CREATE TABLE operators (
     -- New at every `admin add`: a session carries the stamp it signed in with, so a reset ends older sessions.
     password_stamp  uuid        NOT NULL,
     created_at      timestamptz NOT NULL,
-    password_set_at timestamptz NOT NULL
+    password_set_at timestamptz NOT NULL,
+    -- A password `admin add` generated and printed is for one sign-in: the operator must choose their own.
+    must_change_password boolean NOT NULL DEFAULT false
 );
 
 -- One row. Senders claim nothing while `paused` is true; they read it at every claim, so every instance

@@ -236,7 +236,7 @@ public sealed partial class OperatorConsoleTests(TestDatabase database) : IClass
     }
 
     [Fact]
-    public async Task AdminAddPrintsAPasswordThatSignsIn()
+    public async Task AdminAddPrintsAOneTimePasswordThatSignsInOnlyToChooseAnother()
     {
         var environment = new Dictionary<string, string>
         {
@@ -252,9 +252,40 @@ public sealed partial class OperatorConsoleTests(TestDatabase database) : IClass
         Assert.Equal(20, password.Length);
         Assert.DoesNotContain(password, await database.ScalarAsync<string>("SELECT password_hash FROM operators WHERE email = 'new.operator@example.org'"));
         using var client = BrowserClient();
-        Assert.Equal(HttpStatusCode.Redirect, (await SignInAsync(client, "new.operator@example.org", password)).StatusCode);
+
+        // The printed password is for one sign-in: the session sees only the page that replaces it.
+        var signedIn = await SignInAsync(client, "new.operator@example.org", password);
+        Assert.Equal(HttpStatusCode.Redirect, signedIn.StatusCode);
+        Assert.Equal("/admin/password", signedIn.Headers.Location?.OriginalString);
+        var dashboard = await client.GetAsync("/admin");
+        Assert.Equal(HttpStatusCode.Redirect, dashboard.StatusCode);
+        Assert.Equal("/admin/password", dashboard.Headers.Location?.OriginalString);
+        var page = await client.GetStringAsync("/admin/password");
+        var pause = await client.PostAsync("/admin/sending/pause", new FormUrlEncodedContent([KeyValuePair.Create("__RequestVerificationToken", TokenIn(page))]));
+        Assert.Equal(HttpStatusCode.Redirect, pause.StatusCode);
+        Assert.False((await _app.Services.GetRequiredService<SendingControl>().GetAsync(CancellationToken.None)).Paused);
+
+        Assert.Equal(HttpStatusCode.BadRequest, (await ChoosePasswordAsync(client, page, "a-password-of-my-own", "another-password-typed")).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await ChoosePasswordAsync(client, page, "short", "short")).StatusCode);
+        var chosen = await ChoosePasswordAsync(client, page, "a-password-of-my-own", "a-password-of-my-own");
+        Assert.Equal(HttpStatusCode.Redirect, chosen.StatusCode);
+        Assert.Equal("/admin", chosen.Headers.Location?.OriginalString);
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/admin")).StatusCode);
+        Assert.False(await database.ScalarAsync<bool>("SELECT must_change_password FROM operators WHERE email = 'new.operator@example.org'"));
+
+        using var later = BrowserClient();
+        Assert.Equal(HttpStatusCode.BadRequest, (await SignInAsync(later, "new.operator@example.org", password)).StatusCode);
+        var again = await SignInAsync(later, "new.operator@example.org", "a-password-of-my-own");
+        Assert.Equal("/admin", again.Headers.Location?.OriginalString);
     }
+
+    private static async Task<HttpResponseMessage> ChoosePasswordAsync(HttpClient client, string page, string password, string repeat) =>
+        await client.PostAsync("/admin/password", new FormUrlEncodedContent(
+        [
+            KeyValuePair.Create("__RequestVerificationToken", TokenIn(page)),
+            KeyValuePair.Create("password", password),
+            KeyValuePair.Create("repeat", repeat),
+        ]));
 
     private HttpClient BrowserClient() =>
         _app.CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = false, HandleCookies = true, BaseAddress = new Uri(TestApp.BaseUrl) });

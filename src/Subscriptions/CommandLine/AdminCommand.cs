@@ -41,12 +41,14 @@ internal static class AdminCommand
                 password = OperatorAccounts.GeneratePassword();
             }
             using var host = await CommandHost.StartAsync(Verbs.Settings(result), services => services.AddOperatorAccounts());
-            var created = await host.Services.GetRequiredService<OperatorAccounts>().AddOrResetAsync(address, password, cancellationToken);
+            var created = await host.Services.GetRequiredService<OperatorAccounts>().AddOrResetAsync(address, password, cancellationToken,
+                oneTime: !result.GetValue(passwordStdin));
             Console.WriteLine(created ? $"Created the operator {OperatorAccounts.Normalize(address)}." : $"Set a new password for {OperatorAccounts.Normalize(address)}; its earlier sessions are ended.");
             if (!result.GetValue(passwordStdin))
             {
-                // Shown this once; only its hash is stored.
+                // Shown this once; only its hash is stored, and it serves one sign-in, at which the operator chooses their own.
                 Console.WriteLine($"Password: {password}");
+                Console.WriteLine("It is for one sign-in: the console then asks for a password of your own.");
             }
             return Verbs.Done;
         });

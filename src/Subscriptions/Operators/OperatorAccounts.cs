@@ -5,7 +5,7 @@ using Npgsql;
 
 namespace Subscriptions.Operators;
 
-internal sealed record OperatorAccount(long Id, string Email, Guid PasswordStamp);
+internal sealed record OperatorAccount(long Id, string Email, Guid PasswordStamp, bool MustChangePassword = false);
 
 /// <summary>The operators' accounts: created and reset by <c>admin add</c>, checked at sign-in.</summary>
 internal sealed class OperatorAccounts(NpgsqlDataSource dataSource, TimeProvider time)
@@ -21,28 +21,47 @@ internal sealed class OperatorAccounts(NpgsqlDataSource dataSource, TimeProvider
     public static string GeneratePassword() =>
         RandomNumberGenerator.GetString("abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789", 20);
 
-    /// <summary>Creates the account, or sets a new password (and a new stamp, ending its sessions); true when it was new.</summary>
-    public async Task<bool> AddOrResetAsync(string email, string password, CancellationToken cancellationToken)
+    /// <summary>
+    /// Creates the account, or sets a new password (and a new stamp, ending its sessions); true when it was new. A
+    /// <paramref name="oneTime"/> password (generated and printed) lets its operator in only to choose their own.
+    /// </summary>
+    public async Task<bool> AddOrResetAsync(string email, string password, CancellationToken cancellationToken, bool oneTime = false)
     {
         const string sql = """
-            INSERT INTO operators (email, password_hash, password_stamp, created_at, password_set_at)
-            VALUES (@email, @hash, @stamp, @now, @now)
-            ON CONFLICT (email) DO UPDATE SET password_hash = @hash, password_stamp = @stamp, password_set_at = @now
+            INSERT INTO operators (email, password_hash, password_stamp, created_at, password_set_at, must_change_password)
+            VALUES (@email, @hash, @stamp, @now, @now, @oneTime)
+            ON CONFLICT (email) DO UPDATE SET password_hash = @hash, password_stamp = @stamp, password_set_at = @now, must_change_password = @oneTime
             RETURNING (xmax = 0)
             """;
         var account = new OperatorAccount(0, Normalize(email), Guid.NewGuid());
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         return await connection.ExecuteScalarAsync<bool>(new CommandDefinition(sql,
-            new { email = account.Email, hash = Hasher.HashPassword(account, password), stamp = account.PasswordStamp, now = time.GetUtcNow() },
+            new { email = account.Email, hash = Hasher.HashPassword(account, password), stamp = account.PasswordStamp, now = time.GetUtcNow(), oneTime },
             cancellationToken: cancellationToken));
+    }
+
+    /// <summary>The operator's own new password, in place of a one-time one: a new stamp, which the caller's new session carries.</summary>
+    public async Task<OperatorAccount> ChangePasswordAsync(long id, string password, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            UPDATE operators SET password_hash = @hash, password_stamp = @stamp, password_set_at = @now, must_change_password = false
+            WHERE id = @id
+            RETURNING email
+            """;
+        var stamp = Guid.NewGuid();
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var email = await connection.ExecuteScalarAsync<string>(new CommandDefinition(sql,
+            new { id, hash = Hasher.HashPassword(new OperatorAccount(id, "", stamp), password), stamp, now = time.GetUtcNow() },
+            cancellationToken: cancellationToken)) ?? throw new InvalidOperationException($"No operator {id}");
+        return new OperatorAccount(id, email, stamp);
     }
 
     /// <summary>The account when the address and password match; null for an unknown address or a wrong password alike.</summary>
     public async Task<OperatorAccount?> VerifyAsync(string email, string password, CancellationToken cancellationToken)
     {
-        const string sql = "SELECT id, email, password_stamp, password_hash FROM operators WHERE email = @email";
+        const string sql = "SELECT id, email, password_stamp, password_hash, must_change_password FROM operators WHERE email = @email";
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var row = await connection.QuerySingleOrDefaultAsync<(long Id, string Email, Guid Stamp, string Hash)?>(
+        var row = await connection.QuerySingleOrDefaultAsync<(long Id, string Email, Guid Stamp, string Hash, bool MustChange)?>(
             new CommandDefinition(sql, new { email = Normalize(email) }, cancellationToken: cancellationToken));
         if (row is not { } found)
         {
@@ -50,7 +69,7 @@ internal sealed class OperatorAccounts(NpgsqlDataSource dataSource, TimeProvider
             Hasher.VerifyHashedPassword(new OperatorAccount(0, "", Guid.Empty), UnknownAccountHash, password);
             return null;
         }
-        var account = new OperatorAccount(found.Id, found.Email, found.Stamp);
+        var account = new OperatorAccount(found.Id, found.Email, found.Stamp, found.MustChange);
         return Hasher.VerifyHashedPassword(account, found.Hash, password) == PasswordVerificationResult.Failed ? null : account;
     }
 

@@ -19,7 +19,10 @@ internal static class OperatorEndpoints
         admin.MapGet("/signin", (string? returnUrl) => SignInPage(returnUrl, error: null)).AllowAnonymous();
         admin.MapPost("/signin", SignInAsync).AllowAnonymous().RequireRateLimiting(OperatorsExtensions.SignInRateLimit).WithSmallBody();
 
-        var console = admin.MapGroup("").RequireAuthorization();
+        admin.MapGet("/password", () => PasswordPage(error: null)).RequireAuthorization();
+        admin.MapPost("/password", ChangePasswordAsync).RequireAuthorization().WithSmallBody();
+
+        var console = admin.MapGroup("").RequireAuthorization().AddEndpointFilter(RequireOwnPasswordAsync);
         console.MapGet("", ShowDashboardAsync);
         console.MapPost("/signout", (Delegate)SignOutAsync).WithSmallBody();
         console.MapPost("/sending/pause", (HttpContext context, SendingControl sending, Dashboard dashboard, CancellationToken cancellationToken) =>
@@ -49,15 +52,55 @@ internal static class OperatorEndpoints
             // The same words for an unknown address and a wrong password: the page must not tell which addresses are operators.
             return SignInPage(form["returnUrl"], "That address and password do not match an operator account.", StatusCodes.Status400BadRequest);
         }
-        var identity = new ClaimsIdentity(
-            [
-                new Claim(ClaimTypes.NameIdentifier, account.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)),
-                new Claim(ClaimTypes.Name, account.Email),
-                new Claim(OperatorsExtensions.StampClaim, account.PasswordStamp.ToString()),
-            ], CookieAuthenticationDefaults.AuthenticationScheme);
-        await context.SignInAsync(new ClaimsPrincipal(identity));
-        logger.LogInformation("Operator {Operator} signed in", account.Email);
-        return TypedResults.Redirect(LocalAdminPath(form["returnUrl"]));
+        await StartSessionAsync(context, account);
+        logger.LogInformation("Operator {Operator} signed in{OneTime}", account.Email, account.MustChangePassword ? " with a one-time password" : "");
+        return TypedResults.Redirect(account.MustChangePassword ? "/admin/password" : LocalAdminPath(form["returnUrl"]));
+    }
+
+    private static Task StartSessionAsync(HttpContext context, OperatorAccount account)
+    {
+        List<Claim> claims =
+        [
+            new Claim(ClaimTypes.NameIdentifier, account.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+            new Claim(ClaimTypes.Name, account.Email),
+            new Claim(OperatorsExtensions.StampClaim, account.PasswordStamp.ToString()),
+        ];
+        if (account.MustChangePassword)
+        {
+            claims.Add(new Claim(OperatorsExtensions.MustChangePasswordClaim, "true"));
+        }
+        return context.SignInAsync(new ClaimsPrincipal(new ClaimsIdentity(claims, CookieAuthenticationDefaults.AuthenticationScheme)));
+    }
+
+    /// <summary>A session that signed in with a one-time password sees nothing of the console but the page that replaces it (and sign-out).</summary>
+    private static async ValueTask<object?> RequireOwnPasswordAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        return http.User.HasClaim(OperatorsExtensions.MustChangePasswordClaim, "true") && !http.Request.Path.StartsWithSegments("/admin/signout")
+            ? TypedResults.Redirect("/admin/password")
+            : await next(context);
+    }
+
+    private static RazorComponentResult PasswordPage(string? error, int statusCode = StatusCodes.Status200OK) =>
+        new RazorComponentResult<PasswordPage>(new { Error = error, MinLength = OperatorAccounts.MinPasswordLength }) { StatusCode = statusCode };
+
+    private static async Task<Results<RedirectHttpResult, RazorComponentResult>> ChangePasswordAsync(
+        HttpContext context, OperatorAccounts accounts, ILogger<OperatorAccounts> logger, CancellationToken cancellationToken)
+    {
+        var form = await context.Request.ReadFormAsync(cancellationToken);
+        string password = form["password"].ToString(), repeated = form["repeat"].ToString();
+        var error = password.Length < OperatorAccounts.MinPasswordLength || password.Length > MaxPasswordLength
+            ? $"The password must be {OperatorAccounts.MinPasswordLength} to {MaxPasswordLength} characters long."
+            : !string.Equals(password, repeated, StringComparison.Ordinal) ? "The two passwords differ." : null;
+        if (error is not null || !long.TryParse(context.User.FindFirstValue(ClaimTypes.NameIdentifier), out var id))
+        {
+            return PasswordPage(error ?? "Sign in again.", StatusCodes.Status400BadRequest);
+        }
+        // A new stamp ends every other session of the account; this one goes on with it.
+        var account = await accounts.ChangePasswordAsync(id, password, cancellationToken);
+        await StartSessionAsync(context, account);
+        logger.LogInformation("Operator {Operator} chose a new password", account.Email);
+        return TypedResults.Redirect("/admin");
     }
 
     private static async Task<RedirectHttpResult> SignOutAsync(HttpContext context)

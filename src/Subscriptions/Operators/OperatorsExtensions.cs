@@ -16,6 +16,9 @@ internal static class OperatorsExtensions
     public const int SignInsPerMinute = 5;
     public const string StampClaim = "password_stamp";
 
+    /// <summary>Carried by a session signed in with a one-time password: it may only choose a password of its own.</summary>
+    public const string MustChangePasswordClaim = "must_change_password";
+
     /// <summary>The operators' accounts (what <c>admin add</c> needs).</summary>
     public static IServiceCollection AddOperatorAccounts(this IServiceCollection services) => services.AddFeature("operator-accounts", services =>
     {
