@@ -34,6 +34,15 @@ internal static class BenchData
         return connectionString;
     }
 
+    /// <summary>The service's matcher over the benchmark's database, with meaning on or off (words only), 10 papers per list.</summary>
+    public static Matching.TopicMatcher Matcher(NpgsqlDataSource dataSource, bool semantic)
+    {
+        var embedder = new Meaning.TextEmbedder(Microsoft.Extensions.Options.Options.Create(new Meaning.MeaningOptions { Semantic = semantic }));
+        var embeddings = new Meaning.EmbeddingStore(dataSource, embedder, Microsoft.Extensions.Logging.Abstractions.NullLogger<Meaning.EmbeddingStore>.Instance);
+        return new Matching.TopicMatcher(dataSource, embeddings, embedder,
+            Microsoft.Extensions.Options.Options.Create(new Matching.MatchingOptions { MaxPapers = 10 }));
+    }
+
     public static async Task<long> ScalarAsync(string connectionString, string sql)
     {
         await using var connection = new NpgsqlConnection(connectionString);

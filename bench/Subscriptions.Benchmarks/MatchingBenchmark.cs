@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using Npgsql;
-using Subscriptions.Matching;
 
 namespace Subscriptions.Benchmarks;
 
@@ -17,9 +16,7 @@ internal static class MatchingBenchmark
 
         await using var dataSource = NpgsqlDataSource.Create(connectionString);
         // Words only, as this benchmark measured before meaning existed; the meaning benchmark runs both.
-        var embedder = new Subscriptions.Meaning.TextEmbedder(Microsoft.Extensions.Options.Options.Create(new Subscriptions.Meaning.MeaningOptions { Semantic = false }));
-        var embeddings = new Subscriptions.Meaning.EmbeddingStore(dataSource, embedder, Microsoft.Extensions.Logging.Abstractions.NullLogger<Subscriptions.Meaning.EmbeddingStore>.Instance);
-        var matcher = new TopicMatcher(dataSource, embeddings, embedder, Microsoft.Extensions.Options.Options.Create(new MatchingOptions { MaxPapers = 10 }));
+        var matcher = BenchData.Matcher(dataSource, semantic: false);
         var times = new List<double>();
         double peak = 0;
         for (var run = 1; run <= runs; run++)

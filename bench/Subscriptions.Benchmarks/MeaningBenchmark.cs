@@ -5,7 +5,6 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Npgsql;
-using Subscriptions.Matching;
 using Subscriptions.Meaning;
 using Subscriptions.Papers;
 using Subscriptions.Subscribers;
@@ -47,9 +46,7 @@ internal static class MeaningBenchmark
 
     private static async Task MatchAsync(NpgsqlDataSource dataSource, bool semantic, int subscribers, int runs)
     {
-        var embedder = Embedder(semantic);
-        var matcher = new TopicMatcher(dataSource, new EmbeddingStore(dataSource, embedder, NullLogger<EmbeddingStore>.Instance), embedder,
-            Options.Create(new MatchingOptions { MaxPapers = 10 }));
+        var matcher = BenchData.Matcher(dataSource, semantic);
         var times = new List<double>();
         double peak = 0;
         for (var run = 1; run <= runs; run++)

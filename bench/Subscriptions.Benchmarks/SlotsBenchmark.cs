@@ -2,7 +2,6 @@ using System.Diagnostics;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using Subscriptions.Digest;
-using Subscriptions.Matching;
 
 namespace Subscriptions.Benchmarks;
 
@@ -33,9 +32,7 @@ internal static class SlotsBenchmark
 
         var digest = new DigestOptions { Schedule = "0 0 7 * * ?", TimeZone = "UTC" };
         // Words only, as the single run it is compared with; the meaning benchmark measures what meaning adds to matching.
-        var embedder = new Subscriptions.Meaning.TextEmbedder(Options.Create(new Subscriptions.Meaning.MeaningOptions { Semantic = false }));
-        var embeddings = new Subscriptions.Meaning.EmbeddingStore(dataSource, embedder, Microsoft.Extensions.Logging.Abstractions.NullLogger<Subscriptions.Meaning.EmbeddingStore>.Instance);
-        var matcher = new TopicMatcher(dataSource, embeddings, embedder, Options.Create(new MatchingOptions { MaxPapers = 10 }));
+        var matcher = BenchData.Matcher(dataSource, semantic: false);
         var planner = new DeliveryPlanner(dataSource, matcher, Options.Create(digest), TimeProvider.System);
 
         var historyPlan = await TimeAsync(() => planner.PlanSlotAsync(DigestSchedule.DefaultSlot(digest, history), history, CancellationToken.None));
