@@ -51,11 +51,7 @@ internal sealed class Postfix(string root)
     /// <summary>Starts <c>smtp-sink</c> on a free loopback port; it accepts and discards every message.</summary>
     public async Task<(Process Sink, int Port)> StartSinkAsync()
     {
-        using var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
-
+        var port = FreePort();
         var arguments = new List<string>();
         if (Environment.UserName == "root")
         {
@@ -112,16 +108,28 @@ internal sealed class Postfix(string root)
         return Process.Start(start) ?? throw new InvalidOperationException($"Could not start {program}");
     }
 
-    private static async Task RunAsync(string program, string directory, params string[] arguments)
+    /// <summary>A loopback port nothing listens on right now.</summary>
+    public static int FreePort()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        return ((IPEndPoint)probe.LocalEndpoint).Port;
+    }
+
+    /// <summary>Runs a program to its end; throws, with what it wrote to standard error, unless it exits with 0.</summary>
+    public static async Task RunAsync(string program, string directory, params string[] arguments)
     {
         var start = new ProcessStartInfo(program) { WorkingDirectory = directory, RedirectStandardOutput = true, RedirectStandardError = true };
+        start.Environment["DEBIAN_FRONTEND"] = "noninteractive"; // apt-get never asks
         foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);
         }
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {program}");
+        var output = process.StandardOutput.ReadToEndAsync();
         var errors = process.StandardError.ReadToEndAsync();
         await process.WaitForExitAsync();
+        await output;
         if (process.ExitCode != 0)
         {
             throw new InvalidOperationException($"{program} {string.Join(' ', arguments)} failed: {await errors}");

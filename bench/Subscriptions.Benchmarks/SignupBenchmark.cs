@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 using System.Text.RegularExpressions;
 using Npgsql;
 
@@ -39,7 +38,7 @@ internal static partial class SignupBenchmark
         var wrk = await LocateWrkAsync();
         var connectionString = new NpgsqlConnectionStringBuilder(await Subscriptions.Tests.Infrastructure.PostgresServer.CreateDatabaseAsync("bench"));
         connectionString.Remove("Maximum Pool Size"); // as an operator writes it: the service's own pool default applies
-        var port = FreePort();
+        var port = Postfix.FreePort();
         var pickup = Directory.CreateTempSubdirectory("subscriptions-bench-outbox-");
         var script = Path.Combine(pickup.FullName, "signup.lua");
         await File.WriteAllTextAsync(script, SignupScript);
@@ -198,37 +197,18 @@ internal static partial class SignupBenchmark
             throw new InvalidOperationException("wrk is not installed: sudo apt-get install wrk");
         }
         Console.WriteLine("Installing wrk (apt-get install wrk)");
-        if (!await AptGetAsync("install", "-y", "-qq", "wrk"))
+        try
+        {
+            await Postfix.RunAsync("apt-get", Path.GetTempPath(), "install", "-y", "-qq", "wrk");
+        }
+        catch (InvalidOperationException)
         {
             // A fresh machine's package lists are empty or stale: refresh them once and try again.
-            await AptGetAsync("update", "-qq");
-            if (!await AptGetAsync("install", "-y", "-qq", "wrk"))
-            {
-                throw new InvalidOperationException("apt-get install wrk failed");
-            }
+            Console.WriteLine("Refreshing the package lists (apt-get update)");
+            await Postfix.RunAsync("apt-get", Path.GetTempPath(), "update", "-qq");
+            await Postfix.RunAsync("apt-get", Path.GetTempPath(), "install", "-y", "-qq", "wrk");
         }
         return "/usr/bin/wrk";
-    }
-
-    private static async Task<bool> AptGetAsync(params string[] arguments)
-    {
-        var start = new ProcessStartInfo("apt-get") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.Environment["DEBIAN_FRONTEND"] = "noninteractive";
-        foreach (var argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-        using var process = Process.Start(start) ?? throw new InvalidOperationException("Could not start apt-get");
-        await process.StandardOutput.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        return process.ExitCode == 0;
-    }
-
-    private static int FreePort()
-    {
-        using var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        return ((IPEndPoint)probe.LocalEndpoint).Port;
     }
 
     [GeneratedRegex(@"Requests/sec:\s+([\d.]+)")]
