@@ -25,6 +25,7 @@ public sealed class TestSmtpServer : IAsyncDisposable
     private bool _acceptHeld;
     private TaskCompletionSource? _heldRelease;
     private int _held;
+    private int _admitted; // messages let through, counted when admitted so that concurrent connections cannot both slip past the limit
     private SmtpServer.SmtpServer? _server;
     private Task? _running;
 
@@ -159,10 +160,14 @@ public sealed class TestSmtpServer : IAsyncDisposable
             Task? hold = null;
             lock (server._holdLock)
             {
-                if (server._holdAfter is { } limit && server._received.Count >= limit)
+                if (server._holdAfter is { } limit && server._admitted >= limit)
                 {
                     Interlocked.Increment(ref server._held);
                     hold = server._heldRelease!.Task;
+                }
+                else
+                {
+                    server._admitted++;
                 }
             }
             if (hold is not null)
@@ -171,6 +176,10 @@ public sealed class TestSmtpServer : IAsyncDisposable
                 if (!server._acceptHeld)
                 {
                     return new SmtpResponse(SmtpReplyCode.ServiceUnavailable, "Held by the test and not accepted");
+                }
+                lock (server._holdLock)
+                {
+                    server._admitted++;
                 }
             }
             var bytes = buffer.ToArray();
