@@ -242,12 +242,7 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
         Assert.Equal(0, await _database.ScalarAsync<long>("SELECT count(*) FROM email_outbox"));
     }
 
-    // Skipped, not deleted: it found a real race and fails about one run in three. DeliverySender runs two senders per
-    // SMTP connection and checks "still wanted" before it waits for the connection. When the two senders split the
-    // claim, the erased subscriber's message can be past its check and waiting while the other is held, and it goes
-    // out after the erasure. The fix belongs in the mechanism (check once the connection is held; issues 14/16),
-    // and then this test runs again unchanged.
-    [Fact(Skip = "Race between the pre-send check and the wait for an SMTP connection; see the comment and the issue 14 note")]
+    [Fact]
     public async Task ErasingASubscriberWhoseDeliveryASenderHasClaimedSendsThemNothingAndLeavesNoRows()
     {
         var (first, _) = await AddActiveAsync("first@example.org");
@@ -274,6 +269,35 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
             "SELECT (SELECT count(*) FROM deliveries WHERE subscriber_id = @erased) + (SELECT count(*) FROM delivery_queue q LEFT JOIN deliveries d ON d.id = q.delivery_id WHERE d.id IS NULL)",
             new { erased }));
         Assert.Equal("sent", await _database.ScalarAsync<string>("SELECT status FROM deliveries WHERE subscriber_id = @first", new { first }));
+    }
+
+    [Fact]
+    public async Task AnErasureDuringASendWaitsForItAndThenLeavesNoRows()
+    {
+        var (erased, _) = await AddActiveAsync("erased-while-sending@example.org");
+        await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?>
+        {
+            ["Smtp:Connections"] = "1",
+            ["Digest:Schedule"] = "0 0 7 * * ?",
+        });
+        _smtp.HoldAfter(0); // the message is past its last check and on the wire
+        var run = app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
+        await Eventually.TrueAsync(() => _smtp.Held > 0, "the message to be held", TimeSpan.FromSeconds(30));
+
+        var erasure = app.Services.GetRequiredService<SubscriberData>().EraseAsync(erased, CancellationToken.None);
+        await Eventually.TrueAsync(async () => await _database.ScalarAsync<long>(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%' AND datname = current_database()") == 1,
+            "the erasure to wait for the send's lock on the subscriber", TimeSpan.FromSeconds(30));
+        Assert.False(erasure.IsCompleted);
+
+        _smtp.AcceptHeld();
+        var summary = await run;
+        Assert.True(await erasure);
+
+        Assert.Single(_smtp.MessagesTo("erased-while-sending@example.org")); // it was on its way before the erasure
+        Assert.Equal(1, summary.Sent);
+        Assert.Equal(0, await _database.ScalarAsync<long>(
+            "SELECT (SELECT count(*) FROM deliveries WHERE subscriber_id = @erased) + (SELECT count(*) FROM delivery_queue)", new { erased }));
     }
 
     /// <summary>A 404 whose body (the service's generic problem answer, if any) says nothing about what was asked.</summary>

@@ -88,28 +88,41 @@ internal sealed class DeliverySender(
 
     private async Task SendLoopAsync(DateOnly[]? days, string sender, SendCounters counters, CancellationToken cancellationToken)
     {
-        // One connection per sender for its whole run, and the statement that records a sent message
-        // prepared once: recording each outcome the moment the server answers is the hot path.
+        // One connection per sender for its whole run, and the statements around each send prepared once:
+        // they are the hot path.
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await using var recordSent = new NpgsqlCommand("""
-            WITH finished AS (DELETE FROM delivery_queue WHERE delivery_id = $3)
-            UPDATE deliveries
-            SET status = 'sent', attempts = attempts + 1, sent_at = $1, message_id = $2, claimed_until = NULL, last_error = NULL
-            WHERE id = $3
-            """, connection);
-        recordSent.Parameters.Add(new NpgsqlParameter<DateTimeOffset>());
-        recordSent.Parameters.Add(new NpgsqlParameter<string>());
-        recordSent.Parameters.Add(new NpgsqlParameter<long>());
+        // Once the message has its SMTP connection, just before it goes: is the delivery still there and its subscriber
+        // still to be mailed? The answer holds until the outcome is recorded: the check opens a transaction that keeps
+        // a key-share lock on the subscriber's row, so an erasure waits for the send in flight (one message) and
+        // nothing goes out after it. An unsubscribe or suppression since the claim is seen here too.
+        await using var lockIfStillWanted = new NpgsqlBatch(connection)
+        {
+            BatchCommands =
+            {
+                new NpgsqlBatchCommand("BEGIN"),
+                new NpgsqlBatchCommand("""
+                    SELECT s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
+                    FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+                    WHERE d.id = $1
+                    FOR KEY SHARE OF s
+                    """) { Parameters = { new NpgsqlParameter<long>() } },
+            },
+        };
+        await lockIfStillWanted.PrepareAsync(cancellationToken);
+        await using var recordSent = new NpgsqlBatch(connection)
+        {
+            BatchCommands =
+            {
+                new NpgsqlBatchCommand("""
+                    WITH finished AS (DELETE FROM delivery_queue WHERE delivery_id = $3)
+                    UPDATE deliveries
+                    SET status = 'sent', attempts = attempts + 1, sent_at = $1, message_id = $2, claimed_until = NULL, last_error = NULL
+                    WHERE id = $3
+                    """) { Parameters = { new NpgsqlParameter<DateTimeOffset>(), new NpgsqlParameter<string>(), new NpgsqlParameter<long>() } },
+                new NpgsqlBatchCommand("COMMIT"),
+            },
+        };
         await recordSent.PrepareAsync(cancellationToken);
-        // Just before each send: is the delivery still there and its subscriber still to be mailed? A subscriber who
-        // erased their data, unsubscribed or was suppressed since the batch was claimed gets nothing further.
-        await using var stillWanted = new NpgsqlCommand("""
-            SELECT s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
-            FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
-            WHERE d.id = $1
-            """, connection);
-        stillWanted.Parameters.Add(new NpgsqlParameter<long>());
-        await stillWanted.PrepareAsync(cancellationToken);
 
         // Each pass moves forward through the table: rows behind the pointer that become due again
         // (retries, expired claims) are taken by the next pass.
@@ -124,7 +137,7 @@ internal sealed class DeliverySender(
             after = batch[^1].Id;
             for (var i = 0; i < batch.Count; i++)
             {
-                if (cancellationToken.IsCancellationRequested || !await SendOneAsync(connection, recordSent, stillWanted, batch[i], counters))
+                if (cancellationToken.IsCancellationRequested || !await SendOneAsync(connection, lockIfStillWanted, recordSent, batch[i], counters))
                 {
                     // Stopping, or the mail server is down: the rest of the batch goes back unsent.
                     await ReleaseAsync(connection, batch.Skip(i + (cancellationToken.IsCancellationRequested ? 0 : 1)).Select(d => d.Id).ToArray());
@@ -171,21 +184,11 @@ internal sealed class DeliverySender(
 
     /// <summary>Sends one delivery and records what happened; false when the mail server is down and sending should pause.</summary>
     private async Task<bool> SendOneAsync(
-        NpgsqlConnection connection, NpgsqlCommand recordSent, NpgsqlCommand stillWanted, ClaimedDelivery delivery, SendCounters counters)
+        NpgsqlConnection connection, NpgsqlBatch lockIfStillWanted, NpgsqlBatch recordSent, ClaimedDelivery delivery, SendCounters counters)
     {
-        stillWanted.Parameters[0].Value = delivery.Id;
-        var wanted = await stillWanted.ExecuteScalarAsync(CancellationToken.None);
-        if (wanted is null)
+        if (delivery.SubscriberStatus != "active")
         {
-            counters.AddSkipped(); // erased with its subscriber
-            return true;
-        }
-        if (delivery.SubscriberStatus != "active" || wanted is false)
-        {
-            await RecordAsync(connection, """
-                DELETE FROM delivery_queue WHERE delivery_id = @id;
-                UPDATE deliveries SET status = 'skipped', claimed_until = NULL WHERE id = @id;
-                """, new { id = delivery.Id });
+            await RecordSkippedAsync(connection, delivery.Id);
             counters.AddSkipped();
             return true;
         }
@@ -202,33 +205,82 @@ internal sealed class DeliverySender(
             }
         }
         var message = emails.Render(delivery.Id, delivery.Email, delivery.SubscriberId, delivery.SubscriptionKey, delivery.Day, planned, papersShown);
+        var check = new StillWantedCheck(lockIfStillWanted, delivery.Id);
+        bool sent;
         try
         {
             // Not cancelled by shutdown: a message half-sent when the process stops is the one case that
             // could reach the server unrecorded, so the send in flight is always finished and recorded.
-            await mailSender.SendAsync(message, CancellationToken.None);
+            sent = await mailSender.SendAsync(message, check.AskAsync, CancellationToken.None);
         }
         catch (PermanentMailException e)
         {
             await RecordPermanentFailureAsync(connection, delivery, e.Reply);
+            await check.EndAsync(connection);
             counters.AddFailed();
             metrics.EmailFailed("digest", "refused");
             return true;
         }
-        catch (Exception e) when (e is not OperationCanceledException || e is Polly.Timeout.TimeoutRejectedException)
+        catch (Exception e) when (e is not NpgsqlException && (e is not OperationCanceledException || e is Polly.Timeout.TimeoutRejectedException))
         {
             var circuitOpen = e is BrokenCircuitException;
             await RecordTransientFailureAsync(connection, delivery, circuitOpen ? "the mail server is unavailable (circuit open)" : e.Message, counters);
+            await check.EndAsync(connection);
             return !circuitOpen;
         }
 
-        recordSent.Parameters[0].Value = time.GetUtcNow();
-        recordSent.Parameters[1].Value = message.MessageId;
-        recordSent.Parameters[2].Value = delivery.Id;
-        await recordSent.ExecuteNonQueryAsync(CancellationToken.None);
+        if (!sent)
+        {
+            if (check.DeliveryExists)
+            {
+                await RecordSkippedAsync(connection, delivery.Id); // unsubscribed or suppressed since the claim
+            }
+            await check.EndAsync(connection); // otherwise erased with its subscriber: nothing left to record
+            counters.AddSkipped();
+            return true;
+        }
+        recordSent.BatchCommands[0].Parameters[0].Value = time.GetUtcNow();
+        recordSent.BatchCommands[0].Parameters[1].Value = message.MessageId;
+        recordSent.BatchCommands[0].Parameters[2].Value = delivery.Id;
+        await recordSent.ExecuteNonQueryAsync(CancellationToken.None); // and commits the check's transaction
         counters.AddSent();
         metrics.EmailSent("digest");
         return true;
+    }
+
+    private static Task RecordSkippedAsync(NpgsqlConnection connection, long deliveryId) => RecordAsync(connection, """
+        DELETE FROM delivery_queue WHERE delivery_id = @id;
+        UPDATE deliveries SET status = 'skipped', claimed_until = NULL WHERE id = @id;
+        """, new { id = deliveryId });
+
+    /// <summary>
+    /// The last-moment check of one delivery: the first ask opens the transaction (and takes the lock) that the
+    /// delivery's recorded outcome commits; a retry of the same send asks again and gets the same answer.
+    /// </summary>
+    private sealed class StillWantedCheck(NpgsqlBatch lockIfStillWanted, long deliveryId)
+    {
+        private bool _asked;
+        private bool _wanted;
+
+        /// <summary>False when the delivery was erased with its subscriber (known once asked).</summary>
+        public bool DeliveryExists { get; private set; }
+
+        public async ValueTask<bool> AskAsync()
+        {
+            if (!_asked)
+            {
+                lockIfStillWanted.BatchCommands[1].Parameters[0].Value = deliveryId;
+                // Uncancelled, like the send it guards: the transaction it opens must end in a recorded outcome.
+                var answer = await lockIfStillWanted.ExecuteScalarAsync(CancellationToken.None);
+                _asked = true;
+                DeliveryExists = answer is bool;
+                _wanted = answer is true;
+            }
+            return _wanted;
+        }
+
+        /// <summary>Commits what was recorded since the check (nothing to do if it was never asked).</summary>
+        public Task EndAsync(NpgsqlConnection connection) => _asked ? RecordAsync(connection, "COMMIT", new { }) : Task.CompletedTask;
     }
 
     private async Task RecordPermanentFailureAsync(NpgsqlConnection connection, ClaimedDelivery delivery, string reply)

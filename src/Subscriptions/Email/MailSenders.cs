@@ -10,21 +10,29 @@ using Polly.Registry;
 
 namespace Subscriptions.Email;
 
-/// <summary>The one way this service sends an email: confirmations now, the daily digest later.</summary>
+/// <summary>
+/// Asked once the message has a connection to go out on, just before it goes: false and it is not sent. Asked again
+/// for each retry, so it must give the same answer when asked twice.
+/// </summary>
+internal delegate ValueTask<bool> StillWanted();
+
+/// <summary>The one way this service sends an email: confirmations, digests, notices.</summary>
 internal interface IMailSender
 {
     /// <summary>
-    /// Hands the message to the mail system, retrying transient failures. Throws
-    /// <see cref="PermanentMailException"/> when the server refuses it for good (a 5xx reply).
+    /// Hands the message to the mail system, retrying transient failures; false when <paramref name="stillWanted"/>
+    /// said no. Throws <see cref="PermanentMailException"/> when the server refuses it for good (a 5xx reply).
     /// </summary>
-    Task SendAsync(MimeMessage message, CancellationToken cancellationToken);
+    Task<bool> SendAsync(MimeMessage message, StillWanted? stillWanted, CancellationToken cancellationToken);
+
+    Task SendAsync(MimeMessage message, CancellationToken cancellationToken) => SendAsync(message, null, cancellationToken);
 }
 
 /// <summary>Where a signed message goes: the SMTP relay or the pickup folder.</summary>
 internal interface IMailTransport
 {
     /// <summary>Hands over the message with <paramref name="returnPath"/> as its envelope sender (SMTP's MAIL FROM), where bounces go.</summary>
-    Task SendAsync(MimeMessage message, MailboxAddress returnPath, CancellationToken cancellationToken);
+    Task<bool> SendAsync(MimeMessage message, MailboxAddress returnPath, StillWanted? stillWanted, CancellationToken cancellationToken);
 }
 
 /// <summary>
@@ -38,10 +46,10 @@ internal sealed class ConfiguredMailSender(IOptions<SmtpOptions> options, DkimMe
         ? services.GetRequiredService<SmtpMailSender>()
         : services.GetRequiredService<PickupDirectoryMailSender>());
 
-    public Task SendAsync(MimeMessage message, CancellationToken cancellationToken)
+    public Task<bool> SendAsync(MimeMessage message, StillWanted? stillWanted, CancellationToken cancellationToken)
     {
         dkim.Sign(message);
-        return _transport.Value.SendAsync(message, returnPaths.For(message), cancellationToken);
+        return _transport.Value.SendAsync(message, returnPaths.For(message), stillWanted, cancellationToken);
     }
 }
 
@@ -122,7 +130,7 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
         }
     }
 
-    public async Task SendAsync(MimeMessage message, MailboxAddress returnPath, CancellationToken cancellationToken)
+    public async Task<bool> SendAsync(MimeMessage message, MailboxAddress returnPath, StillWanted? stillWanted, CancellationToken cancellationToken)
     {
         if (_rate is not null)
         {
@@ -130,9 +138,9 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
         }
         try
         {
-            await _pipeline.ExecuteAsync(
-                static async (state, token) => await state.sender.SendOnceAsync(state.message, state.returnPath, token),
-                (sender: this, message, returnPath), cancellationToken);
+            return await _pipeline.ExecuteAsync(
+                static async (state, token) => await state.sender.SendOnceAsync(state.message, state.returnPath, state.stillWanted, token),
+                (sender: this, message, returnPath, stillWanted), cancellationToken);
         }
         catch (SmtpCommandException e) when ((int)e.StatusCode >= 500)
         {
@@ -140,13 +148,18 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
         }
     }
 
-    private async Task SendOnceAsync(MimeMessage message, MailboxAddress returnPath, CancellationToken cancellationToken)
+    private async Task<bool> SendOnceAsync(MimeMessage message, MailboxAddress returnPath, StillWanted? stillWanted, CancellationToken cancellationToken)
     {
         var client = await _idle.Reader.ReadAsync(cancellationToken);
         try
         {
             client ??= await ConnectAsync(cancellationToken);
+            if (stillWanted is not null && !await stillWanted())
+            {
+                return false;
+            }
             await client.SendAsync(message, returnPath, [.. message.To.Mailboxes, .. message.Cc.Mailboxes, .. message.Bcc.Mailboxes], cancellationToken);
+            return true;
         }
         catch
         {
@@ -226,8 +239,12 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
 internal sealed class PickupDirectoryMailSender(IOptions<MailOptions> options, ILogger<PickupDirectoryMailSender> logger) : IMailTransport
 {
     // The return path is SMTP's alone: a file has no envelope (and a Return-Path header is the receiving server's to add).
-    public async Task SendAsync(MimeMessage message, MailboxAddress returnPath, CancellationToken cancellationToken)
+    public async Task<bool> SendAsync(MimeMessage message, MailboxAddress returnPath, StillWanted? stillWanted, CancellationToken cancellationToken)
     {
+        if (stillWanted is not null && !await stillWanted())
+        {
+            return false;
+        }
         var directory = Path.GetFullPath(options.Value.PickupDirectory);
         Directory.CreateDirectory(directory);
         var name = $"{DateTime.UtcNow:yyyyMMddTHHmmssfff}-{Guid.NewGuid():N}";
@@ -238,5 +255,6 @@ internal sealed class PickupDirectoryMailSender(IOptions<MailOptions> options, I
         await message.WriteToAsync(partial, cancellationToken);
         File.Move(partial, final);
         logger.LogInformation("Wrote {File} for {Recipients}", final, string.Join(", ", message.To.Mailboxes.Select(m => m.Address)));
+        return true;
     }
 }
