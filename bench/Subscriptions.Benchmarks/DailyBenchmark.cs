@@ -33,6 +33,12 @@ internal static class DailyBenchmark
         var connectionString = await BenchData.CreateAsync(subscribers);
         Console.WriteLine($"Loaded in {load.Elapsed.TotalSeconds:F1} s");
         var (sink, port) = await postfix.StartSinkAsync();
+        string dataDirectory;
+        await using (var connection = new NpgsqlConnection(connectionString))
+        {
+            dataDirectory = await connection.ExecuteScalarAsync<string>("SHOW data_directory") ?? "";
+        }
+        var cpu = CpuAccount.For(dataDirectory, sink);
         // DKIM on: every email signed with a fresh RSA-2048 key, as `dkim generate` makes one.
         var keyDirectory = Directory.CreateTempSubdirectory("subscriptions-bench-dkim-");
         var keyPath = Path.Combine(keyDirectory.FullName, "dkim.pem");
@@ -49,7 +55,7 @@ internal static class DailyBenchmark
             {
                 using var warmHost = BuildHost(warmUp, port, connections, dkim ? keyPath : null);
                 await BenchData.ExecuteAsync(warmUp, "TRUNCATE deliveries, delivery_queue");
-                await RunOnceAsync(warmHost, run: 0, dkim);
+                await RunOnceAsync(warmHost, run: 0, dkim, cpu);
             }
 
             using var host = BuildHost(connectionString, port, connections, dkimKeyPath: null);
@@ -64,7 +70,7 @@ internal static class DailyBenchmark
                     await BenchData.ExecuteAsync(connectionString, "TRUNCATE deliveries, delivery_queue");
                     await BenchData.ExecuteAsync(connectionString, "VACUUM ANALYZE deliveries");
                     await BenchData.ExecuteAsync(connectionString, "VACUUM ANALYZE delivery_queue");
-                    (dkim ? signedResults : results).Add(await RunOnceAsync(dkim ? signingHost : host, run, dkim));
+                    (dkim ? signedResults : results).Add(await RunOnceAsync(dkim ? signingHost : host, run, dkim, cpu));
                 }
             }
 
@@ -134,24 +140,31 @@ internal static class DailyBenchmark
         return host;
     }
 
-    private static async Task<Run> RunOnceAsync(IHost host, int run, bool dkim)
+    private static async Task<Run> RunOnceAsync(IHost host, int run, bool dkim, CpuAccount cpu)
     {
         GC.Collect();
         using var sampler = new PeakSampler();
         var stopwatch = Stopwatch.StartNew();
         double planned = 0;
+        CpuAccount.Snapshot? sendStarted = null;
         var summary = await host.Services.GetRequiredService<DigestRunner>().RunAsync(BenchData.Day, ingestFirst: false, dryRun: false, line =>
         {
             if (line.StartsWith("Planned:", StringComparison.Ordinal))
             {
                 planned = stopwatch.Elapsed.TotalSeconds;
+                sendStarted = cpu.Take();
             }
         }, CancellationToken.None);
+        var sendCpu = sendStarted is null ? null : cpu.Take().Since(sendStarted);
         var total = stopwatch.Elapsed.TotalSeconds;
         var result = new Run(planned, total - planned, total, summary.Sent, sampler.PeakMegabytes);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{(run == 0 ? "Warm-up" : $"Run {run}")}, DKIM {(dkim ? "on" : "off")}: match + plan {planned:F1} s ({summary.Planned:N0} deliveries), send {result.Send:F1} s ({summary.Sent:N0} sent, " +
             $"{summary.Failed:N0} failed, {result.EmailsPerSecond:N0}/s), total {total:F1} s, peak working set {sampler.PeakMegabytes:F0} MB"));
+        if (sendCpu is not null)
+        {
+            Console.WriteLine($"  sending: {sendCpu.PerMessage(summary.Sent)}");
+        }
         return result;
     }
 
