@@ -178,7 +178,9 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
             )
             SELECT d.subscriber_id, p.paper_id
             FROM unnest(@ids::bigint[], @localDays::date[]) AS slot(id, day)
-            JOIN delivery_papers d ON d.subscriber_id = slot.id AND d.day >= (SELECT day FROM since) AND d.day <> slot.day
+            -- One lookup by key per subscriber (OFFSET 0: not flattened into a scan of every delivery's papers).
+            CROSS JOIN LATERAL (SELECT subscriber_id, paper_ids FROM delivery_papers
+                                WHERE subscriber_id = slot.id AND day >= (SELECT day FROM since) AND day <> slot.day OFFSET 0) AS d
             CROSS JOIN LATERAL unnest(d.paper_ids) AS p(paper_id)
             WHERE p.paper_id IN (SELECT paper_id FROM window_papers)
             """;

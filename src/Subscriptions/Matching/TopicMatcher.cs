@@ -70,8 +70,14 @@ internal sealed class TopicMatcher(
     {
         var defaultMaxPapers = options.Value.MaxPapers;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        // A slot's few subscribers are looked up one by one through the keys, rather than picked out of all of them.
-        var subscribers = subscriberIds is null ? "subscribers s" : "unnest(@subscriberIds::bigint[]) AS wanted(id) JOIN subscribers s ON s.id = wanted.id";
+        // A slot's subscribers are looked up one by one by key. OFFSET 0 keeps the planner from flattening that into a
+        // join that reads every subscriber (which it prefers, costing random reads as if from disk).
+        var subscribers = subscriberIds is null
+            ? "subscribers s"
+            : """
+              unnest(@subscriberIds::bigint[]) AS wanted(id)
+              CROSS JOIN LATERAL (SELECT id, email, email_key, status, max_papers FROM subscribers WHERE id = wanted.id OFFSET 0) AS s
+              """;
         var distinctTopics = $"""
             SELECT DISTINCT t.text FROM {subscribers} JOIN topics t ON t.subscriber_id = s.id
             WHERE s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
