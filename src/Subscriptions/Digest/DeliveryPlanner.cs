@@ -117,27 +117,48 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
             return [];
         }
 
+        // Through the index subscribers_delivery_time (sql/0014): each due hour as the columns hold it, and also as
+        // NULL ('' and -1 there) where it is the operator's default zone or hour.
+        var keys = due.SelectMany(d => AsStored(d, digest)).ToList();
         const string sql = """
             SELECT s.id, z.day, s.frequency
-            FROM subscribers s
-            JOIN unnest(@zones::text[], @hours::int[], @days::date[], @weekdays::int[]) AS z(zone, hour, day, weekday)
-              ON z.zone = coalesce(s.time_zone, @defaultZone) AND z.hour = coalesce(s.delivery_hour, @defaultHour)
+            FROM unnest(@zones::text[], @hours::int[], @days::date[], @weekdays::int[]) AS z(zone, hour, day, weekday)
+            JOIN subscribers s ON coalesce(s.time_zone, '') = z.zone AND coalesce(s.delivery_hour, -1) = z.hour
             WHERE s.status = 'active' AND (s.frequency = 'daily' OR s.weekday = z.weekday)
             """;
         return [.. await connection.QueryAsync<SlotSubscriber>(new CommandDefinition(sql, new
         {
-            zones = due.Select(d => d.TimeZone).ToArray(),
-            hours = due.Select(d => d.Hour).ToArray(),
-            days = due.Select(d => d.Day).ToArray(),
-            weekdays = due.Select(d => d.Weekday).ToArray(),
-            defaultZone = digest.TimeZone,
-            defaultHour = digest.DefaultHour,
+            zones = keys.Select(k => k.TimeZone).ToArray(),
+            hours = keys.Select(k => k.Hour).ToArray(),
+            days = keys.Select(k => k.Day).ToArray(),
+            weekdays = keys.Select(k => k.Weekday).ToArray(),
         }, cancellationToken: cancellationToken))];
+    }
+
+    private static IEnumerable<DueHour> AsStored(DueHour due, DigestOptions digest)
+    {
+        const string defaultZone = "";
+        const int defaultHour = -1;
+        var isDefaultZone = due.TimeZone == digest.TimeZone;
+        var isDefaultHour = due.Hour == digest.DefaultHour;
+        yield return due;
+        if (isDefaultZone)
+        {
+            yield return due with { TimeZone = defaultZone };
+        }
+        if (isDefaultHour)
+        {
+            yield return due with { Hour = defaultHour };
+        }
+        if (isDefaultZone && isDefaultHour)
+        {
+            yield return due with { TimeZone = defaultZone, Hour = defaultHour };
+        }
     }
 
     /// <summary>
     /// Of the window's papers, those each slot subscriber was planned on another date. A paper can have been planned
-    /// only from a day it was listed on, so only deliveries from the first such day on are read (a day earlier, as a
+    /// only from a day it was listed on, so only deliveries (their papers in <c>delivery_papers</c>) from the first such day on are read (a day earlier, as a
     /// subscriber's local date can be behind the papers' day). The delivery of the slot's own date does not count, so
     /// planning a slot again matches what it did the first time (and adds nothing).
     /// </summary>
@@ -155,11 +176,13 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
             ), since AS (
                 SELECT min(d.day) - 1 AS day FROM paper_days d JOIN window_papers w ON w.paper_id = d.paper_id
             )
-            SELECT d.subscriber_id, (p.value ->> 'paper_id')::bigint AS paper_id
+            SELECT d.subscriber_id, p.paper_id
             FROM unnest(@ids::bigint[], @localDays::date[]) AS slot(id, day)
-            JOIN deliveries d ON d.subscriber_id = slot.id AND d.day >= (SELECT day FROM since) AND d.day <> slot.day
-            CROSS JOIN LATERAL jsonb_array_elements(d.papers) AS p(value)
-            WHERE (p.value ->> 'paper_id')::bigint IN (SELECT paper_id FROM window_papers)
+            -- One lookup by key per subscriber (OFFSET 0: not flattened into a scan of every delivery's papers).
+            CROSS JOIN LATERAL (SELECT subscriber_id, paper_ids FROM delivery_papers
+                                WHERE subscriber_id = slot.id AND day >= (SELECT day FROM since) AND day <> slot.day OFFSET 0) AS d
+            CROSS JOIN LATERAL unnest(d.paper_ids) AS p(paper_id)
+            WHERE p.paper_id IN (SELECT paper_id FROM window_papers)
             """;
         var rows = await connection.QueryAsync<(long SubscriberId, long PaperId)>(new CommandDefinition(
             sql, new { ids = subscribers.Select(s => s.Id).ToArray(), localDays = subscribers.Select(s => s.Day).ToArray(), days = days.ToArray() },
@@ -186,8 +209,13 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
                 INSERT INTO deliveries (subscriber_id, day, papers, next_attempt_at, created_at)
                 SELECT id, day, papers::jsonb, @now, @now FROM unnest(@ids, @days, @papers) AS t(id, day, papers)
                 ON CONFLICT (subscriber_id, day) DO NOTHING
-                RETURNING id, day)
-            INSERT INTO delivery_queue (delivery_id, day) SELECT id, day FROM planned
+                RETURNING id, subscriber_id, day, papers
+            ), queued AS (
+                INSERT INTO delivery_queue (delivery_id, day) SELECT id, day FROM planned
+            )
+            INSERT INTO delivery_papers (subscriber_id, day, paper_ids)
+            SELECT subscriber_id, day, ARRAY(SELECT (paper ->> 'paper_id')::bigint FROM jsonb_array_elements(papers) AS paper)
+            FROM planned
             """;
         return await connection.ExecuteAsync(new CommandDefinition(sql, new
         {

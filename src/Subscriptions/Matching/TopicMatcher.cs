@@ -70,10 +70,17 @@ internal sealed class TopicMatcher(
     {
         var defaultMaxPapers = options.Value.MaxPapers;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        const string distinctTopics = """
-            SELECT DISTINCT t.text FROM topics t JOIN subscribers s ON s.id = t.subscriber_id
+        // A slot's subscribers are looked up one by one by key. OFFSET 0 keeps the planner from flattening that into a
+        // join that reads every subscriber (which it prefers, costing random reads as if from disk).
+        var subscribers = subscriberIds is null
+            ? "subscribers s"
+            : """
+              unnest(@subscriberIds::bigint[]) AS wanted(id)
+              CROSS JOIN LATERAL (SELECT id, email, email_key, status, max_papers FROM subscribers WHERE id = wanted.id OFFSET 0) AS s
+              """;
+        var distinctTopics = $"""
+            SELECT DISTINCT t.text FROM {subscribers} JOIN topics t ON t.subscriber_id = s.id
             WHERE s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
-              AND (@subscriberIds::bigint[] IS NULL OR s.id = ANY(@subscriberIds))
             """;
         var topics = (await connection.QueryAsync<string>(new CommandDefinition(distinctTopics, new { subscriberIds }, cancellationToken: cancellationToken))).ToList();
         var (hits, vectors) = await TopicHitsAsync(days, topics, keepTopicVectors: true, cancellationToken);
@@ -81,17 +88,16 @@ internal sealed class TopicMatcher(
         {
             yield break;
         }
-        var feedback = vectors is null ? [] : await FeedbackAsync(connection, subscriberIds, cancellationToken);
+        var feedback = vectors is null ? [] : await FeedbackAsync(connection, subscribers, subscriberIds, cancellationToken);
 
         // Only the topics that found something are read back: a subscriber none of whose topics matched
         // does not appear at all.
-        const string subscriberTopics = """
+        var subscriberTopics = $"""
             SELECT s.id, s.email, coalesce(s.max_papers, @defaultMaxPapers), t.text
-            FROM subscribers s
+            FROM {subscribers}
             JOIN topics t ON t.subscriber_id = s.id
             WHERE s.status = 'active' AND t.text = ANY(@matchingTopics)
               AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
-              AND (@subscriberIds::bigint[] IS NULL OR s.id = ANY(@subscriberIds))
             ORDER BY s.id, t.position
             """;
         await using var command = new NpgsqlCommand(subscriberTopics, connection);
@@ -265,12 +271,13 @@ internal sealed class TopicMatcher(
             .Select(char.ToLowerInvariant)]);
 
     /// <summary>Each active subscriber's liked and disliked papers, as vectors.</summary>
-    private async Task<Dictionary<long, Examples>> FeedbackAsync(NpgsqlConnection connection, long[]? subscriberIds, CancellationToken cancellationToken)
+    private async Task<Dictionary<long, Examples>> FeedbackAsync(
+        NpgsqlConnection connection, string subscribers, long[]? subscriberIds, CancellationToken cancellationToken)
     {
-        const string sql = """
-            SELECT f.subscriber_id, f.paper_id, f.liked FROM paper_feedback f
-            JOIN subscribers s ON s.id = f.subscriber_id
-            WHERE s.status = 'active' AND (@subscriberIds::bigint[] IS NULL OR s.id = ANY(@subscriberIds))
+        var sql = $"""
+            SELECT f.subscriber_id, f.paper_id, f.liked FROM {subscribers}
+            JOIN paper_feedback f ON f.subscriber_id = s.id
+            WHERE s.status = 'active'
             """;
         var rows = (await connection.QueryAsync<(long SubscriberId, long PaperId, bool Liked)>(
             new CommandDefinition(sql, new { subscriberIds }, cancellationToken: cancellationToken))).ToList();
