@@ -54,7 +54,7 @@ internal static class DailyBenchmark
             foreach (var dkim in new[] { false, true })
             {
                 using var warmHost = BuildHost(warmUp, port, connections, dkim ? keyPath : null);
-                await BenchData.ExecuteAsync(warmUp, "TRUNCATE deliveries, delivery_queue");
+                await BenchData.ExecuteAsync(warmUp, "TRUNCATE deliveries, delivery_queue, delivery_papers");
                 await RunOnceAsync(warmHost, run: 0, dkim, cpu);
             }
 
@@ -67,7 +67,7 @@ internal static class DailyBenchmark
             {
                 foreach (var dkim in new[] { false, true })
                 {
-                    await BenchData.ExecuteAsync(connectionString, "TRUNCATE deliveries, delivery_queue");
+                    await BenchData.ExecuteAsync(connectionString, "TRUNCATE deliveries, delivery_queue, delivery_papers");
                     await BenchData.ExecuteAsync(connectionString, "VACUUM ANALYZE deliveries");
                     await BenchData.ExecuteAsync(connectionString, "VACUUM ANALYZE delivery_queue");
                     (dkim ? signedResults : results).Add(await RunOnceAsync(dkim ? signingHost : host, run, dkim, cpu));
