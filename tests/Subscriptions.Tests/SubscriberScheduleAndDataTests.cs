@@ -286,7 +286,7 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
 
         var erasure = app.Services.GetRequiredService<SubscriberData>().EraseAsync(erased, CancellationToken.None);
         await Eventually.TrueAsync(async () => await _database.ScalarAsync<long>(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%' AND datname = current_database()") == 1,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%email_key FROM subscribers WHERE id = % FOR UPDATE%' AND datname = current_database()") == 1,
             "the erasure to wait for the send's lock on the subscriber", TimeSpan.FromSeconds(30));
         Assert.False(erasure.IsCompleted);
 
