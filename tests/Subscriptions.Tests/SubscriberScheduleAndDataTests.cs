@@ -250,6 +250,7 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
         await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?>
         {
             ["Smtp:Connections"] = "1",
+            ["Smtp:Timeout"] = "00:01:00", // the held message must not time out and be sent again while the test acts
             ["Digest:BatchSize"] = "10",
             ["Digest:Schedule"] = "0 0 7 * * ?",
         });
@@ -278,6 +279,7 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
         await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?>
         {
             ["Smtp:Connections"] = "1",
+            ["Smtp:Timeout"] = "00:01:00", // the held message must not time out and be sent again while the test acts
             ["Digest:Schedule"] = "0 0 7 * * ?",
         });
         _smtp.HoldAfter(0); // the message is past its last check and on the wire
