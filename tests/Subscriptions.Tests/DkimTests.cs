@@ -72,6 +72,11 @@ public sealed class DkimTests(TestDatabase database) : IClassFixture<TestDatabas
                 "A changed subject must fail verification.");
         }
 
+        // Encoded once for the signature and sent as encoded: what arrives decodes to the text as written.
+        var digestText = Parse(_smtp.RawOf(digest)).TextBody;
+        Assert.Contains("Depth Estimation — at Night", digestText);
+        Assert.Contains("We estimate depth, naïvely.", digestText);
+
         // RFC 8058: the one-click unsubscribe headers are covered by the signature.
         var digestTags = Tags(Parse(_smtp.RawOf(digest)).Headers[HeaderId.DkimSignature]!);
         Assert.Empty(new[] { "list-id", "list-unsubscribe", "list-unsubscribe-post" }.Except(digestTags["h"].Split(':').Select(name => name.Trim().ToLowerInvariant())));

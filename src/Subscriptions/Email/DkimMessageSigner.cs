@@ -2,6 +2,8 @@ using System.Security.Cryptography;
 using Microsoft.Extensions.Options;
 using MimeKit;
 using MimeKit.Cryptography;
+using MimeKit.IO;
+using MimeKit.IO.Filters;
 using Org.BouncyCastle.Crypto;
 using Org.BouncyCastle.Security;
 
@@ -34,9 +36,36 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options)
         // Signed as it will be sent: every part in 7-bit transfer encodings, so that no relay (nor MailKit,
         // for a server without 8BITMIME) re-encodes the body after the signature was computed.
         message.Prepare(EncodingConstraint.SevenBit);
+        EncodeOnce(message);
         message.Headers.RemoveAll(HeaderId.DkimSignature);
         // MIME-Version is the message's; Content-Type and Content-Transfer-Encoding belong to its body.
         signer.Sign(message, [.. SignedHeaders.Where(name => message.Headers.Contains(name) || message.Body?.Headers.Contains(name) == true)]);
+    }
+
+    /// <summary>
+    /// A part's content is kept as it was given and encoded (quoted-printable, base64) each time the message is
+    /// written: for the body hash, for MailKit's measure of its size and for the SMTP DATA. Encoded here once, it is
+    /// written as it is by the three.
+    /// </summary>
+    private static void EncodeOnce(MimeMessage message)
+    {
+        foreach (var part in message.BodyParts.OfType<MimePart>())
+        {
+            if (part.Content is not { } content || content.Encoding == part.ContentTransferEncoding
+                || part.ContentTransferEncoding is not (ContentEncoding.QuotedPrintable or ContentEncoding.Base64))
+            {
+                continue;
+            }
+            var encoded = new MemoryBlockStream();
+            using (var encoder = new FilteredStream(encoded))
+            {
+                encoder.Add(EncoderFilter.Create(part.ContentTransferEncoding));
+                content.DecodeTo(encoder);
+                encoder.Flush();
+            }
+            encoded.Position = 0;
+            part.Content = new MimeContent(encoded, part.ContentTransferEncoding);
+        }
     }
 
     private static DkimSigner? Create(DkimOptions dkim)

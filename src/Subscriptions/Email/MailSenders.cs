@@ -193,6 +193,9 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
             {
                 await client.AuthenticateAsync(_options.Username, _options.Password ?? "", cancellationToken);
             }
+            // SIZE= on MAIL FROM is optional (RFC 1870), and MailKit writes every message once more just to measure it.
+            // A digest is a few tens of kilobytes; a relay whose limit it passed would still refuse it, after DATA.
+            client.Capabilities &= ~SmtpCapabilities.Size;
             _logger.LogDebug("Opened SMTP connection to {Host}:{Port}", host, _options.Port);
             return client;
         }
