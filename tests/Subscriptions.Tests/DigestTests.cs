@@ -87,7 +87,8 @@ public sealed class DigestTests : IAsyncLifetime
         Assert.Contains("120 upvotes", ada.TextBody);
         Assert.Contains("Why: mentions depth estimation", ada.TextBody);
         Assert.Contains("Why: close to depth estimation", ada.TextBody);
-        Assert.Contains("Why: close to depth estimation · <a href=", ada.HtmlBody);
+        Assert.Contains("Why: close to depth estimation · <a href=", WebUtility.HtmlDecode(ada.HtmlBody));
+        Assert.True(ada.HtmlBody!.All(char.IsAscii), "the HTML part is ASCII: character references for the rest");
         Assert.Contains($"More like this: {TestApp.BaseUrl}/feedback?token=", ada.TextBody);
         Assert.Contains($"Less like this: {TestApp.BaseUrl}/feedback?token=", ada.TextBody);
         Assert.Contains("href=\"https://arxiv.org/abs/2611.00001\"", ada.HtmlBody);

@@ -10,7 +10,10 @@ using Subscriptions.Subscribers;
 
 namespace Subscriptions.Digest;
 
-/// <summary>The daily email: multipart/alternative (HTML and plain text), one column, inline CSS, no scripts.</summary>
+/// <summary>
+/// The daily email: multipart/alternative (HTML and plain text), one column, inline CSS, no scripts. The HTML is ASCII
+/// (character references for the rest), so that a DKIM-signed email need not encode it as quoted-printable.
+/// </summary>
 internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptions> app, LinkTokens tokens, TimeProvider time)
 {
     private const int AbstractLength = 320;
@@ -89,8 +92,8 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
         {
             papers.Append(Rendered(paper).Html)
                 .Append("<div style=\"color:#555;font-size:0.85em\">Why: ").Append(Html.Encode(why))
-                .Append(" · <a href=\"").Append(Html.Encode(more.AbsoluteUri)).Append("\" style=\"color:#555\">more like this</a>")
-                .Append(" · <a href=\"").Append(Html.Encode(less.AbsoluteUri)).Append("\" style=\"color:#555\">less like this</a>")
+                .Append(" &#183; <a href=\"").Append(Html.Encode(more.AbsoluteUri)).Append("\" style=\"color:#555\">more like this</a>")
+                .Append(" &#183; <a href=\"").Append(Html.Encode(less.AbsoluteUri)).Append("\" style=\"color:#555\">less like this</a>")
                 .Append("</div>\n</td></tr>\n");
         }
         return Html.Document($"Trending papers — {date}", $"""
@@ -99,9 +102,9 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
             </table>
             <p style="color:#555;font-size:0.85em;margin-top:24px">You get this because {Html.Encode(email)} subscribed to daily trending papers on:
             {Html.Encode(string.Join(", ", topics))}.<br>
-            <a href="{Html.Encode(links.Archive.AbsoluteUri)}" style="color:#555">View this on the web</a> ·
-            <a href="{Html.Encode(links.Feed.AbsoluteUri)}" style="color:#555">Your feed</a> ·
-            <a href="{Html.Encode(links.Preferences.AbsoluteUri)}" style="color:#555">Change your topics</a> ·
+            <a href="{Html.Encode(links.Archive.AbsoluteUri)}" style="color:#555">View this on the web</a> &#183;
+            <a href="{Html.Encode(links.Feed.AbsoluteUri)}" style="color:#555">Your feed</a> &#183;
+            <a href="{Html.Encode(links.Preferences.AbsoluteUri)}" style="color:#555">Change your topics</a> &#183;
             <a href="{Html.Encode(links.Unsubscribe.AbsoluteUri)}" style="color:#555">Unsubscribe</a></p>
             """);
     }
@@ -132,7 +135,7 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
         var title = paper.PageUrl is null
             ? Html.Encode(paper.Title)
             : $"<a href=\"{Html.Encode(paper.PageUrl)}\" style=\"color:#1a56db;text-decoration:none\">{Html.Encode(paper.Title)}</a>";
-        var htmlByline = string.Join(" · ", new[] { Html.Encode(Authors(paper.Authors)), paper.Upvotes is { } count ? $"▲ {count}" : "" }.Where(part => part.Length > 0));
+        var htmlByline = string.Join(" &#183; ", new[] { Html.Encode(Authors(paper.Authors)), paper.Upvotes is { } count ? $"&#9650; {count}" : "" }.Where(part => part.Length > 0));
         var summary = paper.Abstract.Length > 0 ? $"<p style=\"margin:6px 0;color:#333\">{Html.Encode(Trim(paper.Abstract))}</p>" : "";
         var html = $"""
             <tr><td style="padding:14px 0;border-bottom:1px solid #e5e5e5">
