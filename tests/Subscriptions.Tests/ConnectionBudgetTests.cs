@@ -14,21 +14,11 @@ public sealed class ConnectionBudgetTests : IAsyncLifetime
     // A small server, as a managed PostgreSQL or one shared by several instances is: 30 connections in all.
     private const int ServerConnections = 30;
     private const int Burst = 200;
-    private PostgresCluster _cluster = null!;
     private TestDatabase _database = null!;
 
-    public async Task InitializeAsync()
-    {
-        _cluster = await PostgresCluster.StartAsync($"-c max_connections={ServerConnections}");
-        _database = new TestDatabase(_cluster);
-        await _database.InitializeAsync();
-    }
+    public async Task InitializeAsync() => _database = await TestDatabase.OnOwnClusterAsync($"-c max_connections={ServerConnections}");
 
-    public async Task DisposeAsync()
-    {
-        await _database.DisposeAsync();
-        await _cluster.DisposeAsync();
-    }
+    public Task DisposeAsync() => _database.DisposeAsync();
 
     [Fact]
     public async Task ABurstOfSignupsBeyondTheServersConnectionsIsAllAcceptedWithinThePool()

@@ -9,21 +9,11 @@ namespace Subscriptions.Tests;
 /// <summary>The database stopped or hung under the service: 503 with Retry-After, health within its deadline, and back by itself.</summary>
 public sealed class DatabaseOutageTests : IAsyncLifetime
 {
-    private PostgresCluster _cluster = null!;
     private TestDatabase _database = null!;
 
-    public async Task InitializeAsync()
-    {
-        _cluster = await PostgresCluster.StartAsync(); // its own: stopping it disturbs no other test
-        _database = new TestDatabase(_cluster);
-        await _database.InitializeAsync();
-    }
+    public async Task InitializeAsync() => _database = await TestDatabase.OnOwnClusterAsync(); // its own: stopping it disturbs no other test
 
-    public async Task DisposeAsync()
-    {
-        await _database.DisposeAsync();
-        await _cluster.DisposeAsync();
-    }
+    public Task DisposeAsync() => _database.DisposeAsync();
 
     [Fact]
     public async Task RequestsDuringAnOutageGet503WithRetryAfterAndQueuedWorkResumesAfterIt()
@@ -36,7 +26,7 @@ public sealed class DatabaseOutageTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.Accepted, (await client.SignUpAsync("before@example.org", "lidar")).StatusCode);
         await smtp.WaitForMessageToAsync("before@example.org");
 
-        _cluster.Stop();
+        _database.Cluster.Stop();
 
         // Under load: a burst of every kind of request that needs the database.
         var requests = Enumerable.Range(0, 8).SelectMany(i => new Func<Task<HttpResponseMessage>>[]
@@ -74,7 +64,7 @@ public sealed class DatabaseOutageTests : IAsyncLifetime
         Assert.Contains("database is unavailable", healthBody);
         Assert.DoesNotContain("/tmp", healthBody);
 
-        _cluster.Start();
+        _database.Cluster.Start();
 
         // Back by itself: the next signups are taken, and their confirmations go out.
         var after = await Eventually.ValueAsync(
@@ -93,7 +83,7 @@ public sealed class DatabaseOutageTests : IAsyncLifetime
         client.Timeout = TimeSpan.FromSeconds(30);
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/healthz")).StatusCode); // a pooled connection, now idle
 
-        _cluster.Hang(true);
+        _database.Cluster.Hang(true);
         HttpResponseMessage health;
         var clock = Stopwatch.StartNew();
         try
@@ -102,7 +92,7 @@ public sealed class DatabaseOutageTests : IAsyncLifetime
         }
         finally
         {
-            _cluster.Hang(false);
+            _database.Cluster.Hang(false);
         }
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);

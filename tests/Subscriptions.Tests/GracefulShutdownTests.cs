@@ -96,9 +96,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
     [Fact]
     public async Task AnInstanceStoppedWhileTheDatabaseAndTheMailServerAreGoneStillExitsWithinItsShutdownTimeout()
     {
-        await using var cluster = await PostgresCluster.StartAsync(); // its own: this test stops it
-        var database = new TestDatabase(cluster);
-        await database.InitializeAsync();
+        await using var database = await TestDatabase.OnOwnClusterAsync(); // its own: this test stops it
         for (var i = 0; i < 20; i++)
         {
             await database.AddSubscriberAsync($"gone{i}@example.org", "active", maxPapers: null, "lidar");
@@ -112,8 +110,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
         using var instance = new RunningInstance(environment);
         await instance.WaitAsync(() => _smtp.Received.Count == 3 && _smtp.Held > 0,
             "the instance to have 3 messages accepted and more in flight", TimeSpan.FromSeconds(60));
-        await database.DisposeAsync();
-        cluster.Stop(); // and the mail server keeps holding what is in flight
+        database.Cluster.Stop(); // and the mail server keeps holding what is in flight
 
         var clock = Stopwatch.StartNew();
         instance.Terminate();

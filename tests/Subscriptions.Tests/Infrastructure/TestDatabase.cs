@@ -6,7 +6,7 @@ using Subscriptions.Papers;
 namespace Subscriptions.Tests.Infrastructure;
 
 /// <summary>A fresh, migrated database per test class, on the shared throwaway cluster.</summary>
-public sealed class TestDatabase : IAsyncLifetime
+public sealed class TestDatabase : IAsyncLifetime, IAsyncDisposable
 {
     private readonly PostgresCluster? _cluster;
     private NpgsqlDataSource? _dataSource;
@@ -15,8 +15,21 @@ public sealed class TestDatabase : IAsyncLifetime
     {
     }
 
-    /// <summary>A database on a cluster of the test's own, which it may stop or hang.</summary>
-    internal TestDatabase(PostgresCluster cluster) => _cluster = cluster;
+    private TestDatabase(PostgresCluster cluster) => _cluster = cluster;
+
+    /// <summary>
+    /// A database on a cluster of the test's own (started with <paramref name="settings"/>), which it may stop, hang or
+    /// limit without disturbing other tests; disposing the database stops the cluster.
+    /// </summary>
+    internal static async Task<TestDatabase> OnOwnClusterAsync(string settings = "")
+    {
+        var database = new TestDatabase(await PostgresCluster.StartAsync(settings));
+        await database.InitializeAsync();
+        return database;
+    }
+
+    /// <summary>The test's own cluster, for a database made by <see cref="OnOwnClusterAsync"/>.</summary>
+    internal PostgresCluster Cluster => _cluster ?? throw new InvalidOperationException("This database is on the shared cluster.");
 
     public string ConnectionString { get; private set; } = "";
 
@@ -34,7 +47,13 @@ public sealed class TestDatabase : IAsyncLifetime
         {
             await _dataSource.DisposeAsync();
         }
+        if (_cluster is not null)
+        {
+            await _cluster.DisposeAsync();
+        }
     }
+
+    ValueTask IAsyncDisposable.DisposeAsync() => new(DisposeAsync());
 
     public async Task<T> ScalarAsync<T>(string sql, object? parameters = null)
     {
