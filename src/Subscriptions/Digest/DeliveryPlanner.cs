@@ -1,6 +1,7 @@
 using Dapper;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Subscriptions.Database;
 using Subscriptions.Matching;
 
 namespace Subscriptions.Digest;
@@ -30,6 +31,7 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
         slot = DeliverySlots.SlotOf(slot);
         var digest = options.Value;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await KeyedLookups.DisableJitAsync(connection, cancellationToken);
         var day = papersDay ?? await LatestPapersDayAsync(connection, DigestSchedule.LocalDate(digest, slot), cancellationToken);
         if (day is not { } latest)
         {

@@ -6,6 +6,7 @@ using System.Text.Json;
 using Dapper;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Subscriptions.Database;
 using Subscriptions.Meaning;
 
 namespace Subscriptions.Matching;
@@ -70,6 +71,10 @@ internal sealed class TopicMatcher(
     {
         var defaultMaxPapers = options.Value.MaxPapers;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        if (subscriberIds is not null)
+        {
+            await KeyedLookups.DisableJitAsync(connection, cancellationToken);
+        }
         // A slot's subscribers are looked up one by one by key. OFFSET 0 keeps the planner from flattening that into a
         // join that reads every subscriber (which it prefers, costing random reads as if from disk).
         var subscribers = subscriberIds is null
