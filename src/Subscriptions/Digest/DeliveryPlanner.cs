@@ -227,7 +227,7 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
             return 0;
         }
         // The paper ids come as their own column rather than read back out of the inserted jsonb: returning the wide
-        // papers from the insert spilled the batch to a temporary file, and parsing them again cost more than the literal.
+        // papers from the insert, only to parse them again, spilled each batch to a temporary file (~4 MB per 5,000).
         const string sql = """
             WITH planned AS (
                 INSERT INTO deliveries (subscriber_id, day, papers, next_attempt_at, created_at)
