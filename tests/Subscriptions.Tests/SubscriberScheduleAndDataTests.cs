@@ -217,6 +217,7 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
             INSERT INTO bounce_events (email, kind, source, received_at) VALUES ('erase@example.org', 'complaint', 'webhook', now());
             INSERT INTO email_outbox (subscriber_id, kind, next_attempt_at, created_at) VALUES (@id, 'confirmation', now() + interval '1 hour', now());
             """, new { id });
+        Assert.Equal(1, await _database.ScalarAsync<long>("SELECT count(*) FROM delivery_papers WHERE subscriber_id = @id", new { id }));
 
         var asked = await _client.PostAsync($"/preferences/erase?token={token}", null);
         Assert.Equal(HttpStatusCode.OK, asked.StatusCode);
@@ -230,6 +231,8 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
         Assert.Equal(0, await _database.ScalarAsync<long>("""
             SELECT (SELECT count(*) FROM subscribers WHERE id = @id) + (SELECT count(*) FROM topics WHERE subscriber_id = @id)
                  + (SELECT count(*) FROM deliveries WHERE subscriber_id = @id) + (SELECT count(*) FROM email_outbox WHERE subscriber_id = @id)
+                 + (SELECT count(*) FROM delivery_papers WHERE subscriber_id = @id)
+                 + (SELECT count(*) FROM delivery_queue q WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = q.delivery_id))
                  + (SELECT count(*) FROM bounce_events WHERE email LIKE '%erase@%') + (SELECT count(*) FROM suppressions WHERE email LIKE '%erase@%')
             """, new { id }));
         Assert.Equal(["complaint"], await _database.QueryAsync<string>("SELECT reason FROM suppressions WHERE email = @key",

@@ -1,6 +1,8 @@
+using System.Globalization;
 using Dapper;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Subscriptions.Database;
 using Subscriptions.Matching;
 
 namespace Subscriptions.Digest;
@@ -24,12 +26,16 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
 
     private sealed record SlotSubscriber(long Id, DateOnly Day, string Frequency);
 
+    /// <summary>A delivery to insert: its papers as JSON, and their ids as a PostgreSQL array literal (for <c>delivery_papers</c>).</summary>
+    private sealed record PlannedDelivery(long SubscriberId, DateOnly Day, string Papers, string PaperIds);
+
     /// <summary>Plans the slot at <paramref name="slot"/> (a whole UTC hour) with the papers of <paramref name="papersDay"/> (default: the latest ingested on or before the slot's date in <c>Digest:TimeZone</c>).</summary>
     public async Task<SlotPlan> PlanSlotAsync(DateTimeOffset slot, DateOnly? papersDay, CancellationToken cancellationToken)
     {
         slot = DeliverySlots.SlotOf(slot);
         var digest = options.Value;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await KeyedLookups.DisableJitAsync(connection, cancellationToken);
         var day = papersDay ?? await LatestPapersDayAsync(connection, DigestSchedule.LocalDate(digest, slot), cancellationToken);
         if (day is not { } latest)
         {
@@ -45,26 +51,42 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
 
         long matched = 0, added = 0;
         var localDay = subscribers.ToDictionary(s => s.Id, s => s.Day);
-        foreach (var (frequency, days) in new[] { (Daily, (IReadOnlyList<DateOnly>)[latest]), ("weekly", weekDays) })
+        // One batch is written on this connection while the next is matched on the matcher's. At most one insert is in
+        // flight, each its own statement as before, so a crash leaves whole batches, and planning again adds the rest.
+        var inserting = Task.FromResult(0);
+        try
         {
-            var ids = subscribers.Where(s => s.Frequency == frequency).Select(s => s.Id).ToArray();
-            if (ids.Length == 0)
+            foreach (var (frequency, days) in new[] { (Daily, (IReadOnlyList<DateOnly>)[latest]), ("weekly", weekDays) })
             {
-                continue;
-            }
-            var batch = new List<(long Id, DateOnly Day, string Papers)>(BatchSize);
-            await foreach (var list in matcher.MatchAllAsync(days, ids, alreadySent, cancellationToken))
-            {
-                matched++;
-                batch.Add((list.SubscriberId, localDay[list.SubscriberId],
-                    PlannedPaper.Serialize(list.Papers, paper => paperDays.GetValueOrDefault(paper.PaperId, latest))));
-                if (batch.Count == BatchSize)
+                var ids = subscribers.Where(s => s.Frequency == frequency).Select(s => s.Id).ToArray();
+                if (ids.Length == 0)
                 {
-                    added += await InsertAsync(connection, batch, cancellationToken);
-                    batch.Clear();
+                    continue;
                 }
+                var batch = new List<PlannedDelivery>(BatchSize);
+                await foreach (var list in matcher.MatchAllAsync(days, ids, alreadySent, cancellationToken))
+                {
+                    matched++;
+                    batch.Add(new PlannedDelivery(list.SubscriberId, localDay[list.SubscriberId],
+                        PlannedPaper.Serialize(list.Papers, paper => paperDays.GetValueOrDefault(paper.PaperId, latest)),
+                        $"{{{string.Join(',', list.Papers.Select(paper => paper.PaperId.ToString(CultureInfo.InvariantCulture)))}}}"));
+                    if (batch.Count == BatchSize)
+                    {
+                        added += await inserting;
+                        inserting = InsertAsync(connection, batch, cancellationToken);
+                        batch = new List<PlannedDelivery>(BatchSize);
+                    }
+                }
+                added += await inserting;
+                inserting = InsertAsync(connection, batch, cancellationToken);
             }
-            added += await InsertAsync(connection, batch, cancellationToken);
+            added += await inserting;
+        }
+        catch (Exception) when (!inserting.IsCompleted)
+        {
+            // The connection is closed on the way out: not while the insert is still using it.
+            await Task.WhenAny(inserting);
+            throw;
         }
         await RecordSlotAsync(connection, slot, matched, added, cancellationToken);
         return new SlotPlan(slot, latest, subscribers.Count, matched, added, [.. localDay.Values.Distinct().Order()]);
@@ -198,31 +220,34 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
         return sent;
     }
 
-    private async Task<int> InsertAsync(NpgsqlConnection connection, List<(long Id, DateOnly Day, string Papers)> batch, CancellationToken cancellationToken)
+    private async Task<int> InsertAsync(NpgsqlConnection connection, List<PlannedDelivery> batch, CancellationToken cancellationToken)
     {
         if (batch.Count == 0)
         {
             return 0;
         }
+        // The paper ids come as their own column rather than read back out of the inserted jsonb: returning the wide
+        // papers from the insert, only to parse them again, spilled each batch to a temporary file (~4 MB per 5,000).
         const string sql = """
             WITH planned AS (
                 INSERT INTO deliveries (subscriber_id, day, papers, next_attempt_at, created_at)
                 SELECT id, day, papers::jsonb, @now, @now FROM unnest(@ids, @days, @papers) AS t(id, day, papers)
                 ON CONFLICT (subscriber_id, day) DO NOTHING
-                RETURNING id, subscriber_id, day, papers
+                RETURNING id, subscriber_id, day
             ), queued AS (
                 INSERT INTO delivery_queue (delivery_id, day) SELECT id, day FROM planned
             )
             INSERT INTO delivery_papers (subscriber_id, day, paper_ids)
-            SELECT subscriber_id, day, ARRAY(SELECT (paper ->> 'paper_id')::bigint FROM jsonb_array_elements(papers) AS paper)
-            FROM planned
+            SELECT planned.subscriber_id, planned.day, t.paper_ids::bigint[]
+            FROM planned JOIN unnest(@ids, @days, @paperIds) AS t(id, day, paper_ids) ON t.id = planned.subscriber_id AND t.day = planned.day
             """;
         return await connection.ExecuteAsync(new CommandDefinition(sql, new
         {
             now = time.GetUtcNow(),
-            ids = batch.Select(row => row.Id).ToArray(),
+            ids = batch.Select(row => row.SubscriberId).ToArray(),
             days = batch.Select(row => row.Day).ToArray(),
             papers = batch.Select(row => row.Papers).ToArray(),
+            paperIds = batch.Select(row => row.PaperIds).ToArray(),
         }, cancellationToken: cancellationToken));
     }
 

@@ -6,6 +6,7 @@ using System.Text.Json;
 using Dapper;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Subscriptions.Database;
 using Subscriptions.Meaning;
 
 namespace Subscriptions.Matching;
@@ -70,6 +71,10 @@ internal sealed class TopicMatcher(
     {
         var defaultMaxPapers = options.Value.MaxPapers;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        if (subscriberIds is not null)
+        {
+            await KeyedLookups.DisableJitAsync(connection, cancellationToken);
+        }
         // A slot's subscribers are looked up one by one by key. OFFSET 0 keeps the planner from flattening that into a
         // join that reads every subscriber (which it prefers, costing random reads as if from disk).
         var subscribers = subscriberIds is null
@@ -78,10 +83,17 @@ internal sealed class TopicMatcher(
               unnest(@subscriberIds::bigint[]) AS wanted(id)
               CROSS JOIN LATERAL (SELECT id, email, email_key, status, max_papers FROM subscribers WHERE id = wanted.id OFFSET 0) AS s
               """;
-        var distinctTopics = $"""
-            SELECT DISTINCT t.text FROM {subscribers} JOIN topics t ON t.subscriber_id = s.id
-            WHERE s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
-            """;
+        // Given subscribers, their topics are read by key alone: a topic of one who turns out inactive or suppressed only
+        // costs its search against the day's papers, and the list below leaves that subscriber out anyway.
+        var distinctTopics = subscriberIds is null
+            ? """
+              SELECT DISTINCT t.text FROM subscribers s JOIN topics t ON t.subscriber_id = s.id
+              WHERE s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
+              """
+            : """
+              SELECT DISTINCT t.text FROM unnest(@subscriberIds::bigint[]) AS wanted(id)
+              CROSS JOIN LATERAL (SELECT text FROM topics WHERE subscriber_id = wanted.id OFFSET 0) AS t
+              """;
         var topics = (await connection.QueryAsync<string>(new CommandDefinition(distinctTopics, new { subscriberIds }, cancellationToken: cancellationToken))).ToList();
         var (hits, vectors) = await TopicHitsAsync(days, topics, keepTopicVectors: true, cancellationToken);
         if (hits.Count == 0)
