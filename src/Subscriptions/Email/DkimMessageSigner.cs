@@ -44,8 +44,8 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options)
 
     /// <summary>
     /// A part's content is kept as it was given and encoded (quoted-printable, base64) each time the message is
-    /// written: for the body hash, for MailKit's measure of its size and for the SMTP DATA. Encoded here once, it is
-    /// written as it is by the three.
+    /// written: for the body hash and again for the SMTP DATA (or the pickup folder). Encoded here once, it is written
+    /// as it is by both.
     /// </summary>
     private static void EncodeOnce(MimeMessage message)
     {
