@@ -39,19 +39,20 @@ internal sealed class TopicMatcher(
     private const double MeaningWeight = 4;
     private const double TrendWeightWithMeaning = 0.1;
 
-    // Feedback: a paper's score moves by this much times (its cosine to the closest liked paper minus
-    // that to the closest disliked one), so a liked paper's neighbours rise and a disliked one's fall.
-    private const double FeedbackWeight = 2;
-
-    private readonly record struct Hit(long PaperId, double Score, bool ByMeaning);
-
-    private sealed record Examples(List<float[]> Liked, List<float[]> Disliked, HashSet<long> DislikedIds);
+    /// <summary>
+    /// The days' papers (by their place, as <see cref="TopicHit.Paper"/> refers to them), their meaning vectors in the same
+    /// order (null when meaning is off), and for each topic that matches any of them its hits, best first.
+    /// </summary>
+    private sealed record DayHits(long[] PaperIds, float[]?[]? Vectors, Dictionary<string, TopicHit[]> Hits)
+    {
+        public ListRanker Ranker() => new(PaperIds, Vectors);
+    }
 
     /// <summary>The list one subscriber with these topics would get (the preview).</summary>
     public async Task<IReadOnlyList<PaperMatch>> MatchAsync(DateOnly day, IReadOnlyList<string> topics, int maxPapers, CancellationToken cancellationToken)
     {
-        var (hits, vectors) = await TopicHitsAsync([day], topics, keepTopicVectors: false, cancellationToken);
-        return Rank(topics, hits, maxPapers, new Dictionary<long, PaperAccumulator>(), feedback: null, vectors, alreadySent: null);
+        var dayHits = await TopicHitsAsync([day], topics, keepTopicVectors: false, cancellationToken);
+        return dayHits.Ranker().Rank(topics, dayHits.Hits, maxPapers, feedback: null, alreadySent: null);
     }
 
     /// <summary>
@@ -95,12 +96,12 @@ internal sealed class TopicMatcher(
               CROSS JOIN LATERAL (SELECT text FROM topics WHERE subscriber_id = wanted.id OFFSET 0) AS t
               """;
         var topics = (await connection.QueryAsync<string>(new CommandDefinition(distinctTopics, new { subscriberIds }, cancellationToken: cancellationToken))).ToList();
-        var (hits, vectors) = await TopicHitsAsync(days, topics, keepTopicVectors: true, cancellationToken);
-        if (hits.Count == 0)
+        var dayHits = await TopicHitsAsync(days, topics, keepTopicVectors: true, cancellationToken);
+        if (dayHits.Hits.Count == 0)
         {
             yield break;
         }
-        var feedback = vectors is null ? [] : await FeedbackAsync(connection, subscribers, subscriberIds, cancellationToken);
+        var feedback = dayHits.Vectors is null ? [] : await FeedbackAsync(connection, subscribers, subscriberIds, cancellationToken);
 
         // Only the topics that found something are read back: a subscriber none of whose topics matched
         // does not appear at all.
@@ -112,13 +113,22 @@ internal sealed class TopicMatcher(
               AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
             ORDER BY s.id, t.position
             """;
+        if (subscriberIds is null)
+        {
+            // Left to itself the planner hashes both tables in parallel and sorts every row (spilling to disk) before
+            // returning the first, while the lists below wait. A merge join along both primary keys returns the rows in
+            // subscriber order from the first on, so the database reads while the lists are ranked. The pool resets the
+            // settings when the connection is returned.
+            await connection.ExecuteAsync(new CommandDefinition(
+                "SET enable_sort = off; SET max_parallel_workers_per_gather = 0; SET jit = off", cancellationToken: cancellationToken));
+        }
         await using var command = new NpgsqlCommand(subscriberTopics, connection);
         command.Parameters.AddWithValue("defaultMaxPapers", defaultMaxPapers);
-        command.Parameters.AddWithValue("matchingTopics", hits.Keys.ToArray());
+        command.Parameters.AddWithValue("matchingTopics", dayHits.Hits.Keys.ToArray());
         command.Parameters.Add(new NpgsqlParameter<long[]?>("subscriberIds", NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Bigint) { TypedValue = subscriberIds });
         await using var reader = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, cancellationToken);
 
-        var scratch = new Dictionary<long, PaperAccumulator>();
+        var ranker = dayHits.Ranker();
         var currentTopics = new List<string>(5);
         long currentId = -1;
         string currentEmail = "";
@@ -144,15 +154,11 @@ internal sealed class TopicMatcher(
             yield return new SubscriberMatches(currentId, currentEmail, last);
         }
 
-        List<PaperMatch> Ranked(long id) => Rank(currentTopics, hits, currentMax, scratch, feedback.GetValueOrDefault(id), vectors,
+        List<PaperMatch> Ranked(long id) => ranker.Rank(currentTopics, dayHits.Hits, currentMax, feedback.GetValueOrDefault(id),
             alreadySent is not null && alreadySent.TryGetValue(id, out var sent) ? sent : null);
     }
 
-    /// <summary>
-    /// For each topic that matches any paper of the days: its hits, best first; and the days' paper
-    /// vectors (null when meaning is off).
-    /// </summary>
-    private async Task<(Dictionary<string, Hit[]> Hits, Dictionary<long, float[]>? Vectors)> TopicHitsAsync(
+    private async Task<DayHits> TopicHitsAsync(
         IReadOnlyList<DateOnly> days, IReadOnlyList<string> topics, bool keepTopicVectors, CancellationToken cancellationToken)
     {
         var distinct = topics.Distinct(StringComparer.Ordinal).ToList();
@@ -217,7 +223,7 @@ internal sealed class TopicMatcher(
                 new CommandDefinition(dayPapers, new { days = days.ToArray() }, cancellationToken: cancellationToken))];
             if (papers.Count == 0 || distinct.Count == 0)
             {
-                return ([], null);
+                return new DayHits([], null, []);
             }
             words = [.. await connection.QueryAsync<(string, long, double)>(
                 new CommandDefinition(wordHits, new { days = days.ToArray(), queries }, cancellationToken: cancellationToken))];
@@ -242,34 +248,35 @@ internal sealed class TopicMatcher(
         var threshold = embedder.Threshold;
         var trendWeight = embedder.Enabled ? TrendWeightWithMeaning : 1;
 
-        var hits = new Dictionary<string, Hit[]>(StringComparer.Ordinal);
-        var found = new List<Hit>();
+        var hits = new Dictionary<string, TopicHit[]>(StringComparer.Ordinal);
+        var found = new List<TopicHit>();
         foreach (var topic in distinct)
         {
             found.Clear();
             var topicWords = wordScores.GetValueOrDefault(topic);
             var topicVector = topicVectors.GetValueOrDefault(topic);
             var syntax = parsed[topic];
-            foreach (var paper in papers)
+            for (var place = 0; place < papers.Count; place++)
             {
+                var paper = papers[place];
                 var cosine = topicVector is not null && paperVectors!.TryGetValue(paper.Id, out var paperVector)
                     ? TensorPrimitives.Dot(topicVector, paperVector)
                     : 0;
                 if (topicWords is not null && topicWords.TryGetValue(paper.Id, out var wordScore))
                 {
-                    found.Add(new Hit(paper.Id, wordScore + MeaningWeight * cosine + trendWeight * paper.Trend, ByMeaning: false));
+                    found.Add(new TopicHit(place, wordScore + MeaningWeight * cosine + trendWeight * paper.Trend, ByMeaning: false));
                 }
                 else if (cosine >= threshold && MeetsFilters(syntax, paper.Authors, paper.Categories))
                 {
-                    found.Add(new Hit(paper.Id, MeaningWeight * cosine + trendWeight * paper.Trend, ByMeaning: true));
+                    found.Add(new TopicHit(place, MeaningWeight * cosine + trendWeight * paper.Trend, ByMeaning: true));
                 }
             }
             if (found.Count > 0)
             {
-                hits[topic] = [.. found.OrderByDescending(hit => hit.Score).ThenBy(hit => hit.PaperId)];
+                hits[topic] = [.. found.OrderByDescending(hit => hit.Score).ThenBy(hit => papers[hit.Paper].Id)];
             }
         }
-        return (hits, paperVectors);
+        return new DayHits([.. papers.Select(paper => paper.Id)], paperVectors is null ? null : [.. papers.Select(paper => paperVectors.GetValueOrDefault(paper.Id))], hits);
     }
 
     private static bool MeetsFilters(TopicSyntax syntax, string[] authors, string[] categories) =>
@@ -283,7 +290,7 @@ internal sealed class TopicMatcher(
             .Select(char.ToLowerInvariant)]);
 
     /// <summary>Each active subscriber's liked and disliked papers, as vectors.</summary>
-    private async Task<Dictionary<long, Examples>> FeedbackAsync(
+    private async Task<Dictionary<long, FeedbackExamples>> FeedbackAsync(
         NpgsqlConnection connection, string subscribers, long[]? subscriberIds, CancellationToken cancellationToken)
     {
         var sql = $"""
@@ -294,11 +301,11 @@ internal sealed class TopicMatcher(
         var rows = (await connection.QueryAsync<(long SubscriberId, long PaperId, bool Liked)>(
             new CommandDefinition(sql, new { subscriberIds }, cancellationToken: cancellationToken))).ToList();
         var vectors = await embeddings.PaperVectorsAsync(rows.Select(row => row.PaperId).ToHashSet(), cancellationToken);
-        var examples = new Dictionary<long, Examples>();
+        var examples = new Dictionary<long, FeedbackExamples>();
         foreach (var row in rows)
         {
             ref var entry = ref CollectionsMarshal.GetValueRefOrAddDefault(examples, row.SubscriberId, out _);
-            entry ??= new Examples([], [], []);
+            entry ??= new FeedbackExamples([], [], []);
             if (!row.Liked)
             {
                 entry.DislikedIds.Add(row.PaperId);
@@ -309,71 +316,5 @@ internal sealed class TopicMatcher(
             }
         }
         return examples;
-    }
-
-    private static List<PaperMatch> Rank(
-        IReadOnlyList<string> topics, Dictionary<string, Hit[]> hits, int maxPapers, Dictionary<long, PaperAccumulator> scratch,
-        Examples? feedback, Dictionary<long, float[]>? vectors, HashSet<long>? alreadySent)
-    {
-        scratch.Clear();
-        foreach (var topic in topics)
-        {
-            if (!hits.TryGetValue(topic, out var topicHits))
-            {
-                continue;
-            }
-            foreach (var hit in topicHits)
-            {
-                if (alreadySent?.Contains(hit.PaperId) == true)
-                {
-                    continue;
-                }
-                ref var paper = ref CollectionsMarshal.GetValueRefOrAddDefault(scratch, hit.PaperId, out var existed);
-                if (!existed)
-                {
-                    paper = new PaperAccumulator(hit.Score, [], []);
-                }
-                (hit.ByMeaning ? paper.CloseTo : paper.Topics).Add(topic);
-                paper.Score = Math.Max(paper.Score, hit.Score);
-            }
-        }
-        if (feedback is not null && vectors is not null)
-        {
-            foreach (var id in scratch.Keys)
-            {
-                ref var paper = ref CollectionsMarshal.GetValueRefOrNullRef(scratch, id);
-                if (feedback.DislikedIds.Contains(id))
-                {
-                    paper.Score = double.NegativeInfinity;
-                }
-                else if (vectors.TryGetValue(id, out var vector))
-                {
-                    paper.Score += FeedbackWeight * (Closest(vector, feedback.Liked) - Closest(vector, feedback.Disliked));
-                }
-            }
-        }
-        return [.. scratch
-            .Where(entry => !double.IsNegativeInfinity(entry.Value.Score))
-            .OrderByDescending(entry => entry.Value.Score)
-            .ThenBy(entry => entry.Key)
-            .Take(maxPapers)
-            .Select(entry => new PaperMatch(entry.Key, entry.Value.Score, entry.Value.Topics, entry.Value.CloseTo))];
-    }
-
-    private static double Closest(float[] vector, List<float[]> examples)
-    {
-        var best = 0f;
-        foreach (var example in examples)
-        {
-            best = Math.Max(best, TensorPrimitives.Dot(vector, example));
-        }
-        return best;
-    }
-
-    private struct PaperAccumulator(double score, List<string> topics, List<string> closeTo)
-    {
-        public double Score = score;
-        public readonly List<string> Topics = topics;
-        public readonly List<string> CloseTo = closeTo;
     }
 }
