@@ -236,6 +236,38 @@ public sealed class DeliverySlotTests : IAsyncLifetime
 
     private static int CountOf(string? text, string part) => text is null ? 0 : (text.Length - text.Replace(part, "", StringComparison.Ordinal).Length) / part.Length;
 
+    [Fact]
+    public async Task ASlotOfMoreSubscribersThanOneBatchGivesEachTheirOwnList()
+    {
+        // Planning matches a slot a batch of 5,000 subscribers at a time, searching a topic when a batch first has it: here
+        // "probing" comes only with the last subscribers read, and a weekly subscriber's week is searched apart.
+        var probing = PaperRecord.Create("2611.00004", "Sparse Probing of Vision Transformers", "Linear probes.", [], null, 4);
+        await _database.SaveDayAsync(Day, TestDatabase.LidarPaper, probing);
+        await _database.ExecuteAsync("""
+            INSERT INTO subscribers (email, status, subscription_key, created_at, updated_at, confirmed_at)
+            SELECT 'reader' || g || '@example.org', 'active', decode(md5(g::text), 'hex'), now(), now(), now()
+            FROM generate_series(1, 12000) AS g;
+            INSERT INTO topics (subscriber_id, position, text)
+            SELECT id, 0, CASE WHEN row_number() OVER (ORDER BY id) > 11000 THEN 'probing' ELSE 'lidar' END FROM subscribers;
+            UPDATE subscribers SET frequency = 'weekly', weekday = 3 WHERE id % 1000 = 0;
+            """);
+        await using var app = new TestApp(_database, _smtp, settings: DefaultTime);
+
+        var plan = await app.Services.GetRequiredService<DeliveryPlanner>().PlanSlotAsync(
+            new DateTimeOffset(2026, 11, 25, 7, 0, 0, TimeSpan.Zero), papersDay: null, CancellationToken.None);
+
+        Assert.Equal((12000, 12000, 12000), (plan.Covered, plan.Matched, plan.Added));
+        var lists = await _database.QueryAsync<(string Topic, string Titles)>("""
+            SELECT t.text, string_agg(p.title, ', ' ORDER BY p.title)
+            FROM delivery_papers d JOIN topics t ON t.subscriber_id = d.subscriber_id
+            CROSS JOIN LATERAL unnest(d.paper_ids) AS listed(id) JOIN papers p ON p.id = listed.id
+            GROUP BY t.text, d.subscriber_id
+            """);
+        Assert.Equal(
+            [("lidar", "Lidar Odometry at Night", 11000L), ("probing", "Sparse Probing of Vision Transformers", 1000L)],
+            lists.GroupBy(list => (list.Topic, list.Titles)).Select(group => (group.Key.Topic, group.Key.Titles, group.LongCount())).Order());
+    }
+
     private static readonly Dictionary<string, string?> DefaultTime = new() { ["Digest:Schedule"] = "0 0 7 * * ?", ["Digest:TimeZone"] = "UTC" };
 
     private async Task<List<string>> DeliveryDaysAsync(long subscriber, string from, string to) =>

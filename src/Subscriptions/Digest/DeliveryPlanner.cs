@@ -24,7 +24,8 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
     /// <summary>A daily subscriber's candidates: the one latest day ingested (earlier days were theirs the day before).</summary>
     private const string Daily = "daily";
 
-    private sealed record SlotSubscriber(long Id, DateOnly Day, string Frequency);
+    /// <summary>A subscriber due in the slot: who they are and what they want, their local date there, and how often they get mail.</summary>
+    private sealed record DueSubscriber(SubscriberTopics Subscriber, DateOnly Day, string Frequency);
 
     /// <summary>A delivery to insert: its papers as JSON, and their ids as a PostgreSQL array literal (for <c>delivery_papers</c>).</summary>
     private sealed record PlannedDelivery(long SubscriberId, DateOnly Day, string Papers, string PaperIds);
@@ -43,53 +44,80 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
             return new SlotPlan(slot, default, 0, 0, 0, []);
         }
 
-        var subscribers = await SubscribersDueAsync(connection, slot, digest, cancellationToken);
+        var dueHours = await DueHoursAsync(connection, slot, digest, cancellationToken);
         var weekDays = await IngestedDaysAsync(connection, latest.AddDays(1 - WeekDays), latest, cancellationToken);
-        var alreadySent = await AlreadyPlannedAsync(connection, subscribers, weekDays, cancellationToken);
         // Which day a planned paper is shown from: the latest of the window it was listed on.
         var paperDays = await PaperDaysAsync(connection, weekDays, cancellationToken);
+        var since = await FirstListedAsync(connection, paperDays.Keys, cancellationToken);
 
-        long matched = 0, added = 0;
-        var localDay = subscribers.ToDictionary(s => s.Id, s => s.Day);
-        // One batch is written on this connection while the next is matched on the matcher's. At most one insert is in
-        // flight, each its own statement as before, so a crash leaves whole batches, and planning again adds the rest.
-        var inserting = Task.FromResult(0);
+        long covered = 0, matched = 0, added = 0;
+        var localDays = new HashSet<DateOnly>();
+        var matchers = new Dictionary<string, TopicMatcher.BatchMatcher>(StringComparer.Ordinal);
+        var batches = new Dictionary<string, List<DueSubscriber>>(StringComparer.Ordinal);
+        // The slot's subscribers are read in one pass on this connection, and their deliveries written a batch at a time on
+        // two others while the next batches are matched: writing is most of planning, and one writer left the second core
+        // idle a third of the time. Each batch is its own statement, so a crash leaves whole batches, and planning again
+        // adds the rest.
+        await using var firstWriter = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var secondWriter = await dataSource.OpenConnectionAsync(cancellationToken);
+        NpgsqlConnection[] writers = [firstWriter, secondWriter];
+        Task<int>[] inserting = [Task.FromResult(0), Task.FromResult(0)];
+        var batchesPlanned = 0;
         try
         {
-            foreach (var (frequency, days) in new[] { (Daily, (IReadOnlyList<DateOnly>)[latest]), ("weekly", weekDays) })
+            await foreach (var due in DueSubscribersAsync(connection, dueHours, since, [.. paperDays.Keys], cancellationToken))
             {
-                var ids = subscribers.Where(s => s.Frequency == frequency).Select(s => s.Id).ToArray();
-                if (ids.Length == 0)
+                covered++;
+                localDays.Add(due.Day);
+                if (!batches.TryGetValue(due.Frequency, out var batch))
                 {
-                    continue;
+                    batches[due.Frequency] = batch = new List<DueSubscriber>(BatchSize);
                 }
-                var batch = new List<PlannedDelivery>(BatchSize);
-                await foreach (var list in matcher.MatchAllAsync(days, ids, alreadySent, cancellationToken))
+                batch.Add(due);
+                if (batch.Count == BatchSize)
                 {
-                    matched++;
-                    batch.Add(new PlannedDelivery(list.SubscriberId, localDay[list.SubscriberId],
-                        PlannedPaper.Serialize(list.Papers, paper => paperDays.GetValueOrDefault(paper.PaperId, latest)),
-                        $"{{{string.Join(',', list.Papers.Select(paper => paper.PaperId.ToString(CultureInfo.InvariantCulture)))}}}"));
-                    if (batch.Count == BatchSize)
-                    {
-                        added += await inserting;
-                        inserting = InsertAsync(connection, batch, cancellationToken);
-                        batch = new List<PlannedDelivery>(BatchSize);
-                    }
+                    await PlanBatchAsync(batch);
                 }
-                added += await inserting;
-                inserting = InsertAsync(connection, batch, cancellationToken);
             }
-            added += await inserting;
+            foreach (var batch in batches.Values)
+            {
+                await PlanBatchAsync(batch);
+            }
+            added += (await Task.WhenAll(inserting)).Sum();
         }
-        catch (Exception) when (!inserting.IsCompleted)
+        catch (Exception) when (inserting.Any(insert => !insert.IsCompleted))
         {
-            // The connection is closed on the way out: not while the insert is still using it.
-            await Task.WhenAny(inserting);
+            // The connections are closed on the way out: not while an insert is still using one.
+            await Task.WhenAll(inserting.Select(insert => Task.WhenAny(insert)));
             throw;
         }
         await RecordSlotAsync(connection, slot, matched, added, cancellationToken);
-        return new SlotPlan(slot, latest, subscribers.Count, matched, added, [.. localDay.Values.Distinct().Order()]);
+        return new SlotPlan(slot, latest, covered, matched, added, [.. localDays.Order()]);
+
+        // A daily subscriber's candidates are the one latest day ingested (earlier days were theirs the day before); a
+        // weekly subscriber's, the week's.
+        async Task PlanBatchAsync(List<DueSubscriber> batch)
+        {
+            if (batch.Count == 0)
+            {
+                return;
+            }
+            var frequency = batch[0].Frequency;
+            if (!matchers.TryGetValue(frequency, out var matcherOfDays))
+            {
+                matchers[frequency] = matcherOfDays = await matcher.ForDaysAsync(frequency == Daily ? [latest] : weekDays, cancellationToken);
+            }
+            var localDay = batch.ToDictionary(due => due.Subscriber.Id, due => due.Day);
+            var lists = await matcherOfDays.MatchAsync([.. batch.Select(due => due.Subscriber)], cancellationToken);
+            batch.Clear();
+            matched += lists.Count;
+            var planned = lists.Select(list => new PlannedDelivery(list.SubscriberId, localDay[list.SubscriberId],
+                PlannedPaper.Serialize(list.Papers, paper => paperDays.GetValueOrDefault(paper.PaperId, latest)),
+                $"{{{string.Join(',', list.Papers.Select(paper => paper.PaperId.ToString(CultureInfo.InvariantCulture)))}}}")).ToList();
+            var writer = batchesPlanned++ % writers.Length;
+            added += await inserting[writer];
+            inserting[writer] = InsertAsync(writers[writer], planned, cancellationToken);
+        }
     }
 
     /// <summary>The last slot planned, if any (by any instance, the scheduler or <c>digest</c>).</summary>
@@ -114,10 +142,11 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
             cancellationToken: cancellationToken))).ToDictionary(row => row.PaperId, row => row.Day);
 
     /// <summary>
-    /// The active subscribers whose delivery time falls in the slot, each with their local date there. Their time
-    /// zones are few: the due hours are worked out here per zone (DST rules and all), and the database only joins.
+    /// The hours due in the slot, in every time zone subscribers chose, as the columns hold them: each also as NULL ('' and
+    /// -1 there) where it is the operator's default zone or hour. Time zones are few: the due hours are worked out here
+    /// per zone (DST rules and all), and the database only joins.
     /// </summary>
-    private static async Task<List<SlotSubscriber>> SubscribersDueAsync(
+    private static async Task<List<DueHour>> DueHoursAsync(
         NpgsqlConnection connection, DateTimeOffset slot, DigestOptions digest, CancellationToken cancellationToken)
     {
         // DISTINCT would read every active subscriber; this skips through the index, one probe per zone.
@@ -133,28 +162,50 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
             """;
         var zones = (await connection.QueryAsync<string>(new CommandDefinition(chosenZones, cancellationToken: cancellationToken))).ToHashSet(StringComparer.Ordinal);
         zones.Add(digest.TimeZone);
-        var due = DeliverySlots.DueIn(slot, zones).ToList();
-        if (due.Count == 0)
-        {
-            return [];
-        }
+        return [.. DeliverySlots.DueIn(slot, zones).SelectMany(due => AsStored(due, digest))];
+    }
 
-        // Through the index subscribers_delivery_time (sql/0014): each due hour as the columns hold it, and also as
-        // NULL ('' and -1 there) where it is the operator's default zone or hour.
-        var keys = due.SelectMany(d => AsStored(d, digest)).ToList();
+    /// <summary>
+    /// The active, unsuppressed subscribers whose delivery time is one of <paramref name="dueHours"/> (through the index
+    /// subscribers_delivery_time, sql/0014), each with their local date, their topics, and the papers of the window they were
+    /// already planned on another date. A paper can have been planned only from a day it was listed on, so only deliveries
+    /// (their papers in <c>delivery_papers</c>) from <paramref name="since"/> on are read. The delivery of the slot's own
+    /// date does not count, so planning a slot again matches what it did the first time (and adds nothing). One pass,
+    /// streamed: what each subscriber needs comes with them, three lookups by key, not a query per kind of thing.
+    /// </summary>
+    private async IAsyncEnumerable<DueSubscriber> DueSubscribersAsync(
+        NpgsqlConnection connection, List<DueHour> dueHours, DateOnly? since, long[] windowPapers,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        if (dueHours.Count == 0)
+        {
+            yield break;
+        }
         const string sql = """
-            SELECT s.id, z.day, s.frequency
+            SELECT s.id, s.email, coalesce(s.max_papers, @defaultMaxPapers), z.day, s.frequency,
+                   ARRAY(SELECT t.text FROM topics t WHERE t.subscriber_id = s.id ORDER BY t.position),
+                   ARRAY(SELECT p.paper_id FROM delivery_papers d CROSS JOIN LATERAL unnest(d.paper_ids) AS p(paper_id)
+                         WHERE d.subscriber_id = s.id AND d.day >= @since AND d.day <> z.day AND p.paper_id = ANY(@windowPapers))
             FROM unnest(@zones::text[], @hours::int[], @days::date[], @weekdays::int[]) AS z(zone, hour, day, weekday)
             JOIN subscribers s ON coalesce(s.time_zone, '') = z.zone AND coalesce(s.delivery_hour, -1) = z.hour
             WHERE s.status = 'active' AND (s.frequency = 'daily' OR s.weekday = z.weekday)
+              AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
             """;
-        return [.. await connection.QueryAsync<SlotSubscriber>(new CommandDefinition(sql, new
+        await using var command = new NpgsqlCommand(sql, connection);
+        command.Parameters.AddWithValue("defaultMaxPapers", matcher.DefaultMaxPapers);
+        command.Parameters.Add(new NpgsqlParameter<DateOnly?>("since", NpgsqlTypes.NpgsqlDbType.Date) { TypedValue = since });
+        command.Parameters.AddWithValue("windowPapers", windowPapers);
+        command.Parameters.AddWithValue("zones", dueHours.Select(due => due.TimeZone).ToArray());
+        command.Parameters.AddWithValue("hours", dueHours.Select(due => due.Hour).ToArray());
+        command.Parameters.AddWithValue("days", dueHours.Select(due => due.Day).ToArray());
+        command.Parameters.AddWithValue("weekdays", dueHours.Select(due => due.Weekday).ToArray());
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
         {
-            zones = keys.Select(k => k.TimeZone).ToArray(),
-            hours = keys.Select(k => k.Hour).ToArray(),
-            days = keys.Select(k => k.Day).ToArray(),
-            weekdays = keys.Select(k => k.Weekday).ToArray(),
-        }, cancellationToken: cancellationToken))];
+            var subscriber = new SubscriberTopics(reader.GetInt64(0), reader.GetString(1), reader.GetInt32(2),
+                reader.GetFieldValue<string[]>(5), reader.GetFieldValue<long[]>(6));
+            yield return new DueSubscriber(subscriber, reader.GetFieldValue<DateOnly>(3), reader.GetString(4));
+        }
     }
 
     private static IEnumerable<DueHour> AsStored(DueHour due, DigestOptions digest)
@@ -179,46 +230,12 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
     }
 
     /// <summary>
-    /// Of the window's papers, those each slot subscriber was planned on another date. A paper can have been planned
-    /// only from a day it was listed on, so only deliveries (their papers in <c>delivery_papers</c>) from the first such day on are read (a day earlier, as a
-    /// subscriber's local date can be behind the papers' day). The delivery of the slot's own date does not count, so
-    /// planning a slot again matches what it did the first time (and adds nothing).
+    /// The day before the first any of <paramref name="papers"/> was listed: from then on, a delivery can hold them (a day
+    /// earlier, as a subscriber's local date can be behind the papers' day).
     /// </summary>
-    private static async Task<Dictionary<long, HashSet<long>>> AlreadyPlannedAsync(
-        NpgsqlConnection connection, List<SlotSubscriber> subscribers, IReadOnlyList<DateOnly> days, CancellationToken cancellationToken)
-    {
-        var sent = new Dictionary<long, HashSet<long>>();
-        if (subscribers.Count == 0 || days.Count == 0)
-        {
-            return sent;
-        }
-        const string sql = """
-            WITH window_papers AS (
-                SELECT DISTINCT paper_id FROM paper_days WHERE day = ANY(@days)
-            ), since AS (
-                SELECT min(d.day) - 1 AS day FROM paper_days d JOIN window_papers w ON w.paper_id = d.paper_id
-            )
-            SELECT d.subscriber_id, p.paper_id
-            FROM unnest(@ids::bigint[], @localDays::date[]) AS slot(id, day)
-            -- One lookup by key per subscriber (OFFSET 0: not flattened into a scan of every delivery's papers).
-            CROSS JOIN LATERAL (SELECT subscriber_id, paper_ids FROM delivery_papers
-                                WHERE subscriber_id = slot.id AND day >= (SELECT day FROM since) AND day <> slot.day OFFSET 0) AS d
-            CROSS JOIN LATERAL unnest(d.paper_ids) AS p(paper_id)
-            WHERE p.paper_id IN (SELECT paper_id FROM window_papers)
-            """;
-        var rows = await connection.QueryAsync<(long SubscriberId, long PaperId)>(new CommandDefinition(
-            sql, new { ids = subscribers.Select(s => s.Id).ToArray(), localDays = subscribers.Select(s => s.Day).ToArray(), days = days.ToArray() },
-            cancellationToken: cancellationToken));
-        foreach (var (subscriberId, paperId) in rows)
-        {
-            if (!sent.TryGetValue(subscriberId, out var papers))
-            {
-                sent[subscriberId] = papers = [];
-            }
-            papers.Add(paperId);
-        }
-        return sent;
-    }
+    private static async Task<DateOnly?> FirstListedAsync(NpgsqlConnection connection, IReadOnlyCollection<long> papers, CancellationToken cancellationToken) =>
+        await connection.ExecuteScalarAsync<DateOnly?>(new CommandDefinition(
+            "SELECT min(day) - 1 FROM paper_days WHERE paper_id = ANY(@papers)", new { papers = papers.ToArray() }, cancellationToken: cancellationToken));
 
     private async Task<int> InsertAsync(NpgsqlConnection connection, List<PlannedDelivery> batch, CancellationToken cancellationToken)
     {

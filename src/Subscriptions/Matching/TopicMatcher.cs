@@ -6,7 +6,6 @@ using System.Text.Json;
 using Dapper;
 using Microsoft.Extensions.Options;
 using Npgsql;
-using Subscriptions.Database;
 using Subscriptions.Meaning;
 
 namespace Subscriptions.Matching;
@@ -20,12 +19,16 @@ internal sealed record PaperMatch(long PaperId, double Score, IReadOnlyList<stri
 /// <summary>One subscriber's capped, ranked list for the day.</summary>
 internal sealed record SubscriberMatches(long SubscriberId, string Email, IReadOnlyList<PaperMatch> Papers);
 
+/// <summary>A subscriber to match, as a slot's planner reads them: their topics in order, and the papers they already got.</summary>
+internal sealed record SubscriberTopics(long Id, string Email, int MaxPapers, string[] Topics, long[] AlreadySent);
+
 /// <summary>
 /// Turns topics and a day's papers into ranked, capped, explained lists. The text search runs in
 /// PostgreSQL once per distinct topic (thousands at most, against ~100 papers), and so does the
 /// meaning: one cosine per distinct topic and paper, in memory. Combining those hits into each
-/// subscriber's list is a single streamed pass over all active subscribers' topics, so the work
-/// grows with the number of subscribers but never issues a query per subscriber.
+/// subscriber's list never issues a query per subscriber: everyone's lists are one streamed pass over
+/// all active subscribers' topics, and a slot's come a batch of subscribers at a time
+/// (<see cref="ForDaysAsync"/>).
 /// </summary>
 internal sealed class TopicMatcher(
     NpgsqlDataSource dataSource, EmbeddingStore embeddings, TextEmbedder embedder, IOptions<MatchingOptions> options)
@@ -39,96 +42,63 @@ internal sealed class TopicMatcher(
     private const double MeaningWeight = 4;
     private const double TrendWeightWithMeaning = 0.1;
 
-    /// <summary>
-    /// The days' papers (by their place, as <see cref="TopicHit.Paper"/> refers to them), their meaning vectors in the same
-    /// order (null when meaning is off), and for each topic that matches any of them its hits, best first.
-    /// </summary>
-    private sealed record DayHits(long[] PaperIds, float[]?[]? Vectors, Dictionary<string, TopicHit[]> Hits)
-    {
-        public ListRanker Ranker() => new(PaperIds, Vectors);
-    }
+    internal sealed record DayPaper(long Id, string[] Authors, string[] Categories, double Trend);
+
+    /// <summary>Papers per list for subscribers who did not choose (<c>Digest:MaxPapers</c>).</summary>
+    public int DefaultMaxPapers => options.Value.MaxPapers;
 
     /// <summary>The list one subscriber with these topics would get (the preview).</summary>
     public async Task<IReadOnlyList<PaperMatch>> MatchAsync(DateOnly day, IReadOnlyList<string> topics, int maxPapers, CancellationToken cancellationToken)
     {
-        var dayHits = await TopicHitsAsync([day], topics, keepTopicVectors: false, cancellationToken);
-        return dayHits.Ranker().Rank(topics, dayHits.Hits, maxPapers, feedback: null, alreadySent: null);
+        var papers = await DayPapersAsync([day], cancellationToken);
+        var hits = await HitsAsync([day], papers, topics, keepTopicVectors: false, cancellationToken);
+        return papers.Ranker().Rank(topics, hits, maxPapers, feedback: null, alreadySent: null);
     }
 
     /// <summary>
     /// Every active, unsuppressed subscriber's list for the day, capped at their papers-per-email (<c>Digest:MaxPapers</c> when unset),
     /// streamed in subscriber order; subscribers with no match are left out.
     /// </summary>
-    public IAsyncEnumerable<SubscriberMatches> MatchAllAsync(DateOnly day, CancellationToken cancellationToken) =>
-        MatchAllAsync([day], subscriberIds: null, alreadySent: null, cancellationToken);
-
-    /// <summary>
-    /// As above, over the papers of several days, for only <paramref name="subscriberIds"/> (all when null), leaving out
-    /// each subscriber's <paramref name="alreadySent"/> papers before the cap.
-    /// </summary>
     public async IAsyncEnumerable<SubscriberMatches> MatchAllAsync(
-        IReadOnlyList<DateOnly> days, long[]? subscriberIds, IReadOnlyDictionary<long, HashSet<long>>? alreadySent,
-        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+        DateOnly day, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var defaultMaxPapers = options.Value.MaxPapers;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        if (subscriberIds is not null)
-        {
-            await KeyedLookups.DisableJitAsync(connection, cancellationToken);
-        }
-        // A slot's subscribers are looked up one by one by key. OFFSET 0 keeps the planner from flattening that into a
-        // join that reads every subscriber (which it prefers, costing random reads as if from disk).
-        var subscribers = subscriberIds is null
-            ? "subscribers s"
-            : """
-              unnest(@subscriberIds::bigint[]) AS wanted(id)
-              CROSS JOIN LATERAL (SELECT id, email, email_key, status, max_papers FROM subscribers WHERE id = wanted.id OFFSET 0) AS s
-              """;
-        // Given subscribers, their topics are read by key alone: a topic of one who turns out inactive or suppressed only
-        // costs its search against the day's papers, and the list below leaves that subscriber out anyway.
-        var distinctTopics = subscriberIds is null
-            ? """
-              SELECT DISTINCT t.text FROM subscribers s JOIN topics t ON t.subscriber_id = s.id
-              WHERE s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
-              """
-            : """
-              SELECT DISTINCT t.text FROM unnest(@subscriberIds::bigint[]) AS wanted(id)
-              CROSS JOIN LATERAL (SELECT text FROM topics WHERE subscriber_id = wanted.id OFFSET 0) AS t
-              """;
-        var topics = (await connection.QueryAsync<string>(new CommandDefinition(distinctTopics, new { subscriberIds }, cancellationToken: cancellationToken))).ToList();
-        var dayHits = await TopicHitsAsync(days, topics, keepTopicVectors: true, cancellationToken);
-        if (dayHits.Hits.Count == 0)
+        const string distinctTopics = """
+            SELECT DISTINCT t.text FROM subscribers s JOIN topics t ON t.subscriber_id = s.id
+            WHERE s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
+            """;
+        var topics = (await connection.QueryAsync<string>(new CommandDefinition(distinctTopics, cancellationToken: cancellationToken))).ToList();
+        var papers = await DayPapersAsync([day], cancellationToken);
+        var hits = await HitsAsync([day], papers, topics, keepTopicVectors: true, cancellationToken);
+        if (hits.Count == 0)
         {
             yield break;
         }
-        var feedback = dayHits.Vectors is null ? [] : await FeedbackAsync(connection, subscribers, subscriberIds, cancellationToken);
+        var feedback = papers.Vectors is null ? [] : await FeedbackAsync(connection, subscriberIds: null, cancellationToken);
 
         // Only the topics that found something are read back: a subscriber none of whose topics matched
         // does not appear at all.
-        var subscriberTopics = $"""
+        const string subscriberTopics = """
             SELECT s.id, s.email, coalesce(s.max_papers, @defaultMaxPapers), t.text
-            FROM {subscribers}
+            FROM subscribers s
             JOIN topics t ON t.subscriber_id = s.id
             WHERE s.status = 'active' AND t.text = ANY(@matchingTopics)
               AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
             ORDER BY s.id, t.position
             """;
-        if (subscriberIds is null)
-        {
-            // Left to itself the planner hashes both tables in parallel and sorts every row (spilling to disk) before
-            // returning the first, while the lists below wait. A merge join along both primary keys returns the rows in
-            // subscriber order from the first on, so the database reads while the lists are ranked. The pool resets the
-            // settings when the connection is returned.
-            await connection.ExecuteAsync(new CommandDefinition(
-                "SET enable_sort = off; SET max_parallel_workers_per_gather = 0; SET jit = off", cancellationToken: cancellationToken));
-        }
+        // Left to itself the planner hashes both tables in parallel and sorts every row (spilling to disk) before
+        // returning the first, while the lists below wait. A merge join along both primary keys returns the rows in
+        // subscriber order from the first on, so the database reads while the lists are ranked. The pool resets the
+        // settings when the connection is returned.
+        await connection.ExecuteAsync(new CommandDefinition(
+            "SET enable_sort = off; SET max_parallel_workers_per_gather = 0; SET jit = off", cancellationToken: cancellationToken));
         await using var command = new NpgsqlCommand(subscriberTopics, connection);
         command.Parameters.AddWithValue("defaultMaxPapers", defaultMaxPapers);
-        command.Parameters.AddWithValue("matchingTopics", dayHits.Hits.Keys.ToArray());
-        command.Parameters.Add(new NpgsqlParameter<long[]?>("subscriberIds", NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Bigint) { TypedValue = subscriberIds });
+        command.Parameters.AddWithValue("matchingTopics", hits.Keys.ToArray());
         await using var reader = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, cancellationToken);
 
-        var ranker = dayHits.Ranker();
+        var ranker = papers.Ranker();
         var currentTopics = new List<string>(5);
         long currentId = -1;
         string currentEmail = "";
@@ -154,15 +124,79 @@ internal sealed class TopicMatcher(
             yield return new SubscriberMatches(currentId, currentEmail, last);
         }
 
-        List<PaperMatch> Ranked(long id) => ranker.Rank(currentTopics, dayHits.Hits, currentMax, feedback.GetValueOrDefault(id),
-            alreadySent is not null && alreadySent.TryGetValue(id, out var sent) ? sent : null);
+        List<PaperMatch> Ranked(long id) => ranker.Rank(currentTopics, hits, currentMax, feedback.GetValueOrDefault(id), alreadySent: null);
     }
 
-    private async Task<DayHits> TopicHitsAsync(
-        IReadOnlyList<DateOnly> days, IReadOnlyList<string> topics, bool keepTopicVectors, CancellationToken cancellationToken)
+    /// <summary>
+    /// Matching over the papers of <paramref name="days"/> (a paper listed on several counts with its best day's trend),
+    /// a batch of subscribers at a time: the papers are read once, and each topic's hits when a batch first has it.
+    /// </summary>
+    public async Task<BatchMatcher> ForDaysAsync(IReadOnlyList<DateOnly> days, CancellationToken cancellationToken) =>
+        new(this, days, await DayPapersAsync(days, cancellationToken));
+
+    /// <summary>Lists for batches of subscribers over one set of days; see <see cref="ForDaysAsync"/>.</summary>
+    internal sealed class BatchMatcher
     {
-        var distinct = topics.Distinct(StringComparer.Ordinal).ToList();
-        var parsed = distinct.ToDictionary(topic => topic, TopicSyntax.Parse, StringComparer.Ordinal);
+        private readonly TopicMatcher _matcher;
+        private readonly IReadOnlyList<DateOnly> _days;
+        private readonly DayPapers _papers;
+        private readonly ListRanker _ranker;
+        private readonly Dictionary<string, TopicHit[]> _hits = new(StringComparer.Ordinal);
+        private readonly HashSet<string> _searched = new(StringComparer.Ordinal);
+
+        internal BatchMatcher(TopicMatcher matcher, IReadOnlyList<DateOnly> days, DayPapers papers)
+        {
+            _matcher = matcher;
+            _days = days;
+            _papers = papers;
+            _ranker = papers.Ranker();
+        }
+
+        /// <summary>
+        /// Each subscriber's list, leaving out the papers they already got before the cap; subscribers with no match are left
+        /// out. The caller has checked they are active and not suppressed.
+        /// </summary>
+        public async Task<List<SubscriberMatches>> MatchAsync(IReadOnlyList<SubscriberTopics> batch, CancellationToken cancellationToken)
+        {
+            var lists = new List<SubscriberMatches>(batch.Count);
+            if (_papers.Ids.Length == 0)
+            {
+                return lists;
+            }
+            var unsearched = batch.SelectMany(subscriber => subscriber.Topics).Where(topic => !_searched.Contains(topic)).Distinct(StringComparer.Ordinal).ToList();
+            if (unsearched.Count > 0)
+            {
+                foreach (var (topic, hits) in await _matcher.HitsAsync(_days, _papers, unsearched, keepTopicVectors: true, cancellationToken))
+                {
+                    _hits[topic] = hits;
+                }
+                _searched.UnionWith(unsearched);
+            }
+            var feedback = _papers.Vectors is null ? [] : await _matcher.FeedbackAsync([.. batch.Select(subscriber => subscriber.Id)], cancellationToken);
+            foreach (var subscriber in batch)
+            {
+                var ranked = _ranker.Rank(subscriber.Topics, _hits, subscriber.MaxPapers, feedback.GetValueOrDefault(subscriber.Id),
+                    subscriber.AlreadySent.Length > 0 ? [.. subscriber.AlreadySent] : null);
+                if (ranked.Count > 0)
+                {
+                    lists.Add(new SubscriberMatches(subscriber.Id, subscriber.Email, ranked));
+                }
+            }
+            return lists;
+        }
+    }
+
+    /// <summary>
+    /// The days' papers, by their place (as <see cref="TopicHit.Paper"/> refers to them), with their meaning vectors in the
+    /// same order (null when meaning is off).
+    /// </summary>
+    internal sealed record DayPapers(List<DayPaper> Papers, long[] Ids, float[]?[]? Vectors)
+    {
+        public ListRanker Ranker() => new(Ids, Vectors);
+    }
+
+    private async Task<DayPapers> DayPapersAsync(IReadOnlyList<DateOnly> days, CancellationToken cancellationToken)
+    {
         // A paper listed on several of the days counts with its best day's trend.
         const string dayPapers = """
             WITH day_papers AS (
@@ -184,6 +218,40 @@ internal sealed class TopicMatcher(
             )
             SELECT p.id, p.authors, p.categories, t.trend FROM trending t JOIN papers p ON p.id = t.id
             """;
+        List<DayPaper> papers;
+        await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
+        {
+            papers = [.. (await connection.QueryAsync<(long Id, string[] Authors, string[] Categories, double Trend)>(
+                new CommandDefinition(dayPapers, new { days = days.ToArray() }, cancellationToken: cancellationToken)))
+                .Select(row => new DayPaper(row.Id, row.Authors, row.Categories, row.Trend))];
+        }
+        float[]?[]? vectors = null;
+        if (embedder.Enabled)
+        {
+            var byId = new Dictionary<long, float[]>();
+            foreach (var day in days)
+            {
+                foreach (var (id, vector) in await embeddings.DayVectorsAsync(day, cancellationToken))
+                {
+                    byId[id] = vector;
+                }
+            }
+            vectors = [.. papers.Select(paper => byId.GetValueOrDefault(paper.Id))];
+        }
+        return new DayPapers(papers, [.. papers.Select(paper => paper.Id)], vectors);
+    }
+
+    /// <summary>For each of <paramref name="topics"/> that matches any of the papers: its hits, best first.</summary>
+    private async Task<Dictionary<string, TopicHit[]>> HitsAsync(
+        IReadOnlyList<DateOnly> days, DayPapers day, IReadOnlyList<string> topics, bool keepTopicVectors, CancellationToken cancellationToken)
+    {
+        var distinct = topics.Distinct(StringComparer.Ordinal).ToList();
+        var hits = new Dictionary<string, TopicHit[]>(StringComparer.Ordinal);
+        if (day.Papers.Count == 0 || distinct.Count == 0)
+        {
+            return hits;
+        }
+        var parsed = distinct.ToDictionary(topic => topic, TopicSyntax.Parse, StringComparer.Ordinal);
         const string wordHits = """
             WITH queries AS (
                 SELECT topic, CASE WHEN words <> '' THEN topic_query(words) END AS query, authors, categories
@@ -214,41 +282,20 @@ internal sealed class TopicMatcher(
             authors = pair.Value.Authors,
             categories = pair.Value.Categories,
         }));
-
-        List<(long Id, string[] Authors, string[] Categories, double Trend)> papers;
         List<(string Topic, long PaperId, double Score)> words;
         await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
         {
-            papers = [.. await connection.QueryAsync<(long, string[], string[], double)>(
-                new CommandDefinition(dayPapers, new { days = days.ToArray() }, cancellationToken: cancellationToken))];
-            if (papers.Count == 0 || distinct.Count == 0)
-            {
-                return new DayHits([], null, []);
-            }
             words = [.. await connection.QueryAsync<(string, long, double)>(
                 new CommandDefinition(wordHits, new { days = days.ToArray(), queries }, cancellationToken: cancellationToken))];
         }
         var wordScores = words.GroupBy(row => row.Topic, StringComparer.Ordinal)
             .ToDictionary(group => group.Key, group => group.ToDictionary(row => row.PaperId, row => row.Score), StringComparer.Ordinal);
-
-        Dictionary<long, float[]>? paperVectors = null;
-        Dictionary<string, float[]> topicVectors = new(StringComparer.Ordinal);
-        if (embedder.Enabled)
-        {
-            paperVectors = [];
-            foreach (var day in days)
-            {
-                foreach (var (id, vector) in await embeddings.DayVectorsAsync(day, cancellationToken))
-                {
-                    paperVectors[id] = vector;
-                }
-            }
-            topicVectors = await embeddings.TopicVectorsAsync(distinct, keepTopicVectors, cancellationToken);
-        }
+        var topicVectors = day.Vectors is null
+            ? new Dictionary<string, float[]>(StringComparer.Ordinal)
+            : await embeddings.TopicVectorsAsync(distinct, keepTopicVectors, cancellationToken);
         var threshold = embedder.Threshold;
         var trendWeight = embedder.Enabled ? TrendWeightWithMeaning : 1;
 
-        var hits = new Dictionary<string, TopicHit[]>(StringComparer.Ordinal);
         var found = new List<TopicHit>();
         foreach (var topic in distinct)
         {
@@ -256,10 +303,10 @@ internal sealed class TopicMatcher(
             var topicWords = wordScores.GetValueOrDefault(topic);
             var topicVector = topicVectors.GetValueOrDefault(topic);
             var syntax = parsed[topic];
-            for (var place = 0; place < papers.Count; place++)
+            for (var place = 0; place < day.Papers.Count; place++)
             {
-                var paper = papers[place];
-                var cosine = topicVector is not null && paperVectors!.TryGetValue(paper.Id, out var paperVector)
+                var paper = day.Papers[place];
+                var cosine = topicVector is not null && day.Vectors![place] is { } paperVector
                     ? TensorPrimitives.Dot(topicVector, paperVector)
                     : 0;
                 if (topicWords is not null && topicWords.TryGetValue(paper.Id, out var wordScore))
@@ -273,10 +320,10 @@ internal sealed class TopicMatcher(
             }
             if (found.Count > 0)
             {
-                hits[topic] = [.. found.OrderByDescending(hit => hit.Score).ThenBy(hit => papers[hit.Paper].Id)];
+                hits[topic] = [.. found.OrderByDescending(hit => hit.Score).ThenBy(hit => day.Ids[hit.Paper])];
             }
         }
-        return new DayHits([.. papers.Select(paper => paper.Id)], paperVectors is null ? null : [.. papers.Select(paper => paperVectors.GetValueOrDefault(paper.Id))], hits);
+        return hits;
     }
 
     private static bool MeetsFilters(TopicSyntax syntax, string[] authors, string[] categories) =>
@@ -289,15 +336,23 @@ internal sealed class TopicMatcher(
         new([.. name.Normalize(NormalizationForm.FormD).Where(c => CharUnicodeInfo.GetUnicodeCategory(c) != UnicodeCategory.NonSpacingMark)
             .Select(char.ToLowerInvariant)]);
 
-    /// <summary>Each active subscriber's liked and disliked papers, as vectors.</summary>
-    private async Task<Dictionary<long, FeedbackExamples>> FeedbackAsync(
-        NpgsqlConnection connection, string subscribers, long[]? subscriberIds, CancellationToken cancellationToken)
+    private async Task<Dictionary<long, FeedbackExamples>> FeedbackAsync(long[] subscriberIds, CancellationToken cancellationToken)
     {
-        var sql = $"""
-            SELECT f.subscriber_id, f.paper_id, f.liked FROM {subscribers}
-            JOIN paper_feedback f ON f.subscriber_id = s.id
-            WHERE s.status = 'active'
-            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await FeedbackAsync(connection, subscriberIds, cancellationToken);
+    }
+
+    /// <summary>Each active subscriber's liked and disliked papers, as vectors; or those of <paramref name="subscriberIds"/>, whose status the caller checked.</summary>
+    private async Task<Dictionary<long, FeedbackExamples>> FeedbackAsync(
+        NpgsqlConnection connection, long[]? subscriberIds, CancellationToken cancellationToken)
+    {
+        var sql = subscriberIds is null
+            ? """
+              SELECT f.subscriber_id, f.paper_id, f.liked FROM subscribers s
+              JOIN paper_feedback f ON f.subscriber_id = s.id
+              WHERE s.status = 'active'
+              """
+            : "SELECT subscriber_id, paper_id, liked FROM paper_feedback WHERE subscriber_id = ANY(@subscriberIds)";
         var rows = (await connection.QueryAsync<(long SubscriberId, long PaperId, bool Liked)>(
             new CommandDefinition(sql, new { subscriberIds }, cancellationToken: cancellationToken))).ToList();
         var vectors = await embeddings.PaperVectorsAsync(rows.Select(row => row.PaperId).ToHashSet(), cancellationToken);
