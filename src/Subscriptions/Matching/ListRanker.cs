@@ -27,6 +27,8 @@ internal sealed class ListRanker : IComparer<int>
     private readonly float[]?[]? _vectors;
     private readonly double[] _scores;
     private readonly bool[] _candidate;
+    private readonly bool[] _alreadySent;
+    private readonly Dictionary<long, int> _placeOf;
     private readonly List<int> _candidates = [];
     private ulong[] _mentions = [];
     private ulong[] _closeTo = [];
@@ -40,11 +42,14 @@ internal sealed class ListRanker : IComparer<int>
         _vectors = vectors;
         _scores = new double[paperIds.Length];
         _candidate = new bool[paperIds.Length];
+        _alreadySent = new bool[paperIds.Length];
+        _placeOf = paperIds.Select((id, place) => (id, place)).ToDictionary(paper => paper.id, paper => paper.place);
     }
 
     public List<PaperMatch> Rank(
-        IReadOnlyList<string> topics, IReadOnlyDictionary<string, TopicHit[]> hits, int maxPapers, FeedbackExamples? feedback, HashSet<long>? alreadySent)
+        IReadOnlyList<string> topics, IReadOnlyDictionary<string, TopicHit[]> hits, int maxPapers, FeedbackExamples? feedback, long[]? alreadySent)
     {
+        Mark(alreadySent, true);
         _maskWords = (topics.Count + 63) / 64;
         if (_mentions.Length < _paperIds.Length * _maskWords)
         {
@@ -59,7 +64,7 @@ internal sealed class ListRanker : IComparer<int>
             }
             foreach (var hit in topicHits)
             {
-                if (alreadySent?.Contains(_paperIds[hit.Paper]) == true)
+                if (_alreadySent[hit.Paper])
                 {
                     continue;
                 }
@@ -97,7 +102,19 @@ internal sealed class ListRanker : IComparer<int>
             _candidate[paper] = false;
         }
         _candidates.Clear();
+        Mark(alreadySent, false);
         return list;
+    }
+
+    private void Mark(long[]? alreadySent, bool sent)
+    {
+        foreach (var id in alreadySent ?? [])
+        {
+            if (_placeOf.TryGetValue(id, out var place))
+            {
+                _alreadySent[place] = sent;
+            }
+        }
     }
 
     /// <summary>Best score first; among equals, the lower paper id.</summary>

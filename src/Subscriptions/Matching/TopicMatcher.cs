@@ -176,7 +176,7 @@ internal sealed class TopicMatcher(
             foreach (var subscriber in batch)
             {
                 var ranked = _ranker.Rank(subscriber.Topics, _hits, subscriber.MaxPapers, feedback.GetValueOrDefault(subscriber.Id),
-                    subscriber.AlreadySent.Length > 0 ? [.. subscriber.AlreadySent] : null);
+                    subscriber.AlreadySent);
                 if (ranked.Count > 0)
                 {
                     lists.Add(new SubscriberMatches(subscriber.Id, subscriber.Email, ranked));
