@@ -55,9 +55,8 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
         var matchers = new Dictionary<string, TopicMatcher.BatchMatcher>(StringComparer.Ordinal);
         var batches = new Dictionary<string, List<DueSubscriber>>(StringComparer.Ordinal);
         // The slot's subscribers are read in one pass on this connection, and their deliveries written a batch at a time on
-        // two others while the next batches are matched: writing is most of planning, and one writer left the second core
-        // idle a third of the time. Each batch is its own statement, so a crash leaves whole batches, and planning again
-        // adds the rest.
+        // two others while the next batches are read and matched: writing is most of planning. Each batch is its own
+        // statement, so a crash leaves whole batches, and planning again adds the rest.
         await using var firstWriter = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var secondWriter = await dataSource.OpenConnectionAsync(cancellationToken);
         NpgsqlConnection[] writers = [firstWriter, secondWriter];
