@@ -239,8 +239,10 @@ public sealed class DeliverySlotTests : IAsyncLifetime
     [Fact]
     public async Task ASlotOfMoreSubscribersThanOneBatchGivesEachTheirOwnList()
     {
-        // Planning matches a slot a batch of 5,000 subscribers at a time, searching a topic when a batch first has it: here
-        // "probing" comes only with the last subscribers read, and a weekly subscriber's week is searched apart.
+        // Planning matches a slot a batch of 5,000 subscribers at a time, searching a topic when a batch first has it. Here
+        // "probing" belongs only to the last 1,000 subscribers added, which the due query reads (in index order, though it
+        // promises none) after the first batch: without the search in later batches, 999 lists were missing. A weekly
+        // subscriber's week is searched apart. The assertions hold in any order.
         var probing = PaperRecord.Create("2611.00004", "Sparse Probing of Vision Transformers", "Linear probes.", [], null, 4);
         await _database.SaveDayAsync(Day, TestDatabase.LidarPaper, probing);
         await _database.ExecuteAsync("""

@@ -7,7 +7,10 @@ using Subscriptions.Matching;
 
 namespace Subscriptions.Digest;
 
-/// <summary>What planning one slot did: the subscribers it covered, those with something new to send, the deliveries added.</summary>
+/// <summary>
+/// What planning one slot did: the subscribers it covered (active, not suppressed, due), those with something new to send,
+/// the deliveries added.
+/// </summary>
 internal sealed record SlotPlan(DateTimeOffset Slot, DateOnly PapersDay, long Covered, long Matched, long Added, IReadOnlyList<DateOnly> DeliveryDays);
 
 /// <summary>
