@@ -80,7 +80,7 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
                     await PlanBatchAsync(batch);
                 }
             }
-            foreach (var batch in batches.Values)
+            foreach (var batch in batches.OrderBy(pair => pair.Key != Daily).Select(pair => pair.Value))
             {
                 await PlanBatchAsync(batch);
             }
@@ -103,6 +103,9 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
             {
                 return;
             }
+            // The query reads subscribers in the index's order; deliveries are numbered, and so sent, in subscriber order
+            // (within a batch, and daily ones first: for a slot smaller than a batch, as they were when the query sorted).
+            batch.Sort(static (x, y) => x.Subscriber.Id.CompareTo(y.Subscriber.Id));
             var frequency = batch[0].Frequency;
             if (!matchers.TryGetValue(frequency, out var matcherOfDays))
             {
