@@ -6,7 +6,6 @@ using System.Text.Json;
 using Dapper;
 using Microsoft.Extensions.Options;
 using Npgsql;
-using Subscriptions.Database;
 using Subscriptions.Meaning;
 
 namespace Subscriptions.Matching;
@@ -90,9 +89,12 @@ internal sealed class TopicMatcher(
             """;
         // Left to itself the planner hashes both tables in parallel and sorts every row (spilling to disk) before
         // returning the first, while the lists below wait. A merge join along both primary keys returns the rows in
-        // subscriber order from the first on, so the database reads while the lists are ranked.
-        await using var transaction = await QuerySettings.BeginAsync(connection,
-            "SET LOCAL enable_sort = off; SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL jit = off", cancellationToken);
+        // subscriber order from the first on, so the database reads while the lists are ranked. SET LOCAL: the settings
+        // end with this read-only transaction, even where the pool does not reset connections (behind PgBouncer).
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await connection.ExecuteAsync(new CommandDefinition(
+            "SET LOCAL enable_sort = off; SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL jit = off",
+            transaction: transaction, cancellationToken: cancellationToken));
         await using var command = new NpgsqlCommand(subscriberTopics, connection, transaction);
         command.Parameters.AddWithValue("defaultMaxPapers", defaultMaxPapers);
         command.Parameters.AddWithValue("matchingTopics", hits.Keys.ToArray());
