@@ -25,6 +25,7 @@ public sealed class TestSmtpServer : IAsyncDisposable
     private bool _acceptHeld;
     private TaskCompletionSource? _heldRelease;
     private int _held;
+    private readonly ConcurrentQueue<string> _heldRecipients = new();
     private int _admitted; // messages let through, counted when admitted so that concurrent connections cannot both slip past the limit
     private SmtpServer.SmtpServer? _server;
     private Task? _running;
@@ -69,6 +70,9 @@ public sealed class TestSmtpServer : IAsyncDisposable
     }
 
     public int Held => Volatile.Read(ref _held);
+
+    /// <summary>The envelope recipients of the messages held so far, in the order they arrived.</summary>
+    public IReadOnlyList<string> HeldRecipients => [.. _heldRecipients];
 
     /// <summary>Answers every held message with 451 (not accepted) and stops holding.</summary>
     public void DiscardHeld()
@@ -162,6 +166,10 @@ public sealed class TestSmtpServer : IAsyncDisposable
             {
                 if (server._holdAfter is { } limit && server._admitted >= limit)
                 {
+                    foreach (var recipient in transaction.To)
+                    {
+                        server._heldRecipients.Enqueue($"{recipient.User}@{recipient.Host}");
+                    }
                     Interlocked.Increment(ref server._held);
                     hold = server._heldRelease!.Task;
                 }
