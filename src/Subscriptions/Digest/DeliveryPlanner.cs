@@ -57,13 +57,15 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
         var localDays = new HashSet<DateOnly>();
         var matchers = new Dictionary<string, TopicMatcher.BatchMatcher>(StringComparer.Ordinal);
         var batches = new Dictionary<string, List<DueSubscriber>>(StringComparer.Ordinal);
-        // The slot's subscribers are read in one pass on this connection, and their deliveries written a batch at a time on
-        // two others while the next batches are read and matched: writing is most of planning. Each batch is its own
-        // statement, so a crash leaves whole batches, and planning again adds the rest.
+        // The slot's subscribers are read in one pass on this connection. A full batch is matched on another thread while
+        // the next one is read (one batch at a time: the matcher is not shared), and its deliveries are written on two
+        // other connections while the next batches are read and matched: writing is most of planning. Each batch is its
+        // own statement, so a crash leaves whole batches, and planning again adds the rest.
         await using var firstWriter = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var secondWriter = await dataSource.OpenConnectionAsync(cancellationToken);
         NpgsqlConnection[] writers = [firstWriter, secondWriter];
         Task<int>[] inserting = [Task.FromResult(0), Task.FromResult(0)];
+        var planning = Task.CompletedTask;
         var batchesPlanned = 0;
         try
         {
@@ -78,18 +80,22 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
                 batch.Add(due);
                 if (batch.Count == BatchSize)
                 {
-                    await PlanBatchAsync(batch);
+                    batches.Remove(due.Frequency);
+                    await planning;
+                    planning = Task.Run(() => PlanBatchAsync(batch), cancellationToken);
                 }
             }
+            await planning;
             foreach (var batch in batches.OrderBy(pair => pair.Key != Daily).Select(pair => pair.Value))
             {
                 await PlanBatchAsync(batch);
             }
             added += (await Task.WhenAll(inserting)).Sum();
         }
-        catch (Exception) when (inserting.Any(insert => !insert.IsCompleted))
+        catch (Exception) when (!planning.IsCompleted || inserting.Any(insert => !insert.IsCompleted))
         {
-            // The connections are closed on the way out: not while an insert is still using one.
+            // The connections are closed on the way out: not while a batch is still being planned or written on one.
+            await Task.WhenAny(planning);
             await Task.WhenAll(inserting.Select(insert => Task.WhenAny(insert)));
             throw;
         }
@@ -114,7 +120,6 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
             }
             var localDay = batch.ToDictionary(due => due.Subscriber.Id, due => due.Day);
             var lists = await matcherOfDays.MatchAsync([.. batch.Select(due => due.Subscriber)], cancellationToken);
-            batch.Clear();
             matched += lists.Count;
             var planned = lists.Select(list => new PlannedDelivery(list.SubscriberId, localDay[list.SubscriberId],
                 PlannedPaper.Serialize(list.Papers, paper => paperDays.GetValueOrDefault(paper.PaperId, latest)),
