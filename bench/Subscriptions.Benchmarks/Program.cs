@@ -3,7 +3,7 @@ using Subscriptions.Benchmarks;
 
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- matching [--subscribers N] [--runs R]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- daily [--subscribers N] [--runs R] [--connections C]
-// dotnet run -c Release --project bench/Subscriptions.Benchmarks -- message [--messages M]
+// dotnet run -c Release --project bench/Subscriptions.Benchmarks -- message [--messages M] [--threads T]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- signup [--seconds S]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- slots [--subscribers N]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- meaning [--subscribers N] [--runs R] [--signups S]
@@ -35,10 +35,10 @@ switch (mode)
         await MeaningBenchmark.RunAsync(subscribers, runs, IntOption("--signups", 200));
         return 0;
     case "message":
-        await MessageBenchmark.RunAsync(IntOption("--messages", 20_000));
+        await MessageBenchmark.RunAsync(IntOption("--messages", 20_000), IntOption("--threads", 8));
         return 0;
     default:
-        Console.Error.WriteLine("Usage: Subscriptions.Benchmarks matching|daily|message|signup|slots|meaning [--subscribers N] [--runs R] [--connections C] [--messages M] [--seconds S] [--signups S]");
+        Console.Error.WriteLine("Usage: Subscriptions.Benchmarks matching|daily|message|signup|slots|meaning [--subscribers N] [--runs R] [--connections C] [--messages M] [--threads T] [--seconds S] [--signups S]");
         return 64;
 }
 
