@@ -46,11 +46,25 @@ public sealed class TestSmtpServer : IAsyncDisposable
     /// <summary>Scripted error replies not given yet.</summary>
     public int UnusedScriptedReplies => _scriptedReplies.Count;
 
+    /// <summary>
+    /// A server listening on a port of its own. The port is reserved by closing a listener on it, so another process may
+    /// take it before the server binds it: then it tries again on another.
+    /// </summary>
     public static async Task<TestSmtpServer> StartNewAsync()
     {
-        var server = new TestSmtpServer();
-        await server.StartAsync();
-        return server;
+        for (var attempt = 1; ; attempt++)
+        {
+            var server = new TestSmtpServer();
+            try
+            {
+                await server.StartAsync();
+                return server;
+            }
+            catch (SocketException) when (attempt < 3)
+            {
+                server._server = null;
+            }
+        }
     }
 
     /// <summary>The message exactly as it came over the wire (headers folded as sent).</summary>
@@ -118,7 +132,12 @@ public sealed class TestSmtpServer : IAsyncDisposable
         services.Add(listeners);
         _server = new SmtpServer.SmtpServer(options, services);
         _running = _server.StartAsync(CancellationToken.None);
-        await listening.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        // A port taken in the meantime fails the server's task (and the listener never starts): that error, not a timeout.
+        // The wait is generous: the whole suite runs in parallel on two cores.
+        if (await Task.WhenAny(listening.Task, _running).WaitAsync(TimeSpan.FromSeconds(30)) == _running)
+        {
+            await _running;
+        }
     }
 
     public async Task StopAsync()
