@@ -128,8 +128,11 @@ public sealed class FeedbackTests(TestDatabase database) : IClassFixture<TestDat
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
     }
 
-    private string FeedbackLink(long subscriberId, byte[] key, long paperId, bool more) =>
-        _app.Services.GetRequiredService<LinkTokens>().FeedbackLink(subscriberId, key, paperId, more).PathAndQuery;
+    private string FeedbackLink(long subscriberId, byte[] key, long paperId, bool more)
+    {
+        var tokens = _app.Services.GetRequiredService<LinkTokens>();
+        return tokens.FeedbackLink(tokens.Create(LinkPurpose.Preferences, subscriberId, key), paperId, more).PathAndQuery;
+    }
 
     private Task<long> PaperIdAsync(string arxivId) => database.ScalarAsync<long>("SELECT id FROM papers WHERE arxiv_id = @arxivId", new { arxivId });
 }

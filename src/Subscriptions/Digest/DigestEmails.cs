@@ -25,8 +25,9 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
         long deliveryId, string email, long subscriberId, byte[] subscriptionKey, DateOnly day, IReadOnlyList<PlannedPaper> planned,
         IReadOnlyDictionary<long, DayPaper> papers)
     {
+        var feedbackToken = tokens.Create(LinkPurpose.Preferences, subscriberId, subscriptionKey);
         var items = planned.Where(p => papers.ContainsKey(p.PaperId)).Select(p => new Item(papers[p.PaperId], MatchReasons.Describe(p.Topics, p.CloseTo),
-            tokens.FeedbackLink(subscriberId, subscriptionKey, p.PaperId, more: true), tokens.FeedbackLink(subscriberId, subscriptionKey, p.PaperId, more: false))).ToList();
+            tokens.FeedbackLink(feedbackToken, p.PaperId, more: true), tokens.FeedbackLink(feedbackToken, p.PaperId, more: false))).ToList();
         var topics = planned.Where(p => papers.ContainsKey(p.PaperId)).SelectMany(p => p.Topics.Concat(p.CloseTo ?? []))
             .Distinct(StringComparer.OrdinalIgnoreCase).ToList();
         var unsubscribe = tokens.Link(LinkPurpose.Unsubscribe, subscriberId, subscriptionKey);

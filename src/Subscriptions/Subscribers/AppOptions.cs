@@ -27,7 +27,9 @@ internal sealed class AppOptions : IValidatableObject
     public IReadOnlyList<IPAddress> KnownProxyAddresses =>
         [.. ProxyEntries().Select(entry => IPAddress.TryParse(entry, out var address) ? address : null).OfType<IPAddress>()];
 
-    public Uri Link(string pathAndQuery) => new(new Uri(BaseUrl.TrimEnd('/') + "/"), pathAndQuery.TrimStart('/'));
+    // Joined as text and parsed once: a digest has two dozen links, and resolving each against a freshly parsed base
+    // was a visible part of rendering one. The paths joined here are the service's own, never "../" or absolute.
+    public Uri Link(string pathAndQuery) => new($"{BaseUrl.TrimEnd('/')}/{pathAndQuery.TrimStart('/')}");
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {

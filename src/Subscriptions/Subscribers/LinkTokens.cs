@@ -54,8 +54,9 @@ internal sealed class LinkTokens(IOptions<AppOptions> options)
     /// "More like this" (<paramref name="more"/>) or "less like this" for one paper: the preferences token, which already lets its
     /// holder change everything about the subscription, with the paper named beside it.
     /// </summary>
-    public Uri FeedbackLink(long subscriberId, byte[] nonce, long paperId, bool more) =>
-        _app.Link($"feedback?token={Create(LinkPurpose.Preferences, subscriberId, nonce)}&paper={paperId}&more={(more ? 1 : 0)}");
+    /// <remarks><paramref name="preferencesToken"/> is <see cref="Create"/>'s for <see cref="LinkPurpose.Preferences"/>: an email's papers all share one.</remarks>
+    public Uri FeedbackLink(string preferencesToken, long paperId, bool more) =>
+        _app.Link($"feedback?token={preferencesToken}&paper={paperId}&more={(more ? 1 : 0)}");
 
     public string Create(LinkPurpose purpose, long subscriberId, byte[] nonce)
     {
