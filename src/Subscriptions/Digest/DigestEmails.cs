@@ -25,13 +25,14 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
         long deliveryId, string email, long subscriberId, byte[] subscriptionKey, DateOnly day, IReadOnlyList<PlannedPaper> planned,
         IReadOnlyDictionary<long, DayPaper> papers)
     {
-        var feedbackToken = tokens.Create(LinkPurpose.Preferences, subscriberId, subscriptionKey);
+        // One preferences token for the preferences link and every feedback link (each would otherwise make it anew).
+        var preferencesToken = tokens.Create(LinkPurpose.Preferences, subscriberId, subscriptionKey);
         var items = planned.Where(p => papers.ContainsKey(p.PaperId)).Select(p => new Item(papers[p.PaperId], MatchReasons.Describe(p.Topics, p.CloseTo),
-            tokens.FeedbackLink(feedbackToken, p.PaperId, more: true), tokens.FeedbackLink(feedbackToken, p.PaperId, more: false))).ToList();
+            tokens.FeedbackLink(preferencesToken, p.PaperId, more: true), tokens.FeedbackLink(preferencesToken, p.PaperId, more: false))).ToList();
         var topics = planned.Where(p => papers.ContainsKey(p.PaperId)).SelectMany(p => p.Topics.Concat(p.CloseTo ?? []))
             .Distinct(StringComparer.OrdinalIgnoreCase).ToList();
         var unsubscribe = tokens.Link(LinkPurpose.Unsubscribe, subscriberId, subscriptionKey);
-        var preferences = tokens.Link(LinkPurpose.Preferences, subscriberId, subscriptionKey);
+        var preferences = tokens.Link(LinkPurpose.Preferences, preferencesToken);
         var links = new FooterLinks(preferences, unsubscribe, tokens.Link(LinkPurpose.Feed, subscriberId, subscriptionKey),
             app.Value.Link($"/papers/{planned.Select(p => p.Day ?? day).DefaultIfEmpty(day).Max():yyyy-MM-dd}"));
         var date = day.ToString("d MMM yyyy", CultureInfo.InvariantCulture);

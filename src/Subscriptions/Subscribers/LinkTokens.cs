@@ -37,7 +37,10 @@ internal sealed class LinkTokens(IOptions<AppOptions> options)
     public static byte[] NewNonce() => RandomNumberGenerator.GetBytes(NonceLength);
 
     /// <summary>The full link of a purpose, as it goes into an email (<c>App:BaseUrl</c> + the purpose's route + token).</summary>
-    public Uri Link(LinkPurpose purpose, long subscriberId, byte[] nonce)
+    public Uri Link(LinkPurpose purpose, long subscriberId, byte[] nonce) => Link(purpose, Create(purpose, subscriberId, nonce));
+
+    /// <summary>The same, with the purpose's token already made (<see cref="Create"/>).</summary>
+    public Uri Link(LinkPurpose purpose, string token)
     {
         var route = purpose switch
         {
@@ -47,7 +50,7 @@ internal sealed class LinkTokens(IOptions<AppOptions> options)
             LinkPurpose.Feed => "feed",
             _ => throw new ArgumentOutOfRangeException(nameof(purpose)),
         };
-        return _app.Link($"{route}?token={Create(purpose, subscriberId, nonce)}");
+        return _app.Link($"{route}?token={token}");
     }
 
     /// <summary>
