@@ -62,7 +62,7 @@ public sealed class TestSmtpServer : IAsyncDisposable
             }
             catch (SocketException) when (attempt < 3)
             {
-                server._server = null;
+                // That server never listened: there is nothing to stop, and it is left to the collector.
             }
         }
     }
@@ -187,7 +187,7 @@ public sealed class TestSmtpServer : IAsyncDisposable
                 {
                     foreach (var recipient in transaction.To)
                     {
-                        server._heldRecipients.Enqueue($"{recipient.User}@{recipient.Host}");
+                        server._heldRecipients.Enqueue(AddressOf(recipient));
                     }
                     Interlocked.Increment(ref server._held);
                     hold = server._heldRelease!.Task;
@@ -213,9 +213,11 @@ public sealed class TestSmtpServer : IAsyncDisposable
             using var stream = new MemoryStream(bytes);
             var message = await MimeMessage.LoadAsync(stream, cancellationToken);
             server._raw[message] = bytes;
-            server._envelopeSenders[message] = $"{transaction.From.User}@{transaction.From.Host}";
+            server._envelopeSenders[message] = AddressOf(transaction.From);
             server._received.Enqueue(message);
             return SmtpResponse.Ok;
         }
+
+        private static string AddressOf(SmtpServer.Mail.IMailbox mailbox) => $"{mailbox.User}@{mailbox.Host}";
     }
 }
