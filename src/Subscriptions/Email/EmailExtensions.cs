@@ -58,6 +58,7 @@ internal static class EmailExtensions
             builder.AddTimeout(smtp.Timeout);
         });
 
+        services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<DkimMessageSigner>();
         services.AddSingleton<ReturnPaths>();
         services.AddSingleton<SmtpMailSender>();
