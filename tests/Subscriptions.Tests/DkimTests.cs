@@ -232,7 +232,7 @@ public sealed class DkimTests(TestDatabase database) : IClassFixture<TestDatabas
             .ToDictionary(pair => pair[0].Trim(), pair => string.Concat(pair[1].Where(c => !char.IsWhiteSpace(c))));
 
     /// <summary>Answers every key lookup with the record <c>dkim record</c> would publish, as a DNS resolver would.</summary>
-    private sealed class PublishedKeyLocator(string txtRecord) : DkimPublicKeyLocatorBase
+    internal sealed class PublishedKeyLocator(string txtRecord) : DkimPublicKeyLocatorBase
     {
         public override AsymmetricKeyParameter LocatePublicKey(string methods, string domain, string selector, CancellationToken cancellationToken = default) =>
             domain == "subscriptions.test" && selector == "papers2026" ? GetPublicKey(txtRecord) : throw new InvalidOperationException($"No key at {selector}._domainkey.{domain}");

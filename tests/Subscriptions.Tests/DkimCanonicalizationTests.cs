@@ -1,0 +1,132 @@
+using System.Buffers;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Options;
+using MimeKit;
+using MimeKit.Cryptography;
+using Org.BouncyCastle.Security;
+using Subscriptions.Email;
+
+namespace Subscriptions.Tests;
+
+/// <summary>
+/// Our DKIM canonicalization and hashing against the RFC's example and MimeKit's own signer: the same body hash for
+/// bodies whose whitespace, line ends and encodings differ, and a signature MimeKit's verifier accepts.
+/// </summary>
+public sealed class DkimCanonicalizationTests : IDisposable
+{
+    private readonly RSA _key = RSA.Create(2048);
+    private readonly string _directory = Directory.CreateTempSubdirectory("subscriptions-dkim-canonical-").FullName;
+
+    public void Dispose()
+    {
+        _key.Dispose();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    [Fact]
+    public void TheBodyOfRfc6376sExampleCanonicalizesAsTheRfcSays()
+    {
+        // RFC 6376 §3.4.5: the relaxed body is " C" CRLF "D E" CRLF.
+        var body = " C \r\nD \t E\r\n\r\n\r\n"u8.ToArray();
+        var expected = SHA256.HashData(" C\r\nD E\r\n"u8);
+
+        using var whole = new RelaxedBodyHashStream();
+        whole.Write(body);
+        Assert.Equal(expected, whole.GetHashAndReset());
+
+        // Written a byte at a time, a CRLF split between writes still ends one line.
+        using var bytes = new RelaxedBodyHashStream();
+        foreach (var b in body)
+        {
+            bytes.Write([b]);
+        }
+        Assert.Equal(expected, bytes.GetHashAndReset());
+
+        // Bare LFs are line ends as CRLFs are; an empty body hashes as empty.
+        bytes.Write(" C \nD \t E\n\n"u8);
+        Assert.Equal(expected, bytes.GetHashAndReset());
+        Assert.Equal(SHA256.HashData([]), bytes.GetHashAndReset());
+    }
+
+    [Fact]
+    public void TheHeadersOfRfc6376sExampleCanonicalizeAsTheRfcSays()
+    {
+        using var block = new MemoryStream("A: X\r\nB: Y\t\r\n\tZ  \r\n\r\n"u8.ToArray());
+        var headers = HeaderList.Load(block);
+        var output = new ArrayBufferWriter<byte>();
+        RelaxedHeaders.Write(output, headers[0], last: false);
+        RelaxedHeaders.Write(output, headers[1], last: true);
+
+        Assert.Equal("a:X\r\nb:Y Z", Encoding.ASCII.GetString(output.WrittenSpan));
+    }
+
+    public static TheoryData<string, string> Bodies => new()
+    {
+        { "lines", "Line one\nLine two\n" },
+        { "whitespace", "  leading spaces\tand\t\ttabs  \ntrailing   \n \t \nafter a blank line\n\n\n\n" },
+        { "empty lines first", "\n\n\nthen text\n\n\nin the middle" },
+        { "no line break at the end", "no line break at the end" },
+        { "windows line ends", "one\r\ntwo  \r\n\r\n" },
+        { "non-ASCII and a long line", "naïve — encoded as quoted-printable \n" + string.Concat(Enumerable.Repeat("a long line ", 40)) + "\n" },
+        { "html and text", "multipart" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Bodies))]
+    public async Task OurBodyHashIsMimeKitsAndOurSignatureVerifies(string name, string text)
+    {
+        var message = new MimeMessage
+        {
+            Subject = "Déjà vu — " + string.Concat(Enumerable.Repeat("a subject long enough to be folded ", 3)),
+            Date = new DateTimeOffset(2026, 11, 26, 6, 0, 0, TimeSpan.Zero),
+            MessageId = $"{name.Replace(' ', '-')}@subscriptions.test",
+            Body = name == "html and text"
+                ? new BodyBuilder { TextBody = "Trending — today\n\n1. A paper  \n", HtmlBody = "<p>Trending &#8212; today</p>\n\n\n" }.ToMessageBody()
+                : new TextPart("plain") { Text = text },
+        };
+        message.From.Add(new MailboxAddress("Trending Papers", "papers@subscriptions.test"));
+        message.To.Add(new MailboxAddress("Reader", "reader@example.org"));
+        message.Headers.Add("List-Unsubscribe", "<https://papers.subscriptions.test/unsubscribe?token=abc>");
+        message.Headers.Add("List-Unsubscribe-Post", "List-Unsubscribe=One-Click");
+
+        Signer().Sign(message);
+        var ours = message.Headers[HeaderId.DkimSignature]!;
+        var signed = Reparse(message);
+        var locator = new DkimTests.PublishedKeyLocator(DkimKey.DnsRecordValue(_key));
+        Assert.True(await new DkimVerifier(locator).VerifyAsync(signed, signed.Headers[signed.Headers.IndexOf(HeaderId.DkimSignature)]),
+            "Our signature should verify.");
+
+        message.Headers.RemoveAll(HeaderId.DkimSignature);
+        var mimeKits = new DkimSigner(DotNetUtilities.GetRsaKeyPair(_key).Private, "subscriptions.test", "papers2026")
+        {
+            HeaderCanonicalizationAlgorithm = DkimCanonicalizationAlgorithm.Relaxed,
+            BodyCanonicalizationAlgorithm = DkimCanonicalizationAlgorithm.Relaxed,
+        };
+        mimeKits.Sign(message, ["From", "To", "Subject"]);
+        Assert.Equal(Tag(message.Headers[HeaderId.DkimSignature]!, "bh"), Tag(ours, "bh"));
+    }
+
+    private DkimMessageSigner Signer()
+    {
+        var keyPath = Path.Combine(_directory, "dkim.pem");
+        File.WriteAllText(keyPath, _key.ExportRSAPrivateKeyPem());
+        return new DkimMessageSigner(
+            Options.Create(new DkimOptions { Domain = "subscriptions.test", Selector = "papers2026", PrivateKeyPath = keyPath }), TimeProvider.System);
+    }
+
+    /// <summary>The message as MailKit sends a signed one (CRLF, no SMTPUTF8), parsed again.</summary>
+    private static MimeMessage Reparse(MimeMessage message)
+    {
+        var wire = FormatOptions.Default.Clone();
+        wire.NewLineFormat = NewLineFormat.Dos;
+        wire.EnsureNewLine = true;
+        using var stream = new MemoryStream();
+        message.WriteTo(wire, stream);
+        stream.Position = 0;
+        return MimeMessage.Load(stream);
+    }
+
+    private static string Tag(string signature, string name) =>
+        signature.Split(';', StringSplitOptions.TrimEntries).Single(tag => tag.StartsWith(name + "=", StringComparison.Ordinal))[(name.Length + 1)..];
+}
