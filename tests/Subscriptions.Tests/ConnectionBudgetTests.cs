@@ -1,4 +1,5 @@
 using System.Net;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using Subscriptions.Database;
 using Subscriptions.Tests.Infrastructure;
@@ -36,6 +37,21 @@ public sealed class ConnectionBudgetTests : IAsyncLifetime
         Assert.Equal(Burst, await _database.ScalarAsync<long>("SELECT count(*) FROM subscribers WHERE email LIKE 'burst%'"));
         var opened = await _database.ScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'");
         Assert.InRange(opened, 1, DatabaseOptions.DefaultMaxPoolSize + 2); // the pool, and this test's own connection(s)
+        // Nor does the connection string set automatic preparation, so the service's default applies too.
+        var used = new NpgsqlConnectionStringBuilder(app.Services.GetRequiredService<NpgsqlDataSource>().ConnectionString);
+        Assert.Equal(DatabaseOptions.DefaultMaxAutoPrepare, used.MaxAutoPrepare);
+    }
+
+    [Fact]
+    public async Task AnOperatorsMaxAutoPrepareIsKeptAsWritten()
+    {
+        // Behind PgBouncer in transaction mode, for one: prepared statements must be off.
+        var connectionString = new NpgsqlConnectionStringBuilder(_database.ConnectionString) { MaxAutoPrepare = 0 };
+        await using var app = new TestApp(_database, settings: new Dictionary<string, string?> { ["ConnectionStrings:Postgres"] = connectionString.ConnectionString });
+        using var client = app.CreatePlainClient();
+
+        Assert.Equal(HttpStatusCode.Accepted, (await client.SignUpAsync("unprepared@example.org", "lidar")).StatusCode);
+        Assert.Equal(0, new NpgsqlConnectionStringBuilder(app.Services.GetRequiredService<NpgsqlDataSource>().ConnectionString).MaxAutoPrepare);
     }
 
     [Theory]
@@ -46,4 +62,12 @@ public sealed class ConnectionBudgetTests : IAsyncLifetime
     [InlineData("Host=db", false)]
     public void APoolSizeInTheConnectionStringIsTheOperatorsAnyNameItHas(string connectionString, bool sets) =>
         Assert.Equal(sets, DatabaseOptions.SetsPoolSize(connectionString));
+
+    [Theory]
+    [InlineData("Host=db;Max Auto Prepare=0", true)]
+    [InlineData("Host=db;maxautoprepare=10", true)]
+    [InlineData("Host=db;Auto Prepare Min Usages=2", false)]
+    [InlineData("Host=db", false)]
+    public void AutoPrepareInTheConnectionStringIsTheOperatorsAnyNameItHas(string connectionString, bool sets) =>
+        Assert.Equal(sets, DatabaseOptions.SetsAutoPrepare(connectionString));
 }

@@ -20,6 +20,10 @@ internal static class DatabaseExtensions
             {
                 dataSource.ConnectionStringBuilder.MaxPoolSize = DatabaseOptions.DefaultMaxPoolSize;
             }
+            if (!DatabaseOptions.SetsAutoPrepare(connectionString))
+            {
+                dataSource.ConnectionStringBuilder.MaxAutoPrepare = DatabaseOptions.DefaultMaxAutoPrepare;
+            }
         });
         services.AddSingleton<MigrationRunner>();
         // Npgsql logs every command at Information; what an operator needs from it are its warnings and errors.

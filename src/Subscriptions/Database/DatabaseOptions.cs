@@ -17,15 +17,30 @@ internal sealed class DatabaseOptions : IValidatableObject
     /// </summary>
     public const int DefaultMaxPoolSize = 20;
 
+    /// <summary>
+    /// How many of a connection's most used statements Npgsql keeps prepared (<c>Max Auto Prepare</c>) unless the connection
+    /// string says otherwise; Npgsql's own default is none. Prepared, a statement is parsed and planned once per connection
+    /// instead of at every call: the signup benchmark's profile had a sixth of the machine's CPU in PostgreSQL's parsing
+    /// and planning, and with 64 the signups per second at 20 connections went from 305 and 257 to 355 and 471 (two runs
+    /// each, in turn). Behind PgBouncer in transaction mode set it to 0, or use PgBouncer 1.21 or later with
+    /// <c>max_prepared_statements</c>.
+    /// </summary>
+    public const int DefaultMaxAutoPrepare = 64;
+
     [Required(AllowEmptyStrings = false, ErrorMessage = "is required: the Npgsql connection string of the database")]
     public string Postgres { get; set; } = "";
 
     /// <summary>Whether the connection string sets the pool size itself (under any of Npgsql's names for it).</summary>
-    public static bool SetsPoolSize(string connectionString)
+    public static bool SetsPoolSize(string connectionString) => Sets(connectionString, "maximumpoolsize", "maxpoolsize");
+
+    /// <summary>Whether the connection string sets <c>Max Auto Prepare</c> itself.</summary>
+    public static bool SetsAutoPrepare(string connectionString) => Sets(connectionString, "maxautoprepare");
+
+    private static bool Sets(string connectionString, params string[] keys)
     {
         var parsed = new DbConnectionStringBuilder { ConnectionString = connectionString };
         return parsed.Keys.Cast<string>().Select(key => key.Replace(" ", "", StringComparison.Ordinal).ToLowerInvariant())
-            .Any(key => key is "maximumpoolsize" or "maxpoolsize");
+            .Any(keys.Contains);
     }
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
