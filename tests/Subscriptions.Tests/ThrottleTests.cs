@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
-using MimeKit;
 using Subscriptions.Email;
 using Subscriptions.Tests.Infrastructure;
 
@@ -28,7 +27,7 @@ public sealed class ThrottleTests(TestDatabase database) : IClassFixture<TestDat
         var sender = app.Services.GetRequiredService<IMailSender>();
 
         var clock = Stopwatch.StartNew();
-        await Task.WhenAll(Enumerable.Range(0, messages).Select(i => sender.SendAsync(Message($"rate{i}@example.org"), CancellationToken.None)));
+        await Task.WhenAll(Enumerable.Range(0, messages).Select(i => sender.SendAsync(PlainMessages.To($"rate{i}@example.org", "rate"), CancellationToken.None)));
         var elapsed = clock.Elapsed;
 
         Assert.Equal(messages, _smtp.Received.Count);
@@ -37,13 +36,5 @@ public sealed class ThrottleTests(TestDatabase database) : IClassFixture<TestDat
         var windowsWaited = (messages + perSecond - 1) / perSecond - 1;
         Assert.True(elapsed >= TimeSpan.FromSeconds(windowsWaited * 0.9),
             $"{messages} messages at {perSecond} a second took {elapsed.TotalSeconds:F2} s; they cannot take less than {windowsWaited * 0.9:F1} s.");
-    }
-
-    private static MimeMessage Message(string to)
-    {
-        var message = new MimeMessage { Subject = "rate", Body = new TextPart("plain") { Text = "rate" } };
-        message.From.Add(MailboxAddress.Parse("papers@subscriptions.test"));
-        message.To.Add(MailboxAddress.Parse(to));
-        return message;
     }
 }

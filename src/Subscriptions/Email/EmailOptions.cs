@@ -29,6 +29,15 @@ internal sealed class SmtpOptions : IValidatableObject
     [Range(typeof(TimeSpan), "00:00:01", "00:10:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// A connection left unused longer than this is closed, and the next message opens a fresh one. Relays hang up on idle
+    /// connections (Postfix after 300 s, its smtp-sink after 100 s, some after less); a message sent on one that was hung up
+    /// fails, and with every connection stale at once, as at the start of each daily run, those failures tripped the circuit
+    /// breaker and held up the whole run for <see cref="BreakDuration"/>.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>First delay before retrying a transient failure; it doubles, with jitter, per retry.</summary>
     [Range(typeof(TimeSpan), "00:00:00", "00:10:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);

@@ -101,7 +101,7 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
     private readonly SmtpOptions _options;
     private readonly ResiliencePipeline _pipeline;
     private readonly ILogger<SmtpMailSender> _logger;
-    private readonly Channel<SmtpClient?> _idle;
+    private readonly Channel<IdleConnection?> _idle;
     private readonly SlidingWindowRateLimiter? _rate;
 
     public SmtpMailSender(IOptions<SmtpOptions> options, ResiliencePipelineProvider<string> pipelines, ILogger<SmtpMailSender> logger)
@@ -109,7 +109,7 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
         _options = options.Value;
         _pipeline = pipelines.GetPipeline(PipelineName);
         _logger = logger;
-        _idle = Channel.CreateBounded<SmtpClient?>(_options.Connections);
+        _idle = Channel.CreateBounded<IdleConnection?>(_options.Connections);
         for (var i = 0; i < _options.Connections; i++)
         {
             _idle.Writer.TryWrite(null);
@@ -150,9 +150,16 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
 
     private async Task<bool> SendOnceAsync(MimeMessage message, MailboxAddress returnPath, StillWanted? stillWanted, CancellationToken cancellationToken)
     {
-        var client = await _idle.Reader.ReadAsync(cancellationToken);
+        var idle = await _idle.Reader.ReadAsync(cancellationToken);
+        var client = idle?.Client;
         try
         {
+            if (idle is not null && Environment.TickCount64 - idle.Since > _options.IdleTimeout.TotalMilliseconds)
+            {
+                // The relay may have hung up on it meanwhile: a fresh connection rather than a failed message.
+                client = null;
+                await DisposeQuietlyAsync(idle.Client);
+            }
             client ??= await ConnectAsync(cancellationToken);
             if (stillWanted is not null && !await stillWanted())
             {
@@ -174,9 +181,12 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
         }
         finally
         {
-            _idle.Writer.TryWrite(client);
+            _idle.Writer.TryWrite(client is null ? null : new IdleConnection(client, Environment.TickCount64));
         }
     }
+
+    /// <summary>A connection waiting for its next message, and since when (<see cref="Environment.TickCount64"/>).</summary>
+    private sealed record IdleConnection(SmtpClient Client, long Since);
 
     private async Task<SmtpClient> ConnectAsync(CancellationToken cancellationToken)
     {
@@ -228,11 +238,11 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
     {
         _rate?.Dispose();
         _idle.Writer.TryComplete();
-        while (_idle.Reader.TryRead(out var client))
+        while (_idle.Reader.TryRead(out var idle))
         {
-            if (client is not null)
+            if (idle is not null)
             {
-                await DisposeQuietlyAsync(client);
+                await DisposeQuietlyAsync(idle.Client);
             }
         }
     }

@@ -27,12 +27,17 @@ public sealed class TestSmtpServer : IAsyncDisposable
     private int _held;
     private readonly ConcurrentQueue<string> _heldRecipients = new();
     private int _admitted; // messages let through, counted when admitted so that concurrent connections cannot both slip past the limit
+    private readonly TimeSpan? _idleTimeout;
     private SmtpServer.SmtpServer? _server;
     private Task? _running;
 
-    /// <summary>Reserves a free port; the server listens only once <see cref="StartAsync"/> is called.</summary>
-    public TestSmtpServer()
+    /// <summary>
+    /// Reserves a free port; the server listens only once <see cref="StartAsync"/> is called. With
+    /// <paramref name="idleTimeout"/>, it hangs up on a client that sends no command for that long, as relays do.
+    /// </summary>
+    public TestSmtpServer(TimeSpan? idleTimeout = null)
     {
+        _idleTimeout = idleTimeout;
         using var probe = new TcpListener(IPAddress.Loopback, 0);
         probe.Start();
         Port = ((IPEndPoint)probe.LocalEndpoint).Port;
@@ -50,11 +55,11 @@ public sealed class TestSmtpServer : IAsyncDisposable
     /// A server listening on a port of its own. The port is reserved by closing a listener on it, so another process may
     /// take it before the server binds it: then it tries again on another.
     /// </summary>
-    public static async Task<TestSmtpServer> StartNewAsync()
+    public static async Task<TestSmtpServer> StartNewAsync(TimeSpan? idleTimeout = null)
     {
         for (var attempt = 1; ; attempt++)
         {
-            var server = new TestSmtpServer();
+            var server = new TestSmtpServer(idleTimeout);
             try
             {
                 await server.StartAsync();
@@ -120,10 +125,14 @@ public sealed class TestSmtpServer : IAsyncDisposable
 
     public async Task StartAsync()
     {
-        var options = new SmtpServerOptionsBuilder()
+        var builder = new SmtpServerOptionsBuilder()
             .ServerName("test-smtp.localhost")
-            .Endpoint(endpoint => endpoint.Endpoint(new IPEndPoint(IPAddress.Loopback, Port)))
-            .Build();
+            .Endpoint(endpoint => endpoint.Endpoint(new IPEndPoint(IPAddress.Loopback, Port)));
+        if (_idleTimeout is { } idle)
+        {
+            builder.CommandWaitTimeout(idle);
+        }
+        var options = builder.Build();
         var listening = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var listeners = new EndpointListenerFactory();
         listeners.EndpointStarted += (_, _) => listening.TrySetResult();
