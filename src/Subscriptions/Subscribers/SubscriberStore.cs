@@ -62,6 +62,12 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
         };
 
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        if (await SignUpNewAddressAsync(connection, confirmation.emailKey, confirmation, topics, delivery, cancellationToken))
+        {
+            outbox.Wake();
+            return;
+        }
+
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         await SubscriberData.RestoreSuppressionAsync(connection, transaction, confirmation.emailKey, cancellationToken);
 
@@ -265,6 +271,53 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
         await transaction.CommitAsync(cancellationToken);
         await embeddings.EmbedTopicsAsync(topics, cancellationToken);
         return true;
+    }
+
+    /// <summary>
+    /// The common case, an address never seen before, in one statement (one round trip, committed by itself): what the
+    /// transaction below does for it, step for step. Its suppressions are restored from an erasure's hash as there, and
+    /// no confirmation is queued for a suppressed address; the statement's one snapshot still sees the hashed row it
+    /// moves, so both keys are checked. False, with nothing changed but that restoration, when the address is known.
+    /// </summary>
+    private static async Task<bool> SignUpNewAddressAsync(
+        NpgsqlConnection connection, string emailKey, object confirmation, IReadOnlyList<string> topics, DeliveryChoice delivery,
+        CancellationToken cancellationToken)
+    {
+        const string sql = """
+            WITH erased AS (
+                DELETE FROM suppressions WHERE email = @erasedKey RETURNING reason, created_at
+            ), restored AS (
+                INSERT INTO suppressions (email, reason, detail, created_at)
+                SELECT @emailKey, reason, 'suppressed before the address was erased', created_at FROM erased
+                ON CONFLICT (email) DO NOTHING
+            ), subscriber AS (
+                INSERT INTO subscribers (email, email_key, status, subscription_key, confirmation_nonce, confirmation_expires_at, created_at, updated_at,
+                                         time_zone, delivery_hour, frequency, weekday)
+                VALUES (@email, @emailKey, 'pending', @key, @nonce, @expires, @now, @now, @TimeZone, @Hour, @Frequency, @Weekday)
+                ON CONFLICT (email_key) DO NOTHING
+                RETURNING id
+            ), new_topics AS (
+                INSERT INTO topics (subscriber_id, position, text)
+                SELECT s.id, t.ordinality - 1, t.topic FROM subscriber s, unnest(@topics) WITH ORDINALITY AS t(topic, ordinality)
+            ), queued AS (
+                INSERT INTO email_outbox (subscriber_id, kind, next_attempt_at, created_at)
+                SELECT s.id, @kind, @now, @now FROM subscriber s
+                WHERE NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email IN (@emailKey, @erasedKey))
+            )
+            SELECT id FROM subscriber
+            """;
+        var parameters = new DynamicParameters(confirmation);
+        parameters.AddDynamicParams(new
+        {
+            erasedKey = SubscriberData.ErasedKey(emailKey),
+            topics = topics.ToArray(),
+            kind = EmailQueue.Confirmation,
+            delivery.TimeZone,
+            delivery.Hour,
+            delivery.Frequency,
+            delivery.Weekday,
+        });
+        return await connection.QuerySingleOrDefaultAsync<long?>(new CommandDefinition(sql, parameters, cancellationToken: cancellationToken)) is not null;
     }
 
     private static Task SetDeliveryAsync(
