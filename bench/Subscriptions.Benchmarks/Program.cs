@@ -47,12 +47,18 @@ static string CpuModel() =>
         ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(line => line.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU"
         : "unknown CPU";
 
-// The commit measured, and whether the tree had changes on top of it.
+// The commit measured, and whether the tree had changes on top of it: that of the checkout the benchmark was built in
+// (asked from its output folder), whatever folder it is run from.
 static string Commit()
 {
     try
     {
-        var start = new System.Diagnostics.ProcessStartInfo("git", "describe --always --dirty --abbrev=12") { RedirectStandardOutput = true, RedirectStandardError = true };
+        var start = new System.Diagnostics.ProcessStartInfo("git", "describe --always --dirty --abbrev=12")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = AppContext.BaseDirectory,
+        };
         using var git = System.Diagnostics.Process.Start(start)!;
         var output = git.StandardOutput.ReadToEnd().Trim();
         git.WaitForExit();
