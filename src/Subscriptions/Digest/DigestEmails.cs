@@ -64,7 +64,7 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
     private static string Text(
         List<Item> items, List<string> topics, string email, string date, FooterLinks links)
     {
-        var text = new StringBuilder();
+        var text = new StringBuilder(8 * 1024);
         text.Append(CultureInfo.InvariantCulture, $"Trending papers on your topics — {date}\n\n");
         var number = 0;
         foreach (var (paper, why, more, less) in items)
@@ -87,29 +87,28 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
     }
 
     private static string HtmlBody(
-        List<Item> items, List<string> topics, string email, string date, FooterLinks links)
-    {
-        var papers = new StringBuilder();
-        foreach (var (paper, why, more, less) in items)
+        List<Item> items, List<string> topics, string email, string date, FooterLinks links) =>
+        Html.Document(new StringBuilder(16 * 1024), $"Trending papers — {date}", html =>
         {
-            papers.Append(Rendered(paper).Html)
-                .Append("<div style=\"color:#555;font-size:0.85em\">Why: ").Append(Html.Encode(why))
-                .Append(" &#183; <a href=\"").Append(Html.Encode(more.AbsoluteUri)).Append("\" style=\"color:#555\">more like this</a>")
-                .Append(" &#183; <a href=\"").Append(Html.Encode(less.AbsoluteUri)).Append("\" style=\"color:#555\">less like this</a>")
-                .Append("</div>\n</td></tr>\n");
-        }
-        return Html.Document($"Trending papers — {date}", $"""
-            <table role="presentation" width="100%" cellspacing="0" cellpadding="0" style="border-collapse:collapse">
-            {papers}
-            </table>
-            <p style="color:#555;font-size:0.85em;margin-top:24px">You get this because {Html.Encode(email)} subscribed to daily trending papers on:
-            {Html.Encode(string.Join(", ", topics))}.<br>
-            <a href="{Html.Encode(links.Archive.AbsoluteUri)}" style="color:#555">View this on the web</a> &#183;
-            <a href="{Html.Encode(links.Feed.AbsoluteUri)}" style="color:#555">Your feed</a> &#183;
-            <a href="{Html.Encode(links.Preferences.AbsoluteUri)}" style="color:#555">Change your topics</a> &#183;
-            <a href="{Html.Encode(links.Unsubscribe.AbsoluteUri)}" style="color:#555">Unsubscribe</a></p>
-            """);
-    }
+            html.Append("<table role=\"presentation\" width=\"100%\" cellspacing=\"0\" cellpadding=\"0\" style=\"border-collapse:collapse\">\n");
+            foreach (var (paper, why, more, less) in items)
+            {
+                html.Append(Rendered(paper).Html)
+                    .Append("<div style=\"color:#555;font-size:0.85em\">Why: ").Append(Html.Encode(why))
+                    .Append(" &#183; <a href=\"").Append(Html.Encode(more.AbsoluteUri)).Append("\" style=\"color:#555\">more like this</a>")
+                    .Append(" &#183; <a href=\"").Append(Html.Encode(less.AbsoluteUri)).Append("\" style=\"color:#555\">less like this</a>")
+                    .Append("</div>\n</td></tr>\n");
+            }
+            html.Append(CultureInfo.InvariantCulture, $"""
+                </table>
+                <p style="color:#555;font-size:0.85em;margin-top:24px">You get this because {Html.Encode(email)} subscribed to daily trending papers on:
+                {Html.Encode(string.Join(", ", topics))}.<br>
+                <a href="{Html.Encode(links.Archive.AbsoluteUri)}" style="color:#555">View this on the web</a> &#183;
+                <a href="{Html.Encode(links.Feed.AbsoluteUri)}" style="color:#555">Your feed</a> &#183;
+                <a href="{Html.Encode(links.Preferences.AbsoluteUri)}" style="color:#555">Change your topics</a> &#183;
+                <a href="{Html.Encode(links.Unsubscribe.AbsoluteUri)}" style="color:#555">Unsubscribe</a></p>
+                """);
+        }).ToString();
 
     /// <summary>
     /// A paper's part of the email is the same for everyone who gets it, but for the topics that
