@@ -132,14 +132,26 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
         return true;
     }
 
-    /// <summary>Signing up an address that was suppressed and then erased: the suppression is keyed by the address again.</summary>
-    public static Task RestoreSuppressionAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string emailKey, CancellationToken cancellationToken)
-    {
-        const string sql = """
-            WITH erased AS (DELETE FROM suppressions WHERE email = @erasedKey RETURNING reason, created_at)
+    /// <summary>
+    /// Common table expressions that key an erased address's suppression (<c>@erasedKey</c>) by the address again
+    /// (<c>@emailKey</c>), for a statement of its own or one that also records the signup.
+    /// </summary>
+    public const string RestoreSuppressionCtes = """
+        erased AS (
+            DELETE FROM suppressions WHERE email = @erasedKey RETURNING reason, created_at
+        ), restored AS (
             INSERT INTO suppressions (email, reason, detail, created_at)
             SELECT @emailKey, reason, 'suppressed before the address was erased', created_at FROM erased
             ON CONFLICT (email) DO NOTHING
+        )
+        """;
+
+    /// <summary>Signing up an address that was suppressed and then erased: the suppression is keyed by the address again.</summary>
+    public static Task RestoreSuppressionAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string emailKey, CancellationToken cancellationToken)
+    {
+        const string sql = $"""
+            WITH {RestoreSuppressionCtes}
+            SELECT 1
             """;
         return connection.ExecuteAsync(new CommandDefinition(sql, new { emailKey, erasedKey = ErasedKey(emailKey) }, transaction, cancellationToken: cancellationToken));
     }

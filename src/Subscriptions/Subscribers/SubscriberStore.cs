@@ -277,20 +277,15 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
     /// The common case, an address never seen before, in one statement (one round trip, committed by itself): what the
     /// transaction below does for it, step for step. Its suppressions are restored from an erasure's hash as there, and
     /// no confirmation is queued for a suppressed address; the statement's one snapshot still sees the hashed row it
-    /// moves, so both keys are checked. False, with nothing changed but that restoration, when the address is known.
+    /// moves, so both keys are checked. False, with nothing changed but that restoration, when the address is known (the
+    /// transaction restores again: the address may have been erased in between).
     /// </summary>
     private static async Task<bool> SignUpNewAddressAsync(
         NpgsqlConnection connection, string emailKey, object confirmation, IReadOnlyList<string> topics, DeliveryChoice delivery,
         CancellationToken cancellationToken)
     {
-        const string sql = """
-            WITH erased AS (
-                DELETE FROM suppressions WHERE email = @erasedKey RETURNING reason, created_at
-            ), restored AS (
-                INSERT INTO suppressions (email, reason, detail, created_at)
-                SELECT @emailKey, reason, 'suppressed before the address was erased', created_at FROM erased
-                ON CONFLICT (email) DO NOTHING
-            ), subscriber AS (
+        const string sql = $"""
+            WITH {SubscriberData.RestoreSuppressionCtes}, subscriber AS (
                 INSERT INTO subscribers (email, email_key, status, subscription_key, confirmation_nonce, confirmation_expires_at, created_at, updated_at,
                                          time_zone, delivery_hour, frequency, weekday)
                 VALUES (@email, @emailKey, 'pending', @key, @nonce, @expires, @now, @now, @TimeZone, @Hour, @Frequency, @Weekday)
