@@ -21,11 +21,12 @@ namespace Subscriptions.Email;
 /// </remarks>
 internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvider time)
 {
-    // From is required by DKIM; the list headers must be covered for one-click unsubscribe (RFC 8058).
+    // From is required by DKIM; the list headers must be covered for one-click unsubscribe (RFC 8058). Lower case, as the
+    // h= tag lists them (MimeKit finds headers by name whatever the case).
     private static readonly string[] SignedHeaders =
     [
-        "From", "Sender", "Reply-To", "To", "Cc", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type",
-        "Content-Transfer-Encoding", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post",
+        "from", "sender", "reply-to", "to", "cc", "subject", "date", "message-id", "mime-version", "content-type",
+        "content-transfer-encoding", "list-id", "list-unsubscribe", "list-unsubscribe-post",
     ];
 
     // As MimeKit's signer writes the body for its hash, and as MailKit sends a signed message: CRLF line ends,
@@ -62,13 +63,13 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
         foreach (var name in SignedHeaders)
         {
             // MIME-Version is the message's; Content-Type and Content-Transfer-Encoding belong to its body.
-            var headers = name.StartsWith("Content-", StringComparison.OrdinalIgnoreCase) ? message.Body?.Headers : message.Headers;
+            var headers = name.StartsWith("content-", StringComparison.Ordinal) ? message.Body?.Headers : message.Headers;
             // The physically last instance is the one a verifier takes for a name listed once (RFC 6376 §5.4.2).
             var index = headers?.LastIndexOf(name) ?? -1;
             if (index >= 0)
             {
                 RelaxedHeaders.Write(signed, headers![index], last: false);
-                names.Add(name.ToLowerInvariant());
+                names.Add(name);
             }
         }
 
