@@ -69,8 +69,25 @@ public sealed class DkimCanonicalizationTests : IDisposable
         { "no line break at the end", "no line break at the end" },
         { "windows line ends", "one\r\ntwo  \r\n\r\n" },
         { "non-ASCII and a long line", "naïve — encoded as quoted-printable \n" + string.Concat(Enumerable.Repeat("a long line ", 40)) + "\n" },
+        { "long ASCII lines, sent as they are", string.Concat(Enumerable.Repeat("word  word\tword ", 20)) + " \nx y  z \t\n  \n" },
         { "html and text", "multipart" },
     };
+
+    [Fact]
+    public void AnAsciiPartWithLinesLongerThan78IsSignedAsItIsNotQuotedPrintable()
+    {
+        var html = "<p>" + string.Concat(Enumerable.Repeat("a line longer than MIME's 78 but within SMTP's 998 ", 10)) + "</p>\n";
+        var message = new MimeMessage { Body = new BodyBuilder { TextBody = "Trending — today\n", HtmlBody = html }.ToMessageBody() };
+        message.From.Add(new MailboxAddress("Trending Papers", "papers@subscriptions.test"));
+
+        Signer().Sign(message);
+
+        var parts = message.BodyParts.OfType<TextPart>().ToList();
+        Assert.Contains(parts.Single(p => p.IsPlain).ContentTransferEncoding, new[] { ContentEncoding.QuotedPrintable, ContentEncoding.Base64 });
+        var htmlPart = parts.Single(p => p.IsHtml);
+        Assert.NotEqual(ContentEncoding.QuotedPrintable, htmlPart.ContentTransferEncoding);
+        Assert.Equal(html, htmlPart.Text);
+    }
 
     [Theory]
     [MemberData(nameof(Bodies))]

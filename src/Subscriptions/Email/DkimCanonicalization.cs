@@ -55,15 +55,11 @@ internal sealed class RelaxedBodyHashStream : Stream
                 }
                 Text("\r"u8);
             }
-            var special = buffer.IndexOfAny(" \t\r\n"u8);
+            var special = buffer.IndexOfAny("\t\r\n"u8);
+            Spaced(special < 0 ? buffer : buffer[..special]);
             if (special < 0)
             {
-                Text(buffer);
                 return;
-            }
-            if (special > 0)
-            {
-                Text(buffer[..special]);
             }
             switch (buffer[special])
             {
@@ -78,6 +74,40 @@ internal sealed class RelaxedBodyHashStream : Stream
                     break;
             }
             buffer = buffer[(special + 1)..];
+        }
+    }
+
+    /// <summary>
+    /// A stretch without tabs or line ends: its single spaces between words stay as they are, so it is copied whole up
+    /// to a run of two spaces or more, or a space at its end (which may turn out to end the line).
+    /// </summary>
+    private void Spaced(ReadOnlySpan<byte> stretch)
+    {
+        while (!stretch.IsEmpty)
+        {
+            var text = stretch.IndexOfAnyExcept((byte)' ');
+            if (text < 0)
+            {
+                _blank = true;
+                return;
+            }
+            if (text > 0)
+            {
+                _blank = true;
+                stretch = stretch[text..];
+            }
+            var run = stretch.IndexOf("  "u8);
+            var words = run < 0 ? stretch : stretch[..run];
+            if (words[^1] == (byte)' ')
+            {
+                Text(words[..^1]);
+                _blank = true;
+            }
+            else
+            {
+                Text(words);
+            }
+            stretch = stretch[words.Length..];
         }
     }
 

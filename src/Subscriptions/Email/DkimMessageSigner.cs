@@ -33,6 +33,8 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
     // headers as encoded words (MailKit turns SMTPUTF8 off for signed messages so that none is re-encoded).
     private static readonly FormatOptions Canonical = CreateCanonicalFormat();
 
+    private const int SmtpMaxLineLength = 998; // RFC 5322 §2.1.1, and MailKit's SmtpClient
+
     // Loaded at the first message, not with the service: a bad key is reported by start-up validation.
     private readonly Lazy<RSA?> _key = new(() => Load(options.Value));
 
@@ -46,8 +48,9 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
         }
         var dkim = options.Value;
         // Signed as it will be sent: every part in 7-bit transfer encodings, so that no relay (nor MailKit,
-        // for a server without 8BITMIME) re-encodes the body after the signature was computed.
-        message.Prepare(EncodingConstraint.SevenBit);
+        // for a server without 8BITMIME) re-encodes the body after the signature was computed. Lines up to SMTP's
+        // limit, as MailKit prepares (MimeKit's default of 78 would quoted-printable-encode the ASCII HTML as well).
+        message.Prepare(EncodingConstraint.SevenBit, SmtpMaxLineLength);
         EncodeOnce(message);
         message.Headers.RemoveAll(HeaderId.DkimSignature);
 
