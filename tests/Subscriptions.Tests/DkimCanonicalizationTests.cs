@@ -105,6 +105,18 @@ public sealed class DkimCanonicalizationTests : IDisposable
     }
 
     [Fact]
+    public void ATextPartMarked8BitThatIs7BitCleanIsMarked7Bit()
+    {
+        var part = new TextPart("plain") { Text = "Line one\nLine two\n", ContentTransferEncoding = ContentEncoding.EightBit };
+        var message = new MimeMessage { Body = part };
+        message.From.Add(new MailboxAddress("Trending Papers", "papers@subscriptions.test"));
+
+        Signer().Sign(message);
+
+        Assert.Equal(ContentEncoding.SevenBit, part.ContentTransferEncoding);
+    }
+
+    [Fact]
     public void AnAsciiPartWithLinesLongerThan78IsSignedAsItIsNotQuotedPrintable()
     {
         var html = "<p>" + string.Concat(Enumerable.Repeat("a line longer than MIME's 78 but within SMTP's 998 ", 10)) + "</p>\n";

@@ -130,11 +130,14 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
             if (part.ContentTransferEncoding is ContentEncoding.Default or ContentEncoding.SevenBit or ContentEncoding.EightBit
                 && part.ContentType.IsMimeType("text", "*") && SevenBitEncoding(bytes.AsSpan(0, length)) is { } best)
             {
+                if (best != ContentEncoding.SevenBit || part.ContentTransferEncoding == ContentEncoding.EightBit)
+                {
+                    part.ContentTransferEncoding = best;
+                }
                 if (best == ContentEncoding.SevenBit)
                 {
                     return;
                 }
-                part.ContentTransferEncoding = best;
             }
             else
             {
@@ -171,7 +174,8 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
     /// The transfer encoding MimeKit's check (<c>BestEncodingFilter</c>, 7-bit, lines up to 998) chooses for text content,
     /// found with vectorized searches: as it is when there is no NUL, nothing above ASCII, no line longer than 998 (not
     /// counting its CR) and no line starting <c>From </c> (which MimeKit quotes for mbox); base64 when 17 % of the bytes
-    /// or more are above ASCII; else quoted-printable. Null, for MimeKit to decide, when there is a NUL.
+    /// or more are above ASCII; else quoted-printable (also for a last line that starts <c>From </c> without a line break
+    /// after it, which MimeKit's check would pass). Null, for MimeKit to decide, when there is a NUL.
     /// </summary>
     internal static ContentEncoding? SevenBitEncoding(ReadOnlySpan<byte> content)
     {
