@@ -96,8 +96,7 @@ public sealed class DkimCanonicalizationTests : IDisposable
         var mimeKits = part.GetBestEncoding(EncodingConstraint.SevenBit, 998);
         Assert.Equal(mimeKits, DkimMessageSigner.SevenBitEncoding(Encoding.UTF8.GetBytes(text)) ?? mimeKits);
 
-        var message = new MimeMessage { Subject = name, Body = part };
-        message.From.Add(new MailboxAddress("Trending Papers", "papers@subscriptions.test"));
+        var message = Message(part, name);
         Signer().Sign(message);
 
         Assert.Equal(mimeKits, part.ContentTransferEncoding is ContentEncoding.Default ? ContentEncoding.SevenBit : part.ContentTransferEncoding);
@@ -108,8 +107,7 @@ public sealed class DkimCanonicalizationTests : IDisposable
     public void ATextPartMarked8BitThatIs7BitCleanIsMarked7Bit()
     {
         var part = new TextPart("plain") { Text = "Line one\nLine two\n", ContentTransferEncoding = ContentEncoding.EightBit };
-        var message = new MimeMessage { Body = part };
-        message.From.Add(new MailboxAddress("Trending Papers", "papers@subscriptions.test"));
+        var message = Message(part);
 
         Signer().Sign(message);
 
@@ -120,8 +118,7 @@ public sealed class DkimCanonicalizationTests : IDisposable
     public void AnAsciiPartWithLinesLongerThan78IsSignedAsItIsNotQuotedPrintable()
     {
         var html = "<p>" + string.Concat(Enumerable.Repeat("a line longer than MIME's 78 but within SMTP's 998 ", 10)) + "</p>\n";
-        var message = new MimeMessage { Body = new BodyBuilder { TextBody = "Trending — today\n", HtmlBody = html }.ToMessageBody() };
-        message.From.Add(new MailboxAddress("Trending Papers", "papers@subscriptions.test"));
+        var message = Message(new BodyBuilder { TextBody = "Trending — today\n", HtmlBody = html }.ToMessageBody());
 
         Signer().Sign(message);
 
@@ -165,6 +162,14 @@ public sealed class DkimCanonicalizationTests : IDisposable
         };
         mimeKits.Sign(message, ["From", "To", "Subject"]);
         Assert.Equal(Tag(message.Headers[HeaderId.DkimSignature]!, "bh"), Tag(ours, "bh"));
+    }
+
+    /// <summary>A message from the signing domain with <paramref name="body"/>, for tests of how its body is prepared.</summary>
+    private static MimeMessage Message(MimeEntity body, string subject = "")
+    {
+        var message = new MimeMessage { Subject = subject, Body = body };
+        message.From.Add(new MailboxAddress("Trending Papers", "papers@subscriptions.test"));
+        return message;
     }
 
     private DkimMessageSigner Signer()

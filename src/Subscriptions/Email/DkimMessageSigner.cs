@@ -101,8 +101,9 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
     /// <remarks>
     /// Hand-written around MimeKit's own parts: its check of a part takes one byte at a time through a chain of streams
     /// (~25 µs a digest, most of it on the HTML, which is ASCII already), and a part's content is otherwise encoded each
-    /// time the message is written: for the body hash, for SMTP's SIZE, and for the DATA. Here a part already 7-bit clean
-    /// is found with vectorized searches; any other is left to MimeKit's check, and encoded in one call to MimeKit's encoder.
+    /// time the message is written: for the body hash, for SMTP's SIZE, and for the DATA. Here a text part's encoding is
+    /// chosen by MimeKit's rule with vectorized searches (<see cref="SevenBitEncoding"/>); a part that is not text, or
+    /// holds a NUL, is left to MimeKit's check; and a part that needs an encoding is encoded in one call to MimeKit's encoder.
     /// </remarks>
     private static void PrepareSevenBit(MimeEntity entity)
     {
