@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Xml.Linq;
+using Dapper;
 using Microsoft.Extensions.DependencyInjection;
 using Subscriptions.Digest;
 using Subscriptions.Subscribers;
@@ -309,6 +310,58 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
         Assert.Equal(1, summary.Sent);
         Assert.Equal(0, await _database.ScalarAsync<long>(
             "SELECT (SELECT count(*) FROM deliveries WHERE subscriber_id = @erased) + (SELECT count(*) FROM delivery_queue)", new { erased }));
+    }
+
+    [Fact]
+    public async Task ASlotPlannedWhileASubscriberIsBeingErasedWaitsAndLeavesThemNoDelivery()
+    {
+        var (erased, _) = await AddActiveAsync("erased-while-planning@example.org");
+        var (kept, _) = await AddActiveAsync("kept@example.org");
+        // An erasure in progress: its subscriber deleted, not yet committed, when the slot reads who is due.
+        await using var erasure = await _database.DataSource.OpenConnectionAsync();
+        await using var transaction = await erasure.BeginTransactionAsync();
+        await erasure.ExecuteAsync("DELETE FROM subscribers WHERE id = @erased", new { erased }, transaction);
+
+        var planning = _app.Services.GetRequiredService<DeliveryPlanner>().PlanSlotAsync(
+            new DateTimeOffset(Day.ToDateTime(new TimeOnly(7, 0)), TimeSpan.Zero), papersDay: null, CancellationToken.None);
+        await Eventually.TrueAsync(async () => await _database.ScalarAsync<long>(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' AND datname = current_database()") == 1,
+            "the slot's deliveries to wait for the erasure", TimeSpan.FromSeconds(30));
+        Assert.False(planning.IsCompleted);
+        await transaction.CommitAsync();
+        var plan = await planning;
+
+        Assert.Equal((2, 1), (plan.Covered, plan.Added)); // both were due when the slot read them; only one still exists
+        Assert.Equal([kept], await _database.QueryAsync<long>("SELECT subscriber_id FROM deliveries"));
+        Assert.Equal([(1L, 1L)], await _database.QueryAsync<(long, long)>("SELECT (SELECT count(*) FROM delivery_queue), (SELECT count(*) FROM delivery_papers)"));
+    }
+
+    [Fact]
+    public async Task AnErasureWhileASlotIsBeingPlannedWaitsForItsBatchAndThenLeavesNoRows()
+    {
+        var (erased, _) = await AddActiveAsync("erased-while-planned@example.org");
+        // A batch of the slot's deliveries being written, as the planner writes it, not yet committed.
+        await using var batch = await _database.DataSource.OpenConnectionAsync();
+        await using var transaction = await batch.BeginTransactionAsync();
+        await batch.ExecuteAsync(Database.SubscriberDeletion.WaitForDeletions, transaction: transaction);
+        await batch.ExecuteAsync("""
+            WITH planned AS (
+                INSERT INTO deliveries (subscriber_id, day, papers, next_attempt_at, created_at)
+                VALUES (@erased, @Day, '[]', now(), now()) RETURNING id, subscriber_id, day
+            ), queued AS (INSERT INTO delivery_queue (delivery_id, day) SELECT id, day FROM planned)
+            INSERT INTO delivery_papers (subscriber_id, day, paper_ids) SELECT subscriber_id, day, '{}' FROM planned
+            """, new { erased, Day }, transaction);
+
+        var erasure = _app.Services.GetRequiredService<SubscriberData>().EraseAsync(erased, CancellationToken.None);
+        await Eventually.TrueAsync(async () => await _database.ScalarAsync<long>(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' AND datname = current_database()") == 1,
+            "the erasure to wait for the batch", TimeSpan.FromSeconds(30));
+        Assert.False(erasure.IsCompleted);
+        await transaction.CommitAsync();
+        Assert.True(await erasure);
+
+        Assert.Equal(0, await _database.ScalarAsync<long>(
+            "SELECT (SELECT count(*) FROM deliveries) + (SELECT count(*) FROM delivery_queue) + (SELECT count(*) FROM delivery_papers)"));
     }
 
     /// <summary>A 404 whose body (the service's generic problem answer, if any) says nothing about what was asked.</summary>

@@ -255,10 +255,13 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
         }
         // The paper ids come as their own column rather than read back out of the inserted jsonb: returning the wide
         // papers from the insert, only to parse them again, spilled each batch to a temporary file (~4 MB per 5,000).
+        // Only subscribers who still exist get a delivery: one erased since the slot read them is left out, and one being
+        // erased now is waited for (SubscriberDeletion, in the same transaction).
         const string sql = """
             WITH planned AS (
                 INSERT INTO deliveries (subscriber_id, day, papers, next_attempt_at, created_at)
                 SELECT id, day, papers::jsonb, @now, @now FROM unnest(@ids, @days, @papers) AS t(id, day, papers)
+                WHERE EXISTS (SELECT 1 FROM subscribers s WHERE s.id = t.id)
                 ON CONFLICT (subscriber_id, day) DO NOTHING
                 RETURNING id, subscriber_id, day
             ), queued AS (
@@ -268,14 +271,18 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
             SELECT planned.subscriber_id, planned.day, t.paper_ids::bigint[]
             FROM planned JOIN unnest(@ids, @days, @paperIds) AS t(id, day, paper_ids) ON t.id = planned.subscriber_id AND t.day = planned.day
             """;
-        return await connection.ExecuteAsync(new CommandDefinition(sql, new
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await connection.ExecuteAsync(new CommandDefinition(SubscriberDeletion.WaitForDeletions, transaction: transaction, cancellationToken: cancellationToken));
+        var added = await connection.ExecuteAsync(new CommandDefinition(sql, new
         {
             now = time.GetUtcNow(),
             ids = batch.Select(row => row.SubscriberId).ToArray(),
             days = batch.Select(row => row.Day).ToArray(),
             papers = batch.Select(row => row.Papers).ToArray(),
             paperIds = batch.Select(row => row.PaperIds).ToArray(),
-        }, cancellationToken: cancellationToken));
+        }, transaction, cancellationToken: cancellationToken));
+        await transaction.CommitAsync(cancellationToken);
+        return added;
     }
 
     private async Task RecordSlotAsync(NpgsqlConnection connection, DateTimeOffset slot, long matched, long added, CancellationToken cancellationToken)
