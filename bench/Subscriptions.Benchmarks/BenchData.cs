@@ -9,7 +9,11 @@ internal static class BenchData
 {
     public static readonly DateOnly Day = new(2026, 11, 24);
 
-    public static async Task<string> CreateAsync(int subscribers)
+    /// <summary>
+    /// The database; with <paramref name="timeZones"/>, each subscriber has one of them and one of the 24 hours (a tenth
+    /// weekly, on one of the 7 weekdays) from the start, as if they had chosen at signup.
+    /// </summary>
+    public static async Task<string> CreateAsync(int subscribers, IReadOnlyList<string>? timeZones = null)
     {
         var connectionString = await Subscriptions.Tests.Infrastructure.PostgresServer.CreateDatabaseAsync("bench");
         await using var dataSource = NpgsqlDataSource.Create(connectionString);
@@ -17,11 +21,17 @@ internal static class BenchData
 
         await using var connection = await dataSource.OpenConnectionAsync();
         const string subscribersSql = """
-            INSERT INTO subscribers (email, status, subscription_key, created_at, updated_at, confirmed_at)
-            SELECT 'reader' || g || '@bench.example', 'active', decode(md5(g::text), 'hex'), now(), now(), now()
-            FROM generate_series(1, @subscribers) AS g
+            INSERT INTO subscribers (email, status, subscription_key, created_at, updated_at, confirmed_at,
+                                     time_zone, delivery_hour, frequency, weekday)
+            SELECT 'reader' || g || '@bench.example', 'active', decode(md5(g::text), 'hex'), now(), now(), now(),
+                   CASE WHEN z.chosen THEN z.zones[1 + g % z.count] END,
+                   CASE WHEN z.chosen THEN (g / z.count) % 24 END,
+                   CASE WHEN z.chosen AND g % 10 = 0 THEN 'weekly' ELSE 'daily' END,
+                   CASE WHEN z.chosen AND g % 10 = 0 THEN 1 + (g / 10) % 7 END
+            FROM generate_series(1, @subscribers) AS g,
+                 (SELECT @zones::text[] AS zones, cardinality(@zones::text[]) AS count, cardinality(@zones::text[]) > 0 AS chosen) AS z
             """;
-        await connection.ExecuteAsync(subscribersSql, new { subscribers }, commandTimeout: 0);
+        await connection.ExecuteAsync(subscribersSql, new { subscribers, zones = timeZones?.ToArray() ?? [] }, commandTimeout: 0);
         // 1 to 5 topics each, drawn from the vocabulary with a skew: a few topics are far more popular than the rest.
         const string topicsSql = """
             INSERT INTO topics (subscriber_id, position, text)
