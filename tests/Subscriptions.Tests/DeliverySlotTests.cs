@@ -270,6 +270,35 @@ public sealed class DeliverySlotTests : IAsyncLifetime
             lists.GroupBy(list => (list.Topic, list.Titles)).Select(group => (group.Key.Topic, group.Key.Titles, group.LongCount())).Order());
     }
 
+    [Fact]
+    public async Task EachSlotMatchesTheDaysPapersAsTheyAreWhenItIsPlanned()
+    {
+        // One process keeps the day's papers and topic searches from slot to slot while the papers are unchanged: a paper
+        // listed, or renamed, between two slots must be seen by the second.
+        await _database.SaveDayAsync(Day, TestDatabase.LidarPaper);
+        var eight = await AddAsync("eight@example.org", "UTC", 8);
+        var nine = await AddAsync("nine@example.org", "UTC", 9);
+        var ten = await AddAsync("ten@example.org", "UTC", 10);
+        await using var app = new TestApp(_database, _smtp, settings: DefaultTime);
+        var planner = app.Services.GetRequiredService<DeliveryPlanner>();
+
+        await planner.PlanSlotAsync(At(8), papersDay: null, CancellationToken.None);
+        await _database.SaveDayAsync(Day, TestDatabase.LidarPaper, PaperRecord.Create("2611.00005", "Lidar in the fog", "Scans.", [], null, 3));
+        await planner.PlanSlotAsync(At(9), papersDay: null, CancellationToken.None);
+        await _database.SaveDayAsync(Day, TestDatabase.LidarPaper, PaperRecord.Create("2611.00005", "Protein folding kinetics", "Enzymes.", [], null, 3));
+        await planner.PlanSlotAsync(At(10), papersDay: null, CancellationToken.None);
+
+        Assert.Equal(["2611.00003"], await PlannedPapersAsync(eight));
+        Assert.Equal(["2611.00003", "2611.00005"], await PlannedPapersAsync(nine));
+        Assert.Equal(["2611.00003"], await PlannedPapersAsync(ten));
+
+        static DateTimeOffset At(int hour) => new(2026, 11, 25, hour, 0, 0, TimeSpan.Zero);
+        async Task<IReadOnlyList<string>> PlannedPapersAsync(long subscriber) => await _database.QueryAsync<string>("""
+            SELECT p.arxiv_id FROM delivery_papers d CROSS JOIN LATERAL unnest(d.paper_ids) AS listed(id) JOIN papers p ON p.id = listed.id
+            WHERE d.subscriber_id = @subscriber ORDER BY p.arxiv_id
+            """, new { subscriber });
+    }
+
     private static readonly Dictionary<string, string?> DefaultTime = new() { ["Digest:Schedule"] = "0 0 7 * * ?", ["Digest:TimeZone"] = "UTC" };
 
     private async Task<List<string>> DeliveryDaysAsync(long subscriber, string from, string to) =>

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
@@ -41,6 +42,11 @@ internal sealed class TopicMatcher(
     // first five (precision@5 0.746 at 1/4, 0.777 at 0.1, 0.783 without it).
     private const double MeaningWeight = 4;
     private const double TrendWeightWithMeaning = 0.1;
+
+    // The sets of days whose papers and topic hits are kept (ForDaysAsync): a day's and a week's, with room for a few more.
+    private const int RecentDaysKept = 8;
+
+    private readonly ConcurrentDictionary<string, DaysSearched> _recentDays = new(StringComparer.Ordinal);
 
     internal sealed record DayPaper(long Id, string[] Authors, string[] Categories, double Trend);
 
@@ -133,8 +139,44 @@ internal sealed class TopicMatcher(
     /// Matching over the papers of <paramref name="days"/> (a paper listed on several counts with its best day's trend),
     /// a batch of subscribers at a time: the papers are read once, and each topic's hits when a batch first has it.
     /// </summary>
-    public async Task<BatchMatcher> ForDaysAsync(IReadOnlyList<DateOnly> days, CancellationToken cancellationToken) =>
-        new(this, days, await DayPapersAsync(days, cancellationToken));
+    public async Task<BatchMatcher> ForDaysAsync(IReadOnlyList<DateOnly> days, CancellationToken cancellationToken)
+    {
+        // Slots match the same days 24 times a day: the days' papers and topic hits are kept while the papers are unchanged.
+        // Searching every topic again cost each slot ~50–90 ms, twice (daily and weekly), at 200,000 subscribers.
+        var key = string.Join(',', days.Order());
+        var version = await DaysVersionAsync(days, cancellationToken);
+        if (!_recentDays.TryGetValue(key, out var recent) || recent.Version != version)
+        {
+            recent = new DaysSearched(version, await DayPapersAsync(days, cancellationToken), new(StringComparer.Ordinal));
+            if (_recentDays.Count >= RecentDaysKept)
+            {
+                _recentDays.Clear();
+            }
+            _recentDays[key] = recent;
+        }
+        return new(this, days, recent.Papers, recent.Hits);
+    }
+
+    /// <summary>
+    /// A set of days' papers, and the hits of every topic searched in them so far (an empty array for a topic with none),
+    /// shared by the batch matchers of those days while <paramref name="Version"/> holds.
+    /// </summary>
+    private sealed record DaysSearched(string Version, DayPapers Papers, ConcurrentDictionary<string, TopicHit[]> Hits);
+
+    /// <summary>
+    /// What the days' papers are made of, as far as matching reads it: their listings, their text and their meaning vectors.
+    /// Any insert or update of those rows changes a row's <c>xmin</c> (and a new or removed row, the counts).
+    /// </summary>
+    private async Task<string> DaysVersionAsync(IReadOnlyList<DateOnly> days, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            SELECT concat_ws(' ', count(*), max(d.xmin::text::bigint), max(p.xmin::text::bigint), count(e.paper_id), max(e.xmin::text::bigint))
+            FROM paper_days d JOIN papers p ON p.id = d.paper_id LEFT JOIN paper_embeddings e ON e.paper_id = d.paper_id
+            WHERE d.day = ANY(@days)
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await connection.ExecuteScalarAsync<string>(new CommandDefinition(sql, new { days = days.ToArray() }, cancellationToken: cancellationToken)) ?? "";
+    }
 
     /// <summary>Lists for batches of subscribers over one set of days; see <see cref="ForDaysAsync"/>.</summary>
     internal sealed class BatchMatcher
@@ -143,15 +185,15 @@ internal sealed class TopicMatcher(
         private readonly IReadOnlyList<DateOnly> _days;
         private readonly DayPapers _papers;
         private readonly ListRanker _ranker;
-        private readonly Dictionary<string, TopicHit[]> _hits = new(StringComparer.Ordinal);
-        private readonly HashSet<string> _searched = new(StringComparer.Ordinal);
+        private readonly ConcurrentDictionary<string, TopicHit[]> _hits;
 
-        internal BatchMatcher(TopicMatcher matcher, IReadOnlyList<DateOnly> days, DayPapers papers)
+        internal BatchMatcher(TopicMatcher matcher, IReadOnlyList<DateOnly> days, DayPapers papers, ConcurrentDictionary<string, TopicHit[]> hits)
         {
             _matcher = matcher;
             _days = days;
             _papers = papers;
             _ranker = papers.Ranker();
+            _hits = hits;
         }
 
         /// <summary>
@@ -165,14 +207,14 @@ internal sealed class TopicMatcher(
             {
                 return lists;
             }
-            var unsearched = batch.SelectMany(subscriber => subscriber.Topics).Where(topic => !_searched.Contains(topic)).Distinct(StringComparer.Ordinal).ToList();
+            var unsearched = batch.SelectMany(subscriber => subscriber.Topics).Where(topic => !_hits.ContainsKey(topic)).Distinct(StringComparer.Ordinal).ToList();
             if (unsearched.Count > 0)
             {
-                foreach (var (topic, hits) in await _matcher.HitsAsync(_days, _papers, unsearched, keepTopicVectors: true, cancellationToken))
+                var found = await _matcher.HitsAsync(_days, _papers, unsearched, keepTopicVectors: true, cancellationToken);
+                foreach (var topic in unsearched)
                 {
-                    _hits[topic] = hits;
+                    _hits[topic] = found.GetValueOrDefault(topic, []);
                 }
-                _searched.UnionWith(unsearched);
             }
             var feedback = _papers.Vectors is null ? [] : await _matcher.FeedbackAsync([.. batch.Select(subscriber => subscriber.Id)], cancellationToken);
             foreach (var subscriber in batch)
