@@ -164,13 +164,13 @@ internal sealed class TopicMatcher(
     private sealed record DaysSearched(string Version, DayPapers Papers, ConcurrentDictionary<string, TopicHit[]> Hits);
 
     /// <summary>
-    /// What the days' papers are made of, as far as matching reads it: their listings, their text and their meaning vectors.
-    /// Any insert or update of those rows changes a row's <c>xmin</c> (and a new or removed row, the counts).
+    /// What the days' papers are made of, as far as matching reads it: their listings, their text and their meaning vectors,
+    /// each row by its version (<c>xmin</c>, which every insert and update changes).
     /// </summary>
     private async Task<string> DaysVersionAsync(IReadOnlyList<DateOnly> days, CancellationToken cancellationToken)
     {
         const string sql = """
-            SELECT concat_ws(' ', count(*), max(d.xmin::text::bigint), max(p.xmin::text::bigint), count(e.paper_id), max(e.xmin::text::bigint))
+            SELECT md5(string_agg(concat_ws(':', d.day, d.source, d.paper_id, d.xmin, p.xmin, e.xmin), ',' ORDER BY d.day, d.source, d.paper_id))
             FROM paper_days d JOIN papers p ON p.id = d.paper_id LEFT JOIN paper_embeddings e ON e.paper_id = d.paper_id
             WHERE d.day = ANY(@days)
             """;
