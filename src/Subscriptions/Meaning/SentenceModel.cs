@@ -145,11 +145,15 @@ internal sealed class SentenceModel : IDisposable
         }
         var offset = section.PointerToRawData + (long)(blob - section.VirtualAddress) + resource.Offset;
         Span<byte> length = stackalloc byte[4];
-        RandomAccess.Read(file, length, offset);
-        var data = new byte[System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(length)];
-        if (RandomAccess.Read(file, data, offset + 4) != data.Length)
+        var size = RandomAccess.Read(file, length, offset) == length.Length ? System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(length) : -1;
+        if (size < 0 || offset + length.Length + size > RandomAccess.GetLength(file))
         {
             throw new InvalidDataException($"{Path.GetFileName(package.Location)} ends inside {name}");
+        }
+        var data = new byte[size];
+        if (RandomAccess.Read(file, data, offset + length.Length) != size)
+        {
+            throw new IOException($"{Path.GetFileName(package.Location)}: {name} could not be read whole");
         }
         return data;
     }

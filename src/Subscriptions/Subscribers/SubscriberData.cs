@@ -104,9 +104,10 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
     }
 
     /// <summary>
-    /// Erases the subscriber; false when there was none. Their deliveries go with them (foreign keys and triggers cascade, sql/0016), also one a
-    /// sender has claimed at this moment: a sender checks its delivery still exists just before sending it, so at most the one
-    /// message already being handed to the mail server can still go out, and its outcome finds no row to record.
+    /// Erases the subscriber; false when there was none. Their deliveries go with them (foreign keys and triggers cascade,
+    /// sql/0016), also one a sender has claimed at this moment: a sender checks its delivery still exists just before sending
+    /// it, so at most the one message already being handed to the mail server can still go out, and its outcome finds no row
+    /// to record.
     /// </summary>
     public async Task<bool> EraseAsync(long subscriberId, CancellationToken cancellationToken)
     {
