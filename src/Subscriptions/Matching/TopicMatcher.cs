@@ -137,12 +137,13 @@ internal sealed class TopicMatcher(
 
     /// <summary>
     /// Matching over the papers of <paramref name="days"/> (a paper listed on several counts with its best day's trend),
-    /// a batch of subscribers at a time: the papers are read once, and each topic's hits when a batch first has it.
+    /// a batch of subscribers at a time: the papers are read once, and each topic's hits when a batch first has it. Both are
+    /// kept for the next call with the same days (the next slot) while the days' papers are unchanged.
     /// </summary>
     public async Task<BatchMatcher> ForDaysAsync(IReadOnlyList<DateOnly> days, CancellationToken cancellationToken)
     {
-        // Slots match the same days 24 times a day: the days' papers and topic hits are kept while the papers are unchanged.
-        // Searching every topic again cost each slot ~50–90 ms, twice (daily and weekly), at 200,000 subscribers.
+        // Slots match the same days 24 times a day; searching every topic again cost each slot ~50–90 ms, twice (daily and
+        // weekly), at 200,000 subscribers.
         var key = string.Join(',', days.Order());
         var version = await DaysVersionAsync(days, cancellationToken);
         if (!_recentDays.TryGetValue(key, out var recent) || recent.Version != version)
