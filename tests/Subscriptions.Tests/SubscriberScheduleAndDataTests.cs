@@ -324,9 +324,7 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
 
         var planning = _app.Services.GetRequiredService<DeliveryPlanner>().PlanSlotAsync(
             new DateTimeOffset(Day.ToDateTime(new TimeOnly(7, 0)), TimeSpan.Zero), papersDay: null, CancellationToken.None);
-        await Eventually.TrueAsync(async () => await _database.ScalarAsync<long>(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' AND datname = current_database()") == 1,
-            "the slot's deliveries to wait for the erasure", TimeSpan.FromSeconds(30));
+        await OneWaitsForTheDeletionLockAsync("the slot's deliveries to wait for the erasure");
         Assert.False(planning.IsCompleted);
         await transaction.CommitAsync();
         var plan = await planning;
@@ -353,9 +351,7 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
             """, new { erased, Day }, transaction);
 
         var erasure = _app.Services.GetRequiredService<SubscriberData>().EraseAsync(erased, CancellationToken.None);
-        await Eventually.TrueAsync(async () => await _database.ScalarAsync<long>(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' AND datname = current_database()") == 1,
-            "the erasure to wait for the batch", TimeSpan.FromSeconds(30));
+        await OneWaitsForTheDeletionLockAsync("the erasure to wait for the batch");
         Assert.False(erasure.IsCompleted);
         await transaction.CommitAsync();
         Assert.True(await erasure);
@@ -363,6 +359,12 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
         Assert.Equal(0, await _database.ScalarAsync<long>(
             "SELECT (SELECT count(*) FROM deliveries) + (SELECT count(*) FROM delivery_queue) + (SELECT count(*) FROM delivery_papers)"));
     }
+
+    /// <summary>Until one session of this database waits for an advisory lock (the subscriber-deletion lock, sql/0016).</summary>
+    private Task OneWaitsForTheDeletionLockAsync(string waitingFor) =>
+        Eventually.TrueAsync(async () => await _database.ScalarAsync<long>(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' AND datname = current_database()") == 1,
+            waitingFor, TimeSpan.FromSeconds(30));
 
     /// <summary>A 404 whose body (the service's generic problem answer, if any) says nothing about what was asked.</summary>
     private static async Task AssertBareNotFoundAsync(HttpResponseMessage response, string asked)
