@@ -297,9 +297,7 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
         await Eventually.TrueAsync(() => _smtp.Held > 0, "the message to be held", TimeSpan.FromSeconds(30));
 
         var erasure = app.Services.GetRequiredService<SubscriberData>().EraseAsync(erased, CancellationToken.None);
-        await Eventually.TrueAsync(async () => await _database.ScalarAsync<long>(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%email_key FROM subscribers WHERE id = % FOR UPDATE%' AND datname = current_database()") == 1,
-            "the erasure to wait for the send's lock on the subscriber", TimeSpan.FromSeconds(30));
+        await OneWaitsForTheDeletionLockAsync("the erasure to wait for the send in flight");
         Assert.False(erasure.IsCompleted);
 
         _smtp.AcceptHeld();

@@ -1,8 +1,9 @@
 namespace Subscriptions.Database;
 
 /// <summary>
-/// The lock that keeps deliveries from being planned for a subscriber being deleted, now that deliveries have no foreign
-/// key to subscribers (sql/0016, whose trigger takes it exclusively, with this key, before deleting a subscriber's deliveries).
+/// The locks that keep deliveries from being planned or sent for a subscriber being deleted, now that deliveries have no
+/// foreign key to subscribers (sql/0016 and 0017: the deletion's trigger takes both exclusively, with these keys, before
+/// deleting a subscriber's deliveries).
 /// </summary>
 internal static class SubscriberDeletion
 {
@@ -11,4 +12,11 @@ internal static class SubscriberDeletion
     /// committed before it): batches share it, and wait only for a deletion in progress.
     /// </summary>
     public const string WaitForDeletions = "SELECT pg_advisory_xact_lock_shared(hashtextextended('subscriptions.subscriber_deletion', 0))";
+
+    /// <summary>
+    /// Taken by a sender's last check before an email to subscriber <c>$1</c> goes, until its outcome is recorded: the
+    /// subscriber's deletion (sql/0017) takes it exclusively, so it waits for that send in flight, and a check that
+    /// starts while the deletion runs waits for it and then finds no delivery.
+    /// </summary>
+    public const string WaitForDeletionOfOne = "SELECT pg_advisory_xact_lock_shared(hashtext('subscriptions.subscriber_sending'), ($1 % 2147483648)::integer)";
 }

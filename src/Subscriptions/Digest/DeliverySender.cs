@@ -3,6 +3,7 @@ using Dapper;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using Polly.CircuitBreaker;
+using Subscriptions.Database;
 using Subscriptions.Email;
 using Subscriptions.Infrastructure;
 using Subscriptions.Observability;
@@ -92,19 +93,21 @@ internal sealed class DeliverySender(
         // they are the hot path.
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         // Once the message has its SMTP connection, just before it goes: is the delivery still there and its subscriber
-        // still to be mailed? The answer holds until the outcome is recorded: the check opens a transaction that keeps
-        // a key-share lock on the subscriber's row, so an erasure waits for the send in flight (one message) and
-        // nothing goes out after it. An unsubscribe or suppression since the claim is seen here too.
+        // still to be mailed? The answer holds until the outcome is recorded: the check opens a transaction that holds
+        // the subscriber's deletion lock shared, so their erasure waits for the send in flight (one message) and nothing
+        // goes out after it. The lock is taken before the query, whose snapshot then sees an erasure committed while it
+        // waited. (A key-share lock on the subscriber's row did this, and wrote that row for every email.)
+        // An unsubscribe or suppression since the claim is seen here too.
         await using var lockIfStillWanted = new NpgsqlBatch(connection)
         {
             BatchCommands =
             {
                 new NpgsqlBatchCommand("BEGIN"),
+                new NpgsqlBatchCommand(SubscriberDeletion.WaitForDeletionOfOne) { Parameters = { new NpgsqlParameter<long>() } },
                 new NpgsqlBatchCommand("""
                     SELECT s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
                     FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
                     WHERE d.id = $1
-                    FOR KEY SHARE OF s
                     """) { Parameters = { new NpgsqlParameter<long>() } },
             },
         };
@@ -205,7 +208,7 @@ internal sealed class DeliverySender(
             }
         }
         var message = emails.Render(delivery.Id, delivery.Email, delivery.SubscriberId, delivery.SubscriptionKey, delivery.Day, planned, papersShown);
-        var check = new StillWantedCheck(lockIfStillWanted, delivery.Id);
+        var check = new StillWantedCheck(lockIfStillWanted, delivery.Id, delivery.SubscriberId);
         bool sent;
         try
         {
@@ -257,7 +260,7 @@ internal sealed class DeliverySender(
     /// The last-moment check of one delivery: the first ask opens the transaction (and takes the lock) that the
     /// delivery's recorded outcome commits; a retry of the same send asks again and gets the same answer.
     /// </summary>
-    private sealed class StillWantedCheck(NpgsqlBatch lockIfStillWanted, long deliveryId)
+    private sealed class StillWantedCheck(NpgsqlBatch lockIfStillWanted, long deliveryId, long subscriberId)
     {
         private bool _asked;
         private bool _wanted;
@@ -269,12 +272,16 @@ internal sealed class DeliverySender(
         {
             if (!_asked)
             {
-                lockIfStillWanted.BatchCommands[1].Parameters[0].Value = deliveryId;
+                lockIfStillWanted.BatchCommands[1].Parameters[0].Value = subscriberId;
+                lockIfStillWanted.BatchCommands[2].Parameters[0].Value = deliveryId;
                 // Uncancelled, like the send it guards: the transaction it opens must end in a recorded outcome.
-                var answer = await lockIfStillWanted.ExecuteScalarAsync(CancellationToken.None);
-                _asked = true;
-                DeliveryExists = answer is bool;
-                _wanted = answer is true;
+                await using (var reader = await lockIfStillWanted.ExecuteReaderAsync(CancellationToken.None))
+                {
+                    await reader.NextResultAsync(CancellationToken.None); // past the lock's row, to the check's
+                    _asked = true;
+                    DeliveryExists = await reader.ReadAsync(CancellationToken.None);
+                    _wanted = DeliveryExists && reader.GetBoolean(0);
+                }
             }
             return _wanted;
         }
