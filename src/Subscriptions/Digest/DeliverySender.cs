@@ -62,9 +62,29 @@ internal sealed class DeliverySender(
         _papersOfDay.Clear(); // papers may have been re-ingested since the last run
         // Two senders per SMTP connection: while one waits for the database to record its outcome,
         // the other has the connection. Each still has at most one message in flight.
+        var frontier = new ClaimFrontier();
         var senders = Enumerable.Range(1, smtpOptions.Value.Connections * 2)
-            .Select(n => SendLoopAsync(days?.ToArray(), $"{InstanceId}#{n}", counters, cancellationToken));
+            .Select(n => SendLoopAsync(days?.ToArray(), $"{InstanceId}#{n}", frontier, counters, cancellationToken));
         await Task.WhenAll(senders);
+    }
+
+    /// <summary>
+    /// The highest delivery id claimed by the senders of one pass: each claim starts past it, rather than past the
+    /// sender's own last batch, so that it does not walk again over the rows the others have claimed since.
+    /// </summary>
+    private sealed class ClaimFrontier
+    {
+        private long _id;
+
+        public long Id => Interlocked.Read(ref _id);
+
+        public void MovePast(long id)
+        {
+            long seen;
+            while ((seen = Interlocked.Read(ref _id)) < id && Interlocked.CompareExchange(ref _id, id, seen) != seen)
+            {
+            }
+        }
     }
 
     /// <summary>When the next of the days' open deliveries is due, or null when every one is sent, failed or skipped.</summary>
@@ -87,7 +107,7 @@ internal sealed class DeliverySender(
         return await connection.ExecuteScalarAsync<long>(new CommandDefinition(sql, new { days = days.ToArray() }, cancellationToken: cancellationToken));
     }
 
-    private async Task SendLoopAsync(DateOnly[]? days, string sender, SendCounters counters, CancellationToken cancellationToken)
+    private async Task SendLoopAsync(DateOnly[]? days, string sender, ClaimFrontier frontier, SendCounters counters, CancellationToken cancellationToken)
     {
         // One connection per sender for its whole run, and the statements around each send prepared once:
         // they are the hot path.
@@ -127,17 +147,16 @@ internal sealed class DeliverySender(
         };
         await recordSent.PrepareAsync(cancellationToken);
 
-        // Each pass moves forward through the table: rows behind the pointer that become due again
-        // (retries, expired claims) are taken by the next pass.
-        long after = 0;
+        // Each pass moves forward through the table, past what this pass's senders have claimed: rows behind
+        // that become due again (retries, expired claims) are taken by the next pass.
         while (!cancellationToken.IsCancellationRequested)
         {
-            var batch = await ClaimAsync(connection, days, after, sender, cancellationToken);
+            var batch = await ClaimAsync(connection, days, frontier.Id, sender, cancellationToken);
             if (batch.Count == 0)
             {
                 return;
             }
-            after = batch[^1].Id;
+            frontier.MovePast(batch[^1].Id);
             for (var i = 0; i < batch.Count; i++)
             {
                 if (cancellationToken.IsCancellationRequested || !await SendOneAsync(connection, lockIfStillWanted, recordSent, batch[i], counters))
@@ -159,11 +178,13 @@ internal sealed class DeliverySender(
     {
         // Due pending rows, and rows whose sender's claim ran out (it died mid-batch); none while an operator
         // has paused sending (sending_control, read at every claim, so every instance obeys). A suppressed address
-        // comes back as not active, so its delivery is skipped like that of someone who left.
+        // comes back as not active, so its delivery is skipped like that of someone who left. Both ids are bounded:
+        // PostgreSQL carries the join's equality across, not the inequality, and its plan walked the deliveries' key
+        // from the start, over every delivery sent before, at each claim.
         const string sql = """
             WITH claimable AS (
                 SELECT d.id FROM delivery_queue q JOIN deliveries d ON d.id = q.delivery_id
-                WHERE q.delivery_id > @after
+                WHERE q.delivery_id > @after AND d.id > @after
                   AND (@days::date[] IS NULL OR q.day = ANY(@days))
                   AND CASE WHEN d.status = 'pending' THEN d.next_attempt_at ELSE d.claimed_until END <= @now
                   AND NOT (SELECT paused FROM sending_control)
