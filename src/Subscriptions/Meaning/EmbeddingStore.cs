@@ -12,6 +12,13 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
     // Papers are embedded this many at a time, so a re-embedding of thousands commits as it goes.
     private const int PaperBatch = 256;
 
+    // Topic texts this process has seen stored with a vector of its model, so that a signup with topics already known
+    // (most signups) does not ask the database again. Rows are never deleted; should another instance store another
+    // model's vector meanwhile, the topic is embedded when the day is matched instead of ahead of it. Bounded: once
+    // full, it starts again empty.
+    private const int KnownTopicsLimit = 100_000;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _knownTopics = new(StringComparer.Ordinal);
+
     /// <summary>Embeds the papers listed on the day that have no vector of the current model yet; returns how many.</summary>
     public async Task<int> EmbedDayAsync(DateOnly day, CancellationToken cancellationToken)
     {
@@ -151,9 +158,23 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
     /// <summary>Embeds the topics a subscriber just saved (those no one had typed before), so the day's run finds them ready.</summary>
     public async Task EmbedTopicsAsync(IReadOnlyCollection<string> topics, CancellationToken cancellationToken)
     {
-        if (embedder.Enabled)
+        if (!embedder.Enabled)
         {
-            await TopicVectorsAsync(topics, keep: true, cancellationToken);
+            return;
+        }
+        var unknown = topics.Where(topic => !_knownTopics.ContainsKey(topic) && TopicSyntax.MeaningOf(topic).Length > 0).ToArray();
+        if (unknown.Length == 0)
+        {
+            return;
+        }
+        await TopicVectorsAsync(unknown, keep: true, cancellationToken);
+        if (_knownTopics.Count + unknown.Length > KnownTopicsLimit)
+        {
+            _knownTopics.Clear();
+        }
+        foreach (var topic in unknown)
+        {
+            _knownTopics.TryAdd(topic, true);
         }
     }
 
