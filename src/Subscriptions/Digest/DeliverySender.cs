@@ -178,13 +178,14 @@ internal sealed class DeliverySender(
     {
         // Due pending rows, and rows whose sender's claim ran out (it died mid-batch); none while an operator
         // has paused sending (sending_control, read at every claim, so every instance obeys). A suppressed address
-        // comes back as not active, so its delivery is skipped like that of someone who left. Both ids are bounded:
-        // PostgreSQL carries the join's equality across, not the inequality, and its plan walked the deliveries' key
-        // from the start, over every delivery sent before, at each claim.
+        // comes back as not active, so its delivery is skipped like that of someone who left. The deliveries' id is
+        // bounded too, and by the oldest one still queued: PostgreSQL carries the join's equality across, not the
+        // inequality, and its generic plan walks the deliveries' key from where the bound says, over every delivery
+        // sent before (every day's, at a pass's first claims).
         const string sql = """
             WITH claimable AS (
                 SELECT d.id FROM delivery_queue q JOIN deliveries d ON d.id = q.delivery_id
-                WHERE q.delivery_id > @after AND d.id > @after
+                WHERE q.delivery_id > @after AND d.id > GREATEST(@after, (SELECT min(delivery_id) FROM delivery_queue) - 1)
                   AND (@days::date[] IS NULL OR q.day = ANY(@days))
                   AND CASE WHEN d.status = 'pending' THEN d.next_attempt_at ELSE d.claimed_until END <= @now
                   AND NOT (SELECT paused FROM sending_control)
