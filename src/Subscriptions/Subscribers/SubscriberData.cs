@@ -106,8 +106,8 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
     /// <summary>
     /// Erases the subscriber; false when there was none. Their deliveries go with them (foreign keys and triggers cascade,
     /// sql/0016), also one a sender has claimed at this moment: a sender checks its delivery still exists just before sending
-    /// it, so at most the one message already being handed to the mail server can still go out, and its outcome finds no row
-    /// to record.
+    /// it, so at most the one message already being handed to the mail server can still go out. The erasure waits for that
+    /// send's outcome to be recorded (the check's lock, sql/0017) and then deletes it with the rest.
     /// </summary>
     public async Task<bool> EraseAsync(long subscriberId, CancellationToken cancellationToken)
     {
