@@ -12,7 +12,7 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
     // Papers are embedded this many at a time, so a re-embedding of thousands commits as it goes.
     private const int PaperBatch = 256;
 
-    // Topic texts this process has seen stored with a vector of its model, so that a signup with topics already known
+    // Topic texts this process has seen stored with a vector of its model (or that have no meaning to embed), so that a signup with topics already known
     // (most signups) does not ask the database again. Rows are never deleted; should another instance store another
     // model's vector meanwhile, the topic is embedded when the day is matched instead of ahead of it. Bounded: once
     // full, it starts again empty.
@@ -162,7 +162,7 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
         {
             return;
         }
-        var unknown = topics.Where(topic => !_knownTopics.ContainsKey(topic) && TopicSyntax.MeaningOf(topic).Length > 0).ToArray();
+        var unknown = topics.Where(topic => !_knownTopics.ContainsKey(topic)).ToArray();
         if (unknown.Length == 0)
         {
             return;
