@@ -12,10 +12,10 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
     // Papers are embedded this many at a time, so a re-embedding of thousands commits as it goes.
     private const int PaperBatch = 256;
 
-    // Topic texts this process has seen stored with a vector of its model (or that have no meaning to embed), so that a signup with topics already known
-    // (most signups) does not ask the database again. Rows are never deleted; should another instance store another
-    // model's vector meanwhile, the topic is embedded when the day is matched instead of ahead of it. Bounded: once
-    // full, it starts again empty.
+    // Topic texts this process has seen stored with a vector of its model (or that have no meaning to embed), so that a
+    // signup with topics already known (most signups) does not ask the database again. Rows are never deleted; should
+    // another instance store another model's vector meanwhile, the topic is embedded when the day is matched instead of
+    // ahead of it. Bounded: once full, it starts again empty.
     private const int KnownTopicsLimit = 100_000;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _knownTopics = new(StringComparer.Ordinal);
 
