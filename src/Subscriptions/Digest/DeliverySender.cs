@@ -112,40 +112,55 @@ internal sealed class DeliverySender(
         // One connection per sender for its whole run, and the statements around each send prepared once:
         // they are the hot path.
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        // Once the message has its SMTP connection, just before it goes: is the delivery still there and its subscriber
-        // still to be mailed? The answer holds until the outcome is recorded: the check opens a transaction that holds
+        // Before a message goes (once it has its SMTP connection, or as the message before it in the batch is recorded):
+        // is the delivery still there and its subscriber still to be mailed? The answer holds until the outcome is recorded: the check opens a transaction that holds
         // the subscriber's deletion lock shared, so their erasure waits for the send in flight (one message) and nothing
         // goes out after it. The lock is taken before the query, whose snapshot then sees an erasure committed while it
         // waited. (A key-share lock on the subscriber's row did this, and wrote that row for every email.)
         // An unsubscribe or suppression since the claim is seen here too.
-        await using var lockIfStillWanted = new NpgsqlBatch(connection)
-        {
-            BatchCommands =
+        const string checkDelivery = """
+            SELECT s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
+            FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+            WHERE d.id = $1
+            """;
+        const string recordSent = """
+            WITH finished AS (DELETE FROM delivery_queue WHERE delivery_id = $3)
+            UPDATE deliveries
+            SET status = 'sent', attempts = attempts + 1, sent_at = $1, message_id = $2, claimed_until = NULL, last_error = NULL
+            WHERE id = $3
+            """;
+        await using var statements = new SendStatements(
+            LockIfStillWanted: new NpgsqlBatch(connection)
             {
-                new NpgsqlBatchCommand("BEGIN"),
-                new NpgsqlBatchCommand(SubscriberDeletion.WaitForDeletionOfOne) { Parameters = { new NpgsqlParameter<long>() } },
-                new NpgsqlBatchCommand("""
-                    SELECT s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
-                    FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
-                    WHERE d.id = $1
-                    """) { Parameters = { new NpgsqlParameter<long>() } },
+                BatchCommands =
+                {
+                    new NpgsqlBatchCommand("BEGIN"),
+                    new NpgsqlBatchCommand(SubscriberDeletion.WaitForDeletionOfOne) { Parameters = { new NpgsqlParameter<long>() } },
+                    new NpgsqlBatchCommand(checkDelivery) { Parameters = { new NpgsqlParameter<long>() } },
+                },
             },
-        };
-        await lockIfStillWanted.PrepareAsync(cancellationToken);
-        await using var recordSent = new NpgsqlBatch(connection)
-        {
-            BatchCommands =
+            RecordSent: new NpgsqlBatch(connection)
             {
-                new NpgsqlBatchCommand("""
-                    WITH finished AS (DELETE FROM delivery_queue WHERE delivery_id = $3)
-                    UPDATE deliveries
-                    SET status = 'sent', attempts = attempts + 1, sent_at = $1, message_id = $2, claimed_until = NULL, last_error = NULL
-                    WHERE id = $3
-                    """) { Parameters = { new NpgsqlParameter<DateTimeOffset>(), new NpgsqlParameter<string>(), new NpgsqlParameter<long>() } },
-                new NpgsqlBatchCommand("COMMIT"),
+                BatchCommands =
+                {
+                    new NpgsqlBatchCommand(recordSent) { Parameters = { new NpgsqlParameter<DateTimeOffset>(), new NpgsqlParameter<string>(), new NpgsqlParameter<long>() } },
+                    new NpgsqlBatchCommand("COMMIT"),
+                },
             },
-        };
-        await recordSent.PrepareAsync(cancellationToken);
+            // One round trip where there would be two: a sent message's outcome is committed, and the check of the batch's
+            // next delivery opens the next transaction, before that message waits for an SMTP connection.
+            RecordSentThenLockNext: new NpgsqlBatch(connection)
+            {
+                BatchCommands =
+                {
+                    new NpgsqlBatchCommand(recordSent) { Parameters = { new NpgsqlParameter<DateTimeOffset>(), new NpgsqlParameter<string>(), new NpgsqlParameter<long>() } },
+                    new NpgsqlBatchCommand("COMMIT"),
+                    new NpgsqlBatchCommand("BEGIN"),
+                    new NpgsqlBatchCommand(SubscriberDeletion.WaitForDeletionOfOne) { Parameters = { new NpgsqlParameter<long>() } },
+                    new NpgsqlBatchCommand(checkDelivery) { Parameters = { new NpgsqlParameter<long>() } },
+                },
+            });
+        await statements.PrepareAsync(cancellationToken);
 
         // Each pass moves forward through the table, past what this pass's senders have claimed: rows behind
         // that become due again (retries, expired claims) are taken by the next pass.
@@ -157,9 +172,20 @@ internal sealed class DeliverySender(
                 return;
             }
             frontier.MovePast(batch[^1].Id);
+            StillWantedCheck? checkedAhead = null; // of batch[i], asked when the message before it was recorded
             for (var i = 0; i < batch.Count; i++)
             {
-                if (cancellationToken.IsCancellationRequested || !await SendOneAsync(connection, lockIfStillWanted, recordSent, batch[i], counters))
+                var following = i + 1 < batch.Count ? batch[i + 1] : null;
+                var proceed = false;
+                if (!cancellationToken.IsCancellationRequested)
+                {
+                    (proceed, checkedAhead) = await SendOneAsync(connection, statements, batch[i], checkedAhead, following, counters);
+                }
+                else if (checkedAhead is not null)
+                {
+                    await checkedAhead.EndAsync(connection); // nothing was sent under it
+                }
+                if (!proceed)
                 {
                     // Stopping, or the mail server is down: the rest of the batch goes back unsent.
                     await ReleaseAsync(connection, batch.Skip(i + (cancellationToken.IsCancellationRequested ? 0 : 1)).Select(d => d.Id).ToArray());
@@ -207,15 +233,20 @@ internal sealed class DeliverySender(
         return [.. rows.OrderBy(row => row.Id)];
     }
 
-    /// <summary>Sends one delivery and records what happened; false when the mail server is down and sending should pause.</summary>
-    private async Task<bool> SendOneAsync(
-        NpgsqlConnection connection, NpgsqlBatch lockIfStillWanted, NpgsqlBatch recordSent, ClaimedDelivery delivery, SendCounters counters)
+    /// <summary>
+    /// Sends one delivery and records what happened; false when the mail server is down and sending should pause. When it
+    /// was sent and the <paramref name="following"/> delivery is to be sent too, that one's check is asked in the same
+    /// round trip as the outcome is recorded, and returned.
+    /// </summary>
+    private async Task<(bool Proceed, StillWantedCheck? FollowingCheck)> SendOneAsync(
+        NpgsqlConnection connection, SendStatements statements, ClaimedDelivery delivery, StillWantedCheck? check, ClaimedDelivery? following,
+        SendCounters counters)
     {
         if (delivery.SubscriberStatus != "active")
         {
             await RecordSkippedAsync(connection, delivery.Id);
             counters.AddSkipped();
-            return true;
+            return (true, null);
         }
 
         var planned = PlannedPaper.Deserialize(delivery.Papers);
@@ -230,7 +261,7 @@ internal sealed class DeliverySender(
             }
         }
         var message = emails.Render(delivery.Id, delivery.Email, delivery.SubscriberId, delivery.SubscriptionKey, delivery.Day, planned, papersShown);
-        var check = new StillWantedCheck(lockIfStillWanted, delivery.Id, delivery.SubscriberId);
+        check ??= new StillWantedCheck(statements.LockIfStillWanted, delivery.Id, delivery.SubscriberId);
         bool sent;
         try
         {
@@ -244,14 +275,14 @@ internal sealed class DeliverySender(
             await check.EndAsync(connection);
             counters.AddFailed();
             metrics.EmailFailed("digest", "refused");
-            return true;
+            return (true, null);
         }
         catch (Exception e) when (e is not NpgsqlException && (e is not OperationCanceledException || e is Polly.Timeout.TimeoutRejectedException))
         {
             var circuitOpen = e is BrokenCircuitException;
             await RecordTransientFailureAsync(connection, delivery, circuitOpen ? "the mail server is unavailable (circuit open)" : e.Message, counters);
             await check.EndAsync(connection);
-            return !circuitOpen;
+            return (!circuitOpen, null);
         }
 
         if (!sent)
@@ -262,21 +293,58 @@ internal sealed class DeliverySender(
             }
             await check.EndAsync(connection); // otherwise erased with its subscriber: nothing left to record
             counters.AddSkipped();
-            return true;
+            return (true, null);
         }
-        recordSent.BatchCommands[0].Parameters[0].Value = time.GetUtcNow();
-        recordSent.BatchCommands[0].Parameters[1].Value = message.MessageId;
-        recordSent.BatchCommands[0].Parameters[2].Value = delivery.Id;
-        await recordSent.ExecuteNonQueryAsync(CancellationToken.None); // and commits the check's transaction
+
+        // The outcome is committed at once, whether or not the next check rides with it: a message sent and not yet
+        // recorded is what a crash would send twice. The lock the next check takes is then held while that message
+        // waits for a connection (bounded by Smtp:Timeout, like the send) as well as while it is sent.
+        StillWantedCheck? followingCheck = null;
+        var record = statements.RecordSent;
+        // Not when throttled: the next message may then wait seconds for its turn, and an erasure with it.
+        if (following is { SubscriberStatus: "active" } && !smtpOptions.Value.IsThrottled)
+        {
+            record = statements.RecordSentThenLockNext;
+            followingCheck = new StillWantedCheck(statements.LockIfStillWanted, following.Id, following.SubscriberId);
+        }
+        record.BatchCommands[0].Parameters[0].Value = time.GetUtcNow();
+        record.BatchCommands[0].Parameters[1].Value = message.MessageId;
+        record.BatchCommands[0].Parameters[2].Value = delivery.Id;
+        if (followingCheck is null)
+        {
+            await record.ExecuteNonQueryAsync(CancellationToken.None); // and commits the check's transaction
+        }
+        else
+        {
+            await followingCheck.AskWithAsync(record);
+        }
         counters.AddSent();
         metrics.EmailSent("digest");
-        return true;
+        return (true, followingCheck);
     }
 
     private static Task RecordSkippedAsync(NpgsqlConnection connection, long deliveryId) => RecordAsync(connection, """
         DELETE FROM delivery_queue WHERE delivery_id = @id;
         UPDATE deliveries SET status = 'skipped', claimed_until = NULL WHERE id = @id;
         """, new { id = deliveryId });
+
+    /// <summary>The statements around each send, prepared once on the sender's connection: they are the hot path.</summary>
+    private sealed record SendStatements(NpgsqlBatch LockIfStillWanted, NpgsqlBatch RecordSent, NpgsqlBatch RecordSentThenLockNext) : IAsyncDisposable
+    {
+        public async Task PrepareAsync(CancellationToken cancellationToken)
+        {
+            await LockIfStillWanted.PrepareAsync(cancellationToken);
+            await RecordSent.PrepareAsync(cancellationToken);
+            await RecordSentThenLockNext.PrepareAsync(cancellationToken);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await LockIfStillWanted.DisposeAsync();
+            await RecordSent.DisposeAsync();
+            await RecordSentThenLockNext.DisposeAsync();
+        }
+    }
 
     /// <summary>
     /// The last-moment check of one delivery: the first ask opens the transaction (and takes the lock) that the
@@ -294,18 +362,22 @@ internal sealed class DeliverySender(
         {
             if (!_asked)
             {
-                lockIfStillWanted.BatchCommands[1].Parameters[0].Value = subscriberId;
-                lockIfStillWanted.BatchCommands[2].Parameters[0].Value = deliveryId;
-                // Uncancelled, like the send it guards: the transaction it opens must end in a recorded outcome.
-                await using (var reader = await lockIfStillWanted.ExecuteReaderAsync(CancellationToken.None))
-                {
-                    await reader.NextResultAsync(CancellationToken.None); // past the lock's row, to the check's
-                    _asked = true;
-                    DeliveryExists = await reader.ReadAsync(CancellationToken.None);
-                    _wanted = DeliveryExists && reader.GetBoolean(0);
-                }
+                await AskWithAsync(lockIfStillWanted);
             }
             return _wanted;
+        }
+
+        /// <summary>Asks with <paramref name="batch"/>, whose last two statements are the lock and the check.</summary>
+        public async Task AskWithAsync(NpgsqlBatch batch)
+        {
+            batch.BatchCommands[^2].Parameters[0].Value = subscriberId;
+            batch.BatchCommands[^1].Parameters[0].Value = deliveryId;
+            // Uncancelled, like the send it guards: the transaction it opens must end in a recorded outcome.
+            await using var reader = await batch.ExecuteReaderAsync(CancellationToken.None);
+            await reader.NextResultAsync(CancellationToken.None); // past the lock's row, to the check's
+            _asked = true;
+            DeliveryExists = await reader.ReadAsync(CancellationToken.None);
+            _wanted = DeliveryExists && reader.GetBoolean(0);
         }
 
         /// <summary>Commits what was recorded since the check (nothing to do if it was never asked).</summary>

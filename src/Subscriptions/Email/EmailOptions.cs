@@ -55,6 +55,8 @@ internal sealed class SmtpOptions : IValidatableObject
 
     public bool HasHost => !string.IsNullOrWhiteSpace(Host);
 
+    public bool IsThrottled => MaxPerSecond > 0;
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (!string.IsNullOrEmpty(Username) && string.IsNullOrEmpty(Password))

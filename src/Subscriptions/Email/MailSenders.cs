@@ -114,7 +114,7 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
         {
             _idle.Writer.TryWrite(null);
         }
-        if (_options.MaxPerSecond > 0)
+        if (_options.IsThrottled)
         {
             // One limiter for all connections: a relay's rate is per sender, not per connection. A sliding
             // window (in tenths of a second) keeps every one-second span at the limit; waiting senders queue in order.
