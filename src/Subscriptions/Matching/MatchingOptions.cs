@@ -19,6 +19,6 @@ internal sealed class PreviewOptions
 {
     public const string Section = "App";
 
-    [Range(1, 100_000, ErrorMessage = "must be between {1} and {2}")]
+    [Range(1, 10_000_000, ErrorMessage = "must be between {1} and {2}")]
     public int PreviewsPerMinute { get; set; } = 60;
 }

@@ -18,7 +18,7 @@ internal sealed class AppOptions : IValidatableObject
     public string TokenSecret { get; set; } = "";
 
     /// <summary>Signups accepted per client address per minute.</summary>
-    [Range(1, 100_000, ErrorMessage = "must be between {1} and {2}")]
+    [Range(1, 10_000_000, ErrorMessage = "must be between {1} and {2}")]
     public int SignupsPerMinute { get; set; } = 10;
 
     /// <summary>Reverse proxies (comma-separated IP addresses) trusted to name the client in X-Forwarded-For.</summary>
