@@ -104,6 +104,9 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
     private readonly Channel<IdleConnection?> _idle;
     private readonly SlidingWindowRateLimiter? _rate;
 
+    // Larger than a digest (~15–25 KB): a bigger message goes in this many bytes at a time.
+    private const int MessageBufferBytes = 64 * 1024;
+
     public SmtpMailSender(IOptions<SmtpOptions> options, ResiliencePipelineProvider<string> pipelines, ILogger<SmtpMailSender> logger)
     {
         _options = options.Value;
@@ -193,12 +196,20 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
         var host = _options.Host!;
         // Connecting the socket ourselves to switch off Nagle's algorithm: with MailKit's own
         // connect, every message waits ~40 ms for a delayed ACK on Linux.
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        var client = new SmtpClient { Timeout = (int)_options.Timeout.TotalMilliseconds };
+        var timeout = (int)_options.Timeout.TotalMilliseconds;
+        // The timeouts MailKit sets on a NetworkStream of its own; they bound a blocking send (the buffer below flushed
+        // when the connection is thrown away) as well.
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, SendTimeout = timeout, ReceiveTimeout = timeout };
+        var client = new SmtpClient { Timeout = timeout };
         try
         {
             await socket.ConnectAsync(host, _options.Port, cancellationToken);
-            await client.ConnectAsync(socket, host, _options.Port, _options.Security, cancellationToken);
+            // MailKit writes a message in 4 KB blocks straight to its stream: each a send of its own, and a wake-up of the
+            // relay. A buffer in between sends a digest in one. BufferedStream sends what it holds before every read, so each
+            // command still goes before its reply is awaited, TLS handshakes included. (MailKit's socket overload is this
+            // overload with a NetworkStream.)
+            var stream = new BufferedStream(new NetworkStream(socket, ownsSocket: true), MessageBufferBytes);
+            await client.ConnectAsync(stream, host, _options.Port, _options.Security, cancellationToken);
             if (!string.IsNullOrEmpty(_options.Username))
             {
                 await client.AuthenticateAsync(_options.Username, _options.Password ?? "", cancellationToken);
@@ -231,7 +242,14 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
         {
             // The connection is being dropped because it already failed; how it ends does not matter.
         }
-        client.Dispose();
+        try
+        {
+            client.Dispose();
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+        {
+            // What was left in the send buffer of a failed connection could not go; it did not need to.
+        }
     }
 
     public async ValueTask DisposeAsync()
