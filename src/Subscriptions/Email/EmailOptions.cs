@@ -1,4 +1,6 @@
 using System.ComponentModel.DataAnnotations;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using MailKit.Security;
 using MimeKit;
 
@@ -20,6 +22,12 @@ internal sealed class SmtpOptions : IValidatableObject
 
     /// <summary>One of MailKit's <see cref="SecureSocketOptions"/>: Auto, None, StartTls, StartTlsWhenAvailable, SslOnConnect.</summary>
     public SecureSocketOptions Security { get; set; } = SecureSocketOptions.Auto;
+
+    /// <summary>
+    /// A PEM certificate the relay's TLS certificate may chain to (the relay's own self-signed one, or a private CA), trusted
+    /// besides the system's. The relay's name is still checked.
+    /// </summary>
+    public string? TrustedCertificatePath { get; set; }
 
     /// <summary>How many SMTP connections are kept open and used at once.</summary>
     [Range(1, 64, ErrorMessage = "must be between {1} and {2}")]
@@ -63,7 +71,25 @@ internal sealed class SmtpOptions : IValidatableObject
         {
             yield return new ValidationResult("is required when Smtp:Username is set", [nameof(Password)]);
         }
+        if (!string.IsNullOrWhiteSpace(TrustedCertificatePath))
+        {
+            string? problem = null;
+            try
+            {
+                using var certificate = LoadTrustedCertificate();
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
+            {
+                problem = $"{TrustedCertificatePath} holds no readable PEM certificate (\"-----BEGIN CERTIFICATE-----\"): {e.Message}";
+            }
+            if (problem is not null)
+            {
+                yield return new ValidationResult(problem, [nameof(TrustedCertificatePath)]);
+            }
+        }
     }
+
+    public X509Certificate2 LoadTrustedCertificate() => X509Certificate2.CreateFromPem(File.ReadAllText(TrustedCertificatePath!));
 }
 
 internal sealed class MailOptions : IValidatableObject

@@ -1,4 +1,6 @@
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using System.Threading.Channels;
 using System.Threading.RateLimiting;
 using MailKit;
@@ -103,6 +105,7 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
     private readonly ILogger<SmtpMailSender> _logger;
     private readonly Channel<IdleConnection?> _idle;
     private readonly SlidingWindowRateLimiter? _rate;
+    private readonly X509Certificate2? _trusted;
 
     // Larger than a digest (~15–25 KB): a bigger message goes in this many bytes at a time.
     private const int MessageBufferBytes = 64 * 1024;
@@ -112,6 +115,7 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
         _options = options.Value;
         _pipeline = pipelines.GetPipeline(PipelineName);
         _logger = logger;
+        _trusted = string.IsNullOrWhiteSpace(_options.TrustedCertificatePath) ? null : _options.LoadTrustedCertificate();
         _idle = Channel.CreateBounded<IdleConnection?>(_options.Connections);
         for (var i = 0; i < _options.Connections; i++)
         {
@@ -201,6 +205,10 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
         // when the connection is thrown away) as well.
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, SendTimeout = timeout, ReceiveTimeout = timeout };
         var client = new SmtpClient { Timeout = timeout };
+        if (_trusted is not null)
+        {
+            client.ServerCertificateValidationCallback = (_, certificate, _, errors) => IsTrusted(certificate, errors);
+        }
         try
         {
             await socket.ConnectAsync(host, _options.Port, cancellationToken);
@@ -226,6 +234,26 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
             socket.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The system's verdict, or else a chain to <c>Smtp:TrustedCertificatePath</c>; never a certificate for another name.</summary>
+    private bool IsTrusted(X509Certificate? certificate, SslPolicyErrors errors)
+    {
+        if (errors == SslPolicyErrors.None)
+        {
+            return true;
+        }
+        if (errors != SslPolicyErrors.RemoteCertificateChainErrors || certificate is null)
+        {
+            return false;
+        }
+        using var chain = new X509Chain();
+        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.CustomTrustStore.Add(_trusted!);
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck; // a private CA publishes no revocation list
+        return certificate is X509Certificate2 presented
+            ? chain.Build(presented)
+            : chain.Build(X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()));
     }
 
     private static async Task DisposeQuietlyAsync(SmtpClient client)
@@ -255,6 +283,7 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _rate?.Dispose();
+        _trusted?.Dispose();
         _idle.Writer.TryComplete();
         while (_idle.Reader.TryRead(out var idle))
         {

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using MimeKit;
 using SmtpServer;
 using SmtpServer.Net;
@@ -28,16 +29,22 @@ public sealed class TestSmtpServer : IAsyncDisposable
     private readonly ConcurrentQueue<string> _heldRecipients = new();
     private int _admitted; // messages let through, counted when admitted so that concurrent connections cannot both slip past the limit
     private readonly TimeSpan? _idleTimeout;
+    private readonly X509Certificate2? _certificate;
+    private readonly bool _implicitTls;
+    private readonly ConcurrentDictionary<MimeMessage, bool> _overTls = new();
     private SmtpServer.SmtpServer? _server;
     private Task? _running;
 
     /// <summary>
     /// Reserves a free port; the server listens only once <see cref="StartAsync"/> is called. With
-    /// <paramref name="idleTimeout"/>, it hangs up on a client that sends no command for that long, as relays do.
+    /// <paramref name="idleTimeout"/>, it hangs up on a client that sends no command for that long, as relays do. With
+    /// <paramref name="certificate"/>, it offers STARTTLS, or with <paramref name="implicitTls"/> speaks only TLS.
     /// </summary>
-    public TestSmtpServer(TimeSpan? idleTimeout = null)
+    public TestSmtpServer(TimeSpan? idleTimeout = null, X509Certificate2? certificate = null, bool implicitTls = false)
     {
         _idleTimeout = idleTimeout;
+        _certificate = certificate;
+        _implicitTls = implicitTls;
         using var probe = new TcpListener(IPAddress.Loopback, 0);
         probe.Start();
         Port = ((IPEndPoint)probe.LocalEndpoint).Port;
@@ -55,11 +62,11 @@ public sealed class TestSmtpServer : IAsyncDisposable
     /// A server listening on a port of its own. The port is reserved by closing a listener on it, so another process may
     /// take it before the server binds it: then it tries again on another.
     /// </summary>
-    public static async Task<TestSmtpServer> StartNewAsync(TimeSpan? idleTimeout = null)
+    public static async Task<TestSmtpServer> StartNewAsync(TimeSpan? idleTimeout = null, X509Certificate2? certificate = null, bool implicitTls = false)
     {
         for (var attempt = 1; ; attempt++)
         {
-            var server = new TestSmtpServer(idleTimeout);
+            var server = new TestSmtpServer(idleTimeout, certificate, implicitTls);
             try
             {
                 await server.StartAsync();
@@ -74,6 +81,9 @@ public sealed class TestSmtpServer : IAsyncDisposable
 
     /// <summary>The message exactly as it came over the wire (headers folded as sent).</summary>
     public byte[] RawOf(MimeMessage message) => _raw[message];
+
+    /// <summary>Whether the message came over TLS.</summary>
+    public bool CameOverTls(MimeMessage message) => _overTls[message];
 
     /// <summary>The envelope sender (MAIL FROM) the message came with.</summary>
     public string EnvelopeSenderOf(MimeMessage message) => _envelopeSenders[message];
@@ -127,7 +137,14 @@ public sealed class TestSmtpServer : IAsyncDisposable
     {
         var builder = new SmtpServerOptionsBuilder()
             .ServerName("test-smtp.localhost")
-            .Endpoint(endpoint => endpoint.Endpoint(new IPEndPoint(IPAddress.Loopback, Port)));
+            .Endpoint(endpoint =>
+            {
+                endpoint.Endpoint(new IPEndPoint(IPAddress.Loopback, Port));
+                if (_certificate is not null)
+                {
+                    endpoint.Certificate(_certificate).IsSecure(_implicitTls);
+                }
+            });
         if (_idleTimeout is { } idle)
         {
             builder.CommandWaitTimeout(idle);
@@ -223,6 +240,7 @@ public sealed class TestSmtpServer : IAsyncDisposable
             var message = await MimeMessage.LoadAsync(stream, cancellationToken);
             server._raw[message] = bytes;
             server._envelopeSenders[message] = AddressOf(transaction.From);
+            server._overTls[message] = context.Pipe.IsSecure;
             server._received.Enqueue(message);
             return SmtpResponse.Ok;
         }
