@@ -21,7 +21,9 @@ internal sealed record SlotPlan(DateTimeOffset Slot, DateOnly PapersDay, long Co
 /// </summary>
 internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher matcher, IOptions<DigestOptions> options, TimeProvider time)
 {
-    private const int BatchSize = 5000;
+    // Small enough that a slot (~38,000 subscribers of a million) is many batches: the last batch's matching and writing
+    // overlap nothing, and at 5,000 that tail made the 24 slots 25.0 s against 21.7 s at 1,000.
+    private const int BatchSize = 1000;
     private const int WeekDays = 7;
 
     /// <summary>A daily subscriber's candidates: the one latest day ingested (earlier days were theirs the day before).</summary>
