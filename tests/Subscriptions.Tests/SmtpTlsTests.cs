@@ -33,6 +33,26 @@ public sealed class SmtpTlsTests(TestDatabase database) : IClassFixture<TestData
         Assert.Equal(text, Assert.IsType<TextPart>(received.Body).Text.TrimEnd('\r', '\n'));
     }
 
+    [Fact]
+    public async Task ARelayWhoseCertificateAPrivateAuthorityIssuedIsTrustedThroughThatAuthority()
+    {
+        using var authorityKey = RSA.Create(2048);
+        var authorityRequest = new CertificateRequest("CN=Private Mail CA", authorityKey, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        authorityRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(certificateAuthority: true, hasPathLengthConstraint: false, 0, critical: true));
+        authorityRequest.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign, critical: true));
+        using var authority = authorityRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(2));
+        using var relayKey = RSA.Create(2048);
+        var relayRequest = RequestFor(IPAddress.Loopback, relayKey);
+        using var issued = relayRequest.Create(authority, DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1), [1, 2, 3, 4]);
+        using var relay = WithPrivateKey(issued.CopyWithPrivateKey(relayKey));
+        await using var smtp = await TestSmtpServer.StartNewAsync(certificate: relay, implicitTls: true);
+        await using var app = new TestApp(database, smtp, settings: Settings("SslOnConnect", TrustedPem(authority)));
+
+        await app.Services.GetRequiredService<IMailSender>().SendAsync(PlainMessages.To("reader@example.org", "private ca"), CancellationToken.None);
+
+        Assert.True(smtp.CameOverTls(Assert.Single(smtp.MessagesTo("reader@example.org"))));
+    }
+
     [Theory]
     [InlineData("StartTls", false)]
     [InlineData("SslOnConnect", true)]
@@ -105,12 +125,20 @@ public sealed class SmtpTlsTests(TestDatabase database) : IClassFixture<TestData
     private static X509Certificate2 SelfSignedFor(IPAddress address)
     {
         using var key = RSA.Create(2048);
+        using var created = RequestFor(address, key).CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+        return WithPrivateKey(created);
+    }
+
+    private static CertificateRequest RequestFor(IPAddress address, RSA key)
+    {
         var request = new CertificateRequest($"CN={address}", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
         var names = new SubjectAlternativeNameBuilder();
         names.AddIpAddress(address);
         request.CertificateExtensions.Add(names.Build());
-        using var created = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
-        // The server needs the private key in a form SslStream can use on Linux: a PKCS#12 round trip.
-        return X509CertificateLoader.LoadPkcs12(created.Export(X509ContentType.Pkcs12), null);
+        return request;
     }
+
+    // The server needs the private key in a form SslStream can use on Linux: a PKCS#12 round trip.
+    private static X509Certificate2 WithPrivateKey(X509Certificate2 certificate) =>
+        X509CertificateLoader.LoadPkcs12(certificate.Export(X509ContentType.Pkcs12), null);
 }

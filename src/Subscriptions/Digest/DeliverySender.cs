@@ -113,9 +113,9 @@ internal sealed class DeliverySender(
         // they are the hot path.
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         // Before a message goes (once it has its SMTP connection, or as the message before it in the batch is recorded):
-        // is the delivery still there and its subscriber still to be mailed? The answer holds until the outcome is recorded: the check opens a transaction that holds
-        // the subscriber's deletion lock shared, so their erasure waits for the send in flight (one message) and nothing
-        // goes out after it. The lock is taken before the query, whose snapshot then sees an erasure committed while it
+        // is the delivery still there and its subscriber still to be mailed? The answer holds until the outcome is
+        // recorded: the check opens a transaction that holds the subscriber's deletion lock shared, so their erasure
+        // waits for the send in flight (one message) and nothing goes out after it. The lock is taken before the query, whose snapshot then sees an erasure committed while it
         // waited. (A key-share lock on the subscriber's row did this, and wrote that row for every email.)
         // An unsubscribe or suppression since the claim is seen here too.
         const string checkDelivery = """

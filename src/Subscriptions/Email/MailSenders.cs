@@ -207,7 +207,7 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
         var client = new SmtpClient { Timeout = timeout };
         if (_trusted is not null)
         {
-            client.ServerCertificateValidationCallback = (_, certificate, _, errors) => IsTrusted(certificate, errors);
+            client.ServerCertificateValidationCallback = (_, certificate, chain, errors) => IsTrusted(certificate, chain, errors);
         }
         try
         {
@@ -237,7 +237,7 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
     }
 
     /// <summary>The system's verdict, or else a chain to <c>Smtp:TrustedCertificatePath</c>; never a certificate for another name.</summary>
-    private bool IsTrusted(X509Certificate? certificate, SslPolicyErrors errors)
+    private bool IsTrusted(X509Certificate? certificate, X509Chain? presentedChain, SslPolicyErrors errors)
     {
         if (errors == SslPolicyErrors.None)
         {
@@ -251,9 +251,19 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
         chain.ChainPolicy.CustomTrustStore.Add(_trusted!);
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck; // a private CA publishes no revocation list
-        return certificate is X509Certificate2 presented
-            ? chain.Build(presented)
-            : chain.Build(X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()));
+        if (presentedChain is not null)
+        {
+            foreach (var element in presentedChain.ChainElements)
+            {
+                chain.ChainPolicy.ExtraStore.Add(element.Certificate); // the intermediates the relay sent
+            }
+        }
+        if (certificate is X509Certificate2 presented)
+        {
+            return chain.Build(presented);
+        }
+        using var loaded = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+        return chain.Build(loaded);
     }
 
     private static async Task DisposeQuietlyAsync(SmtpClient client)
