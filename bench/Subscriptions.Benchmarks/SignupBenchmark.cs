@@ -105,7 +105,7 @@ internal static partial class SignupBenchmark
         start.Environment["App__BaseUrl"] = $"http://127.0.0.1:{port}";
         start.Environment["App__TokenSecret"] = "a-secret-used-only-by-the-benchmark-run";
         // One client (wrk) sends everything: the per-client limit would measure the rate limiter, not the endpoint.
-        start.Environment["App__SignupsPerMinute"] = "10000000"; // one client (wrk) sends them all
+        start.Environment["App__SignupsPerMinute"] = "10000000";
         start.Environment["Mail__PickupDirectory"] = Path.Combine(pickup, "outbox");
         start.Environment["Digest__Enabled"] = "false";
         start.Environment["Logging__LogLevel__Default"] = "Warning";

@@ -115,51 +115,35 @@ internal sealed class DeliverySender(
         // Before a message goes (once it has its SMTP connection, or as the message before it in the batch is recorded):
         // is the delivery still there and its subscriber still to be mailed? The answer holds until the outcome is
         // recorded: the check opens a transaction that holds the subscriber's deletion lock shared, so their erasure
-        // waits for the send in flight (one message) and nothing goes out after it. The lock is taken before the query, whose snapshot then sees an erasure committed while it
-        // waited. (A key-share lock on the subscriber's row did this, and wrote that row for every email.)
-        // An unsubscribe or suppression since the claim is seen here too.
-        const string checkDelivery = """
-            SELECT s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
-            FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
-            WHERE d.id = $1
-            """;
-        const string recordSent = """
-            WITH finished AS (DELETE FROM delivery_queue WHERE delivery_id = $3)
-            UPDATE deliveries
-            SET status = 'sent', attempts = attempts + 1, sent_at = $1, message_id = $2, claimed_until = NULL, last_error = NULL
-            WHERE id = $3
-            """;
+        // waits for the send in flight (one message) and nothing goes out after it. The lock is taken before the query,
+        // whose snapshot then sees an erasure committed while it waited. (A key-share lock on the subscriber's row did
+        // this, and wrote that row for every email.) An unsubscribe or suppression since the claim is seen here too.
+        static NpgsqlBatchCommand[] LockAndCheck() =>
+        [
+            new("BEGIN"),
+            new(SubscriberDeletion.WaitForDeletionOfOne) { Parameters = { new NpgsqlParameter<long>() } },
+            new("""
+                SELECT s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
+                FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+                WHERE d.id = $1
+                """) { Parameters = { new NpgsqlParameter<long>() } },
+        ];
+        static NpgsqlBatchCommand[] RecordSentAndCommit() =>
+        [
+            new("""
+                WITH finished AS (DELETE FROM delivery_queue WHERE delivery_id = $3)
+                UPDATE deliveries
+                SET status = 'sent', attempts = attempts + 1, sent_at = $1, message_id = $2, claimed_until = NULL, last_error = NULL
+                WHERE id = $3
+                """) { Parameters = { new NpgsqlParameter<DateTimeOffset>(), new NpgsqlParameter<string>(), new NpgsqlParameter<long>() } },
+            new("COMMIT"),
+        ];
+        // The third is one round trip where there would be two: a sent message's outcome is committed, and the check of the
+        // batch's next delivery opens the next transaction, before that message waits for an SMTP connection.
         await using var statements = new SendStatements(
-            LockIfStillWanted: new NpgsqlBatch(connection)
-            {
-                BatchCommands =
-                {
-                    new NpgsqlBatchCommand("BEGIN"),
-                    new NpgsqlBatchCommand(SubscriberDeletion.WaitForDeletionOfOne) { Parameters = { new NpgsqlParameter<long>() } },
-                    new NpgsqlBatchCommand(checkDelivery) { Parameters = { new NpgsqlParameter<long>() } },
-                },
-            },
-            RecordSent: new NpgsqlBatch(connection)
-            {
-                BatchCommands =
-                {
-                    new NpgsqlBatchCommand(recordSent) { Parameters = { new NpgsqlParameter<DateTimeOffset>(), new NpgsqlParameter<string>(), new NpgsqlParameter<long>() } },
-                    new NpgsqlBatchCommand("COMMIT"),
-                },
-            },
-            // One round trip where there would be two: a sent message's outcome is committed, and the check of the batch's
-            // next delivery opens the next transaction, before that message waits for an SMTP connection.
-            RecordSentThenLockNext: new NpgsqlBatch(connection)
-            {
-                BatchCommands =
-                {
-                    new NpgsqlBatchCommand(recordSent) { Parameters = { new NpgsqlParameter<DateTimeOffset>(), new NpgsqlParameter<string>(), new NpgsqlParameter<long>() } },
-                    new NpgsqlBatchCommand("COMMIT"),
-                    new NpgsqlBatchCommand("BEGIN"),
-                    new NpgsqlBatchCommand(SubscriberDeletion.WaitForDeletionOfOne) { Parameters = { new NpgsqlParameter<long>() } },
-                    new NpgsqlBatchCommand(checkDelivery) { Parameters = { new NpgsqlParameter<long>() } },
-                },
-            });
+            LockIfStillWanted: Batch(connection, LockAndCheck()),
+            RecordSent: Batch(connection, RecordSentAndCommit()),
+            RecordSentThenLockNext: Batch(connection, [.. RecordSentAndCommit(), .. LockAndCheck()]));
         await statements.PrepareAsync(cancellationToken);
 
         // Each pass moves forward through the table, past what this pass's senders have claimed: rows behind
@@ -327,6 +311,16 @@ internal sealed class DeliverySender(
         DELETE FROM delivery_queue WHERE delivery_id = @id;
         UPDATE deliveries SET status = 'skipped', claimed_until = NULL WHERE id = @id;
         """, new { id = deliveryId });
+
+    private static NpgsqlBatch Batch(NpgsqlConnection connection, IEnumerable<NpgsqlBatchCommand> commands)
+    {
+        var batch = new NpgsqlBatch(connection);
+        foreach (var command in commands)
+        {
+            batch.BatchCommands.Add(command);
+        }
+        return batch;
+    }
 
     /// <summary>The statements around each send, prepared once on the sender's connection: they are the hot path.</summary>
     private sealed record SendStatements(NpgsqlBatch LockIfStillWanted, NpgsqlBatch RecordSent, NpgsqlBatch RecordSentThenLockNext) : IAsyncDisposable

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Dapper;
 using Npgsql;
 
@@ -17,7 +18,7 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
     // another instance store another model's vector meanwhile, the topic is embedded when the day is matched instead of
     // ahead of it. Bounded: once full, it starts again empty.
     private const int KnownTopicsLimit = 100_000;
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _knownTopics = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, bool> _knownTopics = new(StringComparer.Ordinal);
 
     /// <summary>Embeds the papers listed on the day that have no vector of the current model yet; returns how many.</summary>
     public async Task<int> EmbedDayAsync(DateOnly day, CancellationToken cancellationToken)
