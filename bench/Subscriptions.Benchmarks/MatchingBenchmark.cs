@@ -22,7 +22,7 @@ internal static class MatchingBenchmark
         for (var run = 1; run <= runs; run++)
         {
             GC.Collect();
-            using var sampler = new PeakSampler();
+            var sampler = PeakMemory.Start();
             var stopwatch = Stopwatch.StartNew();
             long lists = 0, papers = 0;
             await foreach (var list in matcher.MatchAllAsync(BenchData.Day, CancellationToken.None))

@@ -30,8 +30,8 @@ internal static class MeaningBenchmark
 
         var loading = Stopwatch.StartNew();
         var embedder = Embedder(semantic: true);
-        _ = embedder.Model;
-        Console.WriteLine($"Model {embedder.Model.Name} loaded in {loading.Elapsed.TotalSeconds:F1} s");
+        embedder.Embed(["a first text, to load the model"], CancellationToken.None);
+        Console.WriteLine($"Model {embedder.ModelName} loaded in {loading.Elapsed.TotalSeconds:F1} s");
         var store = new EmbeddingStore(dataSource, embedder, NullLogger<EmbeddingStore>.Instance);
         var embedding = Stopwatch.StartNew();
         var (papers, topics) = await store.EmbedStaleAsync(all: false, CancellationToken.None);
@@ -52,7 +52,7 @@ internal static class MeaningBenchmark
         for (var run = 1; run <= runs; run++)
         {
             GC.Collect();
-            using var sampler = new PeakSampler();
+            var sampler = PeakMemory.Start();
             var stopwatch = Stopwatch.StartNew();
             long lists = 0, matched = 0, byMeaning = 0;
             await foreach (var list in matcher.MatchAllAsync(BenchData.Day, CancellationToken.None))
@@ -77,7 +77,7 @@ internal static class MeaningBenchmark
         var texts = Enumerable.Range(0, count)
             .Select(i => TextEmbedder.PaperText($"{fixture[i % fixture.Count].Title} ({i})", fixture[i % fixture.Count].Abstract))
             .ToList();
-        using var sampler = new PeakSampler();
+        var sampler = PeakMemory.Start();
         var stopwatch = Stopwatch.StartNew();
         embedder.Embed(texts, CancellationToken.None);
         Console.WriteLine($"Embedding a day of {count} real papers (title and abstract): {stopwatch.Elapsed.TotalSeconds:F1} s, " +

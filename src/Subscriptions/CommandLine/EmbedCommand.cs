@@ -24,7 +24,7 @@ internal static class EmbedCommand
             }
             var started = TimeProvider.System.GetTimestamp();
             var (papers, topics) = await host.Services.GetRequiredService<EmbeddingStore>().EmbedStaleAsync(result.GetValue(all), cancellationToken);
-            Console.WriteLine($"Embedded {papers:N0} paper(s) and {topics:N0} topic(s) with {embedder.Model.Name} " +
+            Console.WriteLine($"Embedded {papers:N0} paper(s) and {topics:N0} topic(s) with {embedder.ModelName} " +
                 $"in {TimeProvider.System.GetElapsedTime(started).TotalSeconds:F1} s.");
             return Verbs.Done;
         });

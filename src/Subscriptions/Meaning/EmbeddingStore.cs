@@ -49,7 +49,7 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
         List<string> stale;
         await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
         {
-            stale = [.. await connection.QueryAsync<string>(new CommandDefinition(topics, new { all, model = embedder.Model.Name }, cancellationToken: cancellationToken))];
+            stale = [.. await connection.QueryAsync<string>(new CommandDefinition(topics, new { all, model = embedder.ModelName }, cancellationToken: cancellationToken))];
         }
         foreach (var chunk in stale.Chunk(PaperBatch))
         {
@@ -60,7 +60,7 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
 
     private async Task<int> EmbedPapersAsync(string sql, object parameters, CancellationToken cancellationToken)
     {
-        var model = embedder.Model.Name;
+        var model = embedder.ModelName;
         var arguments = new DynamicParameters(parameters);
         arguments.Add("model", model);
         List<(long Id, string Title, string Abstract)> papers;
@@ -97,7 +97,7 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var rows = await connection.QueryAsync<(long Id, float[] Vector)>(
-            new CommandDefinition(sql, new { day, model = embedder.Model.Name }, cancellationToken: cancellationToken));
+            new CommandDefinition(sql, new { day, model = embedder.ModelName }, cancellationToken: cancellationToken));
         return rows.ToDictionary(row => row.Id, row => row.Vector);
     }
 
@@ -117,7 +117,7 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
         const string sql = "SELECT paper_id, vector FROM paper_embeddings WHERE model = @model AND paper_id = ANY(@ids)";
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var rows = await connection.QueryAsync<(long Id, float[] Vector)>(
-            new CommandDefinition(sql, new { ids = ids.ToArray(), model = embedder.Model.Name }, cancellationToken: cancellationToken));
+            new CommandDefinition(sql, new { ids = ids.ToArray(), model = embedder.ModelName }, cancellationToken: cancellationToken));
         return rows.ToDictionary(row => row.Id, row => row.Vector);
     }
 
@@ -137,7 +137,7 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
         await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
         {
             var rows = await connection.QueryAsync<(string Topic, float[] Vector)>(
-                new CommandDefinition(sql, new { topics = meaningful, model = embedder.Model.Name }, cancellationToken: cancellationToken));
+                new CommandDefinition(sql, new { topics = meaningful, model = embedder.ModelName }, cancellationToken: cancellationToken));
             vectors = rows.ToDictionary(row => row.Topic, row => row.Vector, StringComparer.Ordinal);
         }
         var missing = meaningful.Where(topic => !vectors.ContainsKey(topic)).ToArray();
@@ -188,6 +188,6 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
             """;
         var rows = System.Text.Json.JsonSerializer.Serialize(topics.Select((topic, i) => new { topic, vector = vectors[i] }));
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await connection.ExecuteAsync(new CommandDefinition(upsert, new { model = embedder.Model.Name, rows }, cancellationToken: cancellationToken));
+        await connection.ExecuteAsync(new CommandDefinition(upsert, new { model = embedder.ModelName, rows }, cancellationToken: cancellationToken));
     }
 }
