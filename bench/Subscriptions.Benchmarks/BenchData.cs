@@ -51,18 +51,21 @@ internal static class BenchData
     public static async Task EmbedAsync(string connectionString)
     {
         await using var dataSource = NpgsqlDataSource.Create(connectionString);
-        var embedder = new Meaning.TextEmbedder(Microsoft.Extensions.Options.Options.Create(new Meaning.MeaningOptions()));
-        await new Meaning.EmbeddingStore(dataSource, embedder, Microsoft.Extensions.Logging.Abstractions.NullLogger<Meaning.EmbeddingStore>.Instance)
-            .EmbedStaleAsync(all: false, CancellationToken.None);
+        await Embeddings(dataSource, semantic: true).Store.EmbedStaleAsync(all: false, CancellationToken.None);
     }
 
     /// <summary>The service's matcher over the benchmark's database, with meaning on or off (words only), 10 papers per list.</summary>
     public static Matching.TopicMatcher Matcher(NpgsqlDataSource dataSource, bool semantic)
     {
-        var embedder = new Meaning.TextEmbedder(Microsoft.Extensions.Options.Options.Create(new Meaning.MeaningOptions { Semantic = semantic }));
-        var embeddings = new Meaning.EmbeddingStore(dataSource, embedder, Microsoft.Extensions.Logging.Abstractions.NullLogger<Meaning.EmbeddingStore>.Instance);
+        var (embedder, embeddings) = Embeddings(dataSource, semantic);
         return new Matching.TopicMatcher(dataSource, embeddings, embedder,
             Microsoft.Extensions.Options.Options.Create(new Matching.MatchingOptions { MaxPapers = 10 }));
+    }
+
+    private static (Meaning.TextEmbedder Embedder, Meaning.EmbeddingStore Store) Embeddings(NpgsqlDataSource dataSource, bool semantic)
+    {
+        var embedder = new Meaning.TextEmbedder(Microsoft.Extensions.Options.Options.Create(new Meaning.MeaningOptions { Semantic = semantic }));
+        return (embedder, new Meaning.EmbeddingStore(dataSource, embedder, Microsoft.Extensions.Logging.Abstractions.NullLogger<Meaning.EmbeddingStore>.Instance));
     }
 
     public static async Task<long> ScalarAsync(string connectionString, string sql)
@@ -92,24 +95,15 @@ internal static class BenchData
 }
 
 /// <summary>
-/// This process's peak resident memory since <see cref="Start"/>: the kernel's own high-water mark (VmHWM), reset at the start
-/// (<c>/proc/self/clear_refs</c>). It replaced sampling the working set every 20 ms through <c>Process</c>, which read every
-/// thread's <c>/proc</c> file at each sample (~3,000 file opens a second in the daily run) and could miss a short peak.
+/// This process's peak resident memory since the last <see cref="Reset"/>: the kernel's own high-water mark (VmHWM), which
+/// <c>/proc/self/clear_refs</c> resets. It replaced sampling the working set every 20 ms through <c>Process</c>, which read
+/// every thread's <c>/proc</c> file at each sample (~3,000 file opens a second in the daily run) and could miss a short peak.
+/// There is one mark per process: a reset starts it over for whatever else is measuring.
 /// </summary>
-internal sealed class PeakMemory
+internal static class PeakMemory
 {
-    private PeakMemory()
-    {
-    }
+    public static void Reset() => File.WriteAllText("/proc/self/clear_refs", "5");
 
-    public static PeakMemory Start()
-    {
-        File.WriteAllText("/proc/self/clear_refs", "5");
-        return new PeakMemory();
-    }
-
-    public long Peak => File.ReadLines("/proc/self/status").Where(line => line.StartsWith("VmHWM:", StringComparison.Ordinal))
-        .Select(line => long.Parse(line["VmHWM:".Length..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) * 1024).Single();
-
-    public double PeakMegabytes => Peak / 1024.0 / 1024.0;
+    public static double Megabytes => File.ReadLines("/proc/self/status").Where(line => line.StartsWith("VmHWM:", StringComparison.Ordinal))
+        .Select(line => long.Parse(line["VmHWM:".Length..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) / 1024.0).Single();
 }

@@ -152,7 +152,7 @@ internal static class DailyBenchmark
         // would hold it too (~150 MB).
         Meaning.SentenceModel.ReleaseIdle(TimeSpan.Zero);
         GC.Collect();
-        var sampler = PeakMemory.Start();
+        PeakMemory.Reset();
         var stopwatch = Stopwatch.StartNew();
         double planned = 0;
         CpuAccount.Snapshot? sendStarted = null;
@@ -166,10 +166,10 @@ internal static class DailyBenchmark
         }, CancellationToken.None);
         var sendCpu = sendStarted is null ? null : cpu.Take().Since(sendStarted);
         var total = stopwatch.Elapsed.TotalSeconds;
-        var result = new Run(planned, total - planned, total, summary.Sent, sampler.PeakMegabytes);
+        var result = new Run(planned, total - planned, total, summary.Sent, PeakMemory.Megabytes);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{(run == 0 ? "Warm-up" : $"Run {run}")}, DKIM {(dkim ? "on" : "off")}: match + plan {planned:F1} s ({summary.Planned:N0} deliveries), send {result.Send:F1} s ({summary.Sent:N0} sent, " +
-            $"{summary.Failed:N0} failed, {result.EmailsPerSecond:N0}/s), total {total:F1} s, peak working set {sampler.PeakMegabytes:F0} MB"));
+            $"{summary.Failed:N0} failed, {result.EmailsPerSecond:N0}/s), total {total:F1} s, peak working set {result.PeakMegabytes:F0} MB"));
         if (sendCpu is not null)
         {
             Console.WriteLine($"  sending: {sendCpu.PerMessage(summary.Sent)}");

@@ -22,7 +22,7 @@ internal static class MatchingBenchmark
         for (var run = 1; run <= runs; run++)
         {
             GC.Collect();
-            var sampler = PeakMemory.Start();
+            PeakMemory.Reset();
             var stopwatch = Stopwatch.StartNew();
             long lists = 0, papers = 0;
             await foreach (var list in matcher.MatchAllAsync(BenchData.Day, CancellationToken.None))
@@ -32,10 +32,10 @@ internal static class MatchingBenchmark
             }
             stopwatch.Stop();
             times.Add(stopwatch.Elapsed.TotalSeconds);
-            peak = Math.Max(peak, sampler.PeakMegabytes);
+            peak = Math.Max(peak, PeakMemory.Megabytes);
             Console.WriteLine($"Run {run}: {stopwatch.Elapsed.TotalSeconds:F2} s, {lists:N0} subscribers with a list " +
                 $"({subscribers - lists:N0} without a match), {papers:N0} papers in all, {lists / stopwatch.Elapsed.TotalSeconds:N0} lists/s, " +
-                $"peak working set {sampler.PeakMegabytes:F0} MB");
+                $"peak working set {PeakMemory.Megabytes:F0} MB");
         }
         times.Sort();
         Console.WriteLine($"Median: {times[times.Count / 2]:F2} s for {subscribers:N0} subscribers; peak working set {peak:F0} MB");

@@ -52,7 +52,7 @@ internal static class MeaningBenchmark
         for (var run = 1; run <= runs; run++)
         {
             GC.Collect();
-            var sampler = PeakMemory.Start();
+            PeakMemory.Reset();
             var stopwatch = Stopwatch.StartNew();
             long lists = 0, matched = 0, byMeaning = 0;
             await foreach (var list in matcher.MatchAllAsync(BenchData.Day, CancellationToken.None))
@@ -63,9 +63,9 @@ internal static class MeaningBenchmark
             }
             stopwatch.Stop();
             times.Add(stopwatch.Elapsed.TotalSeconds);
-            peak = Math.Max(peak, sampler.PeakMegabytes);
+            peak = Math.Max(peak, PeakMemory.Megabytes);
             Console.WriteLine($"  meaning {(semantic ? "on " : "off")} run {run}: {stopwatch.Elapsed.TotalSeconds:F2} s, {lists:N0} subscribers with a list " +
-                $"({subscribers - lists:N0} without), {matched:N0} papers ({byMeaning:N0} by meaning only), peak working set {sampler.PeakMegabytes:F0} MB");
+                $"({subscribers - lists:N0} without), {matched:N0} papers ({byMeaning:N0} by meaning only), peak working set {PeakMemory.Megabytes:F0} MB");
         }
         times.Sort();
         Console.WriteLine($"Meaning {(semantic ? "on" : "off")}: median {times[times.Count / 2]:F2} s for {subscribers:N0} subscribers; peak working set {peak:F0} MB");
@@ -77,11 +77,11 @@ internal static class MeaningBenchmark
         var texts = Enumerable.Range(0, count)
             .Select(i => TextEmbedder.PaperText($"{fixture[i % fixture.Count].Title} ({i})", fixture[i % fixture.Count].Abstract))
             .ToList();
-        var sampler = PeakMemory.Start();
+        PeakMemory.Reset();
         var stopwatch = Stopwatch.StartNew();
         embedder.Embed(texts, CancellationToken.None);
         Console.WriteLine($"Embedding a day of {count} real papers (title and abstract): {stopwatch.Elapsed.TotalSeconds:F1} s, " +
-            $"{count / stopwatch.Elapsed.TotalSeconds:F0} papers/s, peak working set {sampler.PeakMegabytes:F0} MB");
+            $"{count / stopwatch.Elapsed.TotalSeconds:F0} papers/s, peak working set {PeakMemory.Megabytes:F0} MB");
     }
 
     /// <summary>
