@@ -74,6 +74,25 @@ public sealed class DeliverySlotTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task PlanningNewDeliveriesRefreshesTheQueuesStatisticsForTheClaims()
+    {
+        await _database.SaveDayAsync(Day, TestDatabase.LidarPaper);
+        await AddAsync("stats@example.org", null, null);
+        await using var app = new TestApp(_database, _smtp, settings: DefaultTime);
+        var planner = app.Services.GetRequiredService<DeliveryPlanner>();
+        const string analyses = "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'delivery_queue'";
+        var before = await _database.ScalarAsync<long>(analyses);
+
+        Assert.Equal(1, (await planner.PlanSlotAsync(At(7), papersDay: null, CancellationToken.None)).Added);
+        Assert.Equal(before + 1, await _database.ScalarAsync<long>(analyses));
+        // A slot that adds nothing leaves them as they were.
+        Assert.Equal(0, (await planner.PlanSlotAsync(At(7), papersDay: null, CancellationToken.None)).Added);
+        Assert.Equal(before + 1, await _database.ScalarAsync<long>(analyses));
+
+        static DateTimeOffset At(int hour) => new(2026, 11, 25, hour, 0, 0, TimeSpan.Zero);
+    }
+
+    [Fact]
     public async Task EachSubscriberIsPlannedInTheSlotOfTheirOwnHourAndZone()
     {
         await _database.SaveDayAsync(Day, TestDatabase.LidarPaper);

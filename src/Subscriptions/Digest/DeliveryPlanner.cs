@@ -101,6 +101,14 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
             await Task.WhenAll(inserting.Select(insert => Task.WhenAny(insert)));
             throw;
         }
+        if (added > 0)
+        {
+            // The new rows carry a day the queue's statistics have not seen (autovacuum's analyze comes later, if at all
+            // before the sending is over). Without them the claims' planner took the day's rows for a few hundred and
+            // sorted the whole queue at every claim: 580 ms a claim at 100,000 deliveries, against ~2 ms with them.
+            // A role that does not own the table gets a warning from PostgreSQL here, not an error.
+            await connection.ExecuteAsync(new CommandDefinition("ANALYZE delivery_queue", cancellationToken: cancellationToken));
+        }
         await RecordSlotAsync(connection, slot, matched, added, cancellationToken);
         return new SlotPlan(slot, latest, covered, matched, added, [.. localDays.Order()]);
 
