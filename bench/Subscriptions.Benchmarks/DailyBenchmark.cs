@@ -25,7 +25,7 @@ internal static class DailyBenchmark
         public double EmailsPerSecond => Sent / Send;
     }
 
-    public static async Task RunAsync(int subscribers, int runs, int connections)
+    public static async Task RunAsync(int subscribers, int runs, int connections, bool statements)
     {
         Console.WriteLine($"Daily run benchmark: 100 papers, {subscribers:N0} subscribers, {connections} SMTP connections, {runs} run(s)");
         var postfix = await Postfix.LocateAsync();
@@ -60,6 +60,11 @@ internal static class DailyBenchmark
                 await RunOnceAsync(warmHost, run: 0, dkim, cpu);
             }
 
+            if (statements)
+            {
+                await BenchData.ExecuteAsync(connectionString, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+                await BenchData.ExecuteAsync(connectionString, "SELECT pg_stat_statements_reset()"); // the measured runs' only
+            }
             using var host = BuildHost(connectionString, port, connections, dkimKeyPath: null);
             using var signingHost = BuildHost(connectionString, port, connections, keyPath);
             var results = new List<Run>();
@@ -73,6 +78,10 @@ internal static class DailyBenchmark
                     await BenchData.ExecuteAsync(connectionString, "VACUUM ANALYZE deliveries");
                     await BenchData.ExecuteAsync(connectionString, "VACUUM ANALYZE delivery_queue");
                     (dkim ? signedResults : results).Add(await RunOnceAsync(dkim ? signingHost : host, run, dkim, cpu));
+                    if (statements)
+                    {
+                        await PrintSlowestStatementsAsync(connectionString);
+                    }
                 }
             }
 
@@ -175,6 +184,23 @@ internal static class DailyBenchmark
             Console.WriteLine($"  sending: {sendCpu.PerMessage(summary.Sent)}");
         }
         return result;
+    }
+
+    /// <summary>The statements that took PostgreSQL longest since the last call (pg_stat_statements, of the whole cluster).</summary>
+    private static async Task PrintSlowestStatementsAsync(string connectionString)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.ExecuteAsync("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+        const string slowest = """
+            SELECT total_exec_time, calls, mean_exec_time * 1000, shared_blks_hit / greatest(calls, 1), left(regexp_replace(query, '\s+', ' ', 'g'), 120)
+            FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 8
+            """;
+        Console.WriteLine("  PostgreSQL's slowest statements: total, calls, mean, buffers a call");
+        foreach (var (total, calls, mean, buffers, query) in await connection.QueryAsync<(double, long, double, long, string)>(slowest))
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    {total,8:F0} ms {calls,8:N0} × {mean,9:F1} µs {buffers,7:N0}  {query}"));
+        }
+        await connection.ExecuteAsync("SELECT pg_stat_statements_reset()");
     }
 
     /// <summary>The mean size of the emails of the run, rendered by the same code from a sample of the deliveries.</summary>

@@ -2,7 +2,7 @@ using System.Globalization;
 using Subscriptions.Benchmarks;
 
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- matching [--subscribers N] [--runs R]
-// dotnet run -c Release --project bench/Subscriptions.Benchmarks -- daily [--subscribers N] [--runs R] [--connections C]
+// dotnet run -c Release --project bench/Subscriptions.Benchmarks -- daily [--subscribers N] [--runs R] [--connections C] [--statements]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- message [--messages M] [--threads T]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- signup [--seconds S]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- slots [--subscribers N]
@@ -16,15 +16,19 @@ Console.WriteLine($"Commit: {Commit()}");
 // Sized as a production database would be for a million subscribers: the day's deliveries fit in its buffers.
 // The signup burst meets PostgreSQL's default connection limit, as a server an operator did not tune has.
 var connectionLimit = mode == "signup" ? " -c max_connections=100" : "";
-Subscriptions.Tests.Infrastructure.PostgresServer.ExtraSettings = "-c shared_buffers=1GB -c max_wal_size=4GB" + connectionLimit;
-Console.WriteLine("PostgreSQL 15 with fsync off, shared_buffers=1GB, max_wal_size=4GB" + connectionLimit.Replace(" -c ", ", ", StringComparison.Ordinal));
+// --statements: the daily benchmark lists the statements that took PostgreSQL longest in each run (pg_stat_statements,
+// which costs a little itself).
+var statements = args.Contains("--statements");
+var statementStatistics = statements ? " -c shared_preload_libraries=pg_stat_statements" : "";
+Subscriptions.Tests.Infrastructure.PostgresServer.ExtraSettings = "-c shared_buffers=1GB -c max_wal_size=4GB" + connectionLimit + statementStatistics;
+Console.WriteLine("PostgreSQL 15 with fsync off, shared_buffers=1GB, max_wal_size=4GB" + (connectionLimit + statementStatistics).Replace(" -c ", ", ", StringComparison.Ordinal));
 switch (mode)
 {
     case "matching":
         await MatchingBenchmark.RunAsync(subscribers, runs);
         return 0;
     case "daily":
-        await DailyBenchmark.RunAsync(subscribers, runs, IntOption("--connections", 4));
+        await DailyBenchmark.RunAsync(subscribers, runs, IntOption("--connections", 4), statements);
         return 0;
     case "signup":
         await SignupBenchmark.RunAsync(IntOption("--seconds", 20));
