@@ -74,20 +74,34 @@ public sealed class DeliverySlotTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task PlanningNewDeliveriesRefreshesTheQueuesStatisticsForTheClaims()
+    public async Task PlanningRefreshesTheQueuesStatisticsWhenItAddsATenthOrMoreOfWhatTheyCounted()
     {
         await _database.SaveDayAsync(Day, TestDatabase.LidarPaper);
-        await AddAsync("stats@example.org", null, null);
+        for (var i = 0; i < 12; i++)
+        {
+            await AddAsync($"seven{i}@example.org", null, null); // the operator's default: 07:00 UTC
+        }
+        await AddAsync("eight@example.org", "UTC", 8);
+        await AddAsync("nine@example.org", "UTC", 9);
         await using var app = new TestApp(_database, _smtp, settings: DefaultTime);
         var planner = app.Services.GetRequiredService<DeliveryPlanner>();
         const string analyses = "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'delivery_queue'";
         var before = await _database.ScalarAsync<long>(analyses);
 
-        Assert.Equal(1, (await planner.PlanSlotAsync(At(7), papersDay: null, CancellationToken.None)).Added);
+        // Nothing counted yet: twelve new rows are analyzed.
+        Assert.Equal(12, (await planner.PlanSlotAsync(At(7), papersDay: null, CancellationToken.None)).Added);
         Assert.Equal(before + 1, await _database.ScalarAsync<long>(analyses));
+        // One more is under a tenth of the twelve counted: left to autovacuum.
+        Assert.Equal(1, (await planner.PlanSlotAsync(At(8), papersDay: null, CancellationToken.None)).Added);
+        Assert.Equal(before + 1, await _database.ScalarAsync<long>(analyses));
+        // Once the queue is sent (here, emptied and vacuumed), a new slot's rows are analyzed again.
+        await _database.ExecuteAsync("DELETE FROM delivery_queue");
+        await _database.ExecuteAsync("VACUUM delivery_queue");
+        Assert.Equal(1, (await planner.PlanSlotAsync(At(9), papersDay: null, CancellationToken.None)).Added);
+        Assert.Equal(before + 2, await _database.ScalarAsync<long>(analyses));
         // A slot that adds nothing leaves them as they were.
-        Assert.Equal(0, (await planner.PlanSlotAsync(At(7), papersDay: null, CancellationToken.None)).Added);
-        Assert.Equal(before + 1, await _database.ScalarAsync<long>(analyses));
+        Assert.Equal(0, (await planner.PlanSlotAsync(At(9), papersDay: null, CancellationToken.None)).Added);
+        Assert.Equal(before + 2, await _database.ScalarAsync<long>(analyses));
 
         static DateTimeOffset At(int hour) => new(2026, 11, 25, hour, 0, 0, TimeSpan.Zero);
     }
