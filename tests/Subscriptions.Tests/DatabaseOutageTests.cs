@@ -96,8 +96,9 @@ public sealed class DatabaseOutageTests : IAsyncLifetime
         }
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
-        // The check gives up at 5 s; a hung server used to hold it for a minute.
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"answered after {clock.Elapsed.TotalSeconds:F1} s");
+        // The check gives up at 5 s; a hung server used to hold it for a minute. The bound leaves room for a loaded test
+        // machine (the whole suite runs in parallel on two cores: 10.7 s was seen once).
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"answered after {clock.Elapsed.TotalSeconds:F1} s");
         await Eventually.TrueAsync(async () => (await client.GetAsync("/healthz")).StatusCode == HttpStatusCode.OK,
             "health to recover once PostgreSQL runs again", TimeSpan.FromSeconds(30));
     }
