@@ -21,7 +21,8 @@ public sealed class SmtpConnectionTests(TestDatabase database) : IClassFixture<T
         var sender = app.Services.GetRequiredService<IMailSender>();
 
         await sender.SendAsync(PlainMessages.To("first@example.org", "idle"), CancellationToken.None);
-        await Task.Delay(RelayIdleTimeout * 2);
+        // The relay hangs up after 2 s without a command: by then the connection has been idle past the 1 s setting too.
+        await Eventually.TrueAsync(() => smtp.SessionsEnded == 1, "the relay to hang up on the idle connection", TimeSpan.FromSeconds(30));
         var second = sender.SendAsync(PlainMessages.To("second@example.org", "idle"), CancellationToken.None);
 
         if (replaced)

@@ -27,6 +27,7 @@ public sealed class TestSmtpServer : IAsyncDisposable
     private TaskCompletionSource? _heldRelease;
     private int _held;
     private readonly ConcurrentQueue<string> _heldRecipients = new();
+    private int _sessionsEnded;
     private int _admitted; // messages let through, counted when admitted so that concurrent connections cannot both slip past the limit
     private readonly TimeSpan? _idleTimeout;
     private readonly X509Certificate2? _certificate;
@@ -54,6 +55,9 @@ public sealed class TestSmtpServer : IAsyncDisposable
     public int Port { get; }
 
     public IReadOnlyList<MimeMessage> Received => [.. _received];
+
+    /// <summary>SMTP sessions over, however they ended (the client's QUIT, a hang-up, the server's idle timeout).</summary>
+    public int SessionsEnded => Volatile.Read(ref _sessionsEnded);
 
     /// <summary>Scripted error replies not given yet.</summary>
     public int UnusedScriptedReplies => _scriptedReplies.Count;
@@ -157,6 +161,9 @@ public sealed class TestSmtpServer : IAsyncDisposable
         services.Add(new Store(this));
         services.Add(listeners);
         _server = new SmtpServer.SmtpServer(options, services);
+        _server.SessionCompleted += (_, _) => Interlocked.Increment(ref _sessionsEnded);
+        _server.SessionFaulted += (_, _) => Interlocked.Increment(ref _sessionsEnded);
+        _server.SessionCancelled += (_, _) => Interlocked.Increment(ref _sessionsEnded);
         _running = _server.StartAsync(CancellationToken.None);
         // A port taken in the meantime fails the server's task (and the listener never starts): that error, not a timeout.
         // The wait is generous: the whole suite runs in parallel on two cores.
