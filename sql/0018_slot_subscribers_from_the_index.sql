@@ -5,7 +5,8 @@
 -- changes slowly). Measured at 1,000,000 subscribers, with the topics' change below: the 24 slots took 21.8 s
 -- instead of 24.5-24.9 s, the single run 21.2 s instead of 22.6 s (README, Slots benchmark). A change of any of these
 -- columns is no longer a HOT update; they change rarely (preferences, status). Built without CONCURRENTLY (each
--- migration runs in a transaction): signups wait for the build, a few seconds at a million.
+-- migration runs in a transaction): signups wait for the build, 1.8 s for this whole script at 1,000,000 subscribers
+-- and 3,000,000 topics on the development machine.
 CREATE INDEX subscribers_delivery_time_covering ON subscribers ((coalesce(time_zone, '')), (coalesce(delivery_hour, -1)))
     INCLUDE (id, email, email_key, max_papers, frequency, weekday, status, time_zone, delivery_hour)
     WHERE status = 'active';
