@@ -276,8 +276,7 @@ public sealed class DigestTests : IAsyncLifetime
                 "the server to accept 4 messages and hold the next", TimeSpan.FromSeconds(30));
             // The server has a message before the run records it sent: killed in between, the run would leave the 4th
             // claimed and unrecorded, the one message a crash can send twice, and this test counts exactly.
-            await Eventually.ValueAsync(() => _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status = 'sent'"),
-                sent => sent == 4, "the 4 accepted messages to be recorded sent", sent => $"{sent} sent", TimeSpan.FromSeconds(30));
+            await _database.WaitForSentDeliveriesAsync(4, TimeSpan.FromSeconds(30));
             first.Kill(entireProcessTree: true);
             await first.WaitForExitAsync();
         }

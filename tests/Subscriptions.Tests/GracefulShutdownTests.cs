@@ -62,9 +62,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
         await second.WaitAsync(() => _smtp.Received.Count >= subscribers,
             $"every one of the {subscribers} subscribers to be served", TimeSpan.FromSeconds(60));
         Assert.All(Enumerable.Range(0, subscribers), i => Assert.Single(_smtp.MessagesTo($"reader{i}@example.org")));
-        // The server has the last message before the instance records it sent.
-        await Eventually.ValueAsync(() => _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status = 'sent'"),
-            sent => sent == subscribers, $"all {subscribers} deliveries to be recorded sent", sent => $"{sent} sent");
+        await _database.WaitForSentDeliveriesAsync(subscribers);
         Assert.Equal(subscribers, _smtp.Received.Count);
         second.Terminate();
         Assert.True(await second.WaitForExitAsync(TimeSpan.FromSeconds(40)));

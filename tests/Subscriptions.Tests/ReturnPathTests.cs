@@ -38,9 +38,7 @@ public sealed partial class ReturnPathTests(TestDatabase database, DovecotServer
         await client.SignUpAsync("verp-confirm@example.org", "lidar");
         var confirmation = await _smtp.WaitForMessageToAsync("verp-confirm@example.org");
         // Its Message-ID, which resolves its bounce, is recorded after the server has it.
-        await Eventually.TrueAsync(async () => await database.ScalarAsync<string>(
-            "SELECT o.status FROM email_outbox o JOIN subscribers s ON s.id = o.subscriber_id WHERE s.email = 'verp-confirm@example.org'") == "sent",
-            "the confirmation to be recorded sent");
+        await database.WaitForOutboxAsync("verp-confirm@example.org", "sent");
         await app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
         var digest = Assert.Single(_smtp.MessagesTo("verp-digest@example.org"));
         var forgedDigest = Assert.Single(_smtp.MessagesTo("verp-forged@example.org"));

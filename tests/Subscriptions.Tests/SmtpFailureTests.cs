@@ -20,7 +20,7 @@ public sealed class SmtpFailureTests(TestDatabase database) : IClassFixture<Test
         Assert.Equal(HttpStatusCode.Accepted, (await client.SignUpAsync("busy@example.org", "robotics")).StatusCode);
 
         await smtp.WaitForMessageToAsync("busy@example.org");
-        await WaitForOutboxAsync("busy@example.org", "sent");
+        await database.WaitForOutboxAsync("busy@example.org", "sent");
         Assert.Equal(0, smtp.UnusedScriptedReplies);
         // The retry happened inside the one send (Polly), not as a second pass of the outbox.
         Assert.Equal(1, await database.ScalarAsync<int>(
@@ -43,12 +43,12 @@ public sealed class SmtpFailureTests(TestDatabase database) : IClassFixture<Test
         Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
         Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(5), $"The signup waited {stopwatch.Elapsed} on the mail server.");
         Assert.Equal("pending", await database.SubscriberStatusAsync("patient@example.org"));
-        await WaitForOutboxAsync("patient@example.org", "pending", minimumAttempts: 1);
+        await database.WaitForOutboxAsync("patient@example.org", "pending", minimumAttempts: 1);
 
         await smtp.StartAsync();
 
         var message = await smtp.WaitForMessageToAsync("patient@example.org");
-        await WaitForOutboxAsync("patient@example.org", "sent");
+        await database.WaitForOutboxAsync("patient@example.org", "sent");
         await app.WaitForFreshRoundAsync<EmailOutboxWorker>();
         Assert.Single(smtp.MessagesTo("patient@example.org"));
 
@@ -66,26 +66,12 @@ public sealed class SmtpFailureTests(TestDatabase database) : IClassFixture<Test
 
         await client.SignUpAsync("nobody@example.org", "robotics");
 
-        var error = await WaitForOutboxAsync("nobody@example.org", "failed");
+        var error = await database.WaitForOutboxAsync("nobody@example.org", "failed");
         Assert.Contains("550", error);
         Assert.Contains("No such user here", error);
         await app.WaitForFreshRoundAsync<EmailOutboxWorker>();
         Assert.Empty(smtp.MessagesTo("nobody@example.org"));
         Assert.Equal(1, await database.ScalarAsync<int>(
             "SELECT o.attempts FROM email_outbox o JOIN subscribers s ON s.id = o.subscriber_id WHERE s.email = 'nobody@example.org'"));
-    }
-
-    private async Task<string?> WaitForOutboxAsync(string email, string status, int minimumAttempts = 0)
-    {
-        const string sql = """
-            SELECT o.status, o.attempts, o.last_error FROM email_outbox o JOIN subscribers s ON s.id = o.subscriber_id
-            WHERE s.email = @email
-            """;
-        var row = await Eventually.ValueAsync(
-            async () => Assert.Single(await database.QueryAsync<(string Status, int Attempts, string? LastError)>(sql, new { email })),
-            current => current.Status == status && current.Attempts >= minimumAttempts,
-            $"the outbox row for {email} to be {status} after at least {minimumAttempts} attempt(s)",
-            current => $"{current.Status} after {current.Attempts} attempt(s): {current.LastError}");
-        return row.LastError;
     }
 }

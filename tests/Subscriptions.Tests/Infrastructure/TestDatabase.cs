@@ -73,6 +73,29 @@ public sealed class TestDatabase : IAsyncLifetime, IAsyncDisposable
         await connection.ExecuteAsync(sql, parameters);
     }
 
+    /// <summary>
+    /// Waits until <paramref name="count"/> deliveries are recorded sent. A mail server has a message before the sender records
+    /// it, so a test that saw the messages arrive waits for this too before it counts or stops anything.
+    /// </summary>
+    public Task WaitForSentDeliveriesAsync(long count, TimeSpan? timeout = null) =>
+        Eventually.ValueAsync(() => ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status = 'sent'"),
+            sent => sent == count, $"{count} deliveries to be recorded sent", sent => $"{sent} sent", timeout);
+
+    /// <summary>Waits until the outbox row of <paramref name="email"/> has <paramref name="status"/>, and returns its last error.</summary>
+    public async Task<string?> WaitForOutboxAsync(string email, string status, int minimumAttempts = 0)
+    {
+        const string sql = """
+            SELECT o.status, o.attempts, o.last_error FROM email_outbox o JOIN subscribers s ON s.id = o.subscriber_id
+            WHERE s.email = @email
+            """;
+        var row = await Eventually.ValueAsync(
+            async () => Xunit.Assert.Single(await QueryAsync<(string Status, int Attempts, string? LastError)>(sql, new { email })),
+            current => current.Status == status && current.Attempts >= minimumAttempts,
+            $"the outbox row for {email} to be {status} after at least {minimumAttempts} attempt(s)",
+            current => $"{current.Status} after {current.Attempts} attempt(s): {current.LastError}");
+        return row.LastError;
+    }
+
     /// <summary>Status of the subscriber with this address, or null when there is none.</summary>
     public async Task<string?> SubscriberStatusAsync(string email)
     {
