@@ -297,9 +297,13 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
     /// </summary>
     private static async Task AnalyzeQueueAsync(NpgsqlConnection connection, long added, CancellationToken cancellationToken)
     {
+        if (added == 0)
+        {
+            return;
+        }
         var counted = await connection.ExecuteScalarAsync<float>(new CommandDefinition(
             "SELECT reltuples FROM pg_class WHERE oid = 'delivery_queue'::regclass", cancellationToken: cancellationToken));
-        if (added > 0 && added >= 0.1 * Math.Max(counted, 0))
+        if (added >= 0.1 * Math.Max(counted, 0))
         {
             await connection.ExecuteAsync(new CommandDefinition("ANALYZE delivery_queue", cancellationToken: cancellationToken));
         }
