@@ -190,7 +190,6 @@ internal static class DailyBenchmark
     private static async Task PrintSlowestStatementsAsync(string connectionString)
     {
         await using var connection = new NpgsqlConnection(connectionString);
-        await connection.ExecuteAsync("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
         const string slowest = """
             SELECT total_exec_time, calls, mean_exec_time * 1000, shared_blks_hit / greatest(calls, 1), left(regexp_replace(query, '\s+', ' ', 'g'), 120)
             FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 8

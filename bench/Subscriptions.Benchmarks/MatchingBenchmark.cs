@@ -32,10 +32,11 @@ internal static class MatchingBenchmark
             }
             stopwatch.Stop();
             times.Add(stopwatch.Elapsed.TotalSeconds);
-            peak = Math.Max(peak, PeakMemory.Megabytes);
+            var runPeak = PeakMemory.Megabytes;
+            peak = Math.Max(peak, runPeak);
             Console.WriteLine($"Run {run}: {stopwatch.Elapsed.TotalSeconds:F2} s, {lists:N0} subscribers with a list " +
                 $"({subscribers - lists:N0} without a match), {papers:N0} papers in all, {lists / stopwatch.Elapsed.TotalSeconds:N0} lists/s, " +
-                $"peak working set {PeakMemory.Megabytes:F0} MB");
+                $"peak working set {runPeak:F0} MB");
         }
         times.Sort();
         Console.WriteLine($"Median: {times[times.Count / 2]:F2} s for {subscribers:N0} subscribers; peak working set {peak:F0} MB");

@@ -63,9 +63,10 @@ internal static class MeaningBenchmark
             }
             stopwatch.Stop();
             times.Add(stopwatch.Elapsed.TotalSeconds);
-            peak = Math.Max(peak, PeakMemory.Megabytes);
+            var runPeak = PeakMemory.Megabytes;
+            peak = Math.Max(peak, runPeak);
             Console.WriteLine($"  meaning {(semantic ? "on " : "off")} run {run}: {stopwatch.Elapsed.TotalSeconds:F2} s, {lists:N0} subscribers with a list " +
-                $"({subscribers - lists:N0} without), {matched:N0} papers ({byMeaning:N0} by meaning only), peak working set {PeakMemory.Megabytes:F0} MB");
+                $"({subscribers - lists:N0} without), {matched:N0} papers ({byMeaning:N0} by meaning only), peak working set {runPeak:F0} MB");
         }
         times.Sort();
         Console.WriteLine($"Meaning {(semantic ? "on" : "off")}: median {times[times.Count / 2]:F2} s for {subscribers:N0} subscribers; peak working set {peak:F0} MB");
