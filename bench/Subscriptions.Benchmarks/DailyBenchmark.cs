@@ -165,12 +165,14 @@ internal static class DailyBenchmark
         var stopwatch = Stopwatch.StartNew();
         double planned = 0;
         CpuAccount.Snapshot? sendStarted = null;
+        GcTally? gcAtSendStart = null;
         var summary = await host.Services.GetRequiredService<DigestRunner>().RunAsync(BenchData.Day, ingestFirst: false, dryRun: false, line =>
         {
             if (line.StartsWith("Planned:", StringComparison.Ordinal))
             {
                 planned = stopwatch.Elapsed.TotalSeconds;
                 sendStarted = cpu.Take();
+                gcAtSendStart = GcTally.Take();
             }
         }, CancellationToken.None);
         var sendCpu = sendStarted is null ? null : cpu.Take().Since(sendStarted);
@@ -182,8 +184,24 @@ internal static class DailyBenchmark
         if (sendCpu is not null)
         {
             Console.WriteLine($"  sending: {sendCpu.PerMessage(summary.Sent)}");
+            Console.WriteLine($"  sending: {GcTally.Take().Since(gcAtSendStart!).PerMessage(summary.Sent)}");
         }
         return result;
+    }
+
+    /// <summary>
+    /// What the garbage collector did in this process: bytes allocated, collections (all of them, those that reached gen1 or
+    /// further, those of gen2), and time paused. Many collections reaching gen1 mean objects outlive their email (finalizers).
+    /// </summary>
+    private sealed record GcTally(long Allocated, int Collections, int ReachingGen1, int OfGen2, TimeSpan Paused)
+    {
+        public static GcTally Take() => new(GC.GetTotalAllocatedBytes(), GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), GC.GetTotalPauseDuration());
+
+        public GcTally Since(GcTally start) => new(Allocated - start.Allocated, Collections - start.Collections, ReachingGen1 - start.ReachingGen1,
+            OfGen2 - start.OfGen2, Paused - start.Paused);
+
+        public string PerMessage(long messages) => string.Create(CultureInfo.InvariantCulture,
+            $"allocated {Allocated / 1024.0 / Math.Max(messages, 1):N1} KB per email; {Collections:N0} collections ({ReachingGen1:N0} reaching gen1, {OfGen2:N0} of gen2); paused {Paused.TotalMilliseconds:N0} ms");
     }
 
     /// <summary>The statements that took PostgreSQL longest since the last call (pg_stat_statements, of the whole cluster).</summary>

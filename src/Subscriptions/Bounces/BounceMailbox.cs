@@ -111,6 +111,7 @@ internal sealed class BounceMailbox(
             logger.LogWarning("Left message {Uid} in the bounce mailbox: it is not a message MimeKit can parse ({Error})", uid, e.Message);
             return null;
         }
+        using var read = message;
         var events = BounceReports.Read(message);
         // The return path it came back to (VERP) names our email for certain; what the report quotes is second best.
         if (events is not null && returnPaths.MessageIdOf(message) is { } messageId)

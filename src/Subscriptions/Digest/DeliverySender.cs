@@ -244,7 +244,9 @@ internal sealed class DeliverySender(
                 papersShown[paper.PaperId] = shown;
             }
         }
-        var message = emails.Render(delivery.Id, delivery.Email, delivery.SubscriberId, delivery.SubscriptionKey, delivery.Day, planned, papersShown);
+        // Disposed once sent: MimeKit's messages, parts and contents have finalizers, and each undisposed one kept its email's
+        // ~40 KB alive through a collection (every collection became a gen1 one, and ~11 % of the run was spent paused).
+        using var message = emails.Render(delivery.Id, delivery.Email, delivery.SubscriberId, delivery.SubscriptionKey, delivery.Day, planned, papersShown);
         check ??= new StillWantedCheck(statements.LockIfStillWanted, delivery.Id, delivery.SubscriberId);
         bool sent;
         try

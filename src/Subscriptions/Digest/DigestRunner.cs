@@ -91,7 +91,7 @@ internal sealed class DigestRunner(
         var placeholderKey = new byte[Subscribers.LinkTokens.NonceLength];
         await foreach (var list in matcher.MatchAllAsync(day, cancellationToken))
         {
-            var message = emails.Render(deliveryId: 0, list.Email, list.SubscriberId, placeholderKey, day,
+            using var message = emails.Render(deliveryId: 0, list.Email, list.SubscriberId, placeholderKey, day,
                 [.. list.Papers.Select(PlannedPaper.From)], dayPapers);
             if (++rendered <= 3)
             {

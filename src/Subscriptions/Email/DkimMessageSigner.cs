@@ -158,6 +158,8 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
             try
             {
                 var written = encoder.Flush(bytes, 0, length, encoded);
+                // The content replaced is disposed: MimeKit's contents have finalizers, and one left to it outlives a collection.
+                using var decoded = part.Content;
                 part.Content = new MimeContent(new MemoryStream(encoded.AsSpan(0, written).ToArray(), writable: false), part.ContentTransferEncoding);
             }
             finally

@@ -67,7 +67,8 @@ internal sealed class EmailOutbox(
             return false;
         }
 
-        if (Render(row, now) is not { } message)
+        using var message = Render(row, now);
+        if (message is null)
         {
             // The subscriber moved on (confirmed, left, or the link expired) or was suppressed since this was queued.
             await RecordAsync(connection, transaction, "UPDATE email_outbox SET status = 'superseded' WHERE id = @id", new { id = row.Id });
