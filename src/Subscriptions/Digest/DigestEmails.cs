@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Microsoft.Extensions.ObjectPool;
 using Microsoft.Extensions.Options;
 using MimeKit;
 using Subscriptions.Email;
@@ -20,6 +21,9 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
     private const int AuthorsShown = 3;
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<DayPaper, RenderedPaper> RenderedPapers = new();
 
+    // A digest's text is ~7,000 characters and its HTML ~15,000: the builders are kept and reused rather than grown anew.
+    private static readonly ObjectPool<StringBuilder> Builders = new DefaultObjectPoolProvider().CreateStringBuilderPool(16 * 1024, 64 * 1024);
+
     /// <summary>The email of one delivery; its Message-ID comes from the delivery, so a re-send after a crash repeats it.</summary>
     public MimeMessage Render(
         long deliveryId, string email, long subscriberId, byte[] subscriptionKey, DateOnly day, IReadOnlyList<PlannedPaper> planned,
@@ -37,13 +41,20 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
             app.Value.Link($"/papers/{planned.Select(p => p.Day ?? day).DefaultIfEmpty(day).Max():yyyy-MM-dd}"));
         var date = day.ToString("d MMM yyyy", CultureInfo.InvariantCulture);
 
+        var text = Builders.Get();
+        var html = Builders.Get();
+        MultipartAlternative body;
+        try
+        {
+            body = [Utf8Part("plain", Text(text, items, topics, email, date, links)), Utf8Part("html", HtmlBody(html, items, topics, email, date, links))];
+        }
+        finally
+        {
+            Builders.Return(text);
+            Builders.Return(html);
+        }
         var message = MailEnvelope.Create(mail.Value, time.GetUtcNow(), email,
-            $"{items.Count} trending paper{(items.Count == 1 ? "" : "s")} on {SubjectTopics(topics)} — {date}",
-            new BodyBuilder
-            {
-                TextBody = Text(items, topics, email, date, links),
-                HtmlBody = HtmlBody(items, topics, email, date, links),
-            },
+            $"{items.Count} trending paper{(items.Count == 1 ? "" : "s")} on {SubjectTopics(topics)} — {date}", body,
             identity: $"delivery-{deliveryId}.{day:yyyyMMdd}");
 
         // RFC 2369 and RFC 8058: mail clients show an unsubscribe button that POSTs to the link.
@@ -61,10 +72,36 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
     private static string SubjectTopics(List<string> topics) =>
         topics.Count <= 3 ? string.Join(", ", topics) : $"{string.Join(", ", topics.Take(3))} and {topics.Count - 3} more";
 
-    private static string Text(
-        List<Item> items, List<string> topics, string email, string date, FooterLinks links)
+    /// <summary>
+    /// The parts <see cref="BodyBuilder"/> makes of a text and an HTML body (text/plain and text/html in UTF-8), encoded
+    /// straight from the builder: no string of the whole body, and no copy of it into MimeKit's own stream. A digest's
+    /// strings, buffers and copies were most of the ~220 KB each email allocated.
+    /// </summary>
+    private static TextPart Utf8Part(string subtype, StringBuilder content)
     {
-        var text = new StringBuilder(8 * 1024);
+        var encoder = Encoding.UTF8.GetEncoder(); // keeps a surrogate pair split across two chunks whole
+        var length = 0;
+        foreach (var chunk in content.GetChunks())
+        {
+            length += encoder.GetByteCount(chunk.Span, flush: false);
+        }
+        length += encoder.GetByteCount([], flush: true);
+        encoder.Reset();
+        var bytes = new byte[length];
+        var written = 0;
+        foreach (var chunk in content.GetChunks())
+        {
+            written += encoder.GetBytes(chunk.Span, bytes.AsSpan(written), flush: false);
+        }
+        encoder.GetBytes([], bytes.AsSpan(written), flush: true);
+        var part = new TextPart(subtype) { Content = new MimeContent(new MemoryStream(bytes, writable: false)) };
+        part.ContentType.Charset = "utf-8";
+        return part;
+    }
+
+    private static StringBuilder Text(
+        StringBuilder text, List<Item> items, List<string> topics, string email, string date, FooterLinks links)
+    {
         text.Append(CultureInfo.InvariantCulture, $"Trending papers on your topics — {date}\n\n");
         var number = 0;
         foreach (var (paper, why, more, less) in items)
@@ -83,12 +120,12 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
             Unsubscribe: {links.Unsubscribe}
 
             """);
-        return text.ToString();
+        return text;
     }
 
-    private static string HtmlBody(
-        List<Item> items, List<string> topics, string email, string date, FooterLinks links) =>
-        Html.Document(new StringBuilder(16 * 1024), $"Trending papers — {date}", html =>
+    private static StringBuilder HtmlBody(
+        StringBuilder page, List<Item> items, List<string> topics, string email, string date, FooterLinks links) =>
+        Html.Document(page, $"Trending papers — {date}", html =>
         {
             html.Append("<table role=\"presentation\" width=\"100%\" cellspacing=\"0\" cellpadding=\"0\" style=\"border-collapse:collapse\">\n");
             foreach (var (paper, why, more, less) in items)
@@ -108,7 +145,7 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
                 <a href="{Html.Encode(links.Preferences.AbsoluteUri)}" style="color:#555">Change your topics</a> &#183;
                 <a href="{Html.Encode(links.Unsubscribe.AbsoluteUri)}" style="color:#555">Unsubscribe</a></p>
                 """);
-        }).ToString();
+        });
 
     /// <summary>
     /// A paper's part of the email is the same for everyone who gets it, but for the topics that

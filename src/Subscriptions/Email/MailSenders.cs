@@ -61,7 +61,10 @@ internal static class MailEnvelope
     // identity: what the message is, unique among this service's emails (delivery-42.20261125), as the
     // Message-ID's left part. The same email sent again after a crash then carries the same Message-ID,
     // and the receiving side can recognise the repeat.
-    public static MimeMessage Create(MailOptions mail, DateTimeOffset date, string to, string subject, BodyBuilder body, string identity)
+    public static MimeMessage Create(MailOptions mail, DateTimeOffset date, string to, string subject, BodyBuilder body, string identity) =>
+        Create(mail, date, to, subject, body.ToMessageBody(), identity);
+
+    public static MimeMessage Create(MailOptions mail, DateTimeOffset date, string to, string subject, MimeEntity body, string identity)
     {
         var from = mail.FromAddress;
         var message = new MimeMessage
@@ -69,7 +72,7 @@ internal static class MailEnvelope
             Subject = ShownAsTyped(subject),
             Date = date,
             MessageId = $"{identity}@{from.Domain}",
-            Body = body.ToMessageBody(),
+            Body = body,
         };
         message.From.Add(from);
         message.To.Add(MailboxAddress.Parse(to));
