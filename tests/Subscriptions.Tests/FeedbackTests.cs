@@ -97,6 +97,18 @@ public sealed class FeedbackTests(TestDatabase database) : IClassFixture<TestDat
     }
 
     [Fact]
+    public void AFeedbackLinkIsPrintedAsItsUriPrintsItself()
+    {
+        var tokens = new LinkTokens(Microsoft.Extensions.Options.Options.Create(
+            new AppOptions { BaseUrl = "HTTP://Papers.EXAMPLE:80/digest/", TokenSecret = "a-secret-for-the-feedback-link-test-only" }));
+        var link = tokens.FeedbackLink(tokens.Create(LinkPurpose.Preferences, 42, LinkTokens.NewNonce()), 1234, more: false);
+
+        Assert.StartsWith("http://papers.example/digest/feedback?token=", link, StringComparison.Ordinal);
+        Assert.EndsWith("&paper=1234&more=0", link, StringComparison.Ordinal);
+        Assert.Equal(new Uri(link).AbsoluteUri, link);
+    }
+
+    [Fact]
     public async Task AForgedOrUnknownFeedbackLinkChangesNothing()
     {
         var (id, key) = await database.AddSubscriberAsync("forged@example.org", "active", null, "depth");
@@ -131,7 +143,7 @@ public sealed class FeedbackTests(TestDatabase database) : IClassFixture<TestDat
     private string FeedbackLink(long subscriberId, byte[] key, long paperId, bool more)
     {
         var tokens = _app.Services.GetRequiredService<LinkTokens>();
-        return tokens.FeedbackLink(tokens.Create(LinkPurpose.Preferences, subscriberId, key), paperId, more).PathAndQuery;
+        return new Uri(tokens.FeedbackLink(tokens.Create(LinkPurpose.Preferences, subscriberId, key), paperId, more)).PathAndQuery;
     }
 
     private Task<long> PaperIdAsync(string arxivId) => database.ScalarAsync<long>("SELECT id FROM papers WHERE arxiv_id = @arxivId", new { arxivId });

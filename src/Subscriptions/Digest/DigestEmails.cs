@@ -108,8 +108,8 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
         {
             text.Append(CultureInfo.InvariantCulture, $"{++number}. ").Append(Rendered(paper).Text)
                 .Append("   Why: ").Append(why).Append('\n')
-                .Append("   More like this: ").Append(more.AbsoluteUri).Append('\n')
-                .Append("   Less like this: ").Append(less.AbsoluteUri).Append("\n\n");
+                .Append("   More like this: ").Append(more).Append('\n')
+                .Append("   Less like this: ").Append(less).Append("\n\n");
         }
         text.Append(CultureInfo.InvariantCulture, $"""
             --
@@ -132,8 +132,8 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
             {
                 html.Append(Rendered(paper).Html)
                     .Append("<div style=\"color:#555;font-size:0.85em\">Why: ").Append(Html.Encode(why))
-                    .Append(" &#183; <a href=\"").Append(Html.Encode(more.AbsoluteUri)).Append("\" style=\"color:#555\">more like this</a>")
-                    .Append(" &#183; <a href=\"").Append(Html.Encode(less.AbsoluteUri)).Append("\" style=\"color:#555\">less like this</a>")
+                    .Append(" &#183; <a href=\"").Append(Html.Encode(more)).Append("\" style=\"color:#555\">more like this</a>")
+                    .Append(" &#183; <a href=\"").Append(Html.Encode(less)).Append("\" style=\"color:#555\">less like this</a>")
                     .Append("</div>\n</td></tr>\n");
             }
             html.Append(CultureInfo.InvariantCulture, $"""
@@ -189,7 +189,7 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
 
     private sealed record FooterLinks(Uri Preferences, Uri Unsubscribe, Uri Feed, Uri Archive);
 
-    private sealed record Item(DayPaper Paper, string Why, Uri More, Uri Less);
+    private sealed record Item(DayPaper Paper, string Why, string More, string Less);
 
     private static string Authors(IReadOnlyList<string> authors) => authors.Count switch
     {

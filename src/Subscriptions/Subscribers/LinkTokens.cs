@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Options;
@@ -33,6 +34,7 @@ internal sealed class LinkTokens(IOptions<AppOptions> options)
 
     private readonly byte[] _key = Encoding.UTF8.GetBytes(options.Value.TokenSecret);
     private readonly AppOptions _app = options.Value;
+    private readonly string _feedbackLinkStart = options.Value.Link("feedback?token=").AbsoluteUri;
 
     public static byte[] NewNonce() => RandomNumberGenerator.GetBytes(NonceLength);
 
@@ -57,9 +59,13 @@ internal sealed class LinkTokens(IOptions<AppOptions> options)
     /// "More like this" (<paramref name="more"/>) or "less like this" for one paper: the preferences token, which already lets its
     /// holder change everything about the subscription, with the paper named beside it.
     /// </summary>
-    /// <remarks><paramref name="preferencesToken"/> is <see cref="Create"/>'s for <see cref="LinkPurpose.Preferences"/>: an email's papers all share one.</remarks>
-    public Uri FeedbackLink(string preferencesToken, long paperId, bool more) =>
-        _app.Link($"feedback?token={preferencesToken}&paper={paperId}&more={(more ? 1 : 0)}");
+    /// <remarks>
+    /// <paramref name="preferencesToken"/> is <see cref="Create"/>'s for <see cref="LinkPurpose.Preferences"/>: an email's papers all
+    /// share one. The link is the absolute URI as text: a digest holds two per paper, and parsing each into a <see cref="Uri"/>
+    /// only to print it again was ~2 % of sending. What follows the base URL (a base64url token and numbers) is as a URI prints it.
+    /// </remarks>
+    public string FeedbackLink(string preferencesToken, long paperId, bool more) =>
+        string.Create(CultureInfo.InvariantCulture, $"{_feedbackLinkStart}{preferencesToken}&paper={paperId}&more={(more ? 1 : 0)}");
 
     public string Create(LinkPurpose purpose, long subscriberId, byte[] nonce)
     {
