@@ -50,7 +50,7 @@ internal static class SubscriberEndpoints
     }
 
     private static async Task<Results<RazorComponentResult, JsonHttpResult<SignupAccepted>, ProblemHttpResult, ValidationProblem>> SignUpAsync(
-        HttpRequest request, SignupValidator validator, SubscriberStore store, ServiceMetrics metrics, CancellationToken cancellationToken)
+        HttpRequest request, SignupValidator validator, SubscriberStore store, SignupGate gate, ServiceMetrics metrics, CancellationToken cancellationToken)
     {
         var (signup, problem) = await SignupRequest.ReadAsync(request, cancellationToken);
         if (signup is null)
@@ -64,6 +64,7 @@ internal static class SubscriberEndpoints
             // A bot: it gets the answer everyone gets, so it learns nothing, and nothing is stored or sent.
             return Accepted(answerWithPage);
         }
+        using var turn = await gate.EnterAsync(cancellationToken);
         var (valid, errors) = await validator.ValidateAsync(signup, cancellationToken);
         if (valid is null)
         {

@@ -31,6 +31,7 @@ internal static class SubscriberExtensions
         services.AddSingleton<SubscriberData>();
         services.AddSingleton<FeedbackStore>();
         services.AddSingleton<SignupValidator>();
+        services.AddSingleton<SignupGate>();
         services.AddSingleton<LifecycleEmails>();
         services.AddSingleton<EmailOutbox>();
         services.AddSingleton<OutboxSignal>();
