@@ -24,20 +24,21 @@ internal static class ShutdownOptions
     /// </summary>
     public static async Task RunBoundedAsync(this IHost host)
     {
-        var running = host.RunAsync();
+        // All taken before the host runs: a host that fails to start is disposed by RunAsync, sometimes before it returns.
         var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
+        var timeout = host.Services.GetRequiredService<IOptions<HostOptions>>().Value.ShutdownTimeout;
+        var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(ShutdownOptions));
         var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         using var registration = lifetime.ApplicationStopping.Register(() => stopping.TrySetResult());
+        var running = host.RunAsync();
         if (await Task.WhenAny(running, stopping.Task) == running)
         {
             await running;
             return;
         }
-        var timeout = host.Services.GetRequiredService<IOptions<HostOptions>>().Value.ShutdownTimeout;
         if (await Task.WhenAny(running, Task.Delay(timeout + TimeSpan.FromSeconds(5))) != running)
         {
-            host.Services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(ShutdownOptions))
-                .LogWarning("Stopping took longer than HostOptions:ShutdownTimeout ({Timeout}); exiting without waiting further", timeout);
+            logger.LogWarning("Stopping took longer than HostOptions:ShutdownTimeout ({Timeout}); exiting without waiting further", timeout);
             return;
         }
         await running;
