@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Security.Cryptography;
 using Dapper;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -9,6 +8,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using Subscriptions.Digest;
+using Subscriptions.Email;
 using Subscriptions.Papers;
 
 namespace Subscriptions.Benchmarks;
@@ -16,7 +16,7 @@ namespace Subscriptions.Benchmarks;
 /// <summary>
 /// Issue 6: the whole daily run — match, plan, render, send, record — through the service's own code,
 /// to Postfix's smtp-sink, with smtp-source over the same connections as the ceiling. Issue 10: each run
-/// sends the day twice, with DKIM signing off and on (RSA 2048), for a row of each.
+/// sends the day three times, with DKIM signing off, with an RSA-2048 key and with an Ed25519 key, for a row of each.
 /// </summary>
 internal static class DailyBenchmark
 {
@@ -40,12 +40,17 @@ internal static class DailyBenchmark
             dataDirectory = await connection.ExecuteScalarAsync<string>("SHOW data_directory") ?? "";
         }
         var cpu = CpuAccount.For(dataDirectory, sink);
-        // DKIM on: every email signed with a fresh RSA-2048 key, as `dkim generate` makes one.
+        // DKIM on: every email signed with a fresh key, as `dkim generate` makes one (RSA-2048, or with --algorithm ed25519).
         var keyDirectory = Directory.CreateTempSubdirectory("subscriptions-bench-dkim-");
-        var keyPath = Path.Combine(keyDirectory.FullName, "dkim.pem");
-        using (var key = RSA.Create(2048))
+        var ways = new List<(string Name, string? KeyPath)> { ("off", null) };
+        foreach (var (name, key) in new[] { ("RSA-2048", DkimKey.CreateRsa(2048)), ("Ed25519", DkimKey.CreateEd25519()) })
         {
-            await File.WriteAllTextAsync(keyPath, key.ExportRSAPrivateKeyPem());
+            using (key)
+            {
+                var keyPath = Path.Combine(keyDirectory.FullName, $"{name}.pem");
+                await File.WriteAllTextAsync(keyPath, key.ExportPem());
+                ways.Add((name, keyPath));
+            }
         }
         try
         {
@@ -53,11 +58,11 @@ internal static class DailyBenchmark
             // with the code already compiled by a warm-up run (each way) over a small database of its own.
             var warmUp = await BenchData.CreateAsync(Math.Min(subscribers, 20_000));
             await BenchData.EmbedAsync(warmUp);
-            foreach (var dkim in new[] { false, true })
+            foreach (var (name, keyPath) in ways)
             {
-                using var warmHost = BuildHost(warmUp, port, connections, dkim ? keyPath : null);
+                using var warmHost = BuildHost(warmUp, port, connections, keyPath);
                 await BenchData.ExecuteAsync(warmUp, "TRUNCATE deliveries, delivery_queue, delivery_papers");
-                await RunOnceAsync(warmHost, run: 0, dkim, cpu);
+                await RunOnceAsync(warmHost, run: 0, name, cpu);
             }
 
             if (statements)
@@ -65,19 +70,18 @@ internal static class DailyBenchmark
                 await BenchData.ExecuteAsync(connectionString, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
                 await BenchData.ExecuteAsync(connectionString, "SELECT pg_stat_statements_reset()"); // the measured runs' only
             }
-            using var host = BuildHost(connectionString, port, connections, dkimKeyPath: null);
-            using var signingHost = BuildHost(connectionString, port, connections, keyPath);
-            var results = new List<Run>();
-            var signedResults = new List<Run>();
-            // DKIM off and on alternate within each run, so that both see the same machine.
+            var hosts = ways.Select(way => BuildHost(connectionString, port, connections, way.KeyPath)).ToList();
+            var host = hosts[0];
+            var results = ways.Select(_ => new List<Run>()).ToList();
+            // DKIM off and on alternate within each run, so that every way sees the same machine.
             for (var run = 1; run <= runs; run++)
             {
-                foreach (var dkim in new[] { false, true })
+                for (var way = 0; way < ways.Count; way++)
                 {
                     await BenchData.ExecuteAsync(connectionString, "TRUNCATE deliveries, delivery_queue, delivery_papers");
                     await BenchData.ExecuteAsync(connectionString, "VACUUM ANALYZE deliveries");
                     await BenchData.ExecuteAsync(connectionString, "VACUUM ANALYZE delivery_queue");
-                    (dkim ? signedResults : results).Add(await RunOnceAsync(dkim ? signingHost : host, run, dkim, cpu));
+                    results[way].Add(await RunOnceAsync(hosts[way], run, ways[way].Name, cpu));
                     if (statements)
                     {
                         await PrintSlowestStatementsAsync(connectionString);
@@ -102,7 +106,7 @@ internal static class DailyBenchmark
             Console.WriteLine();
             Console.WriteLine($"| DKIM | subscribers | emails sent | match + plan | send | total | emails/s | peak memory | smtp-source msg/s | ratio |");
             Console.WriteLine($"| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-            foreach (var (name, rows) in new[] { ("off", results), ("on (RSA 2048)", signedResults) })
+            foreach (var (name, rows) in ways.Select((way, i) => (way.Name, results[i])))
             {
                 var ours = Median(rows.Select(r => r.EmailsPerSecond));
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -110,11 +114,15 @@ internal static class DailyBenchmark
                     $"{Median(rows.Select(r => r.Total)):F1} s | {ours:N0} | {rows.Max(r => r.PeakMegabytes):F0} MB | {source:N0} | {ours / source:P0} |"));
             }
             Console.WriteLine("(medians of the runs; peak memory is the highest working set of this process over all runs)");
-            // Each run's pair ran minutes apart on the same machine: its own ratio, beside the ratio of the medians.
-            var pairs = results.Zip(signedResults, (off, on) => on.EmailsPerSecond / off.EmailsPerSecond).ToList();
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"DKIM on sends at {Median(signedResults.Select(r => r.EmailsPerSecond)) / Median(results.Select(r => r.EmailsPerSecond)):P0} of the DKIM-off rate " +
-                $"(run by run: {string.Join(", ", pairs.Select(ratio => ratio.ToString("P0", CultureInfo.InvariantCulture)))}; median {Median(pairs):P0})."));
+            // Each run's ways ran minutes apart on the same machine: their own ratios, beside the ratio of the medians.
+            for (var way = 1; way < ways.Count; way++)
+            {
+                var pairs = results[0].Zip(results[way], (off, on) => on.EmailsPerSecond / off.EmailsPerSecond).ToList();
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"DKIM with {ways[way].Name} sends at {Median(results[way].Select(r => r.EmailsPerSecond)) / Median(results[0].Select(r => r.EmailsPerSecond)):P0} of the DKIM-off rate " +
+                    $"(run by run: {string.Join(", ", pairs.Select(ratio => ratio.ToString("P0", CultureInfo.InvariantCulture)))}; median {Median(pairs):P0})."));
+            }
+            hosts.ForEach(built => built.Dispose());
         }
         finally
         {
@@ -154,7 +162,7 @@ internal static class DailyBenchmark
         return host;
     }
 
-    private static async Task<Run> RunOnceAsync(IHost host, int run, bool dkim, CpuAccount cpu)
+    private static async Task<Run> RunOnceAsync(IHost host, int run, string dkim, CpuAccount cpu)
     {
         // As in a service whose sentence model has been idle for a minute (it is let go then): a daily run reads the
         // vectors made at ingest and signup, and needs no model. Sent right after an ingest, the first minute of a run
@@ -179,7 +187,7 @@ internal static class DailyBenchmark
         var total = stopwatch.Elapsed.TotalSeconds;
         var result = new Run(planned, total - planned, total, summary.Sent, PeakMemory.Megabytes);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{(run == 0 ? "Warm-up" : $"Run {run}")}, DKIM {(dkim ? "on" : "off")}: match + plan {planned:F1} s ({summary.Planned:N0} deliveries), send {result.Send:F1} s ({summary.Sent:N0} sent, " +
+            $"{(run == 0 ? "Warm-up" : $"Run {run}")}, DKIM {dkim}: match + plan {planned:F1} s ({summary.Planned:N0} deliveries), send {result.Send:F1} s ({summary.Sent:N0} sent, " +
             $"{summary.Failed:N0} failed, {result.EmailsPerSecond:N0}/s), total {total:F1} s, peak working set {result.PeakMegabytes:F0} MB"));
         if (sendCpu is not null)
         {

@@ -150,7 +150,7 @@ public sealed class DkimCanonicalizationTests : IDisposable
         Signer().Sign(message);
         var ours = message.Headers[HeaderId.DkimSignature]!;
         var signed = Reparse(message);
-        var locator = new DkimTests.PublishedKeyLocator(DkimKey.DnsRecordValue(_key));
+        var locator = new DkimTests.PublishedKeyLocator(new RsaDkimKey(_key).DnsRecordValue);
         Assert.True(await new DkimVerifier(locator).VerifyAsync(signed, signed.Headers[signed.Headers.IndexOf(HeaderId.DkimSignature)]),
             "Our signature should verify.");
 

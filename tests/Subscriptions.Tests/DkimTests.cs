@@ -26,24 +26,27 @@ public sealed class DkimTests(TestDatabase database) : IClassFixture<TestDatabas
         Directory.Delete(_directory, recursive: true);
     }
 
-    [Fact]
-    public async Task ConfirmationsAndDigestsAreSignedAndVerifyAgainstThePublishedKey()
+    [Theory]
+    [InlineData("rsa-sha256")]
+    [InlineData("ed25519-sha256")]
+    public async Task ConfirmationsAndDigestsAreSignedAndVerifyAgainstThePublishedKey(string algorithm)
     {
-        using var key = RSA.Create(2048);
+        using var key = algorithm == "rsa-sha256" ? DkimKey.CreateRsa(2048) : DkimKey.CreateEd25519();
         var keyPath = WriteKey(key);
         await using var app = new TestApp(database, _smtp, settings: DkimSettings(keyPath));
         using var client = app.CreatePlainClient();
         await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day, "huggingface",
             [PaperRecord.Create("2611.00001", "Depth Estimation — at Night", "We estimate depth, naïvely. " + string.Concat(Enumerable.Repeat("More detail. ", 40)), ["Ada Lovelace"], null, 12)],
             CancellationToken.None);
-        await database.AddSubscriberAsync("reader@example.org", "active", maxPapers: null, "depth estimation");
+        // Each key type's own subscribers: the class shares one database.
+        await database.AddSubscriberAsync($"reader-{key.Algorithm}@example.org", "active", maxPapers: null, "depth estimation");
 
-        await client.SignUpAsync("signed@example.org", "depth estimation");
-        var confirmation = await _smtp.WaitForMessageToAsync("signed@example.org");
+        await client.SignUpAsync($"signed-{key.Algorithm}@example.org", "depth estimation");
+        var confirmation = await _smtp.WaitForMessageToAsync($"signed-{key.Algorithm}@example.org");
         await app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
-        var digest = Assert.Single(_smtp.MessagesTo("reader@example.org"));
+        var digest = Assert.Single(_smtp.MessagesTo($"reader-{key.Algorithm}@example.org"));
 
-        var locator = new PublishedKeyLocator(DkimKey.DnsRecordValue(key));
+        var locator = new PublishedKeyLocator(key.DnsRecordValue);
         foreach (var received in new[] { confirmation, digest })
         {
             // What came over the wire, parsed again: the signature covers the message as sent, folding included.
@@ -51,7 +54,7 @@ public sealed class DkimTests(TestDatabase database) : IClassFixture<TestDatabas
             var message = Parse(wire);
             var signature = Assert.Single(message.Headers, header => header.Id == HeaderId.DkimSignature);
             var tags = Tags(signature.Value);
-            Assert.Equal("rsa-sha256", tags["a"]);
+            Assert.Equal(algorithm, tags["a"]);
             Assert.Equal("relaxed/relaxed", tags["c"]);
             Assert.Equal("subscriptions.test", tags["d"]);
             Assert.Equal("papers2026", tags["s"]);
@@ -98,22 +101,26 @@ public sealed class DkimTests(TestDatabase database) : IClassFixture<TestDatabas
     {
         { "partial", "Dkim:Selector is required when any DKIM setting is set" },
         { "missing", "cannot be read" },
-        { "malformed", "holds no PEM RSA private key" },
+        { "malformed", "holds no PEM RSA or Ed25519 private key" },
+        { "malformed pkcs8", "holds no PEM RSA or Ed25519 private key" },
         { "short", "holds a 1024-bit RSA key; DKIM keys need at least 2048 bits" },
-        { "public", "holds no PEM RSA private key" },
+        { "public", "holds no PEM RSA or Ed25519 private key" },
     };
 
     [Theory]
     [MemberData(nameof(BadSettings))]
     public async Task ABadKeyOrPartialSettingsStopStartupNamingTheKey(string problem, string expected)
     {
-        var keyPath = Path.Combine(_directory, $"{problem}.pem");
+        var keyPath = Path.Combine(_directory, $"{problem.Replace(' ', '-')}.pem");
         using var shortKey = RSA.Create(1024);
         using var publicOnly = RSA.Create(2048);
         switch (problem)
         {
             case "malformed":
                 await File.WriteAllTextAsync(keyPath, "-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA PRIVATE KEY-----\n");
+                break;
+            case "malformed pkcs8":
+                await File.WriteAllTextAsync(keyPath, $"-----BEGIN PRIVATE KEY-----\n{Convert.ToBase64String(Encoding.ASCII.GetBytes("not a key either"))}\n-----END PRIVATE KEY-----\n");
                 break;
             case "short":
                 await File.WriteAllTextAsync(keyPath, shortKey.ExportRSAPrivateKeyPem());
@@ -163,10 +170,11 @@ public sealed class DkimTests(TestDatabase database) : IClassFixture<TestDatabas
         {
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(keyPath));
         }
-        using var key = DkimKey.Load(keyPath, out var problem);
-        Assert.Null(problem);
-        Assert.Equal(2048, key!.KeySize);
+        using var key = RSA.Create();
+        key.ImportFromPem(await File.ReadAllTextAsync(keyPath));
+        Assert.Equal(2048, key.KeySize);
         var expected = $"papers2026._domainkey.subscriptions.test TXT \"v=DKIM1; k=rsa; p={Convert.ToBase64String(key.ExportSubjectPublicKeyInfo())}\"";
+        Assert.Contains("Wrote a new 2048-bit RSA private key", generate.Output);
         Assert.Contains(expected, generate.Output);
 
         Assert.Equal(0, record.ExitCode);
@@ -174,8 +182,48 @@ public sealed class DkimTests(TestDatabase database) : IClassFixture<TestDatabas
 
         Assert.Equal(64, again.ExitCode);
         Assert.Contains("already exists; refusing to overwrite", again.Error);
-        using var unchanged = DkimKey.Load(keyPath, out _);
-        Assert.Equal(key.ExportSubjectPublicKeyInfo(), unchanged!.ExportSubjectPublicKeyInfo());
+        using var unchanged = RSA.Create();
+        unchanged.ImportFromPem(await File.ReadAllTextAsync(keyPath));
+        Assert.Equal(key.ExportSubjectPublicKeyInfo(), unchanged.ExportSubjectPublicKeyInfo());
+    }
+
+    [Fact]
+    public async Task DkimVerbGeneratesAnEd25519KeyInPkcs8WithItsBarePublicKeyInTheRecord()
+    {
+        var keyPath = Path.Combine(_directory, "ed25519.pem");
+        // Made by `openssl genpkey -algorithm ed25519`; its public key, from `openssl pkey -pubout`, is the record's p=.
+        var opensslPath = Path.Combine(_directory, "openssl-ed25519.pem");
+        await File.WriteAllTextAsync(opensslPath, "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIFmgputJfmT76G/pEMovxHoHMzY2k7brQ7CxZNrXbou/\n-----END PRIVATE KEY-----\n");
+
+        var generate = await ServiceBinary.RunAsync(["dkim", "generate", "--algorithm", "ed25519", "--key", keyPath, "--selector", "papers2026", "--domain", "subscriptions.test"], NoSettings);
+        var record = await ServiceBinary.RunAsync(["dkim", "record", "--key", keyPath, "--selector", "papers2026", "--domain", "subscriptions.test"], NoSettings);
+        var fromOpenssl = await ServiceBinary.RunAsync(["dkim", "record", "--key", opensslPath, "--selector", "s", "--domain", "example.org"], NoSettings);
+        var withBits = await ServiceBinary.RunAsync(["dkim", "generate", "--algorithm", "ed25519", "--bits", "4096", "--key", Path.Combine(_directory, "sized.pem"), "--selector", "s", "--domain", "example.org"], NoSettings);
+        var unknown = await ServiceBinary.RunAsync(["dkim", "generate", "--algorithm", "dsa", "--key", Path.Combine(_directory, "dsa.pem"), "--selector", "s", "--domain", "example.org"], NoSettings);
+
+        Assert.Equal(0, generate.ExitCode);
+        Assert.Contains("Wrote a new Ed25519 private key", generate.Output);
+        // PKCS#8 with the Ed25519 OID (1.3.101.112), read here by BouncyCastle's own reader rather than ours.
+        var pem = await File.ReadAllTextAsync(keyPath);
+        Assert.StartsWith("-----BEGIN PRIVATE KEY-----", pem, StringComparison.Ordinal);
+        var info = Org.BouncyCastle.Asn1.Pkcs.PrivateKeyInfo.GetInstance(Convert.FromBase64String(pem[pem.IndexOf('\n')..pem.IndexOf("-----END", StringComparison.Ordinal)]));
+        Assert.Equal("1.3.101.112", info.PrivateKeyAlgorithm.Algorithm.Id);
+        var publicKey = ((Org.BouncyCastle.Crypto.Parameters.Ed25519PrivateKeyParameters)Org.BouncyCastle.Security.PrivateKeyFactory.CreateKey(info)).GeneratePublicKey().GetEncoded();
+        Assert.Equal(32, publicKey.Length);
+        var expected = $"papers2026._domainkey.subscriptions.test TXT \"v=DKIM1; k=ed25519; p={Convert.ToBase64String(publicKey)}\"";
+        Assert.Contains(expected, generate.Output);
+        Assert.Equal(0, record.ExitCode);
+        Assert.Equal(expected, record.Output.Trim());
+
+        Assert.Equal(0, fromOpenssl.ExitCode);
+        Assert.Equal("s._domainkey.example.org TXT \"v=DKIM1; k=ed25519; p=35T7W3OMj7f7nCS3+s7y9ljDTAUXtW+JDupk37lGKds=\"", fromOpenssl.Output.Trim());
+
+        Assert.Equal(64, withBits.ExitCode);
+        Assert.Contains("--bits applies to RSA keys only", withBits.Error);
+        Assert.False(File.Exists(Path.Combine(_directory, "sized.pem")));
+        Assert.Equal(64, unknown.ExitCode);
+        Assert.Contains("dsa", unknown.Error);
+        Assert.False(File.Exists(Path.Combine(_directory, "dsa.pem")));
     }
 
     [Fact]
@@ -206,10 +254,10 @@ public sealed class DkimTests(TestDatabase database) : IClassFixture<TestDatabas
 
     private static readonly Dictionary<string, string> NoSettings = [];
 
-    private string WriteKey(RSA key)
+    private string WriteKey(DkimKey key)
     {
         var path = Path.Combine(_directory, "dkim.pem");
-        File.WriteAllText(path, key.ExportRSAPrivateKeyPem());
+        File.WriteAllText(path, key.ExportPem());
         return path;
     }
 

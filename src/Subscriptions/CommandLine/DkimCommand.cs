@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Security.Cryptography;
 using Subscriptions.Email;
 
 namespace Subscriptions.CommandLine;
@@ -7,6 +6,9 @@ namespace Subscriptions.CommandLine;
 /// <summary><c>dkim generate</c> makes a key and prints its DNS record; <c>dkim record</c> prints the record of a key.</summary>
 internal static class DkimCommand
 {
+    private const string Rsa = "rsa";
+    private const string Ed25519 = "ed25519";
+
     public static Command Create()
     {
         var command = new Command("dkim", "Generate a DKIM key, or print the DNS TXT record that publishes one.")
@@ -24,19 +26,33 @@ internal static class DkimCommand
     private static Command CreateGenerate()
     {
         var key = new Option<string>("--key") { Description = "Where to write the private key (PEM); an existing file is never overwritten.", HelpName = "PATH", Required = true };
-        var bits = new Option<int>("--bits") { Description = $"Key size in bits (at least {DkimKey.MinimumBits}).", DefaultValueFactory = _ => DkimKey.MinimumBits };
+        var algorithm = new Option<string>("--algorithm")
+        {
+            Description = "rsa (rsa-sha256, which every receiver verifies) or ed25519 (ed25519-sha256, RFC 8463: ~8 times cheaper to sign, not yet verified everywhere).",
+            DefaultValueFactory = _ => Rsa,
+        };
+        algorithm.AcceptOnlyFromAmong(Rsa, Ed25519);
+        var bits = new Option<int>("--bits") { Description = $"RSA key size in bits (at least {DkimKey.MinimumRsaBits}).", DefaultValueFactory = _ => DkimKey.MinimumRsaBits };
         bits.Validators.Add(result =>
         {
-            if (result.GetValueOrDefault<int>() is < DkimKey.MinimumBits or > 16384)
+            if (result.GetValueOrDefault<int>() is < DkimKey.MinimumRsaBits or > 16384)
             {
-                result.AddError($"--bits must be between {DkimKey.MinimumBits} and 16384");
+                result.AddError($"--bits must be between {DkimKey.MinimumRsaBits} and 16384");
             }
         });
         var (selector, domain) = NameOptions();
-        var command = new Command("generate", "Write a new RSA private key (PEM, mode 0600) and print the DNS TXT record to publish for it.")
+        var command = new Command("generate", "Write a new private key (PEM, mode 0600) and print the DNS TXT record to publish for it.")
         {
-            key, bits, selector, domain,
+            key, algorithm, bits, selector, domain,
         };
+        command.Validators.Add(result =>
+        {
+            // The token, not the value: reading a value that failed its own check (--algorithm dsa) throws.
+            if (result.GetResult(algorithm)?.Tokens is [{ Value: Ed25519 }] && result.GetResult(bits) is { Implicit: false })
+            {
+                result.AddError("--bits applies to RSA keys only; an Ed25519 key is always 256 bits");
+            }
+        });
         command.SetAction(result =>
         {
             if (Names(result, selector, domain) is not var (selectorName, domainName))
@@ -44,7 +60,7 @@ internal static class DkimCommand
                 return Verbs.BadArguments;
             }
             var path = result.GetValue(key)!;
-            using var rsa = RSA.Create(result.GetValue(bits));
+            using var dkimKey = result.GetValue(algorithm) == Ed25519 ? DkimKey.CreateEd25519() : DkimKey.CreateRsa(result.GetValue(bits));
             // CreateNew: refuses an existing file even if it appears between a check and the write.
             var create = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
             if (!OperatingSystem.IsWindows())
@@ -55,7 +71,7 @@ internal static class DkimCommand
             {
                 using var file = new FileStream(path, create);
                 using var writer = new StreamWriter(file);
-                writer.Write(rsa.ExportRSAPrivateKeyPem());
+                writer.Write(dkimKey.ExportPem());
                 writer.Write('\n');
             }
             catch (IOException) when (File.Exists(path))
@@ -68,9 +84,9 @@ internal static class DkimCommand
                 Console.Error.WriteLine($"--key {path} cannot be written: {e.Message}");
                 return Verbs.BadArguments;
             }
-            Console.WriteLine($"Wrote a {rsa.KeySize}-bit RSA private key to {path} (readable by its owner only).");
+            Console.WriteLine($"Wrote a new {dkimKey.Description} private key to {path} (readable by its owner only).");
             Console.WriteLine($"Publish this DNS record, then set Dkim:Domain={domainName}, Dkim:Selector={selectorName} and Dkim:PrivateKeyPath={Path.GetFullPath(path)}:");
-            Console.WriteLine(DkimKey.DnsRecord(rsa, selectorName, domainName));
+            Console.WriteLine(dkimKey.DnsRecord(selectorName, domainName));
             return Verbs.Done;
         });
         return command;
@@ -97,14 +113,14 @@ internal static class DkimCommand
                 Console.Error.WriteLine("--key PATH (or the setting Dkim:PrivateKeyPath) is required.");
                 return Verbs.BadArguments;
             }
-            using var rsa = DkimKey.Load(path, out var problem);
-            if (rsa is null)
+            using var dkimKey = DkimKey.Load(path, out var problem);
+            if (dkimKey is null)
             {
                 // A bad --key is a bad argument; a bad Dkim:PrivateKeyPath is a bad setting.
                 Console.Error.WriteLine(fromOption is null ? $"Configuration error:\n  Dkim:PrivateKeyPath {problem}" : $"--key {problem}");
                 return fromOption is null ? Verbs.BadConfiguration : Verbs.BadArguments;
             }
-            Console.WriteLine(DkimKey.DnsRecord(rsa, selectorName, domainName));
+            Console.WriteLine(dkimKey.DnsRecord(selectorName, domainName));
             return Verbs.Done;
         });
         return command;

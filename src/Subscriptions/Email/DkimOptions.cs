@@ -13,7 +13,7 @@ internal sealed class DkimOptions : IValidatableObject
     /// <summary>The selector (<c>s=</c>): the key is published at <c>selector._domainkey.domain</c>.</summary>
     public string? Selector { get; set; }
 
-    /// <summary>A PEM file holding the RSA private key (2048 bits or more).</summary>
+    /// <summary>A PEM file holding the private key: RSA (2048 bits or more; rsa-sha256) or Ed25519 (ed25519-sha256).</summary>
     public string? PrivateKeyPath { get; set; }
 
     public bool IsEnabled => !string.IsNullOrWhiteSpace(Domain) && !string.IsNullOrWhiteSpace(Selector) && !string.IsNullOrWhiteSpace(PrivateKeyPath);
