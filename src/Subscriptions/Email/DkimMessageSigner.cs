@@ -143,7 +143,7 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
     /// time the message is written: for the body hash, for SMTP's SIZE, and for the DATA. Here a text part's encoding is
     /// chosen by MimeKit's rule with vectorized searches (<see cref="SevenBitEncoding"/>); a part that is not text, or
     /// holds a NUL, is left to MimeKit's check; and a part that needs an encoding is encoded in one call (quoted-printable by
-/// <see cref="QuotedPrintable"/>, base64 by MimeKit's encoder).
+    /// <see cref="QuotedPrintable"/>, base64 by MimeKit's encoder).
     /// </remarks>
     private static void PrepareSevenBit(MimeEntity entity)
     {
