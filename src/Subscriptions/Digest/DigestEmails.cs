@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.ObjectPool;
@@ -87,14 +88,15 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
         }
         length += encoder.GetByteCount([], flush: true);
         encoder.Reset();
-        var bytes = new byte[length];
+        var bytes = ArrayPool<byte>.Shared.Rent(length);
         var written = 0;
         foreach (var chunk in content.GetChunks())
         {
             written += encoder.GetBytes(chunk.Span, bytes.AsSpan(written), flush: false);
         }
         encoder.GetBytes([], bytes.AsSpan(written), flush: true);
-        var part = new TextPart(subtype) { Content = new MimeContent(new MemoryStream(bytes, writable: false)) };
+        // Back to the pool when the message is disposed, once sent.
+        var part = new TextPart(subtype) { Content = new MimeContent(new RentedBytesStream(bytes, length)) };
         part.ContentType.Charset = "utf-8";
         return part;
     }

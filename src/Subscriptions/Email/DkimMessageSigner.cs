@@ -191,17 +191,11 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
             var quoted = part.ContentTransferEncoding == ContentEncoding.QuotedPrintable;
             var base64 = new Base64Encoder();
             var encoded = ArrayPool<byte>.Shared.Rent(quoted ? QuotedPrintable.MaxEncodedLength(length) : base64.EstimateOutputLength(length));
-            try
-            {
-                var written = quoted ? QuotedPrintable.Encode(bytes.AsSpan(0, length), encoded) : base64.Flush(bytes, 0, length, encoded);
-                // The content replaced is disposed: MimeKit's contents have finalizers, and one left to it outlives a collection.
-                using var decoded = part.Content;
-                part.Content = new MimeContent(new MemoryStream(encoded.AsSpan(0, written).ToArray(), writable: false), part.ContentTransferEncoding);
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(encoded);
-            }
+            var written = quoted ? QuotedPrintable.Encode(bytes.AsSpan(0, length), encoded) : base64.Flush(bytes, 0, length, encoded);
+            // The content replaced is disposed: MimeKit's contents have finalizers, and one left to it outlives a collection.
+            using var decoded = part.Content;
+            // The encoded array goes back to the pool with the message.
+            part.Content = new MimeContent(new RentedBytesStream(encoded, written), part.ContentTransferEncoding);
         }
         finally
         {
