@@ -122,9 +122,10 @@ internal sealed class Ed25519DkimKey(Ed25519PrivateKeyParameters key) : DkimKey
     /// <summary>RFC 8463 §3: PureEdDSA over the SHA-256 hash of the canonical headers. Signing is stateless, so one key serves every sender.</summary>
     public override byte[] Sign(ReadOnlySpan<byte> canonicalHeaders)
     {
-        var hash = SHA256.HashData(canonicalHeaders);
+        Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
+        SHA256.HashData(canonicalHeaders, hash);
         var signature = new byte[Ed25519.SignatureSize];
-        key.Sign(Ed25519.Algorithm.Ed25519, ctx: null, hash, 0, hash.Length, signature, 0);
+        key.Sign(Ed25519.Algorithm.Ed25519, ctx: null, hash, signature);
         return signature;
     }
 
