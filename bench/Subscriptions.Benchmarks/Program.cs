@@ -28,7 +28,7 @@ switch (mode)
         await MatchingBenchmark.RunAsync(subscribers, runs);
         return 0;
     case "daily":
-        await DailyBenchmark.RunAsync(subscribers, runs, IntOption("--connections", 4), statements);
+        await DailyBenchmark.RunAsync(subscribers, runs, IntOption("--connections", 4), statements, signed: !args.Contains("--no-dkim"));
         return 0;
     case "signup":
         await SignupBenchmark.RunAsync(IntOption("--seconds", 20));
@@ -43,7 +43,7 @@ switch (mode)
         await MessageBenchmark.RunAsync(IntOption("--messages", 20_000), IntOption("--threads", 8));
         return 0;
     default:
-        Console.Error.WriteLine("Usage: Subscriptions.Benchmarks matching|daily|message|signup|slots|meaning [--subscribers N] [--runs R] [--connections C] [--messages M] [--threads T] [--seconds S] [--signups S]");
+        Console.Error.WriteLine("Usage: Subscriptions.Benchmarks matching|daily|message|signup|slots|meaning [--subscribers N] [--runs R] [--connections C] [--no-dkim] [--statements] [--messages M] [--threads T] [--seconds S] [--signups S]");
         return 64;
 }
 
