@@ -218,12 +218,8 @@ public sealed class DkimTests(TestDatabase database) : IClassFixture<TestDatabas
         Assert.Equal(0, fromOpenssl.ExitCode);
         Assert.Equal("s._domainkey.example.org TXT \"v=DKIM1; k=ed25519; p=35T7W3OMj7f7nCS3+s7y9ljDTAUXtW+JDupk37lGKds=\"", fromOpenssl.Output.Trim());
 
-        Assert.Equal(64, withBits.ExitCode);
-        Assert.Contains("--bits applies to RSA keys only", withBits.Error);
-        Assert.False(File.Exists(Path.Combine(_directory, "sized.pem")));
-        Assert.Equal(64, unknown.ExitCode);
-        Assert.Contains("dsa", unknown.Error);
-        Assert.False(File.Exists(Path.Combine(_directory, "dsa.pem")));
+        AssertRefusedWritingNoKey(withBits, "--bits applies to RSA keys only", "sized.pem");
+        AssertRefusedWritingNoKey(unknown, "dsa", "dsa.pem");
     }
 
     [Fact]
@@ -240,12 +236,8 @@ public sealed class DkimTests(TestDatabase database) : IClassFixture<TestDatabas
         var shortRecord = await ServiceBinary.RunAsync(["dkim", "record", "--key", shortPath, "--selector", "s", "--domain", "example.org"], NoSettings);
         var shortSetting = await ServiceBinary.RunAsync(["dkim", "record", "--selector", "s", "--domain", "example.org"], new Dictionary<string, string> { ["Dkim__PrivateKeyPath"] = shortPath });
 
-        Assert.Equal(64, tooFewBits.ExitCode);
-        Assert.Contains("--bits must be between 2048", tooFewBits.Error);
-        Assert.False(File.Exists(Path.Combine(_directory, "small.pem")));
-        Assert.Equal(64, noSelector.ExitCode);
-        Assert.Contains("--selector SELECTOR (or the setting Dkim:Selector) is required", noSelector.Error);
-        Assert.False(File.Exists(Path.Combine(_directory, "nameless.pem")));
+        AssertRefusedWritingNoKey(tooFewBits, "--bits must be between 2048", "small.pem");
+        AssertRefusedWritingNoKey(noSelector, "--selector SELECTOR (or the setting Dkim:Selector) is required", "nameless.pem");
         Assert.Equal(64, shortRecord.ExitCode);
         Assert.Contains("1024-bit", shortRecord.Error);
         Assert.Equal(78, shortSetting.ExitCode);
@@ -253,6 +245,14 @@ public sealed class DkimTests(TestDatabase database) : IClassFixture<TestDatabas
     }
 
     private static readonly Dictionary<string, string> NoSettings = [];
+
+    /// <summary>A bad <c>dkim generate</c> exits 64, says why, and writes no key.</summary>
+    private void AssertRefusedWritingNoKey((int ExitCode, string Output, string Error) result, string expected, string keyFile)
+    {
+        Assert.Equal(64, result.ExitCode);
+        Assert.Contains(expected, result.Error);
+        Assert.False(File.Exists(Path.Combine(_directory, keyFile)));
+    }
 
     private string WriteKey(DkimKey key)
     {
