@@ -17,7 +17,8 @@ internal sealed class RentedBytesStream(byte[] rented, int length) : MemoryStrea
     protected override void Dispose(bool disposing)
     {
         base.Dispose(disposing);
-        if (disposing && Interlocked.Exchange(ref _rented, null) is { } array)
+        // Rent(0) gives the shared empty array, which is not the pool's to take back.
+        if (disposing && Interlocked.Exchange(ref _rented, null) is { Length: > 0 } array)
         {
             ArrayPool<byte>.Shared.Return(array);
         }
