@@ -80,23 +80,17 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
     /// </summary>
     private static TextPart Utf8Part(string subtype, StringBuilder content)
     {
+        // Rented at the most the builder's characters can take, so that one pass encodes them: the array is the pool's,
+        // and goes back to it when the message is disposed, once sent.
+        var bytes = ArrayPool<byte>.Shared.Rent(Encoding.UTF8.GetMaxByteCount(content.Length));
         var encoder = Encoding.UTF8.GetEncoder(); // keeps a surrogate pair split across two chunks whole
-        var length = 0;
-        foreach (var chunk in content.GetChunks())
-        {
-            length += encoder.GetByteCount(chunk.Span, flush: false);
-        }
-        length += encoder.GetByteCount([], flush: true);
-        encoder.Reset();
-        var bytes = ArrayPool<byte>.Shared.Rent(length);
         var written = 0;
         foreach (var chunk in content.GetChunks())
         {
             written += encoder.GetBytes(chunk.Span, bytes.AsSpan(written), flush: false);
         }
-        encoder.GetBytes([], bytes.AsSpan(written), flush: true);
-        // Back to the pool when the message is disposed, once sent.
-        var part = new TextPart(subtype) { Content = new MimeContent(new RentedBytesStream(bytes, length)) };
+        written += encoder.GetBytes([], bytes.AsSpan(written), flush: true);
+        var part = new TextPart(subtype) { Content = new MimeContent(new RentedBytesStream(bytes, written)) };
         part.ContentType.Charset = "utf-8";
         return part;
     }

@@ -161,15 +161,21 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
             entity.Prepare(EncodingConstraint.SevenBit, SmtpMaxLineLength);
             return;
         }
-        var length = (int)stream.Length;
-        var bytes = ArrayPool<byte>.Shared.Rent(length);
+        // A part in memory (the digest's are) is read where it is; any other stream is copied out once.
+        byte[]? copy = null;
+        if (stream is not MemoryStream memory || !memory.TryGetBuffer(out var bytes))
+        {
+            var length = (int)stream.Length;
+            copy = ArrayPool<byte>.Shared.Rent(length);
+            stream.Position = 0;
+            stream.ReadExactly(copy, 0, length);
+            stream.Position = 0;
+            bytes = new ArraySegment<byte>(copy, 0, length);
+        }
         try
         {
-            stream.Position = 0;
-            stream.ReadExactly(bytes, 0, length);
-            stream.Position = 0;
             if (part.ContentTransferEncoding is ContentEncoding.Default or ContentEncoding.SevenBit or ContentEncoding.EightBit
-                && part.ContentType.IsMimeType("text", "*") && SevenBitEncoding(bytes.AsSpan(0, length)) is { } best)
+                && part.ContentType.IsMimeType("text", "*") && SevenBitEncoding(bytes) is { } best)
             {
                 if (best != ContentEncoding.SevenBit || part.ContentTransferEncoding == ContentEncoding.EightBit)
                 {
@@ -184,22 +190,34 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
             {
                 part.Prepare(EncodingConstraint.SevenBit, SmtpMaxLineLength);
             }
-            if (part.ContentTransferEncoding is not (ContentEncoding.QuotedPrintable or ContentEncoding.Base64))
+            byte[] encoded;
+            int written;
+            switch (part.ContentTransferEncoding)
             {
-                return;
+                case ContentEncoding.QuotedPrintable:
+                    encoded = ArrayPool<byte>.Shared.Rent(QuotedPrintable.MaxEncodedLength(bytes.Count));
+                    written = QuotedPrintable.Encode(bytes, encoded);
+                    break;
+                case ContentEncoding.Base64:
+                    var base64 = new Base64Encoder();
+                    encoded = ArrayPool<byte>.Shared.Rent(base64.EstimateOutputLength(bytes.Count));
+                    written = base64.Flush(bytes.Array!, bytes.Offset, bytes.Count, encoded);
+                    break;
+                default:
+                    return;
             }
-            var quoted = part.ContentTransferEncoding == ContentEncoding.QuotedPrintable;
-            var base64 = new Base64Encoder();
-            var encoded = ArrayPool<byte>.Shared.Rent(quoted ? QuotedPrintable.MaxEncodedLength(length) : base64.EstimateOutputLength(length));
-            var written = quoted ? QuotedPrintable.Encode(bytes.AsSpan(0, length), encoded) : base64.Flush(bytes, 0, length, encoded);
-            // The content replaced is disposed: MimeKit's contents have finalizers, and one left to it outlives a collection.
+            // The content replaced is disposed (after the encoding, which may have read its buffer): MimeKit's contents have
+            // finalizers, and one left to it outlives a collection.
             using var decoded = part.Content;
             // The encoded array goes back to the pool with the message.
             part.Content = new MimeContent(new RentedBytesStream(encoded, written), part.ContentTransferEncoding);
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(bytes);
+            if (copy is not null)
+            {
+                ArrayPool<byte>.Shared.Return(copy);
+            }
         }
     }
 
