@@ -94,7 +94,7 @@ public sealed class DkimCanonicalizationTests : IDisposable
     {
         var part = new TextPart("plain") { Text = text };
         var mimeKits = part.GetBestEncoding(EncodingConstraint.SevenBit, 998);
-        Assert.Equal(mimeKits, DkimMessageSigner.SevenBitEncoding(Encoding.UTF8.GetBytes(text)) ?? mimeKits);
+        Assert.Equal(mimeKits, TransferEncodings.SevenBit(Encoding.UTF8.GetBytes(text)) ?? mimeKits);
 
         var message = Message(part, name);
         Signer().Sign(message);

@@ -90,9 +90,7 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
             written += encoder.GetBytes(chunk.Span, bytes.AsSpan(written), flush: false);
         }
         written += encoder.GetBytes([], bytes.AsSpan(written), flush: true);
-        var part = new TextPart(subtype) { Content = new MimeContent(new RentedBytesStream(bytes, written)) };
-        part.ContentType.Charset = "utf-8";
-        return part;
+        return new Utf8TextPart(subtype, bytes, written);
     }
 
     private static StringBuilder Text(

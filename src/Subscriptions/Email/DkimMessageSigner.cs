@@ -32,7 +32,6 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
     // headers as encoded words (MailKit turns SMTPUTF8 off for signed messages so that none is re-encoded).
     private static readonly FormatOptions Canonical = CreateCanonicalFormat();
 
-    private const int SmtpMaxLineLength = 998; // RFC 5322 §2.1.1, and MailKit's SmtpClient
 
     // Parts this size or smaller are read whole for the 7-bit check and the encoding (a digest's are ~15 KB); larger are
     // MimeKit's to prepare and encode as it writes.
@@ -141,7 +140,7 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
     /// Hand-written around MimeKit's own parts: its check of a part takes one byte at a time through a chain of streams
     /// (~25 µs a digest, most of it on the HTML, which is ASCII already), and a part's content is otherwise encoded each
     /// time the message is written: for the body hash, for SMTP's SIZE, and for the DATA. Here a text part's encoding is
-    /// chosen by MimeKit's rule with vectorized searches (<see cref="SevenBitEncoding"/>); a part that is not text, or
+    /// chosen by MimeKit's rule with vectorized searches (<see cref="TransferEncodings.SevenBit"/>); a part that is not text, or
     /// holds a NUL, is left to MimeKit's check; and a part that needs an encoding is encoded in one call (quoted-printable by
     /// <see cref="QuotedPrintable"/>, base64 by MimeKit's encoder).
     /// </remarks>
@@ -158,7 +157,7 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
         if (entity is not MimePart { Content: { } content } part || content.Encoding != ContentEncoding.Default
             || content.Stream is not { CanSeek: true, Length: <= MaxPartBytes } stream)
         {
-            entity.Prepare(EncodingConstraint.SevenBit, SmtpMaxLineLength);
+            entity.Prepare(EncodingConstraint.SevenBit, TransferEncodings.SmtpMaxLineLength);
             return;
         }
         // A part in memory (the digest's are) is read where it is; any other stream is copied out once.
@@ -175,7 +174,7 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
         try
         {
             if (part.ContentTransferEncoding is ContentEncoding.Default or ContentEncoding.SevenBit or ContentEncoding.EightBit
-                && part.ContentType.IsMimeType("text", "*") && SevenBitEncoding(bytes) is { } best)
+                && part.ContentType.IsMimeType("text", "*") && TransferEncodings.SevenBit(bytes) is { } best)
             {
                 if (best != ContentEncoding.SevenBit || part.ContentTransferEncoding == ContentEncoding.EightBit)
                 {
@@ -188,7 +187,7 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
             }
             else
             {
-                part.Prepare(EncodingConstraint.SevenBit, SmtpMaxLineLength);
+                part.Prepare(EncodingConstraint.SevenBit, TransferEncodings.SmtpMaxLineLength);
             }
             byte[] encoded;
             int written;
@@ -218,51 +217,6 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
             {
                 ArrayPool<byte>.Shared.Return(copy);
             }
-        }
-    }
-
-    /// <summary>
-    /// The transfer encoding MimeKit's check (<c>BestEncodingFilter</c>, 7-bit, lines up to 998) chooses for text content,
-    /// found with vectorized searches: as it is when there is no NUL, nothing above ASCII, no line longer than 998 (not
-    /// counting its CR) and no line starting <c>From </c> (which MimeKit quotes for mbox); base64 when 17 % of the bytes
-    /// or more are above ASCII; else quoted-printable (also for a last line that starts <c>From </c> without a line break
-    /// after it, which MimeKit's check would pass). Null, for MimeKit to decide, when there is a NUL.
-    /// </summary>
-    internal static ContentEncoding? SevenBitEncoding(ReadOnlySpan<byte> content)
-    {
-        if (content.Contains((byte)0))
-        {
-            return null;
-        }
-        if (!System.Text.Ascii.IsValid(content))
-        {
-            // Counted by a search from one to the next (a digest's text has few), up to as many as decide it.
-            var threshold = (int)(content.Length * (17.0 / 100.0));
-            var above = 0;
-            for (var rest = content; above < threshold; above++)
-            {
-                var next = rest.IndexOfAnyInRange((byte)0x80, (byte)0xFF);
-                if (next < 0)
-                {
-                    break;
-                }
-                rest = rest[(next + 1)..];
-            }
-            return above >= threshold ? ContentEncoding.Base64 : ContentEncoding.QuotedPrintable;
-        }
-        for (var rest = content; ;)
-        {
-            var end = rest.IndexOf((byte)'\n');
-            var line = end < 0 ? rest : rest[..end];
-            if (line.StartsWith("From "u8) || line.Length - (line.EndsWith((byte)'\r') ? 1 : 0) > SmtpMaxLineLength)
-            {
-                return ContentEncoding.QuotedPrintable;
-            }
-            if (end < 0)
-            {
-                return ContentEncoding.SevenBit;
-            }
-            rest = rest[(end + 1)..];
         }
     }
 

@@ -1,0 +1,96 @@
+using System.Buffers;
+using System.Text;
+using MimeKit;
+using Subscriptions.Email;
+
+namespace Subscriptions.Tests;
+
+/// <summary>
+/// A digest's parts (<see cref="Utf8TextPart"/>) choose their transfer encoding from their bytes, not through MimeKit's
+/// check: the same choice MimeKit's own text part makes, under each constraint and line length it is prepared for.
+/// </summary>
+public sealed class TransferEncodingTests
+{
+    public static TheoryData<string, string, EncodingConstraint, int> Preparations()
+    {
+        var contents = new Dictionary<string, string>
+        {
+            ["empty"] = "",
+            ["ASCII lines"] = "<p>one</p>\n<p>two</p>\n",
+            ["CRLF lines"] = "one\r\ntwo\r\n\r\n",
+            ["a line of 998"] = new string('a', 998) + "\n",
+            ["a line of 998 and its CR"] = new string('a', 998) + "\r\nend\r\n",
+            ["a line of 999"] = new string('a', 999) + "\n",
+            ["a last line of 998 and a CR, without its line break"] = "first\n" + new string('a', 998) + "\r",
+            ["a last line of 999 without its line break"] = "first\n" + new string('a', 999),
+            ["a line of 78"] = new string('a', 78) + "\n",
+            ["a line of 79"] = new string('a', 79) + "\n",
+            ["an mbox From line"] = "first\nFrom here on\n",
+            ["a last From line without its line break"] = "first\nFrom here",
+            ["From, not at a line's start"] = "first\n From here\n",
+            ["a NUL"] = "a\0b\n",
+            ["a few non-ASCII"] = "naïve — " + new string('a', 200) + "\n",
+            ["18 % non-ASCII"] = string.Concat(Enumerable.Repeat("ä", 9)) + new string('a', 81) + "\n",
+            ["non-ASCII and a long line"] = "naïve\n" + new string('a', 1200) + "\n",
+            ["mostly non-ASCII"] = "日本語のテキスト\n",
+        };
+        var data = new TheoryData<string, string, EncodingConstraint, int>();
+        foreach (var (name, text) in contents)
+        {
+            foreach (var constraint in new[] { EncodingConstraint.SevenBit, EncodingConstraint.EightBit, EncodingConstraint.None })
+            {
+                data.Add(name, text, constraint, TransferEncodings.SmtpMaxLineLength);
+                data.Add(name, text, constraint, 78);
+            }
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Preparations))]
+    public void ADigestPartIsPreparedAsMimeKitPreparesItsOwn(string name, string text, EncodingConstraint constraint, int maxLineLength)
+    {
+        var mimeKits = new TextPart("plain") { Text = text };
+        var bytes = Encoding.UTF8.GetBytes(text);
+        var rented = ArrayPool<byte>.Shared.Rent(bytes.Length);
+        bytes.CopyTo(rented, 0);
+        using var ours = new Utf8TextPart("plain", rented, bytes.Length);
+
+        mimeKits.Prepare(constraint, maxLineLength);
+        ours.Prepare(constraint, maxLineLength);
+
+        Assert.True(mimeKits.ContentTransferEncoding == ours.ContentTransferEncoding,
+            $"{name}: MimeKit chose {mimeKits.ContentTransferEncoding}, the digest part {ours.ContentTransferEncoding}");
+        Assert.Equal(WrittenAsMimeKit(mimeKits), WrittenAsMimeKit(ours));
+    }
+
+    [Theory]
+    [InlineData(ContentEncoding.SevenBit)]
+    [InlineData(ContentEncoding.EightBit)]
+    public void APartAlreadyMarkedIsMarkedAsMimeKitWouldMarkIt(ContentEncoding marked)
+    {
+        foreach (var text in new[] { "plain ASCII\n", "naïve\n" })
+        {
+            var mimeKits = new TextPart("plain") { Text = text, ContentTransferEncoding = marked };
+            var bytes = Encoding.UTF8.GetBytes(text);
+            var rented = ArrayPool<byte>.Shared.Rent(bytes.Length);
+            bytes.CopyTo(rented, 0);
+            using var ours = new Utf8TextPart("plain", rented, bytes.Length) { ContentTransferEncoding = marked };
+
+            mimeKits.Prepare(EncodingConstraint.EightBit, TransferEncodings.SmtpMaxLineLength);
+            ours.Prepare(EncodingConstraint.EightBit, TransferEncodings.SmtpMaxLineLength);
+
+            Assert.Equal(mimeKits.ContentTransferEncoding, ours.ContentTransferEncoding);
+        }
+    }
+
+    /// <summary>The part's content as it goes on the wire (its headers left out: MimeKit's text part names a charset only for non-ASCII).</summary>
+    private static string WrittenAsMimeKit(MimePart part)
+    {
+        var wire = FormatOptions.Default.Clone();
+        wire.NewLineFormat = NewLineFormat.Dos;
+        using var written = new MemoryStream();
+        part.WriteTo(wire, written, contentOnly: true);
+        return Encoding.UTF8.GetString(written.ToArray());
+    }
+}
