@@ -7,7 +7,8 @@ namespace Subscriptions.Tests;
 
 /// <summary>
 /// A digest's parts (<see cref="Utf8TextPart"/>) choose their transfer encoding from their bytes, not through MimeKit's
-/// check: the same choice MimeKit's own text part makes, under each constraint and line length it is prepared for.
+/// check, and write content whose lines end in CRLF as it is: the same choice and the same bytes as MimeKit's own text
+/// part, under each constraint and line length it is prepared for.
 /// </summary>
 public sealed class TransferEncodingTests
 {
@@ -82,6 +83,54 @@ public sealed class TransferEncodingTests
 
             Assert.Equal(mimeKits.ContentTransferEncoding, ours.ContentTransferEncoding);
         }
+    }
+
+    public static TheoryData<string, string> Writings() => new()
+    {
+        { "CRLF lines", "one\r\ntwo\r\n\r\n" },
+        { "LF lines", "one\ntwo\n\n" },
+        { "mixed line ends", "one\r\ntwo\nthree\r\n" },
+        { "an LF first", "\none\r\n" },
+        { "a bare CR", "one\rtwo\r\n" },
+        { "no line break at the end", "one\r\ntwo" },
+        { "a CR at the end", "one\r\ntwo\r" },
+        { "non-ASCII", "naïve — déjà vu\r\n" },
+        { "empty", "" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Writings))]
+    public async Task ADigestPartIsWrittenAsMimeKitWritesItsOwn(string name, string text)
+    {
+        foreach (var newLines in new[] { NewLineFormat.Dos, NewLineFormat.Unix })
+        {
+            var format = FormatOptions.Default.Clone();
+            format.NewLineFormat = newLines;
+            var bytes = Encoding.UTF8.GetBytes(text);
+            var rented = ArrayPool<byte>.Shared.Rent(bytes.Length);
+            bytes.CopyTo(rented, 0);
+            using var ours = new Utf8TextPart("plain", rented, bytes.Length);
+            using var mimeKits = new TextPart("plain") { Content = new MimeContent(new MemoryStream(bytes)) };
+            mimeKits.ContentType.Charset = "utf-8";
+            ours.Prepare(EncodingConstraint.EightBit, TransferEncodings.SmtpMaxLineLength);
+            mimeKits.Prepare(EncodingConstraint.EightBit, TransferEncodings.SmtpMaxLineLength);
+
+            foreach (var contentOnly in new[] { false, true })
+            {
+                var expected = Written(stream => mimeKits.WriteTo(format, stream, contentOnly));
+                Assert.True(expected == Written(stream => ours.WriteTo(format, stream, contentOnly)), $"{name}, {newLines}, written");
+                using var asynchronously = new MemoryStream();
+                await ours.WriteToAsync(format, asynchronously, contentOnly);
+                Assert.True(expected == Encoding.UTF8.GetString(asynchronously.ToArray()), $"{name}, {newLines}, written asynchronously");
+            }
+        }
+    }
+
+    private static string Written(Action<Stream> write)
+    {
+        using var written = new MemoryStream();
+        write(written);
+        return Encoding.UTF8.GetString(written.ToArray());
     }
 
     /// <summary>The part's content as it goes on the wire (its headers left out: MimeKit's text part names a charset only for non-ASCII).</summary>

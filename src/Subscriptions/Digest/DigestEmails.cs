@@ -76,18 +76,42 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
     /// <summary>
     /// The parts <see cref="BodyBuilder"/> makes of a text and an HTML body (text/plain and text/html in UTF-8), encoded
     /// straight from the builder: no string of the whole body, and no copy of it into MimeKit's own stream. A digest's
-    /// strings, buffers and copies were most of the ~220 KB each email allocated.
+    /// strings, buffers and copies were most of the ~220 KB each email allocated. Each line ends in CRLF, as on the wire,
+    /// so that the part is written as it is (<see cref="Utf8TextPart"/>).
     /// </summary>
     private static TextPart Utf8Part(string subtype, StringBuilder content)
     {
-        // Rented at the most the builder's characters can take, so that one pass encodes them: the array is the pool's,
-        // and goes back to it when the message is disposed, once sent.
-        var bytes = ArrayPool<byte>.Shared.Rent(Encoding.UTF8.GetMaxByteCount(content.Length));
-        var encoder = Encoding.UTF8.GetEncoder(); // keeps a surrogate pair split across two chunks whole
-        var written = 0;
+        var lineFeeds = 0;
         foreach (var chunk in content.GetChunks())
         {
-            written += encoder.GetBytes(chunk.Span, bytes.AsSpan(written), flush: false);
+            lineFeeds += chunk.Span.Count('\n');
+        }
+        // Rented at the most the builder's characters (and a CR before each LF) can take, so that one pass encodes them:
+        // the array is the pool's, and goes back to it when the message is disposed, once sent.
+        var bytes = ArrayPool<byte>.Shared.Rent(Encoding.UTF8.GetMaxByteCount(content.Length + lineFeeds));
+        var encoder = Encoding.UTF8.GetEncoder(); // keeps a surrogate pair split across two chunks whole
+        var written = 0;
+        var previous = '\0';
+        foreach (var chunk in content.GetChunks())
+        {
+            // A line break goes through the encoder too, after what it holds of the line before.
+            for (var rest = chunk.Span; ;)
+            {
+                var lineFeed = rest.IndexOf('\n');
+                var line = lineFeed < 0 ? rest : rest[..lineFeed];
+                written += encoder.GetBytes(line, bytes.AsSpan(written), flush: false);
+                if (!line.IsEmpty)
+                {
+                    previous = line[^1];
+                }
+                if (lineFeed < 0)
+                {
+                    break;
+                }
+                written += encoder.GetBytes(previous == '\r' ? "\n" : "\r\n", bytes.AsSpan(written), flush: false);
+                previous = '\n';
+                rest = rest[(lineFeed + 1)..];
+            }
         }
         written += encoder.GetBytes([], bytes.AsSpan(written), flush: true);
         return new Utf8TextPart(subtype, bytes, written);
