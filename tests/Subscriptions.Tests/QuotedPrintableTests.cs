@@ -4,7 +4,7 @@ using Subscriptions.Email;
 
 namespace Subscriptions.Tests;
 
-/// <summary>Our quoted-printable encoder, decoded by MimeKit's decoder, and held to RFC 2045's rules for its lines.</summary>
+/// <summary>Our quoted-printable encoder, decoded by MimeKit's decoder, and held to RFC 2045's rules for its lines (CRLF, as on the wire).</summary>
 public sealed class QuotedPrintableTests
 {
     public static TheoryData<string, byte[]> Inputs()
@@ -55,12 +55,15 @@ public sealed class QuotedPrintableTests
 
         var decoded = new byte[written + 4];
         var length = new QuotedPrintableDecoder().Decode(encoded, 0, encoded.Length, decoded);
-        var expected = Encoding.Latin1.GetString(input).Replace("\r\n", "\n", StringComparison.Ordinal);
+        // Every line break, LF or CRLF, is a CRLF once encoded, as on the wire.
+        var expected = Encoding.Latin1.GetString(input).Replace("\r\n", "\n", StringComparison.Ordinal).Replace("\n", "\r\n", StringComparison.Ordinal);
         Assert.Equal(expected, Encoding.Latin1.GetString(decoded, 0, length));
 
         var text = Encoding.ASCII.GetString(encoded);
-        Assert.All(encoded, octet => Assert.True(octet is (byte)'\n' or (byte)'\t' || octet is >= 32 and < 127, $"{name}: byte {octet} is not printable ASCII"));
-        Assert.All(text.Split('\n'), line =>
+        Assert.All(encoded, octet => Assert.True(octet is (byte)'\r' or (byte)'\n' or (byte)'\t' || octet is >= 32 and < 127, $"{name}: byte {octet} is not printable ASCII"));
+        Assert.Equal(text.Count(c => c == '\n'), text.Split("\r\n").Length - 1); // no bare LF
+        Assert.Equal(text.Count(c => c == '\r'), text.Split("\r\n").Length - 1); // no bare CR
+        Assert.All(text.Split("\r\n"), line =>
         {
             Assert.True(line.Length <= 76, $"{name}: a line of {line.Length}: {line}");
             Assert.False(line.EndsWith(' ') || line.EndsWith('\t'), $"{name}: a line ends in a blank: {line}");
@@ -79,6 +82,7 @@ public sealed class QuotedPrintableTests
         var oursLength = QuotedPrintable.Encode(text, ours);
         var mimeKitsLength = new QuotedPrintableEncoder().Flush(text, 0, text.Length, mimeKits);
 
-        Assert.Equal(Encoding.ASCII.GetString(mimeKits, 0, mimeKitsLength), Encoding.ASCII.GetString(ours, 0, oursLength));
+        // MimeKit's encoder ends lines in LF, which its writer makes CRLF on the wire.
+        Assert.Equal(Encoding.ASCII.GetString(mimeKits, 0, mimeKitsLength).Replace("\n", "\r\n", StringComparison.Ordinal), Encoding.ASCII.GetString(ours, 0, oursLength));
     }
 }

@@ -126,6 +126,32 @@ public sealed class TransferEncodingTests
         }
     }
 
+    [Fact]
+    public async Task AnEncodedPartIsWrittenAsMimeKitWritesItsOwn()
+    {
+        // As the DKIM signer leaves a text part: its content replaced by our quoted-printable encoding, lines ending in CRLF.
+        var text = Encoding.UTF8.GetBytes("naïve — déjà vu\n" + new string('a', 100) + " \nlast");
+        var encoded = new byte[QuotedPrintable.MaxEncodedLength(text.Length)];
+        var length = QuotedPrintable.Encode(text, encoded);
+        var rented = ArrayPool<byte>.Shared.Rent(1);
+        using var ours = new Utf8TextPart("plain", rented, 0);
+        using var mimeKits = new TextPart("plain");
+        mimeKits.ContentType.Charset = "utf-8";
+        foreach (var part in new TextPart[] { ours, mimeKits })
+        {
+            part.Content = new MimeContent(new MemoryStream(encoded, 0, length, writable: false, publiclyVisible: true), ContentEncoding.QuotedPrintable);
+            part.ContentTransferEncoding = ContentEncoding.QuotedPrintable;
+        }
+        var wire = FormatOptions.Default.Clone();
+        wire.NewLineFormat = NewLineFormat.Dos;
+
+        var expected = Written(stream => mimeKits.WriteTo(wire, stream));
+        Assert.Equal(expected, Written(stream => ours.WriteTo(wire, stream)));
+        using var asynchronously = new MemoryStream();
+        await ours.WriteToAsync(wire, asynchronously);
+        Assert.Equal(expected, Encoding.UTF8.GetString(asynchronously.ToArray()));
+    }
+
     private static string Written(Action<Stream> write)
     {
         using var written = new MemoryStream();

@@ -3,9 +3,10 @@ using System.Buffers;
 namespace Subscriptions.Email;
 
 /// <summary>
-/// Quoted-printable encoding (RFC 2045 §6.7) as MimeKit's <c>QuotedPrintableEncoder</c> writes it: lines of at most 76
-/// characters, a soft line break <c>=</c> LF where a line is cut and after a last line without its line break, hard line
-/// breaks (CRLF or LF) written as LF, and a space or tab at the end of a line encoded.
+/// Quoted-printable encoding (RFC 2045 §6.7) as MimeKit's <c>QuotedPrintableEncoder</c> writes it, with its line breaks
+/// as MimeKit's writer then puts them on the wire: lines of at most 76 characters, a soft line break <c>=</c> CRLF where
+/// a line is cut and after a last line without its line break, hard line breaks (CRLF or LF) written as CRLF, and a space
+/// or tab at the end of a line encoded. Its output goes on the wire as it is (<see cref="Utf8TextPart"/>).
 /// </summary>
 /// <remarks>
 /// Hand-written because MimeKit's encoder takes one byte at a time: ~12 µs of the ~100 µs an Ed25519-signed digest
@@ -23,7 +24,7 @@ internal static class QuotedPrintable
     private static ReadOnlySpan<byte> Hex => "0123456789ABCDEF"u8;
 
     /// <summary>The most bytes <see cref="Encode"/> can write for <paramref name="length"/> bytes: all escaped, with soft breaks.</summary>
-    public static int MaxEncodedLength(int length) => 3 * length + 2 * (3 * length / (MaxLineLength - 3) + 1);
+    public static int MaxEncodedLength(int length) => 3 * length + 3 * (3 * length / (MaxLineLength - 3) + 1);
 
     /// <summary>Encodes <paramref name="input"/> into <paramref name="output"/> (at least <see cref="MaxEncodedLength"/> long); returns the bytes written.</summary>
     public static int Encode(ReadOnlySpan<byte> input, Span<byte> output)
@@ -56,6 +57,7 @@ internal static class QuotedPrintable
             if (octet == (byte)'\n' || (octet == (byte)'\r' && input.Length > 1 && input[1] == (byte)'\n'))
             {
                 EncodeTrailingBlank(output, ref written, ref column);
+                output[written++] = (byte)'\r';
                 output[written++] = (byte)'\n';
                 column = 0;
                 input = input[(octet == (byte)'\r' ? 2 : 1)..];
@@ -81,6 +83,7 @@ internal static class QuotedPrintable
     private static void SoftBreak(Span<byte> output, ref int written, ref int column)
     {
         output[written++] = (byte)'=';
+        output[written++] = (byte)'\r';
         output[written++] = (byte)'\n';
         column = 0;
     }

@@ -75,17 +75,18 @@ internal sealed class Utf8TextPart : TextPart
     }
 
     /// <summary>
-    /// Whether MimeKit would write the content unchanged: its transfer encoding leaves the bytes as they are, the lines are to
-    /// end in CRLF, and every LF already follows a CR (MimeKit's filter adds one where it does not, and a line break where
-    /// the content ends without one).
+    /// Whether MimeKit would write the content unchanged: it is in the part's transfer encoding already (as the DKIM signer
+    /// leaves it, see <see cref="QuotedPrintable"/>) or needs none, the lines are to end in CRLF, and every LF already
+    /// follows a CR (MimeKit's filter adds one where it does not, and a line break where the content ends without one).
     /// </summary>
     private bool GoesAsItIs(FormatOptions options, out ArraySegment<byte> bytes)
     {
         bytes = default;
         return options.NewLineFormat == NewLineFormat.Dos
-            && ContentTransferEncoding is ContentEncoding.Default or ContentEncoding.SevenBit or ContentEncoding.EightBit
-            && Content is { Encoding: ContentEncoding.Default, Stream: MemoryStream stream } && stream.TryGetBuffer(out bytes)
-            && bytes.Count > 0 && bytes[^1] == (byte)'\n' && EveryLineFeedFollowsCarriageReturn(bytes);
+            && Content is { Stream: MemoryStream stream } content
+            && (content.Encoding == ContentTransferEncoding
+                || (content.Encoding == ContentEncoding.Default && ContentTransferEncoding is ContentEncoding.SevenBit or ContentEncoding.EightBit))
+            && stream.TryGetBuffer(out bytes) && bytes.Count > 0 && bytes[^1] == (byte)'\n' && EveryLineFeedFollowsCarriageReturn(bytes);
     }
 
     private static bool EveryLineFeedFollowsCarriageReturn(ReadOnlySpan<byte> content)
