@@ -32,7 +32,6 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
     // headers as encoded words (MailKit turns SMTPUTF8 off for signed messages so that none is re-encoded).
     private static readonly FormatOptions Canonical = CreateCanonicalFormat();
 
-
     // Parts this size or smaller are read whole for the 7-bit check and the encoding (a digest's are ~15 KB); larger are
     // MimeKit's to prepare and encode as it writes.
     private const int MaxPartBytes = 1024 * 1024;
