@@ -1,7 +1,10 @@
 using System.Buffers;
 using System.Text;
 using MimeKit;
+using Subscriptions.Digest;
 using Subscriptions.Email;
+using Subscriptions.Papers;
+using Subscriptions.Subscribers;
 
 namespace Subscriptions.Tests;
 
@@ -150,6 +153,43 @@ public sealed class TransferEncodingTests
         using var asynchronously = new MemoryStream();
         await ours.WriteToAsync(wire, asynchronously);
         Assert.Equal(expected, Encoding.UTF8.GetString(asynchronously.ToArray()));
+    }
+
+    [Fact]
+    public void ADigestsPartsHoldTheirLinesAsTheyGoOnTheWire()
+    {
+        var app = Microsoft.Extensions.Options.Options.Create(new AppOptions { BaseUrl = "https://papers.example/", TokenSecret = "a-secret-for-the-transfer-encoding-test" });
+        var emails = new DigestEmails(Microsoft.Extensions.Options.Options.Create(new MailOptions()), app, new LinkTokens(app), TimeProvider.System);
+        var paper = new DayPaper
+        {
+            Id = 7,
+            Title = "Depth at Night — naïvely",
+            Abstract = "Line one,\r\nthen\ntwo.",
+            Authors = ["Ada Lovelace"],
+            PageUrl = "https://papers.example/p/7",
+            Upvotes = 3,
+        };
+        using var message = emails.Render(1, "reader@example.org", 42, LinkTokens.NewNonce(), new DateOnly(2026, 11, 25),
+            [new PlannedPaper(7, ["depth estimation"])], new Dictionary<long, DayPaper> { [7] = paper });
+        var wire = FormatOptions.Default.Clone();
+        wire.NewLineFormat = NewLineFormat.Dos;
+
+        var parts = Assert.IsType<MultipartAlternative>(message.Body).Cast<Utf8TextPart>().ToList();
+        Assert.Equal(["plain", "html"], parts.Select(part => part.ContentType.MediaSubtype));
+        foreach (var part in parts)
+        {
+            Assert.True(Assert.IsAssignableFrom<MemoryStream>(part.Content!.Stream).TryGetBuffer(out var bytes));
+            var content = Encoding.UTF8.GetString(bytes);
+            Assert.EndsWith("\r\n", content, StringComparison.Ordinal);
+            Assert.Equal(content.Split("\r\n").Length - 1, content.Count(c => c == '\n')); // every LF follows a CR
+            // What MimeKit's writer makes of the same text with LF line ends is what goes on the wire.
+            using var mimeKits = new TextPart(part.ContentType.MediaSubtype)
+            {
+                Content = new MimeContent(new MemoryStream(Encoding.UTF8.GetBytes(content.ReplaceLineEndings("\n")))),
+            };
+            mimeKits.ContentType.Charset = "utf-8";
+            Assert.Equal(Written(stream => mimeKits.WriteTo(wire, stream, contentOnly: true)), Written(stream => part.WriteTo(wire, stream, contentOnly: true)));
+        }
     }
 
     private static string Written(Action<Stream> write)

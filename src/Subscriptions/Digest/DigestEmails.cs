@@ -141,6 +141,7 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
         return text;
     }
 
+    // Its last line ends in a line break too, so that the part goes on the wire as it is (Utf8TextPart).
     private static StringBuilder HtmlBody(
         StringBuilder page, List<Item> items, List<string> topics, string email, string date, FooterLinks links) =>
         Html.Document(page, $"Trending papers — {date}", html =>
@@ -163,7 +164,7 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
                 <a href="{Html.Encode(links.Preferences.AbsoluteUri)}" style="color:#555">Change your topics</a> &#183;
                 <a href="{Html.Encode(links.Unsubscribe.AbsoluteUri)}" style="color:#555">Unsubscribe</a></p>
                 """);
-        });
+        }).Append('\n');
 
     /// <summary>
     /// A paper's part of the email is the same for everyone who gets it, but for the topics that
