@@ -55,10 +55,7 @@ public sealed class TransferEncodingTests
     public void ADigestPartIsPreparedAsMimeKitPreparesItsOwn(string name, string text, EncodingConstraint constraint, int maxLineLength)
     {
         var mimeKits = new TextPart("plain") { Text = text };
-        var bytes = Encoding.UTF8.GetBytes(text);
-        var rented = ArrayPool<byte>.Shared.Rent(bytes.Length);
-        bytes.CopyTo(rented, 0);
-        using var ours = new Utf8TextPart("plain", rented, bytes.Length);
+        using var ours = DigestPart(text);
 
         mimeKits.Prepare(constraint, maxLineLength);
         ours.Prepare(constraint, maxLineLength);
@@ -76,10 +73,8 @@ public sealed class TransferEncodingTests
         foreach (var text in new[] { "plain ASCII\n", "naïve\n" })
         {
             var mimeKits = new TextPart("plain") { Text = text, ContentTransferEncoding = marked };
-            var bytes = Encoding.UTF8.GetBytes(text);
-            var rented = ArrayPool<byte>.Shared.Rent(bytes.Length);
-            bytes.CopyTo(rented, 0);
-            using var ours = new Utf8TextPart("plain", rented, bytes.Length) { ContentTransferEncoding = marked };
+            using var ours = DigestPart(text);
+            ours.ContentTransferEncoding = marked;
 
             mimeKits.Prepare(EncodingConstraint.EightBit, TransferEncodings.SmtpMaxLineLength);
             ours.Prepare(EncodingConstraint.EightBit, TransferEncodings.SmtpMaxLineLength);
@@ -109,11 +104,8 @@ public sealed class TransferEncodingTests
         {
             var format = FormatOptions.Default.Clone();
             format.NewLineFormat = newLines;
-            var bytes = Encoding.UTF8.GetBytes(text);
-            var rented = ArrayPool<byte>.Shared.Rent(bytes.Length);
-            bytes.CopyTo(rented, 0);
-            using var ours = new Utf8TextPart("plain", rented, bytes.Length);
-            using var mimeKits = new TextPart("plain") { Content = new MimeContent(new MemoryStream(bytes)) };
+            using var ours = DigestPart(text);
+            using var mimeKits = new TextPart("plain") { Content = new MimeContent(new MemoryStream(Encoding.UTF8.GetBytes(text))) };
             mimeKits.ContentType.Charset = "utf-8";
             ours.Prepare(EncodingConstraint.EightBit, TransferEncodings.SmtpMaxLineLength);
             mimeKits.Prepare(EncodingConstraint.EightBit, TransferEncodings.SmtpMaxLineLength);
@@ -136,8 +128,7 @@ public sealed class TransferEncodingTests
         var text = Encoding.UTF8.GetBytes("naïve — déjà vu\n" + new string('a', 100) + " \nlast");
         var encoded = new byte[QuotedPrintable.MaxEncodedLength(text.Length)];
         var length = QuotedPrintable.Encode(text, encoded);
-        var rented = ArrayPool<byte>.Shared.Rent(1);
-        using var ours = new Utf8TextPart("plain", rented, 0);
+        using var ours = DigestPart("");
         using var mimeKits = new TextPart("plain");
         mimeKits.ContentType.Charset = "utf-8";
         foreach (var part in new TextPart[] { ours, mimeKits })
@@ -190,6 +181,15 @@ public sealed class TransferEncodingTests
             mimeKits.ContentType.Charset = "utf-8";
             Assert.Equal(Written(stream => mimeKits.WriteTo(wire, stream, contentOnly: true)), Written(stream => part.WriteTo(wire, stream, contentOnly: true)));
         }
+    }
+
+    /// <summary>A part as a digest makes it: the text's UTF-8 in an array rented from the shared pool.</summary>
+    private static Utf8TextPart DigestPart(string text)
+    {
+        var bytes = Encoding.UTF8.GetBytes(text);
+        var rented = ArrayPool<byte>.Shared.Rent(bytes.Length);
+        bytes.CopyTo(rented, 0);
+        return new Utf8TextPart("plain", rented, bytes.Length);
     }
 
     private static string Written(Action<Stream> write)
