@@ -54,7 +54,7 @@ public sealed class TransferEncodingTests
     [MemberData(nameof(Preparations))]
     public void ADigestPartIsPreparedAsMimeKitPreparesItsOwn(string name, string text, EncodingConstraint constraint, int maxLineLength)
     {
-        var mimeKits = new TextPart("plain") { Text = text };
+        using var mimeKits = new TextPart("plain") { Text = text };
         using var ours = DigestPart(text);
 
         mimeKits.Prepare(constraint, maxLineLength);
@@ -72,7 +72,7 @@ public sealed class TransferEncodingTests
     {
         foreach (var text in new[] { "plain ASCII\n", "naïve\n" })
         {
-            var mimeKits = new TextPart("plain") { Text = text, ContentTransferEncoding = marked };
+            using var mimeKits = new TextPart("plain") { Text = text, ContentTransferEncoding = marked };
             using var ours = DigestPart(text);
             ours.ContentTransferEncoding = marked;
 
