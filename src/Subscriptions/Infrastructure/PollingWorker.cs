@@ -3,11 +3,13 @@ namespace Subscriptions.Infrastructure;
 /// <summary>
 /// A background worker that does whatever is due, then sleeps until its signal wakes it or the poll
 /// interval passes. A failure (the database unreachable, most likely) is logged and tried again after
-/// the interval: the work waits in the database until then.
+/// the interval: the work waits in the database until then. The first failure of a run of them is logged with
+/// its exception; the next ones, one line each, and the recovery once.
 /// </summary>
 internal abstract class PollingWorker(WakeSignal signal, ILogger logger) : BackgroundService
 {
     private long _completedRounds;
+    private int _failuresInARow;
 
     /// <summary>How many times <see cref="WorkAsync"/> has finished, successfully or not; tests wait on it instead of sleeping.</summary>
     public long CompletedRounds => Interlocked.Read(ref _completedRounds);
@@ -24,6 +26,11 @@ internal abstract class PollingWorker(WakeSignal signal, ILogger logger) : Backg
             try
             {
                 await WorkAsync(stoppingToken);
+                if (_failuresInARow > 0)
+                {
+                    logger.LogInformation("{Worker} works again after {Failures} failures in a row", GetType().Name, _failuresInARow);
+                    _failuresInARow = 0;
+                }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -31,7 +38,16 @@ internal abstract class PollingWorker(WakeSignal signal, ILogger logger) : Backg
             }
             catch (Exception e)
             {
-                logger.LogError(e, "{Worker} failed; trying again in {Interval}", GetType().Name, PollInterval);
+                // An outage fails every round (five a second at the tests' poll interval): the stack trace once, not each time.
+                if (_failuresInARow++ == 0)
+                {
+                    logger.LogError(e, "{Worker} failed; trying again in {Interval}", GetType().Name, PollInterval);
+                }
+                else
+                {
+                    logger.LogWarning("{Worker} failed again ({Failures} times in a row; {Error}); trying again in {Interval}",
+                        GetType().Name, _failuresInARow, e.Message, PollInterval);
+                }
             }
             Interlocked.Increment(ref _completedRounds);
 
