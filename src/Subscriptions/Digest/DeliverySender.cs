@@ -62,7 +62,11 @@ internal sealed class DeliverySender(
         _papersOfDay.Clear(); // papers may have been re-ingested since the last run
         // Two senders per SMTP connection: while one waits for the database to record its outcome,
         // the other has the connection. Each still has at most one message in flight.
-        var frontier = new ClaimFrontier();
+        // A pass starts past every delivery no longer queued (all earlier days' among them): its claims' walk of the
+        // deliveries' key starts there. Asked once a pass: asked at every claim, it walked the queue's index over the
+        // entries of every delivery sent since the index was last vacuumed (a third of each claim's buffers, 80,000 into
+        // a 100,000 run).
+        var frontier = new ClaimFrontier(await OldestQueuedAsync(cancellationToken) - 1);
         var senders = Enumerable.Range(1, smtpOptions.Value.Connections * 2)
             .Select(n => SendLoopAsync(days?.ToArray(), $"{InstanceId}#{n}", frontier, counters, cancellationToken));
         await Task.WhenAll(senders);
@@ -72,9 +76,9 @@ internal sealed class DeliverySender(
     /// The highest delivery id claimed by the senders of one pass: each claim starts past it, rather than past the
     /// sender's own last batch, so that it does not walk again over the rows the others have claimed since.
     /// </summary>
-    private sealed class ClaimFrontier
+    private sealed class ClaimFrontier(long start)
     {
-        private long _id;
+        private long _id = start;
 
         public long Id => Interlocked.Read(ref _id);
 
@@ -98,6 +102,13 @@ internal sealed class DeliverySender(
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var next = await connection.ExecuteScalarAsync<DateTime?>(new CommandDefinition(sql, new { days = days.ToArray() }, cancellationToken: cancellationToken));
         return next is { } value ? new DateTimeOffset(DateTime.SpecifyKind(value, DateTimeKind.Utc)) : null;
+    }
+
+    private async Task<long> OldestQueuedAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await connection.ExecuteScalarAsync<long>(new CommandDefinition(
+            "SELECT coalesce(min(delivery_id), 0) FROM delivery_queue", cancellationToken: cancellationToken));
     }
 
     public async Task<long> CountOpenAsync(IReadOnlyList<DateOnly> days, CancellationToken cancellationToken)
@@ -189,13 +200,12 @@ internal sealed class DeliverySender(
         // Due pending rows, and rows whose sender's claim ran out (it died mid-batch); none while an operator
         // has paused sending (sending_control, read at every claim, so every instance obeys). A suppressed address
         // comes back as not active, so its delivery is skipped like that of someone who left. The deliveries' id is
-        // bounded too, and by the oldest one still queued: PostgreSQL carries the join's equality across, not the
-        // inequality, and its generic plan walks the deliveries' key from where the bound says, over every delivery
-        // sent before (every day's, at a pass's first claims).
+        // bounded too: PostgreSQL carries the join's equality across, not the inequality, and its generic plan walks the
+        // deliveries' key from where the bound says (a pass's first claim from just before the oldest queued delivery).
         const string sql = """
             WITH claimable AS (
                 SELECT d.id FROM delivery_queue q JOIN deliveries d ON d.id = q.delivery_id
-                WHERE q.delivery_id > @after AND d.id > GREATEST(@after, (SELECT min(delivery_id) FROM delivery_queue) - 1)
+                WHERE q.delivery_id > @after AND d.id > @after
                   AND (@days::date[] IS NULL OR q.day = ANY(@days))
                   AND CASE WHEN d.status = 'pending' THEN d.next_attempt_at ELSE d.claimed_until END <= @now
                   AND NOT (SELECT paused FROM sending_control)
