@@ -60,13 +60,13 @@ internal sealed class DeliverySender(
     public async Task SendDueAsync(IReadOnlyList<DateOnly>? days, SendCounters counters, CancellationToken cancellationToken)
     {
         _papersOfDay.Clear(); // papers may have been re-ingested since the last run
+        // A pass starts past every delivery no longer queued (all earlier days' among them): its claims' walk of the
+        // deliveries' key starts there. Asked once a pass; asked in every claim, it walked the queue's index over the
+        // entries of every delivery sent since the index was last vacuumed (a third of a claim's buffers, 80,000 emails
+        // into a 100,000 run).
+        var frontier = new ClaimFrontier(await OldestQueuedAsync(cancellationToken) - 1);
         // Two senders per SMTP connection: while one waits for the database to record its outcome,
         // the other has the connection. Each still has at most one message in flight.
-        // A pass starts past every delivery no longer queued (all earlier days' among them): its claims' walk of the
-        // deliveries' key starts there. Asked once a pass: asked at every claim, it walked the queue's index over the
-        // entries of every delivery sent since the index was last vacuumed (a third of each claim's buffers, 80,000 into
-        // a 100,000 run).
-        var frontier = new ClaimFrontier(await OldestQueuedAsync(cancellationToken) - 1);
         var senders = Enumerable.Range(1, smtpOptions.Value.Connections * 2)
             .Select(n => SendLoopAsync(days?.ToArray(), $"{InstanceId}#{n}", frontier, counters, cancellationToken));
         await Task.WhenAll(senders);
