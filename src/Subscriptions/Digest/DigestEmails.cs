@@ -150,9 +150,9 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
             foreach (var (paper, why, more, less) in items)
             {
                 html.Append(Rendered(paper).Html)
-                    .Append("<div style=\"color:#555;font-size:0.85em\">Why: ").Append(Html.Encode(why))
-                    .Append(" &#183; <a href=\"").Append(Html.Encode(more)).Append("\" style=\"color:#555\">more like this</a>")
-                    .Append(" &#183; <a href=\"").Append(Html.Encode(less)).Append("\" style=\"color:#555\">less like this</a>")
+                    .Append("<div style=\"color:#555;font-size:0.85em\">Why: ").AppendEncoded(why)
+                    .Append(" &#183; <a href=\"").AppendEncoded(more).Append("\" style=\"color:#555\">more like this</a>")
+                    .Append(" &#183; <a href=\"").AppendEncoded(less).Append("\" style=\"color:#555\">less like this</a>")
                     .Append("</div>\n</td></tr>\n");
             }
             html.Append(CultureInfo.InvariantCulture, $"""

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Globalization;
 using System.Text;
 using System.Text.Encodings.Web;
@@ -8,6 +9,25 @@ namespace Subscriptions.Infrastructure;
 internal static class Html
 {
     public static string Encode(string? text) => HtmlEncoder.Default.Encode(text ?? "");
+
+    /// <summary>
+    /// Appends <paramref name="text"/> encoded as <see cref="Encode"/> encodes it, without a string of the result: a digest
+    /// encodes ~30 values for each email, 20 of them its feedback links (~200 characters each).
+    /// </summary>
+    public static StringBuilder AppendEncoded(this StringBuilder html, ReadOnlySpan<char> text)
+    {
+        Span<char> encoded = stackalloc char[256];
+        while (true)
+        {
+            var status = HtmlEncoder.Default.Encode(text, encoded, out var consumed, out var written, isFinalBlock: true);
+            html.Append(encoded[..written]);
+            if (status != OperationStatus.DestinationTooSmall)
+            {
+                return html;
+            }
+            text = text[consumed..];
+        }
+    }
 
     /// <summary>A complete page; <paramref name="body"/> must already be encoded.</summary>
     public static string Document(string title, string body) => Document(new StringBuilder(), title, page => page.Append(body)).ToString();
