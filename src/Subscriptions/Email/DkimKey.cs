@@ -140,9 +140,8 @@ internal sealed class Ed25519DkimKey(Key key) : DkimKey
         {
             return null;
         }
-        var blob = new byte[fields.DecodedDataLength];
-        return Convert.TryFromBase64Chars(pem.AsSpan(fields.Base64Data), blob, out var written)
-            && Key.TryImport(SignatureAlgorithm.Ed25519, blob.AsSpan(0, written), KeyBlobFormat.PkixPrivateKey, out var key, Exportable)
+        // TryFind has checked the base64.
+        return Key.TryImport(SignatureAlgorithm.Ed25519, Convert.FromBase64String(pem[fields.Base64Data]), KeyBlobFormat.PkixPrivateKey, out var key, Exportable)
             ? new Ed25519DkimKey(key!)
             : null;
     }
