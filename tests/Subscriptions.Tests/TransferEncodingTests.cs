@@ -146,6 +146,59 @@ public sealed class TransferEncodingTests
         Assert.Equal(expected, Encoding.UTF8.GetString(asynchronously.ToArray()));
     }
 
+    public static TheoryData<string, string> Texts()
+    {
+        var texts = new TheoryData<string, string>();
+        foreach (var row in Preparations().Concat(Writings()).DistinctBy(row => (string)row[0]))
+        {
+            texts.Add((string)row[0], (string)row[1]);
+        }
+        texts.Add("a surrogate pair", "a 𝛼 and a 𝛽\n");
+        return texts;
+    }
+
+    [Theory]
+    [MemberData(nameof(Texts))]
+    public async Task APartLaidOutFromATextIsPreparedAndWrittenAsMimeKitsOwn(string name, string text)
+    {
+        // Appended a character or two at a time into a builder that starts small: its text is in many chunks, some of
+        // which end between a CR and its LF or between the halves of a surrogate pair.
+        var builder = new StringBuilder(4);
+        for (var i = 0; i < text.Length; i += 2)
+        {
+            builder.Append(text.AsSpan(i, Math.Min(2, text.Length - i)));
+        }
+        var chunks = 0;
+        foreach (var _ in builder.GetChunks())
+        {
+            chunks++;
+        }
+        Assert.True(chunks > 1 || text.Length <= 4, $"{name}: one chunk");
+        using var ours = Utf8TextPart.FromText("plain", builder);
+        // Every LF given its CR, as in MIME's canonical form of text (which base64 then keeps).
+        var lines = text.Replace("\r\n", "\n", StringComparison.Ordinal).Replace("\n", "\r\n", StringComparison.Ordinal);
+        using var mimeKits = new TextPart("plain") { Text = lines };
+
+        var laidOut = Assert.IsType<RentedBytesStream>(ours.Content!.Stream);
+        Assert.True(laidOut.TryGetBuffer(out var bytes));
+        Assert.Equal(lines, Encoding.UTF8.GetString(bytes));
+        Assert.Equal(LineShape.Of(bytes), laidOut.Lines); // as found while laying out, so as read afresh
+        foreach (var (constraint, maxLineLength) in new[] { (EncodingConstraint.EightBit, TransferEncodings.SmtpMaxLineLength), (EncodingConstraint.SevenBit, 78) })
+        {
+            mimeKits.Prepare(constraint, maxLineLength);
+            ours.Prepare(constraint, maxLineLength);
+            Assert.True(mimeKits.ContentTransferEncoding == ours.ContentTransferEncoding,
+                $"{name}, {constraint}: MimeKit chose {mimeKits.ContentTransferEncoding}, the part {ours.ContentTransferEncoding}");
+            var expected = WrittenAsMimeKit(mimeKits);
+            Assert.Equal(expected, WrittenAsMimeKit(ours));
+            var wire = FormatOptions.Default.Clone();
+            wire.NewLineFormat = NewLineFormat.Dos;
+            using var asynchronously = new MemoryStream();
+            await ours.WriteToAsync(wire, asynchronously, contentOnly: true);
+            Assert.Equal(expected, Encoding.UTF8.GetString(asynchronously.ToArray()));
+        }
+    }
+
     [Fact]
     public void ADigestsPartsHoldTheirLinesAsTheyGoOnTheWire()
     {

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.ObjectPool;
@@ -47,7 +46,8 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
         MultipartAlternative body;
         try
         {
-            body = [Utf8Part("plain", Text(text, items, topics, email, date, links)), Utf8Part("html", HtmlBody(html, items, topics, email, date, links))];
+            // The parts BodyBuilder would make (text/plain and text/html in UTF-8), straight from the builders.
+            body = [Utf8TextPart.FromText("plain", Text(text, items, topics, email, date, links)), Utf8TextPart.FromText("html", HtmlBody(html, items, topics, email, date, links))];
         }
         finally
         {
@@ -72,50 +72,6 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
 
     private static string SubjectTopics(List<string> topics) =>
         topics.Count <= 3 ? string.Join(", ", topics) : $"{string.Join(", ", topics.Take(3))} and {topics.Count - 3} more";
-
-    /// <summary>
-    /// The parts <see cref="BodyBuilder"/> makes of a text and an HTML body (text/plain and text/html in UTF-8), encoded
-    /// straight from the builder: no string of the whole body, and no copy of it into MimeKit's own stream. A digest's
-    /// strings, buffers and copies were most of the ~220 KB each email allocated. Each line ends in CRLF, as on the wire,
-    /// so that the part is written as it is (<see cref="Utf8TextPart"/>).
-    /// </summary>
-    private static TextPart Utf8Part(string subtype, StringBuilder content)
-    {
-        var lineFeeds = 0;
-        foreach (var chunk in content.GetChunks())
-        {
-            lineFeeds += chunk.Span.Count('\n');
-        }
-        // Rented at the most the builder's characters (and a CR before each LF) can take, so that one pass encodes them:
-        // the array is the pool's, and goes back to it when the message is disposed, once sent.
-        var bytes = ArrayPool<byte>.Shared.Rent(Encoding.UTF8.GetMaxByteCount(content.Length + lineFeeds));
-        var encoder = Encoding.UTF8.GetEncoder(); // keeps a surrogate pair split across two chunks whole
-        var written = 0;
-        var previous = '\0';
-        foreach (var chunk in content.GetChunks())
-        {
-            // A line break goes through the encoder too, after what it holds of the line before.
-            for (var rest = chunk.Span; ;)
-            {
-                var lineFeed = rest.IndexOf('\n');
-                var line = lineFeed < 0 ? rest : rest[..lineFeed];
-                written += encoder.GetBytes(line, bytes.AsSpan(written), flush: false);
-                if (!line.IsEmpty)
-                {
-                    previous = line[^1];
-                }
-                if (lineFeed < 0)
-                {
-                    break;
-                }
-                written += encoder.GetBytes(previous == '\r' ? "\n" : "\r\n", bytes.AsSpan(written), flush: false);
-                previous = '\n';
-                rest = rest[(lineFeed + 1)..];
-            }
-        }
-        written += encoder.GetBytes([], bytes.AsSpan(written), flush: true);
-        return new Utf8TextPart(subtype, bytes, written);
-    }
 
     private static StringBuilder Text(
         StringBuilder text, List<Item> items, List<string> topics, string email, string date, FooterLinks links)

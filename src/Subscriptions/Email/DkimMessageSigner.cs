@@ -135,7 +135,7 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
         try
         {
             if (part.ContentTransferEncoding is ContentEncoding.Default or ContentEncoding.SevenBit or ContentEncoding.EightBit
-                && part.ContentType.IsMimeType("text", "*") && TransferEncodings.SevenBit(bytes) is { } best)
+                && part.ContentType.IsMimeType("text", "*") && TransferEncodings.SevenBit(bytes, RentedBytesStream.LinesOf(stream, bytes)) is { } best)
             {
                 if (best != ContentEncoding.SevenBit || part.ContentTransferEncoding == ContentEncoding.EightBit)
                 {

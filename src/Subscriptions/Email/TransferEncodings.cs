@@ -18,7 +18,7 @@ internal static class TransferEncodings
     /// bytes or more are above ASCII; else quoted-printable (also for a last line that starts <c>From </c> without a line
     /// break after it, which MimeKit's check would pass). Null, for MimeKit to decide, when there is a NUL.
     /// </summary>
-    public static ContentEncoding? SevenBit(ReadOnlySpan<byte> content)
+    public static ContentEncoding? SevenBit(ReadOnlySpan<byte> content, LineShape lines)
     {
         if (content.Contains((byte)0))
         {
@@ -40,7 +40,7 @@ internal static class TransferEncodings
             }
             return above >= threshold ? ContentEncoding.Base64 : ContentEncoding.QuotedPrintable;
         }
-        return LongLineOrMarker(content, SmtpMaxLineLength) ? ContentEncoding.QuotedPrintable : ContentEncoding.SevenBit;
+        return lines.Fits(SmtpMaxLineLength) ? ContentEncoding.SevenBit : ContentEncoding.QuotedPrintable;
     }
 
     /// <summary>
@@ -48,10 +48,10 @@ internal static class TransferEncodings
     /// up to <paramref name="maxLineLength"/>: no NUL, no longer line, no line starting <c>From </c>, and nothing above
     /// ASCII unless 8-bit is allowed. Null otherwise, for MimeKit to choose the encoding.
     /// </summary>
-    public static ContentEncoding? AsIs(ReadOnlySpan<byte> content, EncodingConstraint constraint, int maxLineLength)
+    public static ContentEncoding? AsIs(ReadOnlySpan<byte> content, LineShape lines, EncodingConstraint constraint, int maxLineLength)
     {
         if (constraint is not (EncodingConstraint.SevenBit or EncodingConstraint.EightBit)
-            || content.Contains((byte)0) || LongLineOrMarker(content, maxLineLength))
+            || content.Contains((byte)0) || !lines.Fits(maxLineLength))
         {
             return null;
         }
@@ -61,24 +61,45 @@ internal static class TransferEncodings
         }
         return constraint == EncodingConstraint.EightBit ? ContentEncoding.EightBit : null;
     }
+}
 
-    /// <summary>A line longer than <paramref name="maxLineLength"/> (a line break's CR not counted), or one that starts <c>From </c>.</summary>
-    private static bool LongLineOrMarker(ReadOnlySpan<byte> content, int maxLineLength)
+/// <summary>
+/// What MimeKit's check of a content and its writer ask of the content's lines, found in one pass: the longest line's
+/// length (a CR that ends it before its LF not counted, as MimeKit counts), whether a line starts <c>From </c> (which
+/// MimeKit quotes for mbox), and whether every LF follows a CR (so that a writer of CRLF lines has nothing to add).
+/// </summary>
+internal readonly record struct LineShape(int Longest, bool FromLine, bool CrLf)
+{
+    public static LineShape Of(ReadOnlySpan<byte> content)
     {
+        var shape = new Builder();
         for (var rest = content; ;)
         {
             var end = rest.IndexOf((byte)'\n');
-            // MimeKit counts a CR only where it ends a line before its LF.
-            var line = end < 0 ? rest : rest[..end];
-            if (line.StartsWith("From "u8) || line.Length - (end >= 0 && line.EndsWith((byte)'\r') ? 1 : 0) > maxLineLength)
-            {
-                return true;
-            }
             if (end < 0)
             {
-                return false;
+                shape.Add(rest, lineFeed: false);
+                return shape.Shape;
             }
+            shape.Add(rest[..end], lineFeed: true);
             rest = rest[(end + 1)..];
+        }
+    }
+
+    /// <summary>Whether MimeKit's check would let the lines go as they are, up to <paramref name="maxLineLength"/>.</summary>
+    public bool Fits(int maxLineLength) => !FromLine && Longest <= maxLineLength;
+
+    /// <summary>The shape of lines taken one by one, in order.</summary>
+    public struct Builder()
+    {
+        public LineShape Shape { get; private set; } = new(0, false, true);
+
+        /// <summary>Adds a line, without its LF (<paramref name="lineFeed"/> says whether one ends it).</summary>
+        public void Add(ReadOnlySpan<byte> line, bool lineFeed)
+        {
+            var endsInCr = line.EndsWith((byte)'\r');
+            Shape = new(Math.Max(Shape.Longest, line.Length - (lineFeed && endsInCr ? 1 : 0)),
+                Shape.FromLine || line.StartsWith("From "u8), Shape.CrLf && (endsInCr || !lineFeed));
         }
     }
 }

@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Text;
 using MimeKit;
 
 namespace Subscriptions.Email;
@@ -15,10 +17,66 @@ namespace Subscriptions.Email;
 /// </remarks>
 internal sealed class Utf8TextPart : TextPart
 {
-    public Utf8TextPart(string subtype, byte[] rented, int length) : base(subtype)
+    public Utf8TextPart(string subtype, byte[] rented, int length) : this(subtype, new RentedBytesStream(rented, length))
     {
-        Content = new MimeContent(new RentedBytesStream(rented, length));
+    }
+
+    private Utf8TextPart(string subtype, RentedBytesStream content) : base(subtype)
+    {
+        Content = new MimeContent(content);
         ContentType.Charset = "utf-8";
+    }
+
+    /// <summary>
+    /// The part of a text built in <paramref name="text"/> (a digest's text or HTML), encoded straight from the builder:
+    /// no string of the whole text, and no copy of it into MimeKit's own stream (a digest's strings, buffers and copies were
+    /// most of the ~220 KB each email allocated). Each line ends in CRLF, as on the wire, so
+    /// that the part is written as it is, and the shape of the lines is taken as they are laid out, so that neither
+    /// MailKit's preparation nor the writer reads them again.
+    /// </summary>
+    public static Utf8TextPart FromText(string subtype, StringBuilder text)
+    {
+        var lineFeeds = 0;
+        foreach (var chunk in text.GetChunks())
+        {
+            lineFeeds += chunk.Span.Count('\n');
+        }
+        // The text is encoded a CR's room per LF into an array that can hold it all (the pool's, back to it when the
+        // message is disposed), in a few calls; its lines are then moved down one by one, each given the CR it lacks
+        // (an LF is one byte in UTF-8, and never part of another character's bytes).
+        var bytes = ArrayPool<byte>.Shared.Rent(lineFeeds + Encoding.UTF8.GetMaxByteCount(text.Length));
+        var encoder = Encoding.UTF8.GetEncoder(); // keeps a surrogate pair split across two chunks whole
+        var end = lineFeeds;
+        foreach (var chunk in text.GetChunks())
+        {
+            end += encoder.GetBytes(chunk.Span, bytes.AsSpan(end), flush: false);
+        }
+        end += encoder.GetBytes([], bytes.AsSpan(end), flush: true);
+
+        var lines = new LineShape.Builder();
+        var written = 0;
+        for (var read = lineFeeds; ;)
+        {
+            var rest = bytes.AsSpan(read, end - read);
+            var lineFeed = rest.IndexOf((byte)'\n');
+            var line = lineFeed < 0 ? rest : rest[..lineFeed];
+            line.CopyTo(bytes.AsSpan(written));
+            var start = written;
+            written += line.Length;
+            if (lineFeed < 0)
+            {
+                lines.Add(bytes.AsSpan(start, written - start), lineFeed: false);
+                break;
+            }
+            if (!line.EndsWith((byte)'\r'))
+            {
+                bytes[written++] = (byte)'\r';
+            }
+            lines.Add(bytes.AsSpan(start, written - start), lineFeed: true);
+            bytes[written++] = (byte)'\n';
+            read += lineFeed + 1;
+        }
+        return new Utf8TextPart(subtype, new RentedBytesStream(bytes, written, lines.Shape));
     }
 
     public override void Prepare(EncodingConstraint constraint, int maxLineLength = 78)
@@ -26,7 +84,7 @@ internal sealed class Utf8TextPart : TextPart
         if (ContentTransferEncoding is ContentEncoding.Default or ContentEncoding.SevenBit or ContentEncoding.EightBit
             && maxLineLength is >= 60 and <= TransferEncodings.SmtpMaxLineLength // MimeKit's bounds, which it checks itself
             && Content is { Encoding: ContentEncoding.Default, Stream: MemoryStream stream } && stream.TryGetBuffer(out var bytes)
-            && TransferEncodings.AsIs(bytes, constraint, maxLineLength) is { } asIs)
+            && TransferEncodings.AsIs(bytes, RentedBytesStream.LinesOf(stream, bytes), constraint, maxLineLength) is { } asIs)
         {
             // As MimePart.Prepare: a part with no encoding set that is 7-bit clean is left so.
             if (ContentTransferEncoding != ContentEncoding.Default || asIs != ContentEncoding.SevenBit)
@@ -86,20 +144,6 @@ internal sealed class Utf8TextPart : TextPart
             && Content is { Stream: MemoryStream stream } content
             && (content.Encoding == ContentTransferEncoding
                 || (content.Encoding == ContentEncoding.Default && ContentTransferEncoding is ContentEncoding.SevenBit or ContentEncoding.EightBit))
-            && stream.TryGetBuffer(out bytes) && bytes.Count > 0 && bytes[^1] == (byte)'\n' && EveryLineFeedFollowsCarriageReturn(bytes);
-    }
-
-    private static bool EveryLineFeedFollowsCarriageReturn(ReadOnlySpan<byte> content)
-    {
-        for (var at = content.IndexOf((byte)'\n'); at >= 0;)
-        {
-            if (at == 0 || content[at - 1] != (byte)'\r')
-            {
-                return false;
-            }
-            var next = content[(at + 1)..].IndexOf((byte)'\n');
-            at = next < 0 ? -1 : at + 1 + next;
-        }
-        return true;
+            && stream.TryGetBuffer(out bytes) && bytes.Count > 0 && bytes[^1] == (byte)'\n' && RentedBytesStream.LinesOf(stream, bytes).CrLf;
     }
 }
