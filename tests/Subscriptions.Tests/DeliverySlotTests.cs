@@ -107,6 +107,33 @@ public sealed class DeliverySlotTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task PlanningLooksUpWhatEachSubscriberGotBeforeByKeyWhereTheStatisticsSayThereIsNothing()
+    {
+        await _database.SaveDayAsync(Day, TestDatabase.LidarPaper);
+        for (var i = 0; i < 30; i++)
+        {
+            await AddAsync($"reader{i}@example.org", null, null);
+        }
+        // As on a new installation, or between a small slot and a large one: the statistics have the table empty, while
+        // the slot's own rows are being written beside the read.
+        await _database.ExecuteAsync("ANALYZE delivery_papers");
+        await using var app = new TestApp(_database, _smtp, settings: DefaultTime);
+        var planner = app.Services.GetRequiredService<DeliveryPlanner>();
+        const string scans = "SELECT seq_scan, coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'delivery_papers'";
+        var (sequentialBefore, byKeyBefore) = (await _database.QueryAsync<(long, long)>(scans)).Single();
+
+        Assert.Equal(30, (await planner.PlanSlotAsync(new DateTimeOffset(2026, 11, 25, 7, 0, 0, TimeSpan.Zero), papersDay: null, CancellationToken.None)).Added);
+
+        // A connection reports its scans once it is idle, within about a second.
+        var (sequential, byKey) = await Eventually.ValueAsync(
+            async () => (await _database.QueryAsync<(long Sequential, long ByKey)>(scans)).Single(),
+            counts => counts.Sequential + counts.ByKey > sequentialBefore + byKeyBefore,
+            "the planner's scans of delivery_papers", counts => $"{counts.Sequential} sequential, {counts.ByKey} by key");
+        Assert.Equal(sequentialBefore, sequential);
+        Assert.Equal(byKeyBefore + 30, byKey); // one lookup per subscriber
+    }
+
+    [Fact]
     public async Task EachSubscriberIsPlannedInTheSlotOfTheirOwnHourAndZone()
     {
         await _database.SaveDayAsync(Day, TestDatabase.LidarPaper);
