@@ -29,10 +29,10 @@ internal sealed class Utf8TextPart : TextPart
 
     /// <summary>
     /// The part of a text built in <paramref name="text"/> (a digest's text or HTML), encoded straight from the builder:
-    /// no string of the whole text, and no copy of it into MimeKit's own stream (a digest's strings, buffers and copies were
-    /// most of the ~220 KB each email allocated). Each line ends in CRLF, as on the wire, so
-    /// that the part is written as it is, and the shape of the lines is taken as they are laid out, so that neither
-    /// MailKit's preparation nor the writer reads them again.
+    /// no string of the whole text, and no copy of it into MimeKit's own stream (a digest's strings, buffers and copies
+    /// were most of the ~220 KB each email allocated). Each line ends in CRLF, as on the wire, so that the part is written
+    /// as it is; and the shape of the lines is taken as they are laid out, so that neither MailKit's preparation nor the
+    /// writer reads them again.
     /// </summary>
     public static Utf8TextPart FromText(string subtype, StringBuilder text)
     {
