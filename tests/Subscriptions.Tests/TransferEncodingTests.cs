@@ -153,7 +153,7 @@ public sealed class TransferEncodingTests
         {
             texts.Add((string)row[0], (string)row[1]);
         }
-        texts.Add("a surrogate pair", "a 𝛼 and a 𝛽\n");
+        texts.Add("a surrogate pair across chunks", "abc𝛼 and a 𝛽\n"); // the builder's first chunk ends after "abc" and 𝛼's first half
         return texts;
     }
 
@@ -174,6 +174,11 @@ public sealed class TransferEncodingTests
             chunks++;
         }
         Assert.True(chunks > 1 || text.Length <= 4, $"{name}: one chunk");
+        if (name == "a surrogate pair across chunks")
+        {
+            var first = builder.GetChunks().GetEnumerator();
+            Assert.True(first.MoveNext() && char.IsHighSurrogate(first.Current.Span[^1]), "the pair is not split");
+        }
         using var ours = Utf8TextPart.FromText("plain", builder);
         // Every LF given its CR, as in MIME's canonical form of text (which base64 then keeps).
         var lines = text.Replace("\r\n", "\n", StringComparison.Ordinal).Replace("\n", "\r\n", StringComparison.Ordinal);
