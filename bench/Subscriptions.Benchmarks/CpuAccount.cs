@@ -53,6 +53,11 @@ internal sealed class CpuAccount
             return $"CPU per email: service {Micro(Service)} µs, PostgreSQL {Micro(Database)} µs, smtp-sink {Micro(Sink)} µs, " +
                 $"the rest of the machine {Micro(Machine - Service - Database - Sink)} µs";
         }
+
+        /// <summary>In CPU seconds, against what the machine's cores could have given over <paramref name="wallSeconds"/>.</summary>
+        public string Of(double wallSeconds) => string.Create(CultureInfo.InvariantCulture,
+            $"CPU service {Service:F2} s, PostgreSQL {Database:F2} s, the whole machine {Machine:F2} s of {wallSeconds * Environment.ProcessorCount:F2} s " +
+            $"({Environment.ProcessorCount} cores × {wallSeconds:F2} s)");
     }
 
     private sealed record ProcessStat(int ParentId, double Own, double Reaped);

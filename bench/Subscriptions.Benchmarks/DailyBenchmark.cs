@@ -25,9 +25,10 @@ internal static class DailyBenchmark
         public double EmailsPerSecond => Sent / Send;
     }
 
-    public static async Task RunAsync(int subscribers, int runs, int connections, bool statements, bool signed)
+    public static async Task RunAsync(int subscribers, int runs, int connections, bool statements, bool signed, bool warmUp, bool progress)
     {
-        Console.WriteLine($"Daily run benchmark: 100 papers, {subscribers:N0} subscribers, {connections} SMTP connections, {runs} run(s)");
+        Console.WriteLine($"Daily run benchmark: 100 papers, {subscribers:N0} subscribers, {connections} SMTP connections, {runs} run(s)" +
+            (warmUp ? "" : ", no warm-up (run 1 is the first of a fresh process)"));
         var postfix = await Postfix.LocateAsync();
         var load = Stopwatch.StartNew();
         var connectionString = await BenchData.CreateAsync(subscribers);
@@ -57,13 +58,17 @@ internal static class DailyBenchmark
         {
             // A service sends its digest from a process that has been running: the measured runs start
             // with the code already compiled by a warm-up run (each way) over a small database of its own.
-            var warmUp = await BenchData.CreateAsync(Math.Min(subscribers, 20_000));
-            await BenchData.EmbedAsync(warmUp);
-            foreach (var (name, keyPath) in ways)
+            // --no-warm-up: run 1 is what a freshly started `digest`, or a run right after a restart, gets.
+            if (warmUp)
             {
-                using var warmHost = BuildHost(warmUp, port, connections, keyPath);
-                await BenchData.ExecuteAsync(warmUp, "TRUNCATE deliveries, delivery_queue, delivery_papers");
-                await RunOnceAsync(warmHost, run: 0, name, cpu);
+                var warmUpData = await BenchData.CreateAsync(Math.Min(subscribers, 20_000));
+                await BenchData.EmbedAsync(warmUpData);
+                foreach (var (name, keyPath) in ways)
+                {
+                    using var warmHost = BuildHost(warmUpData, port, connections, keyPath);
+                    await BenchData.ExecuteAsync(warmUpData, "TRUNCATE deliveries, delivery_queue, delivery_papers");
+                    await RunOnceAsync(warmHost, run: 0, name, cpu, progress);
+                }
             }
 
             if (statements)
@@ -82,7 +87,7 @@ internal static class DailyBenchmark
                     await BenchData.ExecuteAsync(connectionString, "TRUNCATE deliveries, delivery_queue, delivery_papers");
                     await BenchData.ExecuteAsync(connectionString, "VACUUM ANALYZE deliveries");
                     await BenchData.ExecuteAsync(connectionString, "VACUUM ANALYZE delivery_queue");
-                    results[way].Add(await RunOnceAsync(hosts[way], run, ways[way].Name, cpu));
+                    results[way].Add(await RunOnceAsync(hosts[way], run, ways[way].Name, cpu, progress));
                     if (statements)
                     {
                         await PrintSlowestStatementsAsync(connectionString);
@@ -163,7 +168,8 @@ internal static class DailyBenchmark
         return host;
     }
 
-    private static async Task<Run> RunOnceAsync(IHost host, int run, string dkim, CpuAccount cpu)
+    /// <summary>One run; with <paramref name="progress"/> (--progress), the sending's counts each second as the service prints them.</summary>
+    private static async Task<Run> RunOnceAsync(IHost host, int run, string dkim, CpuAccount cpu, bool progress)
     {
         // As in a service whose sentence model has been idle for a minute (it is let go then): a daily run reads the
         // vectors made at ingest and signup, and needs no model. Sent right after an ingest, the first minute of a run
@@ -171,12 +177,19 @@ internal static class DailyBenchmark
         Meaning.SentenceModel.ReleaseIdle(TimeSpan.Zero);
         GC.Collect();
         PeakMemory.Reset();
+        var jitMethods = System.Runtime.JitInfo.GetCompiledMethodCount();
+        var jitTime = System.Runtime.JitInfo.GetCompilationTime();
         var stopwatch = Stopwatch.StartNew();
+        var planStarted = cpu.Take();
         double planned = 0;
         CpuAccount.Snapshot? sendStarted = null;
         GcTally? gcAtSendStart = null;
         var summary = await host.Services.GetRequiredService<DigestRunner>().RunAsync(BenchData.Day, ingestFirst: false, dryRun: false, line =>
         {
+            if (progress && line.StartsWith("Sending:", StringComparison.Ordinal))
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    {stopwatch.Elapsed.TotalSeconds,5:F1} s  {line}"));
+            }
             if (line.StartsWith("Planned:", StringComparison.Ordinal))
             {
                 planned = stopwatch.Elapsed.TotalSeconds;
@@ -192,8 +205,13 @@ internal static class DailyBenchmark
             $"{summary.Failed:N0} failed, {result.EmailsPerSecond:N0}/s), total {total:F1} s, peak working set {result.PeakMegabytes:F0} MB"));
         if (sendCpu is not null)
         {
+            Console.WriteLine($"  match + plan: {sendStarted!.Since(planStarted).Of(planned)}");
             Console.WriteLine($"  sending: {sendCpu.PerMessage(summary.Sent)}");
             Console.WriteLine($"  sending: {GcTally.Take().Since(gcAtSendStart!).PerMessage(summary.Sent)}");
+            // Compiling is what a fresh process pays above a warm one (tier 0, then the hot methods again, optimized).
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  the whole run: JIT compiled {System.Runtime.JitInfo.GetCompiledMethodCount() - jitMethods:N0} methods in " +
+                $"{(System.Runtime.JitInfo.GetCompilationTime() - jitTime).TotalSeconds:F2} s"));
         }
         return result;
     }

@@ -2,7 +2,7 @@ using System.Globalization;
 using Subscriptions.Benchmarks;
 
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- matching [--subscribers N] [--runs R]
-// dotnet run -c Release --project bench/Subscriptions.Benchmarks -- daily [--subscribers N] [--runs R] [--connections C] [--statements]
+// dotnet run -c Release --project bench/Subscriptions.Benchmarks -- daily [--subscribers N] [--runs R] [--connections C] [--no-dkim] [--no-warm-up] [--progress] [--statements]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- message [--messages M] [--threads T]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- signup [--seconds S]
 // dotnet run -c Release --project bench/Subscriptions.Benchmarks -- slots [--subscribers N]
@@ -28,7 +28,8 @@ switch (mode)
         await MatchingBenchmark.RunAsync(subscribers, runs);
         return 0;
     case "daily":
-        await DailyBenchmark.RunAsync(subscribers, runs, IntOption("--connections", 4), statements, signed: !args.Contains("--no-dkim"));
+        await DailyBenchmark.RunAsync(subscribers, runs, IntOption("--connections", 4), statements, signed: !args.Contains("--no-dkim"),
+            warmUp: !args.Contains("--no-warm-up"), progress: args.Contains("--progress"));
         return 0;
     case "signup":
         await SignupBenchmark.RunAsync(IntOption("--seconds", 20));
@@ -43,7 +44,7 @@ switch (mode)
         await MessageBenchmark.RunAsync(IntOption("--messages", 20_000), IntOption("--threads", 8));
         return 0;
     default:
-        Console.Error.WriteLine("Usage: Subscriptions.Benchmarks matching|daily|message|signup|slots|meaning [--subscribers N] [--runs R] [--connections C] [--no-dkim] [--statements] [--messages M] [--threads T] [--seconds S] [--signups S]");
+        Console.Error.WriteLine("Usage: Subscriptions.Benchmarks matching|daily|message|signup|slots|meaning [--subscribers N] [--runs R] [--connections C] [--no-dkim] [--no-warm-up] [--progress] [--statements] [--messages M] [--threads T] [--seconds S] [--signups S]");
         return 64;
 }
 
