@@ -177,8 +177,8 @@ internal static class DailyBenchmark
         Meaning.SentenceModel.ReleaseIdle(TimeSpan.Zero);
         GC.Collect();
         PeakMemory.Reset();
-        var jitMethods = System.Runtime.JitInfo.GetCompiledMethodCount();
-        var jitTime = System.Runtime.JitInfo.GetCompilationTime();
+        var jitAtStart = JitTally.Take();
+        JitTally? jitAtSendStart = null;
         var stopwatch = Stopwatch.StartNew();
         var planStarted = cpu.Take();
         double planned = 0;
@@ -194,6 +194,7 @@ internal static class DailyBenchmark
             {
                 planned = stopwatch.Elapsed.TotalSeconds;
                 sendStarted = cpu.Take();
+                jitAtSendStart = JitTally.Take();
                 gcAtSendStart = GcTally.Take();
             }
         }, CancellationToken.None);
@@ -205,15 +206,23 @@ internal static class DailyBenchmark
             $"{summary.Failed:N0} failed, {result.EmailsPerSecond:N0}/s), total {total:F1} s, peak working set {result.PeakMegabytes:F0} MB"));
         if (sendCpu is not null)
         {
-            Console.WriteLine($"  match + plan: {sendStarted!.Since(planStarted).Of(planned)}");
+            Console.WriteLine($"  match + plan: {sendStarted!.Since(planStarted).Of(planned)}; {jitAtSendStart!.Since(jitAtStart)}");
             Console.WriteLine($"  sending: {sendCpu.PerMessage(summary.Sent)}");
             Console.WriteLine($"  sending: {GcTally.Take().Since(gcAtSendStart!).PerMessage(summary.Sent)}");
             // Compiling is what a fresh process pays above a warm one (tier 0, then the hot methods again, optimized).
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  the whole run: JIT compiled {System.Runtime.JitInfo.GetCompiledMethodCount() - jitMethods:N0} methods in " +
-                $"{(System.Runtime.JitInfo.GetCompilationTime() - jitTime).TotalSeconds:F2} s"));
+            Console.WriteLine($"  sending: {JitTally.Take().Since(jitAtSendStart!)}");
         }
         return result;
+    }
+
+    /// <summary>What the JIT compiled in this process: methods, and the time it spent compiling them (on every thread).</summary>
+    private sealed record JitTally(long Methods, TimeSpan Time)
+    {
+        public static JitTally Take() => new(System.Runtime.JitInfo.GetCompiledMethodCount(), System.Runtime.JitInfo.GetCompilationTime());
+
+        public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"JIT compiled {Methods:N0} methods in {Time.TotalSeconds:F2} s");
+
+        public JitTally Since(JitTally start) => new(Methods - start.Methods, Time - start.Time);
     }
 
     /// <summary>
