@@ -1,5 +1,7 @@
 using System.Globalization;
+using Dapper;
 using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
 using Subscriptions.Digest;
 using Subscriptions.Papers;
 using Subscriptions.Tests.Infrastructure;
@@ -131,6 +133,50 @@ public sealed class DeliverySlotTests : IAsyncLifetime
             "the planner's scans of delivery_papers", counts => $"{counts.Sequential} sequential, {counts.ByKey} by key");
         Assert.Equal(sequentialBefore, sequential);
         Assert.Equal(byKeyBefore + 30, byKey); // one lookup per subscriber
+    }
+
+    [Fact]
+    public async Task PlanningLeavesNoSettingBehindOnTheConnectionsItUsed()
+    {
+        await _database.SaveDayAsync(Day, TestDatabase.LidarPaper);
+        for (var i = 0; i < 3; i++)
+        {
+            await AddAsync($"reader{i}@example.org", null, null);
+        }
+        var serverDefaults = (await _database.QueryAsync<(string, string)>("SELECT current_setting('jit'), current_setting('enable_seqscan')")).Single();
+        Assert.Equal(("on", "on"), serverDefaults); // what planning turns off for its read
+        // As behind PgBouncer in transaction mode: nothing resets a connection given back. At most four connections, the most
+        // planning holds at once (its read, two writers, the matcher's), so that each one it used is among the four read after.
+        var settings = new Dictionary<string, string?>(DefaultTime)
+        {
+            ["ConnectionStrings:Postgres"] = $"{_database.ConnectionString};No Reset On Close=true;Maximum Pool Size=4",
+        };
+        await using var app = new TestApp(_database, _smtp, settings: settings);
+
+        Assert.Equal(3, (await app.Services.GetRequiredService<DeliveryPlanner>().PlanSlotAsync(
+            new DateTimeOffset(2026, 11, 25, 7, 0, 0, TimeSpan.Zero), papersDay: null, CancellationToken.None)).Added);
+
+        var dataSource = app.Services.GetRequiredService<NpgsqlDataSource>();
+        var connections = new List<NpgsqlConnection>();
+        try
+        {
+            for (var i = 0; i < 4; i++)
+            {
+                connections.Add(await dataSource.OpenConnectionAsync());
+            }
+            foreach (var connection in connections)
+            {
+                Assert.Equal(serverDefaults, await connection.QuerySingleAsync<(string, string)>(
+                    "SELECT current_setting('jit'), current_setting('enable_seqscan')"));
+            }
+        }
+        finally
+        {
+            foreach (var connection in connections)
+            {
+                await connection.DisposeAsync();
+            }
+        }
     }
 
     [Fact]

@@ -41,7 +41,6 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
         slot = DeliverySlots.SlotOf(slot);
         var digest = options.Value;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await KeyedLookups.DisableJitAsync(connection, cancellationToken);
         var day = papersDay ?? await LatestPapersDayAsync(connection, DigestSchedule.LocalDate(digest, slot), cancellationToken);
         if (day is not { } latest)
         {
@@ -204,14 +203,10 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
             WHERE s.status = 'active' AND (s.frequency = 'daily' OR s.weekday = z.weekday)
               AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
             """;
-        // Every lookup by key, whatever the statistics say. The papers planned before are read per subscriber while this
-        // slot's own are being written on the other connections: where the statistics had delivery_papers empty or nearly
-        // (analyzed between a small slot and a large one, or on a new installation), the planner scanned it whole for each
-        // subscriber, as it grew, instead of looking up the key (daily benchmark, 100,000 subscribers: 47.7 s and 88.6
-        // million buffers for this statement, against 2.1 s and 0.8 million). SET LOCAL: the setting ends with this
-        // read-only transaction.
+        // The papers planned before are read per subscriber while this slot's own are being written on the other connections.
+        // A read-only transaction, for the settings of its one statement.
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        await connection.ExecuteAsync(new CommandDefinition("SET LOCAL enable_seqscan = off", transaction: transaction, cancellationToken: cancellationToken));
+        await KeyedLookups.ApplyAsync(transaction, cancellationToken);
         await using var command = new NpgsqlCommand(sql, connection, transaction);
         command.Parameters.AddWithValue("defaultMaxPapers", matcher.DefaultMaxPapers);
         command.Parameters.Add(new NpgsqlParameter<DateOnly?>("since", NpgsqlTypes.NpgsqlDbType.Date) { TypedValue = since });
