@@ -36,21 +36,19 @@ internal sealed class BounceMailbox(
     /// <summary>Reads the mailbox once; returns at once, having done nothing, while another instance is reading it.</summary>
     public async Task<MailboxRound> ProcessAsync(CancellationToken cancellationToken)
     {
-        // One reader at a time across instances: two reading the same mailbox would record each report twice.
+        // One reader at a time across instances: two reading the same mailbox would record each report twice. The lock is
+        // held by a transaction left open while the mailbox is read (it takes no snapshot and writes nothing, so it holds
+        // nothing else back), not by the session: behind PgBouncer in transaction mode the unlock of a session's lock could
+        // run on another server connection than the one holding it, which then kept it, and every instance would have seen
+        // the mailbox as being read.
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         if (!await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
-                "SELECT pg_try_advisory_lock(@key)", new { key = ReaderLockKey }, cancellationToken: cancellationToken)))
+                "SELECT pg_try_advisory_xact_lock(@key)", new { key = ReaderLockKey }, transaction, cancellationToken: cancellationToken)))
         {
             return new MailboxRound(0, 0, []);
         }
-        try
-        {
-            return await ReadMailboxAsync(cancellationToken);
-        }
-        finally
-        {
-            await connection.ExecuteAsync("SELECT pg_advisory_unlock(@key)", new { key = ReaderLockKey });
-        }
+        return await ReadMailboxAsync(cancellationToken); // the lock ends with the transaction, as it is disposed
     }
 
     private async Task<MailboxRound> ReadMailboxAsync(CancellationToken cancellationToken)

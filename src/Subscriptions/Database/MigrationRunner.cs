@@ -8,9 +8,14 @@ namespace Subscriptions.Database;
 
 /// <summary>
 /// Applies the numbered scripts of <c>sql/</c> (embedded in this assembly) in order, each once, in its
-/// own transaction, journaled in <c>schema_migrations</c>. A session advisory lock makes concurrent
-/// runners (two instances starting together) take turns, so no script is applied twice.
+/// own transaction, journaled in <c>schema_migrations</c>. Concurrent runners (two instances starting together) take
+/// turns: each transaction takes an advisory lock first, and a script another runner applied meanwhile is skipped.
 /// </summary>
+/// <remarks>
+/// The lock is a transaction's (<c>pg_advisory_xact_lock</c>), not the session's: behind PgBouncer in transaction mode
+/// the statements of one connection outside a transaction may each run on another server connection, so a session's
+/// lock could be released on one that did not hold it, and stay held on the one that did, for every later start to wait on.
+/// </remarks>
 internal sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<MigrationRunner> logger)
 {
     // Any fixed number works; it only has to be the same for every instance of this service.
@@ -21,9 +26,8 @@ internal sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<Migra
     public async Task<IReadOnlyList<string>> ApplyPendingAsync(CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await connection.ExecuteAsync(new CommandDefinition(
-            "SELECT pg_advisory_lock(@key)", new { key = AdvisoryLockKey }, cancellationToken: cancellationToken));
-        try
+        Dictionary<string, string> applied;
+        await using (var transaction = await LockedTransactionAsync(connection, cancellationToken))
         {
             const string createJournal = """
                 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -32,52 +36,64 @@ internal sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<Migra
                     applied_at timestamptz NOT NULL DEFAULT now()
                 )
                 """;
-            await connection.ExecuteAsync(new CommandDefinition(createJournal, cancellationToken: cancellationToken));
+            await connection.ExecuteAsync(new CommandDefinition(createJournal, transaction: transaction, cancellationToken: cancellationToken));
 
             const string selectApplied = "SELECT name, checksum FROM schema_migrations";
-            var applied = (await connection.QueryAsync<(string Name, string Checksum)>(
-                    new CommandDefinition(selectApplied, cancellationToken: cancellationToken)))
+            applied = (await connection.QueryAsync<(string Name, string Checksum)>(
+                    new CommandDefinition(selectApplied, transaction: transaction, cancellationToken: cancellationToken)))
                 .ToDictionary(row => row.Name, row => row.Checksum);
+            await transaction.CommitAsync(cancellationToken);
+        }
 
-            // A replica older than the schema must not run against it (a rolling upgrade half done, or a rollback):
-            // it would write what the newer version no longer expects.
-            var unknown = applied.Keys.Except(Scripts.Select(script => script.Name), StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
-            if (unknown.Count > 0)
+        // A replica older than the schema must not run against it (a rolling upgrade half done, or a rollback):
+        // it would write what the newer version no longer expects.
+        var unknown = applied.Keys.Except(Scripts.Select(script => script.Name), StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        if (unknown.Count > 0)
+        {
+            throw new SchemaMismatchException(
+                $"The database was migrated by a newer version of this service ({string.Join(", ", unknown)} applied); " +
+                "this version knows migrations up to " + Scripts[^1].Name + ". Run the newer version, or restore a backup taken before it.");
+        }
+
+        var appliedNow = new List<string>();
+        foreach (var script in Scripts)
+        {
+            if (applied.TryGetValue(script.Name, out var checksum))
             {
-                throw new SchemaMismatchException(
-                    $"The database was migrated by a newer version of this service ({string.Join(", ", unknown)} applied); " +
-                    "this version knows migrations up to " + Scripts[^1].Name + ". Run the newer version, or restore a backup taken before it.");
+                CheckUnchanged(script, checksum);
+                continue;
             }
-
-            var appliedNow = new List<string>();
-            foreach (var script in Scripts)
+            if (await ApplyAsync(connection, script, cancellationToken))
             {
-                if (applied.TryGetValue(script.Name, out var checksum))
-                {
-                    if (checksum != script.Checksum)
-                    {
-                        throw new SchemaMismatchException(
-                            $"sql/{script.Name} was changed after it was applied to this database. " +
-                            "Shipped migrations are never edited: restore it and add the change as a new script.");
-                    }
-                    continue;
-                }
-
-                await ApplyAsync(connection, script, cancellationToken);
                 appliedNow.Add(script.Name);
             }
-            return appliedNow;
         }
-        finally
+        return appliedNow;
+    }
+
+    private static void CheckUnchanged(MigrationScript script, string appliedChecksum)
+    {
+        if (appliedChecksum != script.Checksum)
         {
-            await connection.ExecuteAsync("SELECT pg_advisory_unlock(@key)", new { key = AdvisoryLockKey });
+            throw new SchemaMismatchException(
+                $"sql/{script.Name} was changed after it was applied to this database. " +
+                "Shipped migrations are never edited: restore it and add the change as a new script.");
         }
     }
 
-    private async Task ApplyAsync(NpgsqlConnection connection, MigrationScript script, CancellationToken cancellationToken)
+    /// <summary>Applies <paramref name="script"/> unless another runner did since the journal was read; false if it did.</summary>
+    private async Task<bool> ApplyAsync(NpgsqlConnection connection, MigrationScript script, CancellationToken cancellationToken)
     {
+        await using var transaction = await LockedTransactionAsync(connection, cancellationToken);
+        var appliedMeanwhile = await connection.ExecuteScalarAsync<string?>(new CommandDefinition(
+            "SELECT checksum FROM schema_migrations WHERE name = @Name", script, transaction, cancellationToken: cancellationToken));
+        if (appliedMeanwhile is not null)
+        {
+            CheckUnchanged(script, appliedMeanwhile);
+            return false;
+        }
+
         logger.LogInformation("Applying migration {Script}", script.Name);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         try
         {
             await connection.ExecuteAsync(new CommandDefinition(script.Sql, transaction: transaction, cancellationToken: cancellationToken));
@@ -90,6 +106,24 @@ internal sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<Migra
         const string journal = "INSERT INTO schema_migrations (name, checksum) VALUES (@Name, @Checksum)";
         await connection.ExecuteAsync(new CommandDefinition(journal, script, transaction, cancellationToken: cancellationToken));
         await transaction.CommitAsync(cancellationToken);
+        return true;
+    }
+
+    /// <summary>A transaction holding the migrations' lock until it ends.</summary>
+    private static async Task<NpgsqlTransaction> LockedTransactionAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        try
+        {
+            await connection.ExecuteAsync(new CommandDefinition(
+                "SELECT pg_advisory_xact_lock(@key)", new { key = AdvisoryLockKey }, transaction, cancellationToken: cancellationToken));
+            return transaction;
+        }
+        catch
+        {
+            await transaction.DisposeAsync();
+            throw;
+        }
     }
 
     private static List<MigrationScript> LoadEmbeddedScripts()

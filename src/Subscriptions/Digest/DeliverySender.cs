@@ -120,8 +120,10 @@ internal sealed class DeliverySender(
 
     private async Task SendLoopAsync(DateOnly[]? days, string sender, ClaimFrontier frontier, SendCounters counters, CancellationToken cancellationToken)
     {
-        // One connection per sender for its whole run, and the statements around each send prepared once:
-        // they are the hot path.
+        // One connection per sender for its whole run: the statements around each send are the hot path. They are prepared
+        // by Npgsql's automatic preparation (Max Auto Prepare), as every frequent statement is, and not here: a statement
+        // prepared explicitly exists on one server connection, and behind PgBouncer in transaction mode (before 1.21) the
+        // next sender's prepare met it on another ("42P05: prepared statement already exists") and sending stopped.
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         // Before a message goes (once it has its SMTP connection, or as the message before it in the batch is recorded):
         // is the delivery still there and its subscriber still to be mailed? The answer holds until the outcome is
@@ -155,7 +157,6 @@ internal sealed class DeliverySender(
             LockIfStillWanted: Batch(connection, LockAndCheck()),
             RecordSent: Batch(connection, RecordSentAndCommit()),
             RecordSentThenLockNext: Batch(connection, [.. RecordSentAndCommit(), .. LockAndCheck()]));
-        await statements.PrepareAsync(cancellationToken);
 
         // Each pass moves forward through the table, past what this pass's senders have claimed: rows behind
         // that become due again (retries, expired claims) are taken by the next pass.
@@ -334,16 +335,9 @@ internal sealed class DeliverySender(
         return batch;
     }
 
-    /// <summary>The statements around each send, prepared once on the sender's connection: they are the hot path.</summary>
+    /// <summary>The statements around each send, made once for the sender's connection.</summary>
     private sealed record SendStatements(NpgsqlBatch LockIfStillWanted, NpgsqlBatch RecordSent, NpgsqlBatch RecordSentThenLockNext) : IAsyncDisposable
     {
-        public async Task PrepareAsync(CancellationToken cancellationToken)
-        {
-            await LockIfStillWanted.PrepareAsync(cancellationToken);
-            await RecordSent.PrepareAsync(cancellationToken);
-            await RecordSentThenLockNext.PrepareAsync(cancellationToken);
-        }
-
         public async ValueTask DisposeAsync()
         {
             await LockIfStillWanted.DisposeAsync();

@@ -37,7 +37,7 @@ public sealed class DovecotServer : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        Port = FreePort();
+        Port = LocalPrograms.FreePort();
         var mail = Path.Combine(_root, "mail");
         Directory.CreateDirectory(mail);
         var isRoot = Environment.UserName == "root";
@@ -45,7 +45,7 @@ public sealed class DovecotServer : IAsyncLifetime
         if (isRoot)
         {
             // The mail processes run as dovecot and must be able to write the Maildir.
-            Run("chown", "-R", "dovecot:dovecot", mail);
+            LocalPrograms.Run("chown", "-R", "dovecot:dovecot", mail);
         }
         var config = Path.Combine(_root, "dovecot.conf");
         await File.WriteAllTextAsync(config, $$"""
@@ -82,7 +82,7 @@ public sealed class DovecotServer : IAsyncLifetime
 
             """);
 
-        var start = new ProcessStartInfo(FindDovecot()) { RedirectStandardOutput = true, RedirectStandardError = true };
+        var start = new ProcessStartInfo(LocalPrograms.Find("dovecot", "dovecot-imapd")) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var argument in new[] { "-F", "-c", config })
         {
             start.ArgumentList.Add(argument);
@@ -143,7 +143,7 @@ public sealed class DovecotServer : IAsyncLifetime
         File.Copy(file, temporary);
         if (Environment.UserName == "root")
         {
-            Run("chown", "dovecot:dovecot", temporary);
+            LocalPrograms.Run("chown", "dovecot:dovecot", temporary);
         }
         File.Move(temporary, Path.Combine(_inbox, "new", name));
     }
@@ -179,34 +179,5 @@ public sealed class DovecotServer : IAsyncLifetime
         await client.ConnectAsync("127.0.0.1", Port, SecureSocketOptions.None);
         await client.AuthenticateAsync(Username, Password);
         return client;
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
-    private static string FindDovecot()
-    {
-        var candidates = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Append("/usr/sbin").Select(directory => Path.Combine(directory, "dovecot"));
-        return candidates.FirstOrDefault(File.Exists)
-            ?? throw new InvalidOperationException("dovecot not found on PATH or in /usr/sbin: apt-get install dovecot-imapd");
-    }
-
-    private static void Run(string program, params string[] arguments)
-    {
-        var start = new ProcessStartInfo(program) { RedirectStandardError = true };
-        foreach (var argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {program}");
-        process.WaitForExit();
-        if (process.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"{program} {string.Join(' ', arguments)} exited with {process.ExitCode}: {process.StandardError.ReadToEnd()}");
-        }
     }
 }
