@@ -1,3 +1,4 @@
+using System.Net;
 using Dapper;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
@@ -35,7 +36,7 @@ public sealed class PgBouncerTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task InstancesMigratePlanAndSendThroughItLeavingNothingHeldOrSet()
+    public async Task InstancesMigrateTakeSignupsPlanAndSendThroughItLeavingNothingHeldOrSet()
     {
         await _database.SaveDayAsync(Day, TestDatabase.LidarPaper);
         for (var i = 0; i < 10; i++)
@@ -61,8 +62,14 @@ public sealed class PgBouncerTests : IAsyncLifetime
 
         Assert.Equal(10, summary.Planned);
         await _database.WaitForSentDeliveriesAsync(10);
-        Assert.Equal(10, _smtp.Received.Count);
+        Assert.Equal(10, _smtp.Received.Count); // before the signup below adds its confirmation
         Assert.Equal(1, await _database.ScalarAsync<long>("SELECT count(*) FROM qrtz_scheduler_state WHERE sched_name = 'Subscriptions'"));
+        // A signup, its confirmation email (the outbox's worker) and its confirmation, through it as well.
+        using var web = app.CreatePlainClient();
+        Assert.Equal(HttpStatusCode.Accepted, (await web.SignUpAsync("newcomer@example.org", "lidar")).StatusCode);
+        var confirmation = await _smtp.WaitForMessageToAsync("newcomer@example.org");
+        Assert.Equal(HttpStatusCode.OK, (await web.GetAsync(TestApp.LinkIn(confirmation, "/subscriptions/confirm"))).StatusCode);
+        Assert.Equal("active", await _database.SubscriberStatusAsync("newcomer@example.org"));
         Assert.Equal(0, await SessionLocksHeldAsync());
         // Every server connection the pool holds, in turn: none keeps a setting the service changed.
         await using var client = new NpgsqlConnection($"{_bouncer.ConnectionString};Pooling=false");
