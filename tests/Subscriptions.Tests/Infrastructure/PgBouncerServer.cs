@@ -100,7 +100,7 @@ public sealed class PgBouncerServer : IAsyncDisposable
         await OpenServerConnectionsAsync();
     }
 
-    /// <summary>Server connections in the pool for the transactions of one client to go round (PgBouncer opens one per transaction at once).</summary>
+    /// <summary>Server connections in the pool for one client's transactions to go round (PgBouncer opens one for each transaction under way at once).</summary>
     private async Task OpenServerConnectionsAsync()
     {
         var clients = new List<NpgsqlConnection>();
