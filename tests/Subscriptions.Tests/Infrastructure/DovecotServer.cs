@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using MailKit;
 using MailKit.Net.Imap;
 using MailKit.Search;
@@ -40,7 +38,7 @@ public sealed class DovecotServer : IAsyncLifetime
         Port = LocalPrograms.FreePort();
         var mail = Path.Combine(_root, "mail");
         Directory.CreateDirectory(mail);
-        var isRoot = Environment.UserName == "root";
+        var isRoot = LocalPrograms.IsRoot;
         var (loginUser, internalUser, mailUser) = isRoot ? ("dovenull", "dovecot", "dovecot") : (Environment.UserName, Environment.UserName, Environment.UserName);
         if (isRoot)
         {
@@ -88,24 +86,7 @@ public sealed class DovecotServer : IAsyncLifetime
             start.ArgumentList.Add(argument);
         }
         _process = Process.Start(start) ?? throw new InvalidOperationException("Could not start dovecot");
-        await Eventually.TrueAsync(async () =>
-        {
-            if (_process.HasExited)
-            {
-                throw new InvalidOperationException(
-                    $"dovecot exited with {_process.ExitCode}: {await _process.StandardError.ReadToEndAsync()}\n{Log()}");
-            }
-            using var client = new TcpClient();
-            try
-            {
-                await client.ConnectAsync(IPAddress.Loopback, Port);
-                return true;
-            }
-            catch (SocketException)
-            {
-                return false;
-            }
-        }, $"dovecot to listen on 127.0.0.1:{Port}");
+        await LocalPrograms.WaitUntilListeningAsync(_process, Port, async () => $"{await _process.StandardError.ReadToEndAsync()}\n{Log()}");
 
         // The first login makes the user's Maildir, owned by the user the mail processes run as.
         using var client = await ConnectAsync();

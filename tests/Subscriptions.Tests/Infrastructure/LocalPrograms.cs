@@ -7,6 +7,9 @@ namespace Subscriptions.Tests.Infrastructure;
 /// <summary>What the fixtures that start one of Debian's servers (Dovecot, PgBouncer) share.</summary>
 internal static class LocalPrograms
 {
+    /// <summary>As root, the servers' own processes must run as another user: most refuse root.</summary>
+    public static bool IsRoot => Environment.UserName == "root";
+
     public static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
@@ -20,6 +23,32 @@ internal static class LocalPrograms
         var candidates = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Append("/usr/sbin").Select(directory => Path.Combine(directory, program));
         return candidates.FirstOrDefault(File.Exists)
             ?? throw new InvalidOperationException($"{program} not found on PATH or in /usr/sbin: apt-get install {package}");
+    }
+
+    /// <summary>
+    /// Waits until <paramref name="server"/> accepts connections on 127.0.0.1:<paramref name="port"/>; if it exits first, an
+    /// error with what <paramref name="diagnostics"/> finds (its stderr, its log).
+    /// </summary>
+    public static Task WaitUntilListeningAsync(Process server, int port, Func<Task<string>> diagnostics)
+    {
+        var name = Path.GetFileName(server.StartInfo.FileName);
+        return Eventually.TrueAsync(async () =>
+        {
+            if (server.HasExited)
+            {
+                throw new InvalidOperationException($"{name} exited with {server.ExitCode}: {await diagnostics()}");
+            }
+            using var client = new TcpClient();
+            try
+            {
+                await client.ConnectAsync(IPAddress.Loopback, port);
+                return true;
+            }
+            catch (SocketException)
+            {
+                return false;
+            }
+        }, $"{name} to listen on 127.0.0.1:{port}");
     }
 
     /// <summary>Runs <paramref name="program"/> to its end; an error with what it wrote to stderr if it failed.</summary>

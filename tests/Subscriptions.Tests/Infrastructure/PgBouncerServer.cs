@@ -1,7 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using Dapper;
 using Npgsql;
 
@@ -50,7 +47,7 @@ public sealed class PgBouncerServer : IAsyncDisposable
     {
         var port = LocalPrograms.FreePort();
         Directory.CreateDirectory(_root);
-        var isRoot = Environment.UserName == "root";
+        var isRoot = LocalPrograms.IsRoot;
         var config = Path.Combine(_root, "pgbouncer.ini");
         await File.WriteAllTextAsync(config, $"""
             [databases]
@@ -96,7 +93,7 @@ public sealed class PgBouncerServer : IAsyncDisposable
             MaxAutoPrepare = 0,
             MaxPoolSize = 20,
         }.ConnectionString;
-        await WaitUntilListeningAsync(port);
+        await LocalPrograms.WaitUntilListeningAsync(_process, port, LogAsync);
         await OpenServerConnectionsAsync();
     }
 
@@ -125,28 +122,6 @@ public sealed class PgBouncerServer : IAsyncDisposable
                 await client.DisposeAsync();
             }
         }
-    }
-
-    private async Task WaitUntilListeningAsync(int port)
-    {
-        for (var i = 0; i < 100; i++)
-        {
-            if (_process!.HasExited)
-            {
-                throw new InvalidOperationException($"pgbouncer exited with {_process.ExitCode}: {await LogAsync()}");
-            }
-            try
-            {
-                using var client = new TcpClient();
-                await client.ConnectAsync(IPAddress.Loopback, port);
-                return;
-            }
-            catch (SocketException)
-            {
-                await Task.Delay(50);
-            }
-        }
-        throw new InvalidOperationException($"pgbouncer did not start listening on {port.ToString(CultureInfo.InvariantCulture)}: {await LogAsync()}");
     }
 
     private async Task<string> LogAsync()
