@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using SmtpServer.Protocol;
 using Subscriptions.Digest;
 using Subscriptions.Papers;
+using Subscriptions.Subscribers;
 using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
@@ -267,7 +268,11 @@ public sealed class DigestTests : IAsyncLifetime
             ["Smtp__Security"] = "None",
             ["Smtp__Connections"] = "2",
             ["Digest__BatchSize"] = "3",
-            ["Digest__ClaimTimeout"] = "00:00:02",
+            // A claim must outlast the longest send (1 s, one retry at once: 2 s), and runs out soon after the crash.
+            ["Digest__ClaimTimeout"] = "00:00:03",
+            ["Smtp__Timeout"] = "00:00:01",
+            ["Smtp__Retries"] = "1",
+            ["Smtp__RetryDelay"] = "00:00:00",
         };
 
         using (var first = ServiceBinary.Start(["digest", "--date", "2026-11-25", "--no-ingest"], environment))
@@ -293,6 +298,109 @@ public sealed class DigestTests : IAsyncLifetime
         Assert.Contains("8 sent, 0 failed", second.Output);
         Assert.All(Enumerable.Range(0, subscribers), i => Assert.Single(_smtp.MessagesTo($"crash{i}@example.org")));
         Assert.Equal(subscribers, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status = 'sent'"));
+    }
+
+    [Fact]
+    public async Task ASenderWhoseClaimRanOutSendsNothingAnotherSenderHasTakenOver()
+    {
+        for (var i = 0; i < 6; i++)
+        {
+            await AddSubscriberAsync($"claimed{i}@example.org", "active", "lidar");
+        }
+        // One SMTP connection, two senders: the first to claim takes all six.
+        await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?> { ["Digest:BatchSize"] = "6", ["Smtp:Connections"] = "1" });
+        await app.Services.GetRequiredService<DigestRunner>().PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
+        _smtp.HoldAfter(1);
+        var counters = new SendCounters();
+
+        var sending = app.Services.GetRequiredService<DeliverySender>().SendDueAsync([Day], counters, CancellationToken.None);
+        await Eventually.TrueAsync(() => _smtp.Held == 1, "the server to hold the batch's second message");
+        // Meanwhile the batch's claim ran out (a throttled or slow batch can outlast Digest:ClaimTimeout), and another
+        // instance's sender claimed what was left of it.
+        await _database.ExecuteAsync("""
+            UPDATE deliveries d SET claimed_by = 'another-instance#1', claimed_until = now() + interval '10 minutes'
+            FROM subscribers s
+            WHERE s.id = d.subscriber_id AND d.status = 'sending' AND s.email <> @held
+            """, new { held = Assert.Single(_smtp.HeldRecipients) });
+        _smtp.AcceptHeld();
+        await sending.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(2, _smtp.Received.Count);
+        Assert.Equal(2, counters.Sent);
+        Assert.Equal(4, await _database.ScalarAsync<long>(
+            "SELECT count(*) FROM deliveries WHERE status = 'sending' AND claimed_by = 'another-instance#1'"));
+    }
+
+    [Fact]
+    public async Task MoreSendersThanTheDatabasePoolCanServeStillSendTheDay()
+    {
+        const int subscribers = 8;
+        for (var i = 0; i < subscribers; i++)
+        {
+            await AddSubscriberAsync($"pooled{i}@example.org", "active", "lidar");
+        }
+        // Four senders (two SMTP connections) and a pool of four: each sender held a connection for its pass and a claimed
+        // delivery, and the one that then loaded the day's papers waited for a fifth, until the pool's timeout failed the run.
+        var smallPool = new Npgsql.NpgsqlConnectionStringBuilder(_database.ConnectionString) { MaxPoolSize = 4 }.ConnectionString;
+        await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:Postgres"] = smallPool,
+            ["Smtp:Connections"] = "2",
+            ["Digest:BatchSize"] = "1",
+        });
+
+        var summary = await RunAsync(app).WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Equal((subscribers, 0), (summary.Sent, summary.Failed));
+        Assert.All(Enumerable.Range(0, subscribers), i => Assert.Single(_smtp.MessagesTo($"pooled{i}@example.org")));
+    }
+
+    [Fact]
+    public async Task ARelayRefusingTheSenderHoldsTheDigestBackAndChargesNoSubscriber()
+    {
+        await AddSubscriberAsync("blameless@example.org", "active", "lidar");
+        await using var app = new TestApp(_database, _smtp);
+        await app.Services.GetRequiredService<DigestRunner>().PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
+        _smtp.RefuseSenders(SmtpReplyCode.MailboxNameNotAllowed, "5.7.1 Sender address rejected: not owned by user");
+
+        var counters = new SendCounters();
+        await app.Services.GetRequiredService<DeliverySender>().SendDueAsync([Day], counters, CancellationToken.None);
+
+        Assert.Equal((0, 0, 1), (counters.Sent, counters.Failed, counters.Retrying));
+        var (status, error) = Assert.Single(await _database.QueryAsync<(string, string)>("SELECT status, last_error FROM deliveries"));
+        Assert.Equal("pending", status);
+        Assert.Contains("not owned by user", error);
+        Assert.Equal(0, await _database.ScalarAsync<int>("SELECT permanent_failures FROM subscribers WHERE email = 'blameless@example.org'"));
+
+        _smtp.RefuseSenders(null);
+        var summary = await RunAsync(app);
+        Assert.Equal((1, 0), (summary.Sent, summary.Failed));
+        Assert.Single(_smtp.MessagesTo("blameless@example.org"));
+    }
+
+    [Fact]
+    public async Task ARefusalWhileTheSubscriberIsBeingErasedIsRecordedWithoutADeadlock()
+    {
+        await AddSubscriberAsync("erased@example.org", "active", "lidar");
+        await using var app = new TestApp(_database, _smtp);
+        await app.Services.GetRequiredService<DigestRunner>().PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
+        var subscriberId = await _database.ScalarAsync<long>("SELECT id FROM subscribers WHERE email = 'erased@example.org'");
+        _smtp.HoldAfter(0);
+        var counters = new SendCounters();
+
+        var sending = app.Services.GetRequiredService<DeliverySender>().SendDueAsync([Day], counters, CancellationToken.None);
+        await Eventually.TrueAsync(() => _smtp.Held == 1, "the server to hold the digest");
+        // The erasure locks the subscriber's row, then waits for the send in flight (the sender's lock, sql/0017).
+        var erasing = app.Services.GetRequiredService<SubscriberData>().EraseAsync(subscriberId, CancellationToken.None);
+        await Eventually.TrueAsync(async () => await _database.ScalarAsync<long>("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") == 1,
+            "the erasure to wait for the send");
+        _smtp.DiscardHeld(SmtpReplyCode.MailboxUnavailable, "5.1.1 No such mailbox");
+
+        Assert.True(await erasing.WaitAsync(TimeSpan.FromSeconds(30)));
+        await sending.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal((0, 1), (counters.Sent, counters.Failed));
+        Assert.Equal(0, await _database.ScalarAsync<long>("SELECT count(*) FROM subscribers WHERE email = 'erased@example.org'"));
+        Assert.Equal(0, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries"));
     }
 
     private static Task<DigestSummary> RunAsync(TestApp app, DateOnly? day = null) =>

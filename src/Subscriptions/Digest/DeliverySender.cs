@@ -67,9 +67,33 @@ internal sealed class DeliverySender(
         var frontier = new ClaimFrontier(await OldestQueuedAsync(cancellationToken) - 1);
         // Two senders per SMTP connection: while one waits for the database to record its outcome,
         // the other has the connection. Each still has at most one message in flight.
-        var senders = Enumerable.Range(1, smtpOptions.Value.Connections * 2)
+        var senders = Enumerable.Range(1, SenderCount())
             .Select(n => SendLoopAsync(days?.ToArray(), $"{InstanceId}#{n}", frontier, counters, cancellationToken));
         await Task.WhenAll(senders);
+    }
+
+    /// <summary>Connections of the pool left to all but the senders: a day's papers, the run's own queries, the web, the workers.</summary>
+    private const int ConnectionsLeftToOthers = 4;
+
+    private int _senderCountLogged;
+
+    /// <summary>
+    /// Two senders per SMTP connection, as many as the database pool allows: each holds a connection for its whole pass, and
+    /// with every connection held the first sender to load a day's papers would wait for one that never came.
+    /// </summary>
+    private int SenderCount()
+    {
+        var wanted = smtpOptions.Value.Connections * 2;
+        var poolSize = new NpgsqlConnectionStringBuilder(dataSource.ConnectionString).MaxPoolSize;
+        var senders = Math.Clamp(poolSize - ConnectionsLeftToOthers, 1, wanted);
+        if (senders < wanted && Interlocked.Exchange(ref _senderCountLogged, 1) == 0)
+        {
+            logger.LogWarning(
+                "Sending with {Senders} senders, not {Wanted} (two per Smtp:Connections): the database pool has {PoolSize} connections and " +
+                "each sender holds one; raise Maximum Pool Size in the connection string to {Needed} for all of them",
+                senders, wanted, poolSize, wanted + ConnectionsLeftToOthers);
+        }
+        return senders;
     }
 
     /// <summary>
@@ -131,15 +155,18 @@ internal sealed class DeliverySender(
         // waits for the send in flight (one message) and nothing goes out after it. The lock is taken before the query,
         // whose snapshot then sees an erasure committed while it waited. (A key-share lock on the subscriber's row did
         // this, and wrote that row for every email.) An unsubscribe or suppression since the claim is seen here too.
-        static NpgsqlBatchCommand[] LockAndCheck() =>
+        // And the delivery must still be this sender's, for longer than the send can take: a claim runs out after
+        // Digest:ClaimTimeout (a throttled or slow batch can outlast it), and another sender may then have taken the row.
+        NpgsqlBatchCommand[] LockAndCheck() =>
         [
             new("BEGIN"),
             new(SubscriberDeletion.WaitForDeletionOfOne) { Parameters = { new NpgsqlParameter<long>() } },
             new("""
-                SELECT s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
+                SELECT s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key),
+                       d.status = 'sending' AND d.claimed_by = $2 AND d.claimed_until > $3
                 FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
                 WHERE d.id = $1
-                """) { Parameters = { new NpgsqlParameter<long>() } },
+                """) { Parameters = { new NpgsqlParameter<long>(), new NpgsqlParameter<string> { TypedValue = sender }, new NpgsqlParameter<DateTimeOffset>() } },
         ];
         static NpgsqlBatchCommand[] RecordSentAndCommit() =>
         [
@@ -172,20 +199,35 @@ internal sealed class DeliverySender(
             for (var i = 0; i < batch.Count; i++)
             {
                 var following = i + 1 < batch.Count ? batch[i + 1] : null;
-                var proceed = false;
-                if (!cancellationToken.IsCancellationRequested)
+                var outcome = SendOutcome.Stopping;
+                try
                 {
-                    (proceed, checkedAhead) = await SendOneAsync(connection, statements, batch[i], checkedAhead, following, counters);
-                }
-                else if (checkedAhead is not null)
-                {
-                    await checkedAhead.EndAsync(connection); // nothing was sent under it
-                }
-                if (!proceed)
-                {
-                    // Stopping, or the mail server is down: the rest of the batch goes back unsent.
-                    await ReleaseAsync(connection, batch.Skip(i + (cancellationToken.IsCancellationRequested ? 0 : 1)).Select(d => d.Id).ToArray());
                     if (!cancellationToken.IsCancellationRequested)
+                    {
+                        (outcome, checkedAhead) = await SendOneAsync(connection, sender, statements, batch[i], checkedAhead, following, counters);
+                    }
+                    else if (checkedAhead is not null)
+                    {
+                        await checkedAhead.EndAsync(connection); // nothing was sent under it
+                    }
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // The database failed this sender (its recorded outcomes are committed): what it had not sent is handed
+                    // back at once if the database lets it, rather than waiting for the claim to run out.
+                    await ReleaseQuietlyAsync(sender, batch.Skip(i + 1).Select(d => d.Id).ToArray());
+                    throw;
+                }
+                if (outcome != SendOutcome.Recorded)
+                {
+                    // Stopping, the mail server down, or the claim run short: this delivery and the rest go back unsent.
+                    await ReleaseAsync(connection, sender, batch.Skip(i).Select(d => d.Id).ToArray());
+                    if (outcome == SendOutcome.ClaimRunShort)
+                    {
+                        logger.LogInformation("{Sender}'s claim on {Count} deliveries ran short of the time a send can take; handed them back",
+                            sender, batch.Count - i);
+                    }
+                    if (outcome == SendOutcome.ServerDown)
                     {
                         await Task.Delay(smtpOptions.Value.BreakDuration, cancellationToken);
                     }
@@ -228,20 +270,34 @@ internal sealed class DeliverySender(
         return [.. rows.OrderBy(row => row.Id)];
     }
 
+    private enum SendOutcome
+    {
+        /// <summary>Sent, refused, failed or skipped, and recorded: on to the next.</summary>
+        Recorded,
+
+        /// <summary>Not tried, nothing recorded: the service is stopping.</summary>
+        Stopping,
+
+        /// <summary>Not tried, nothing recorded: the mail server is down (circuit open), and sending pauses.</summary>
+        ServerDown,
+
+        /// <summary>Not tried, nothing recorded: the delivery is no longer this sender's for as long as a send can take.</summary>
+        ClaimRunShort,
+    }
+
     /// <summary>
-    /// Sends one delivery and records what happened; false when the mail server is down and sending should pause. When it
-    /// was sent and the <paramref name="following"/> delivery is to be sent too, that one's check is asked in the same
-    /// round trip as the outcome is recorded, and returned.
+    /// Sends one delivery and records what happened. When it was sent and the <paramref name="following"/> delivery is to be
+    /// sent too, that one's check is asked in the same round trip as the outcome is recorded, and returned.
     /// </summary>
-    private async Task<(bool Proceed, StillWantedCheck? FollowingCheck)> SendOneAsync(
-        NpgsqlConnection connection, SendStatements statements, ClaimedDelivery delivery, StillWantedCheck? check, ClaimedDelivery? following,
-        SendCounters counters)
+    private async Task<(SendOutcome Outcome, StillWantedCheck? FollowingCheck)> SendOneAsync(
+        NpgsqlConnection connection, string sender, SendStatements statements, ClaimedDelivery delivery, StillWantedCheck? check,
+        ClaimedDelivery? following, SendCounters counters)
     {
         if (delivery.SubscriberStatus != "active")
         {
             await RecordSkippedAsync(connection, delivery.Id);
             counters.AddSkipped();
-            return (true, null);
+            return (SendOutcome.Recorded, null);
         }
 
         var planned = PlannedPaper.Deserialize(delivery.Papers);
@@ -249,7 +305,7 @@ internal sealed class DeliverySender(
         foreach (var paper in planned)
         {
             var day = paper.Day ?? delivery.Day;
-            var dayPapers = await _papersOfDay.GetOrAdd(day, day => new(() => LoadPapersAsync(day))).Value;
+            var dayPapers = await PapersOfDayAsync(day);
             if (dayPapers.TryGetValue(paper.PaperId, out var shown))
             {
                 papersShown[paper.PaperId] = shown;
@@ -258,7 +314,7 @@ internal sealed class DeliverySender(
         // Disposed once sent: MimeKit's messages, parts and contents have finalizers, and each undisposed one kept its email's
         // ~40 KB alive through a collection (every collection became a gen1 one, and ~11 % of the run was spent paused).
         using var message = emails.Render(delivery.Id, delivery.Email, delivery.SubscriberId, delivery.SubscriptionKey, delivery.Day, planned, papersShown);
-        check ??= new StillWantedCheck(statements.LockIfStillWanted, delivery.Id, delivery.SubscriberId);
+        check ??= new StillWantedCheck(statements.LockIfStillWanted, delivery.Id, delivery.SubscriberId, SendDeadline);
         bool sent;
         try
         {
@@ -268,29 +324,43 @@ internal sealed class DeliverySender(
         }
         catch (PermanentMailException e)
         {
-            await RecordPermanentFailureAsync(connection, delivery, e.Reply);
+            // The check's transaction (and its lock on the subscriber's erasure) ends first: recording the refusal writes
+            // the subscriber's row, which an erasure waiting on that lock holds locked, and the two would deadlock.
+            // Nothing reached the subscriber, so nothing needs the lock any more.
             await check.EndAsync(connection);
+            await RecordPermanentFailureAsync(connection, delivery, e.Reply);
             counters.AddFailed();
             metrics.EmailFailed("digest", "refused");
-            return (true, null);
+            return (SendOutcome.Recorded, null);
+        }
+        catch (BrokenCircuitException)
+        {
+            // Not tried (the relay is failing everyone): it costs the delivery no attempt, or an outage of a few hours
+            // would use up every delivery's attempts.
+            await check.EndAsync(connection);
+            return (SendOutcome.ServerDown, null);
         }
         catch (Exception e) when (e is not NpgsqlException && (e is not OperationCanceledException || e is Polly.Timeout.TimeoutRejectedException))
         {
-            var circuitOpen = e is BrokenCircuitException;
-            await RecordTransientFailureAsync(connection, delivery, circuitOpen ? "the mail server is unavailable (circuit open)" : e.Message, counters);
+            await RecordTransientFailureAsync(connection, delivery, e.Message, counters);
             await check.EndAsync(connection);
-            return (!circuitOpen, null);
+            return (SendOutcome.Recorded, null);
         }
 
         if (!sent)
         {
+            if (check.ClaimRunShort)
+            {
+                await check.EndAsync(connection);
+                return (SendOutcome.ClaimRunShort, null);
+            }
             if (check.DeliveryExists)
             {
                 await RecordSkippedAsync(connection, delivery.Id); // unsubscribed or suppressed since the claim
             }
             await check.EndAsync(connection); // otherwise erased with its subscriber: nothing left to record
             counters.AddSkipped();
-            return (true, null);
+            return (SendOutcome.Recorded, null);
         }
 
         // The outcome is committed at once, whether or not the next check rides with it: a message sent and not yet
@@ -302,7 +372,7 @@ internal sealed class DeliverySender(
         if (following is { SubscriberStatus: "active" } && !smtpOptions.Value.IsThrottled)
         {
             record = statements.RecordSentThenLockNext;
-            followingCheck = new StillWantedCheck(statements.LockIfStillWanted, following.Id, following.SubscriberId);
+            followingCheck = new StillWantedCheck(statements.LockIfStillWanted, following.Id, following.SubscriberId, SendDeadline);
         }
         record.BatchCommands[0].Parameters[0].Value = time.GetUtcNow();
         record.BatchCommands[0].Parameters[1].Value = message.MessageId;
@@ -317,8 +387,11 @@ internal sealed class DeliverySender(
         }
         counters.AddSent();
         metrics.EmailSent("digest");
-        return (true, followingCheck);
+        return (SendOutcome.Recorded, followingCheck);
     }
+
+    /// <summary>A delivery checked now must stay its sender's until then: the longest its send can take, retries and all.</summary>
+    private DateTimeOffset SendDeadline() => time.GetUtcNow() + smtpOptions.Value.LongestSend;
 
     private static Task RecordSkippedAsync(NpgsqlConnection connection, long deliveryId) => RecordAsync(connection, """
         DELETE FROM delivery_queue WHERE delivery_id = @id;
@@ -350,13 +423,19 @@ internal sealed class DeliverySender(
     /// The last-moment check of one delivery: the first ask opens the transaction (and takes the lock) that the
     /// delivery's recorded outcome commits; a retry of the same send asks again and gets the same answer.
     /// </summary>
-    private sealed class StillWantedCheck(NpgsqlBatch lockIfStillWanted, long deliveryId, long subscriberId)
+    private sealed class StillWantedCheck(NpgsqlBatch lockIfStillWanted, long deliveryId, long subscriberId, Func<DateTimeOffset> sendDeadline)
     {
         private bool _asked;
         private bool _wanted;
 
         /// <summary>False when the delivery was erased with its subscriber (known once asked).</summary>
         public bool DeliveryExists { get; private set; }
+
+        /// <summary>
+        /// The delivery is no longer its sender's, or not for as long as the send could take (known once asked): it was not
+        /// sent, and nothing is to be recorded for it.
+        /// </summary>
+        public bool ClaimRunShort { get; private set; }
 
         public async ValueTask<bool> AskAsync()
         {
@@ -372,12 +451,14 @@ internal sealed class DeliverySender(
         {
             batch.BatchCommands[^2].Parameters[0].Value = subscriberId;
             batch.BatchCommands[^1].Parameters[0].Value = deliveryId;
+            batch.BatchCommands[^1].Parameters[2].Value = sendDeadline();
             // Uncancelled, like the send it guards: the transaction it opens must end in a recorded outcome.
             await using var reader = await batch.ExecuteReaderAsync(CancellationToken.None);
             await reader.NextResultAsync(CancellationToken.None); // past the lock's row, to the check's
             _asked = true;
             DeliveryExists = await reader.ReadAsync(CancellationToken.None);
-            _wanted = DeliveryExists && reader.GetBoolean(0);
+            ClaimRunShort = DeliveryExists && !reader.GetBoolean(1);
+            _wanted = DeliveryExists && !ClaimRunShort && reader.GetBoolean(0);
         }
 
         /// <summary>Commits what was recorded since the check (nothing to do if it was never asked).</summary>
@@ -428,13 +509,44 @@ internal sealed class DeliverySender(
         logger.LogWarning("Delivery {DeliveryId} failed (attempt {Attempt}), retrying in {Delay}: {Error}", delivery.Id, attempts, delay, error);
     }
 
-    private static Task ReleaseAsync(NpgsqlConnection connection, long[] ids) => ids.Length == 0
+    // Only what is still this sender's: a row whose claim ran out may be another sender's by now, and in flight there.
+    private static Task ReleaseAsync(NpgsqlConnection connection, string sender, long[] ids) => ids.Length == 0
         ? Task.CompletedTask
-        : RecordAsync(connection, "UPDATE deliveries SET status = 'pending', claimed_until = NULL WHERE id = ANY(@ids) AND status = 'sending'", new { ids });
+        : RecordAsync(connection,
+            "UPDATE deliveries SET status = 'pending', claimed_until = NULL WHERE id = ANY(@ids) AND status = 'sending' AND claimed_by = @sender",
+            new { ids, sender });
+
+    private async Task ReleaseQuietlyAsync(string sender, long[] ids)
+    {
+        try
+        {
+            await using var connection = await dataSource.OpenConnectionAsync(CancellationToken.None);
+            await ReleaseAsync(connection, sender, ids);
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
+        {
+            logger.LogWarning(e, "Could not hand back {Count} claimed deliveries; they are claimed again once the claim runs out", ids.Length);
+        }
+    }
 
     // Outcomes are recorded even while shutting down: the message is already with the server.
     private static Task RecordAsync(NpgsqlConnection connection, string sql, object parameters) =>
         connection.ExecuteAsync(new CommandDefinition(sql, parameters, cancellationToken: CancellationToken.None));
+
+    /// <summary>A day's papers, loaded once a pass for all its senders; a load that failed is not kept, and the next asks again.</summary>
+    private async Task<Dictionary<long, DayPaper>> PapersOfDayAsync(DateOnly day)
+    {
+        var load = _papersOfDay.GetOrAdd(day, day => new(() => LoadPapersAsync(day)));
+        try
+        {
+            return await load.Value;
+        }
+        catch
+        {
+            _papersOfDay.TryRemove(KeyValuePair.Create(day, load));
+            throw;
+        }
+    }
 
     private async Task<Dictionary<long, DayPaper>> LoadPapersAsync(DateOnly day) =>
         (await papers.PapersOfDayAsync(day, CancellationToken.None)).ToDictionary(paper => paper.Id);

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Options;
 using Subscriptions.Database;
 using Subscriptions.Email;
 using Subscriptions.Infrastructure;
@@ -15,6 +16,7 @@ internal static class DigestExtensions
     {
         services.AddDatabase().AddEmail().AddLinks().AddPapers().AddMatching().AddServiceMetrics();
         services.AddSection<DigestOptions>(DigestOptions.Section);
+        services.AddSingleton<IValidateOptions<DigestOptions>, ClaimOutlastsSendValidator>();
         services.AddSingleton<DigestEmails>();
         services.AddSingleton<DeliveryPlanner>();
         services.AddSingleton<DeliverySender>();

@@ -1,4 +1,6 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
+using Subscriptions.Email;
 
 namespace Subscriptions.Digest;
 
@@ -66,5 +68,24 @@ internal sealed class DigestOptions : IValidatableObject
                 $"\"{Schedule}\" is not a Quartz cron expression (seconds minutes hours day-of-month month day-of-week)",
                 [nameof(Schedule)]);
         }
+    }
+}
+
+/// <summary>
+/// A sender sends a claimed delivery only while its claim will outlast the send (DeliverySender's check): a claim shorter
+/// than the longest send would never let one go.
+/// </summary>
+internal sealed class ClaimOutlastsSendValidator(IOptions<SmtpOptions> smtp) : IValidateOptions<DigestOptions>
+{
+    public ValidateOptionsResult Validate(string? name, DigestOptions options)
+    {
+        var longestSend = smtp.Value.LongestSend;
+        return options.ClaimTimeout > longestSend
+            ? ValidateOptionsResult.Success
+            : ValidateOptionsResult.Fail(
+                $"{DigestOptions.Section}:{nameof(DigestOptions.ClaimTimeout)} ({options.ClaimTimeout}) must be longer than the longest one send " +
+                $"can take with these {SmtpOptions.Section} settings ({longestSend}: {nameof(SmtpOptions.Timeout)} × ({nameof(SmtpOptions.Retries)} + 1), " +
+                $"and {nameof(SmtpOptions.Retries)} waits of up to {nameof(SmtpOptions.RetryDelay)} × 2^{nameof(SmtpOptions.Retries)}), " +
+                "or a claimed delivery could be taken by another sender while it is being sent");
     }
 }

@@ -24,10 +24,12 @@ internal static class EmailExtensions
         services.AddResiliencePipeline(SmtpMailSender.PipelineName, (builder, context) =>
         {
             var smtp = context.ServiceProvider.GetRequiredService<IOptions<SmtpOptions>>().Value;
-            // Transient: a 4xx reply, a dropped or refused connection, a timeout. A 5xx reply is the
-            // server's final word on that message and is neither retried nor held against the server.
+            // Transient: a 4xx reply, a dropped or refused connection, a timeout, and a 5xx reply that is about the relay
+            // or this service's setup rather than the recipient (see SmtpMailSender.IsRecipientsRefusal). A 5xx reply to
+            // the recipient or the message is the server's final word on that message: neither retried nor held against
+            // the server.
             var transient = new PredicateBuilder()
-                .Handle<SmtpCommandException>(e => (int)e.StatusCode is >= 400 and < 500)
+                .Handle<SmtpCommandException>(e => (int)e.StatusCode is >= 400 and < 500 || !SmtpMailSender.IsRecipientsRefusal(e))
                 .Handle<SmtpProtocolException>()
                 .Handle<ServiceNotConnectedException>()
                 .Handle<IOException>()
@@ -42,6 +44,7 @@ internal static class EmailExtensions
                     Delay = smtp.RetryDelay,
                     BackoffType = DelayBackoffType.Exponential,
                     UseJitter = true,
+                    MaxDelay = smtp.LongestRetryDelay, // jitter can draw past it; a send's longest time (claims outlast it) counts on it
                 });
             }
             // While the server keeps failing, calls fail at once (BrokenCircuitException) and senders

@@ -65,6 +65,12 @@ internal sealed class SmtpOptions : IValidatableObject
 
     public bool IsThrottled => MaxPerSecond > 0;
 
+    /// <summary>The longest wait before a retry: the first delay doubled once per retry (jitter stays under it).</summary>
+    public TimeSpan LongestRetryDelay => RetryDelay * Math.Pow(2, Retries);
+
+    /// <summary>The longest one message's send can take: every attempt timing out, and the waits between them.</summary>
+    public TimeSpan LongestSend => Timeout * (Retries + 1) + LongestRetryDelay * Retries;
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (!string.IsNullOrEmpty(Username) && string.IsNullOrEmpty(Password))

@@ -23,7 +23,8 @@ internal interface IMailSender
 {
     /// <summary>
     /// Hands the message to the mail system, retrying transient failures; false when <paramref name="stillWanted"/>
-    /// said no. Throws <see cref="PermanentMailException"/> when the server refuses it for good (a 5xx reply).
+    /// said no. Throws <see cref="PermanentMailException"/> when the server refuses it for good (a 5xx reply to the recipient or
+    /// the message; see <see cref="SmtpMailSender.IsRecipientsRefusal"/>).
     /// </summary>
     Task<bool> SendAsync(MimeMessage message, StillWanted? stillWanted, CancellationToken cancellationToken);
 
@@ -152,11 +153,21 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
                 static async (state, token) => await state.sender.SendOnceAsync(state.message, state.returnPath, state.stillWanted, token),
                 (sender: this, message, returnPath, stillWanted), cancellationToken);
         }
-        catch (SmtpCommandException e) when ((int)e.StatusCode >= 500)
+        catch (SmtpCommandException e) when (IsRecipientsRefusal(e))
         {
             throw new PermanentMailException($"{(int)e.StatusCode} {e.Message}", e);
         }
     }
+
+    /// <summary>
+    /// A 5xx reply to the recipient (RCPT TO) or to the message itself (after DATA): the recipient's address or mail
+    /// server will not take it, and it counts against the subscriber. A 5xx reply anywhere else (to MAIL FROM, such as
+    /// "553 sender not owned by user" or "530 must issue STARTTLS first", or to DATA itself) is the relay refusing this
+    /// service, the same for every recipient: treated as the relay failing, so that it pauses sending rather than
+    /// failing, and bouncing, every subscriber of the day.
+    /// </summary>
+    public static bool IsRecipientsRefusal(SmtpCommandException e) =>
+        (int)e.StatusCode >= 500 && e.ErrorCode is SmtpErrorCode.RecipientNotAccepted or SmtpErrorCode.MessageNotAccepted;
 
     private async Task<bool> SendOnceAsync(MimeMessage message, MailboxAddress returnPath, StillWanted? stillWanted, CancellationToken cancellationToken)
     {

@@ -24,6 +24,8 @@ public sealed class TestSmtpServer : IAsyncDisposable
     private readonly object _holdLock = new();
     private int? _holdAfter;
     private bool _acceptHeld;
+    private SmtpResponse _heldReply = new(SmtpReplyCode.ServiceUnavailable, "Held by the test and not accepted");
+    private volatile SmtpResponse? _senderRefusal;
     private TaskCompletionSource? _heldRelease;
     private int _held;
     private readonly ConcurrentQueue<string> _heldRecipients = new();
@@ -92,7 +94,7 @@ public sealed class TestSmtpServer : IAsyncDisposable
     /// <summary>The envelope sender (MAIL FROM) the message came with.</summary>
     public string EnvelopeSenderOf(MimeMessage message) => _envelopeSenders[message];
 
-    /// <summary>Messages beyond the first <paramref name="accepted"/> are held unanswered until <see cref="DiscardHeld"/>.</summary>
+    /// <summary>Messages beyond the first <paramref name="accepted"/> are held unanswered until <see cref="DiscardHeld()"/>.</summary>
     public void HoldAfter(int accepted)
     {
         lock (_holdLock)
@@ -107,15 +109,25 @@ public sealed class TestSmtpServer : IAsyncDisposable
     /// <summary>The envelope recipients of the messages held so far, in the order they arrived.</summary>
     public IReadOnlyList<string> HeldRecipients => [.. _heldRecipients];
 
-    /// <summary>Answers every held message with 451 (not accepted) and stops holding.</summary>
-    public void DiscardHeld()
+    /// <summary>Answers every held message with 421 (not accepted, try again) and stops holding.</summary>
+    public void DiscardHeld() => DiscardHeld(SmtpReplyCode.ServiceUnavailable, "Held by the test and not accepted");
+
+    /// <summary>Answers every held message with this reply (not accepted) and stops holding.</summary>
+    public void DiscardHeld(SmtpReplyCode code, string text)
     {
         lock (_holdLock)
         {
             _holdAfter = null;
+            _heldReply = new SmtpResponse(code, text);
             _heldRelease?.TrySetResult();
         }
     }
+
+    /// <summary>
+    /// While set, every MAIL FROM gets this reply, as from a relay that will not take mail from this sender (a 553 for an
+    /// address it does not own, a 530 demanding STARTTLS); null accepts senders again.
+    /// </summary>
+    public void RefuseSenders(SmtpReplyCode? code, string text = "") => _senderRefusal = code is { } reply ? new SmtpResponse(reply, text) : null;
 
     /// <summary>Accepts every held message (as if the server had only been slow) and stops holding.</summary>
     public void AcceptHeld()
@@ -159,6 +171,7 @@ public sealed class TestSmtpServer : IAsyncDisposable
         listeners.EndpointStarted += (_, _) => listening.TrySetResult();
         var services = new SmtpServer.ComponentModel.ServiceProvider();
         services.Add(new Store(this));
+        services.Add(new SenderFilter(this));
         services.Add(listeners);
         _server = new SmtpServer.SmtpServer(options, services);
         _server.SessionCompleted += (_, _) => Interlocked.Increment(ref _sessionsEnded);
@@ -204,6 +217,12 @@ public sealed class TestSmtpServer : IAsyncDisposable
         }
     }
 
+    private sealed class SenderFilter(TestSmtpServer server) : MailboxFilter
+    {
+        public override Task<bool> CanAcceptFromAsync(ISessionContext context, SmtpServer.Mail.IMailbox from, int size, CancellationToken cancellationToken) =>
+            server._senderRefusal is { } refusal ? throw new SmtpResponseException(refusal) : Task.FromResult(true);
+    }
+
     private sealed class Store(TestSmtpServer server) : MessageStore
     {
         public override async Task<SmtpResponse> SaveAsync(
@@ -235,7 +254,10 @@ public sealed class TestSmtpServer : IAsyncDisposable
                 await hold;
                 if (!server._acceptHeld)
                 {
-                    return new SmtpResponse(SmtpReplyCode.ServiceUnavailable, "Held by the test and not accepted");
+                    lock (server._holdLock)
+                    {
+                        return server._heldReply;
+                    }
                 }
                 lock (server._holdLock)
                 {
