@@ -125,6 +125,94 @@ public sealed class BounceMailboxTests(TestDatabase database, DovecotServer dove
     }
 
     [Fact]
+    public async Task AReportReadAgainAfterItsMoveFailedIsNotCountedAgain()
+    {
+        // A mailbox and database of its own: the counts below must be this test's alone.
+        var ownDatabase = new TestDatabase();
+        await ownDatabase.InitializeAsync();
+        var ownDovecot = new DovecotServer();
+        await ownDovecot.InitializeAsync();
+        try
+        {
+            await ownDatabase.AddSubscriberAsync("yahoo-soft@example.org", "active", null, "lidar");
+            await ownDatabase.AddSubscriberAsync("exim-hard@example.org", "active", null, "lidar");
+            // Two soft bounces: counted once each, one short of Bounces:SoftBounceLimit (3).
+            foreach (var sample in new[] { "yahoo-deferred.eml", "yahoo-deferred.eml", "exim-rejected.eml" })
+            {
+                ownDovecot.Deliver(Path.Combine(Samples, sample));
+            }
+            // The connection drops as each round moves what it recorded, as an IMAP server's timeout or restart would do.
+            await using var proxy = new ImapMoveDroppingProxy(ownDovecot.Port);
+            var settings = new Dictionary<string, string?>(ownDovecot.Settings)
+            {
+                ["Bounces:Imap:Port"] = proxy.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["Bounces:PollInterval"] = "00:00:00.050",
+            };
+            await using var app = new TestApp(ownDatabase, settings: settings);
+
+            await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
+            Assert.True(proxy.DroppedMoves >= 2, $"{proxy.DroppedMoves} move(s) dropped");
+            Assert.Empty(await ownDovecot.SubjectsAsync("Processed"));
+            proxy.LetMovesThrough();
+            await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
+
+            Assert.Equal(3, (await ownDovecot.SubjectsAsync("Processed")).Count);
+            Assert.Empty(await ownDovecot.SubjectsAsync("INBOX"));
+            Assert.Equal(2, await ownDatabase.ScalarAsync<long>("SELECT count(*) FROM bounce_events WHERE email = 'yahoo-soft@example.org' AND kind = 'soft'"));
+            Assert.Equal("active", await ownDatabase.SubscriberStatusAsync("yahoo-soft@example.org"));
+            Assert.Equal(1, await ownDatabase.ScalarAsync<long>("SELECT count(*) FROM bounce_events WHERE email = 'exim-hard@example.org'"));
+            Assert.Equal("bounced", await ownDatabase.SubscriberStatusAsync("exim-hard@example.org"));
+            Assert.Equal(["exim-hard@example.org"], await ownDatabase.QueryAsync<string>("SELECT email FROM suppressions"));
+
+            // Once the reports are out of the folder, the round after forgets them: their UIDs cannot come back.
+            await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
+            Assert.Equal(0, await ownDatabase.ScalarAsync<long>("SELECT count(*) FROM bounce_reports"));
+        }
+        finally
+        {
+            await ownDovecot.DisposeAsync();
+            await ownDatabase.DisposeAsync();
+            await PostgresServer.DropDatabaseAsync(ownDatabase.ConnectionString);
+        }
+    }
+
+    [Fact]
+    public async Task AReportNamingAnAddressWithANulIsLeftAndCountedAndTheRoundGoesOn()
+    {
+        var ownDatabase = new TestDatabase();
+        await ownDatabase.InitializeAsync();
+        var ownDovecot = new DovecotServer();
+        await ownDovecot.InitializeAsync();
+        var withNul = Path.Combine(Path.GetTempPath(), $"subscriptions-nul-recipient-{Guid.NewGuid():N}.eml");
+        try
+        {
+            await ownDatabase.AddSubscriberAsync("exim-hard@example.org", "active", null, "lidar");
+            // Decoded, the recipient is "yahoo-soft\0@example.org": PostgreSQL refused it, and with it the whole chunk, every round.
+            var sample = await File.ReadAllTextAsync(Path.Combine(Samples, "yahoo-deferred.eml"));
+            await File.WriteAllTextAsync(withNul, sample.Replace(
+                "Original-Recipient: rfc822;yahoo-soft@example.org", "Original-Recipient: rfc822;=?utf-8?q?yahoo-soft=00?=@example.org", StringComparison.Ordinal));
+            ownDovecot.Deliver(withNul);
+            ownDovecot.Deliver(Path.Combine(Samples, "exim-rejected.eml"));
+            await using var app = new TestApp(ownDatabase, settings: new Dictionary<string, string?>(ownDovecot.Settings) { ["Bounces:PollInterval"] = "00:00:00.050" });
+
+            await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
+
+            Assert.Equal("bounced", await ownDatabase.SubscriberStatusAsync("exim-hard@example.org"));
+            Assert.Equal(1, await ownDatabase.ScalarAsync<long>("SELECT count(*) FROM bounce_events"));
+            Assert.Single(await ownDovecot.SubjectsAsync("Processed"));
+            Assert.Single(await ownDovecot.SubjectsAsync("INBOX"));
+            Assert.Equal(1, app.Services.GetRequiredService<BounceMailbox>().UnreadableCount);
+        }
+        finally
+        {
+            File.Delete(withNul);
+            await ownDovecot.DisposeAsync();
+            await ownDatabase.DisposeAsync();
+            await PostgresServer.DropDatabaseAsync(ownDatabase.ConnectionString);
+        }
+    }
+
+    [Fact]
     public async Task NoImapHostMeansNoMailboxReader()
     {
         await using var app = new TestApp(database);

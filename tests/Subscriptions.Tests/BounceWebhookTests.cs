@@ -220,6 +220,29 @@ public sealed class BounceWebhookTests(TestDatabase database) : IClassFixture<Te
         Assert.Equal(0, await database.ScalarAsync<long>("SELECT count(*) FROM bounce_events WHERE email = 'x@example.org'"));
     }
 
+    // Each of these once made the endpoint throw (a 500): a property read from a value that is no object, or text
+    // PostgreSQL cannot store (a NUL) or .NET cannot read (a lone surrogate).
+    [Theory]
+    [InlineData("""{"notificationType":"Bounce","bounce":1}""")]
+    [InlineData("""{"notificationType":"Bounce","bounce":"x"}""")]
+    [InlineData("""{"notificationType":"Complaint","complaint":[]}""")]
+    [InlineData("""{"Type":"Notification","Message":"{\"notificationType\":\"Bounce\",\"bounce\":[1]}"}""")]
+    [InlineData("""{"type":"bounce","email":"x\u0000@example.org","status":"5.1.1"}""")]
+    [InlineData("""{"type":"bounce","email":"x@example.org","status":"5.1.1\u0000"}""")]
+    [InlineData("""{"type":"complaint","email":"x@example.org","messageId":"<a\u0000@example.org>"}""")]
+    [InlineData("""{"RecordType":"Bounce","Type":"HardBounce","Email":"x\u0000@example.org"}""")]
+    [InlineData("""{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bouncedRecipients":[{"emailAddress":"x@example.org","status":"5.1.1\u0000"}]}}""")]
+    [InlineData("""{"type":"bounce","email":"x\ud800@example.org","status":"5.1.1"}""")]
+    [InlineData("""{"type":"complaint","email":"x@example.org","messageId":"\udc00"}""")]
+    public async Task ASignedBodyWithValuesOfTheWrongShapeOrUnstorableTextIs400AndChangesNothing(string body)
+    {
+        var response = await PostAsync(body);
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(0, await database.ScalarAsync<long>("SELECT count(*) FROM bounce_events WHERE email LIKE 'x%@example.org'"));
+    }
+
     [Fact]
     public async Task ABodyOver16KiBIs413()
     {

@@ -16,9 +16,10 @@ namespace Subscriptions.Bounces;
 internal sealed record MailboxRound(int Processed, int Unreadable, IReadOnlyList<string> Suppressed);
 
 /// <summary>
-/// Reads the bounce mailbox over IMAP: every report it can read is recorded (one transaction for the
-/// whole round) and then moved to <c>Bounces:ProcessedFolder</c>. A message it cannot read stays where
-/// it is for a person to look at; it is logged and counted once, and not fetched again.
+/// Reads the bounce mailbox over IMAP: the reports it can read are recorded, one transaction for each chunk of
+/// <see cref="MessagesPerTransaction"/> messages, and then moved to <c>Bounces:ProcessedFolder</c>. A report read
+/// again because its move failed, or the process stopped before it, is not recorded again. A message it cannot read
+/// stays where it is for a person to look at; it is logged and counted once, and not fetched again.
 /// </summary>
 internal sealed class BounceMailbox(
     NpgsqlDataSource dataSource, SuppressionStore store, ReturnPaths returnPaths, IOptions<BouncesOptions> options, IMeterFactory meters,
@@ -63,8 +64,10 @@ internal sealed class BounceMailbox(
         await inbox.OpenAsync(FolderAccess.ReadWrite, cancellationToken);
         var processedFolder = await ProcessedFolderAsync(client, settings.ProcessedFolder, cancellationToken);
 
-        var unseen = (await inbox.SearchAsync(SearchQuery.All, cancellationToken))
-            .Where(uid => !_unreadable.ContainsKey((inbox.UidValidity, uid.Id)));
+        var mailbox = $"{settings.Imap.Username}@{settings.Imap.Host}/{inbox.FullName}";
+        var inFolder = await inbox.SearchAsync(SearchQuery.All, cancellationToken);
+        await store.ForgetReportsGoneFromAsync(mailbox, inbox.UidValidity, [.. inFolder.Select(uid => uid.Id)], cancellationToken);
+        var unseen = inFolder.Where(uid => !_unreadable.ContainsKey((inbox.UidValidity, uid.Id)));
         int processed = 0, newlyUnreadable = 0;
         var suppressed = new List<string>();
         // In chunks, so a backlog of thousands is neither held in memory at once nor recorded in one transaction.
@@ -77,7 +80,8 @@ internal sealed class BounceMailbox(
                 if (await ReadAsync(inbox, uid, cancellationToken) is { } found)
                 {
                     read.Add(uid);
-                    events.AddRange(found);
+                    var report = new MailboxMessage(mailbox, inbox.UidValidity, uid.Id);
+                    events.AddRange(found.Select(bounce => bounce with { Report = report }));
                 }
                 else if (_unreadable.TryAdd((inbox.UidValidity, uid.Id), true))
                 {

@@ -12,8 +12,16 @@ internal enum BounceKind
 /// <summary>
 /// One bounce or complaint. Who it is about: the Message-ID of the email that bounced, when the report
 /// returned it, else the address it was sent to. <see cref="Status"/> is the RFC 3463 code when known.
+/// <see cref="Report"/> is the message in the bounce mailbox it was read from (none for a webhook's).
 /// </summary>
-internal sealed record BounceEvent(BounceKind Kind, string? Recipient, string? OriginalMessageId = null, string? Status = null);
+internal sealed record BounceEvent(
+    BounceKind Kind, string? Recipient, string? OriginalMessageId = null, string? Status = null, MailboxMessage? Report = null);
+
+/// <summary>
+/// Where a report was read: the bounce mailbox's folder (<c>Username@Host/Folder</c>), its UIDVALIDITY and the message's
+/// UID, which together name that one message for good (RFC 9051).
+/// </summary>
+internal sealed record MailboxMessage(string Mailbox, uint UidValidity, uint Uid);
 
 /// <summary>
 /// Reads the reports mail servers send back: delivery status notifications (RFC 3464,
@@ -25,9 +33,17 @@ internal static class BounceReports
     /// <summary>
     /// The bounces and complaints a report holds (none for a delay warning or a report of another kind
     /// of feedback), or null when the message is not a report that can be read: not a
-    /// <c>multipart/report</c>, or one without the fields that say what happened.
+    /// <c>multipart/report</c>, one without the fields that say what happened, or one whose address or
+    /// Message-ID holds a NUL (an encoded word can carry one), which PostgreSQL's text cannot.
     /// </summary>
     public static IReadOnlyList<BounceEvent>? Read(MimeMessage message)
+    {
+        var events = ReadReport(message);
+        return events?.Any(e => e.Recipient?.Contains('\0', StringComparison.Ordinal) == true
+            || e.OriginalMessageId?.Contains('\0', StringComparison.Ordinal) == true) == true ? null : events;
+    }
+
+    private static IReadOnlyList<BounceEvent>? ReadReport(MimeMessage message)
     {
         if (FindReport(message.Body) is not { } report)
         {

@@ -96,6 +96,10 @@ internal static class BounceWebhook
         {
             return ([], "the body is not JSON", null);
         }
+        catch (UnstorableTextException e)
+        {
+            return ([], e.Message, null);
+        }
     }
 
     private static (List<BounceEvent>, string?) ReadGeneric(JsonElement item)
@@ -174,18 +178,34 @@ internal static class BounceWebhook
         switch (Text(ses, "notificationType") ?? Text(ses, "eventType"))
         {
             case "Bounce":
+                if (!ses.TryGetProperty("bounce", out var bounce))
+                {
+                    return ([], null);
+                }
+                if (bounce.ValueKind != JsonValueKind.Object)
+                {
+                    return ([], "\"bounce\" must be an object");
+                }
                 // "Undetermined" bounces say nothing about the address.
-                BounceKind? kind = ses.TryGetProperty("bounce", out var bounce) ? Text(bounce, "bounceType") switch
+                BounceKind? kind = Text(bounce, "bounceType") switch
                 {
                     "Permanent" => BounceKind.Hard,
                     "Transient" => BounceKind.Soft,
                     _ => null,
-                } : null;
+                };
                 return kind is { } bounced
                     ? SesRecipients(bounce, "bouncedRecipients", recipient => new BounceEvent(bounced, Text(recipient, "emailAddress"), messageId, Text(recipient, "status")))
                     : ([], null);
             case "Complaint":
-                if (!ses.TryGetProperty("complaint", out var complaint) || Text(complaint, "complaintFeedbackType") == "not-spam")
+                if (!ses.TryGetProperty("complaint", out var complaint))
+                {
+                    return ([], null);
+                }
+                if (complaint.ValueKind != JsonValueKind.Object)
+                {
+                    return ([], "\"complaint\" must be an object");
+                }
+                if (Text(complaint, "complaintFeedbackType") == "not-spam")
                 {
                     return ([], null);
                 }
@@ -207,6 +227,30 @@ internal static class BounceWebhook
         return ([.. recipients.EnumerateArray().Select(toEvent)], null);
     }
 
-    private static string? Text(JsonElement item, string name) =>
-        item.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+    /// <summary>
+    /// A string property of an object, or null when it has none. A string no database column can hold is the
+    /// sender's error, not a missing value: a NUL (PostgreSQL's text cannot hold one) or an escaped lone surrogate
+    /// (not text at all; <see cref="JsonElement.GetString"/> refuses it).
+    /// </summary>
+    private static string? Text(JsonElement item, string name)
+    {
+        if (item.ValueKind != JsonValueKind.Object || !item.TryGetProperty(name, out var value) || value.ValueKind != JsonValueKind.String)
+        {
+            return null;
+        }
+        string text;
+        try
+        {
+            text = value.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            throw new UnstorableTextException($"\"{name}\" holds an unpaired surrogate (\\ud800-\\udfff), which is not text");
+        }
+        return text.Contains('\0', StringComparison.Ordinal)
+            ? throw new UnstorableTextException($"\"{name}\" must not contain a NUL character (\\u0000)")
+            : text;
+    }
+
+    private sealed class UnstorableTextException(string message) : Exception(message);
 }

@@ -9,8 +9,11 @@ namespace Subscriptions.Bounces;
 
 internal sealed record Suppression(string Email, string Reason, string? Detail, DateTime CreatedAt);
 
-/// <summary>What recording a batch of events did: the addresses now suppressed, and the events that named no one.</summary>
-internal sealed record BounceOutcome(IReadOnlyList<string> Suppressed, int Unmatched);
+/// <summary>
+/// What recording a batch of events did: the addresses now suppressed, the events that named no one, and those left
+/// out because their report had been recorded before.
+/// </summary>
+internal sealed record BounceOutcome(IReadOnlyList<string> Suppressed, int Unmatched, int RecordedBefore);
 
 /// <summary>
 /// Bounces, complaints and the suppression list. Every address is kept by its key, as subscribers are
@@ -25,17 +28,19 @@ internal sealed partial class SuppressionStore(NpgsqlDataSource dataSource, IOpt
     /// <summary>
     /// Records a batch of events and acts on them in one transaction: a hard bounce suppresses the address
     /// and marks its subscriber bounced; <c>Bounces:SoftBounceLimit</c> soft bounces within
-    /// <c>Bounces:SoftBounceWindow</c> do the same; a complaint suppresses it and unsubscribes at once.
+    /// <c>Bounces:SoftBounceWindow</c> do the same; a complaint suppresses it and unsubscribes at once. The events of a
+    /// mailbox report recorded before (read again because it could not be moved away) are left out.
     /// </summary>
-    public async Task<BounceOutcome> RecordAsync(IReadOnlyList<BounceEvent> events, string source, CancellationToken cancellationToken)
+    public async Task<BounceOutcome> RecordAsync(IReadOnlyList<BounceEvent> received, string source, CancellationToken cancellationToken)
     {
-        if (events.Count == 0)
+        if (received.Count == 0)
         {
-            return new BounceOutcome([], 0);
+            return new BounceOutcome([], 0, 0);
         }
         var now = time.GetUtcNow();
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        var events = await FirstRecordedAsync(received, now, connection, transaction, cancellationToken);
 
         // Whom each event is about: the subscriber the returned Message-ID was sent to, else the
         // recipient address it names. One pass for the whole batch.
@@ -119,6 +124,7 @@ internal sealed partial class SuppressionStore(NpgsqlDataSource dataSource, IOpt
         await transaction.CommitAsync(cancellationToken);
 
         var unmatched = events.Count - ids.Length;
+        var recordedBefore = received.Count - events.Count;
         foreach (var email in suppressed)
         {
             logger.LogInformation("Suppressed {Email} after a {Source} bounce or complaint", email, source);
@@ -127,7 +133,62 @@ internal sealed partial class SuppressionStore(NpgsqlDataSource dataSource, IOpt
         {
             logger.LogWarning("{Count} {Source} bounce(s) or complaint(s) named no recipient and no message of ours", unmatched, source);
         }
-        return new BounceOutcome(suppressed, unmatched);
+        if (recordedBefore > 0)
+        {
+            logger.LogInformation("{Count} {Source} bounce(s) or complaint(s) were recorded before, their report read again; not counted again", recordedBefore, source);
+        }
+        return new BounceOutcome(suppressed, unmatched, recordedBefore);
+    }
+
+    /// <summary>
+    /// The events to record: those whose report is recorded now for the first time, and those that came in no report
+    /// (the webhook's). Part of the caller's transaction, so a report counts as recorded exactly when its events are.
+    /// </summary>
+    private static async Task<IReadOnlyList<BounceEvent>> FirstRecordedAsync(
+        IReadOnlyList<BounceEvent> events, DateTimeOffset now, NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken)
+    {
+        var reports = events.Select(e => e.Report).OfType<MailboxMessage>().Distinct().ToArray();
+        if (reports.Length == 0)
+        {
+            return events;
+        }
+        // A reader recording the same report at the same time would wait here for this one, then find it recorded.
+        const string sql = """
+            INSERT INTO bounce_reports (mailbox, uid_validity, uid, recorded_at)
+            SELECT mailbox, uid_validity, uid, @now
+            FROM unnest(@mailboxes::text[], @uidValidities::bigint[], @uids::bigint[]) AS r(mailbox, uid_validity, uid)
+            ON CONFLICT (mailbox, uid_validity, uid) DO NOTHING
+            RETURNING mailbox, uid_validity, uid
+            """;
+        var firstRecorded = (await connection.QueryAsync<(string Mailbox, long UidValidity, long Uid)>(new CommandDefinition(sql, new
+        {
+            mailboxes = reports.Select(r => r.Mailbox).ToArray(),
+            uidValidities = reports.Select(r => (long)r.UidValidity).ToArray(),
+            uids = reports.Select(r => (long)r.Uid).ToArray(),
+            now,
+        }, transaction, cancellationToken: cancellationToken)))
+            .Select(row => new MailboxMessage(row.Mailbox, (uint)row.UidValidity, (uint)row.Uid))
+            .ToHashSet();
+        return [.. events.Where(e => e.Report is null || firstRecorded.Contains(e.Report))];
+    }
+
+    /// <summary>
+    /// Forgets the recorded reports of a mailbox folder that are no longer in it (moved away, or deleted by a person):
+    /// their UIDs are never given to another message, so they cannot be read again.
+    /// </summary>
+    public async Task ForgetReportsGoneFromAsync(string mailbox, uint uidValidity, IReadOnlyCollection<uint> uidsInFolder, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            DELETE FROM bounce_reports
+            WHERE mailbox = @mailbox AND (uid_validity <> @uidValidity OR uid <> ALL(@uids))
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await connection.ExecuteAsync(new CommandDefinition(sql, new
+        {
+            mailbox,
+            uidValidity = (long)uidValidity,
+            uids = uidsInFolder.Select(uid => (long)uid).ToArray(),
+        }, cancellationToken: cancellationToken));
     }
 
     public async Task<IReadOnlyList<Suppression>> ListAsync(CancellationToken cancellationToken)
