@@ -356,6 +356,33 @@ public sealed class DigestTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ARunWaitingOutAPauseLooksAgainEverySecondNotTwentyTimes()
+    {
+        await AddSubscriberAsync("paused@example.org", "active", "lidar");
+        await using var app = new TestApp(_database, _smtp);
+        await _database.ExecuteAsync("UPDATE sending_control SET paused = true");
+
+        var run = RunAsync(app);
+        await Eventually.TrueAsync(async () => await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries") == 1, "the day to be planned");
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        var before = await TransactionsAsync();
+        await Task.Delay(TimeSpan.FromSeconds(4));
+        var transactions = await TransactionsAsync() - before;
+
+        // A pass is ~11 transactions (the queue's oldest, a claim per sender, the next due). Twenty passes a second made
+        // 1,544 in these four seconds; one a second, with the app's other pollers, 145.
+        Assert.True(transactions < 300, $"{transactions} transactions in 4 s while sending was paused");
+        Assert.False(run.IsCompleted);
+        Assert.Empty(_smtp.Received);
+        await _database.ExecuteAsync("UPDATE sending_control SET paused = false");
+        var summary = await run.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(1, summary.Sent);
+
+        // Backends report their counts to the statistics at most once a second while busy: a rough count, but not 3x off.
+        Task<long> TransactionsAsync() => _database.ScalarAsync<long>("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()");
+    }
+
+    [Fact]
     public async Task ARelayRefusingTheSenderHoldsTheDigestBackAndChargesNoSubscriber()
     {
         await AddSubscriberAsync("blameless@example.org", "active", "lidar");

@@ -33,6 +33,9 @@ internal sealed class SendCounters
     public long Skipped => Interlocked.Read(ref _skipped);
     public long Retrying => Interlocked.Read(ref _retrying);
 
+    /// <summary>Deliveries this run has acted on: sent, failed, skipped or put back for a retry.</summary>
+    public long ActedOn => Sent + Failed + Skipped + Retrying;
+
     public void AddSent() => Interlocked.Increment(ref _sent);
     public void AddFailed() => Interlocked.Increment(ref _failed);
     public void AddSkipped() => Interlocked.Increment(ref _skipped);

@@ -66,15 +66,19 @@ internal sealed class DigestRunner(
         IReadOnlyList<DateOnly> days = [.. plan.DeliveryDays.Append(DigestSchedule.LocalDate(options.Value, plan.Slot)).Distinct()];
         while (days.Count > 0 && !cancellationToken.IsCancellationRequested)
         {
+            var actedOn = counters.ActedOn;
             await sender.SendDueAsync(days, counters, cancellationToken);
             if (await sender.NextDueAsync(days, cancellationToken) is not { } next)
             {
                 break;
             }
             // Some deliveries wait for a retry, or are being sent by another sender (or were claimed by one
-            // that died): look again when the first is due, and at least every second meanwhile.
+            // that died): look again when the first is due, and at least every second meanwhile. One that is due
+            // already is taken at once by the next pass, unless this pass took none at all (an operator has paused
+            // sending): then a pass a second, not twenty.
             var wait = next - time.GetUtcNow();
-            await Task.Delay(wait > TimeSpan.Zero ? (wait < OneSecond ? wait : OneSecond) : TimeSpan.FromMilliseconds(50), cancellationToken);
+            var overdueWait = counters.ActedOn == actedOn ? OneSecond : TimeSpan.FromMilliseconds(50);
+            await Task.Delay(wait > TimeSpan.Zero ? (wait < OneSecond ? wait : OneSecond) : overdueWait, cancellationToken);
         }
         reporter.Report();
         var waiting = days.Count > 0 ? await sender.CountOpenAsync(days, CancellationToken.None) : 0;
