@@ -207,7 +207,7 @@ internal sealed class DeliverySender(
                 {
                     if (!cancellationToken.IsCancellationRequested)
                     {
-                        (outcome, checkedAhead) = await SendOneAsync(connection, sender, statements, batch[i], checkedAhead, following, counters);
+                        (outcome, checkedAhead) = await SendOneAsync(connection, statements, batch[i], checkedAhead, following, counters);
                     }
                     else if (checkedAhead is not null)
                     {
@@ -293,8 +293,8 @@ internal sealed class DeliverySender(
     /// sent too, that one's check is asked in the same round trip as the outcome is recorded, and returned.
     /// </summary>
     private async Task<(SendOutcome Outcome, StillWantedCheck? FollowingCheck)> SendOneAsync(
-        NpgsqlConnection connection, string sender, SendStatements statements, ClaimedDelivery delivery, StillWantedCheck? check,
-        ClaimedDelivery? following, SendCounters counters)
+        NpgsqlConnection connection, SendStatements statements, ClaimedDelivery delivery, StillWantedCheck? check, ClaimedDelivery? following,
+        SendCounters counters)
     {
         if (delivery.SubscriberStatus != "active")
         {
