@@ -338,9 +338,13 @@ internal sealed class DeliverySender(
         }
         catch (BrokenCircuitException)
         {
-            // Not tried (the relay is failing everyone): it costs the delivery no attempt, or an outage of a few hours
-            // would use up every delivery's attempts.
+            // The relay is failing everyone (the circuit opened, maybe during this message's own retries): it costs the
+            // delivery no attempt, or an outage of a few hours would use up every delivery's attempts. Why it waits is
+            // recorded with it, for the operator.
+            await RecordAsync(connection, "UPDATE deliveries SET last_error = @error WHERE id = @id",
+                new { id = delivery.Id, error = "the mail server is unavailable (circuit open)" });
             await check.EndAsync(connection);
+            logger.LogWarning("The mail server is unavailable (circuit open): sending pauses for {BreakDuration}", smtpOptions.Value.BreakDuration);
             return (SendOutcome.ServerDown, null);
         }
         catch (Exception e) when (e is not NpgsqlException && (e is not OperationCanceledException || e is Polly.Timeout.TimeoutRejectedException))
