@@ -270,9 +270,10 @@ public sealed class DigestTests : IAsyncLifetime
             ["Smtp__Security"] = "None",
             ["Smtp__Connections"] = "2",
             ["Digest__BatchSize"] = "3",
-            // A claim must outlast the longest send (1 s, one retry at once: 2 s), and runs out soon after the crash.
-            ["Digest__ClaimTimeout"] = "00:00:03",
-            ["Smtp__Timeout"] = "00:00:01",
+            // A claim must outlast the longest send (2 s, one retry at once, and as long again waiting for a connection: 8 s),
+            // and runs out soon after the crash.
+            ["Digest__ClaimTimeout"] = "00:00:09",
+            ["Smtp__Timeout"] = "00:00:02",
             ["Smtp__Retries"] = "1",
             ["Smtp__RetryDelay"] = "00:00:00",
         };
@@ -382,6 +383,29 @@ public sealed class DigestTests : IAsyncLifetime
 
         // Backends report their counts to the statistics at most once a second while busy: a rough count, but not 3x off.
         Task<long> TransactionsAsync() => _database.ScalarAsync<long>("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()");
+    }
+
+    [Fact]
+    public async Task ARelaySlowToAnswerGetsEachDigestOnce()
+    {
+        const int subscribers = 4;
+        for (var i = 0; i < subscribers; i++)
+        {
+            await AddSubscriberAsync($"slow{i}@example.org", "active", "lidar");
+        }
+        // Each message takes the relay 1.2 s of the 2 s a send may take; two senders share the one connection.
+        _smtp.DelayReplies(TimeSpan.FromSeconds(1.2));
+        await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?>
+        {
+            ["Smtp:Connections"] = "1",
+            ["Smtp:Timeout"] = "00:00:02",
+            ["Digest:BatchSize"] = "1",
+        });
+
+        var summary = await RunAsync(app).WaitAsync(TimeSpan.FromSeconds(90));
+
+        Assert.Equal((subscribers, 0), (summary.Sent, summary.Failed));
+        Assert.All(Enumerable.Range(0, subscribers), i => Assert.Single(_smtp.MessagesTo($"slow{i}@example.org")));
     }
 
     [Fact]

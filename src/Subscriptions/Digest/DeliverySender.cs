@@ -372,7 +372,7 @@ internal sealed class DeliverySender(
 
         // The outcome is committed at once, whether or not the next check rides with it: a message sent and not yet
         // recorded is what a crash would send twice. The lock the next check takes is then held while that message
-        // waits for a connection (bounded by Smtp:Timeout, like the send) as well as while it is sent.
+        // waits for a connection (bounded by the attempts of the message that has it) as well as while it is sent.
         StillWantedCheck? followingCheck = null;
         var record = statements.RecordSent;
         // Not when throttled: the next message may then wait seconds for its turn, and an erasure with it.

@@ -84,8 +84,9 @@ internal sealed class ClaimOutlastsSendValidator(IOptions<SmtpOptions> smtp) : I
             ? ValidateOptionsResult.Success
             : ValidateOptionsResult.Fail(
                 $"{DigestOptions.Section}:{nameof(DigestOptions.ClaimTimeout)} ({options.ClaimTimeout}) must be longer than the longest one send " +
-                $"can take with these {SmtpOptions.Section} settings ({longestSend}: {nameof(SmtpOptions.Timeout)} × ({nameof(SmtpOptions.Retries)} + 1), " +
-                $"and {nameof(SmtpOptions.Retries)} waits of up to {nameof(SmtpOptions.RetryDelay)} × 2^{nameof(SmtpOptions.Retries)}), " +
+                $"can take with these {SmtpOptions.Section} settings ({longestSend}: twice {nameof(SmtpOptions.Timeout)} × ({nameof(SmtpOptions.Retries)} + 1) " +
+                $"and {nameof(SmtpOptions.Retries)} waits of up to {nameof(SmtpOptions.RetryDelay)} × 2^{nameof(SmtpOptions.Retries)}, as a message may wait for " +
+                "another's attempts to have a connection), " +
                 "or a claimed delivery could be taken by another sender while it is being sent");
     }
 }

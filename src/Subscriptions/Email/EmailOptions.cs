@@ -68,8 +68,14 @@ internal sealed class SmtpOptions : IValidatableObject
     /// <summary>The longest wait before a retry: the first delay doubled once per retry (jitter stays under it).</summary>
     public TimeSpan LongestRetryDelay => RetryDelay * Math.Pow(2, Retries);
 
-    /// <summary>The longest one message's send can take: every attempt timing out, and the waits between them.</summary>
-    public TimeSpan LongestSend => Timeout * (Retries + 1) + LongestRetryDelay * Retries;
+    /// <summary>The longest one message's attempts can take: every attempt timing out, and the waits between them.</summary>
+    public TimeSpan LongestAttempts => Timeout * (Retries + 1) + LongestRetryDelay * Retries;
+
+    /// <summary>
+    /// The longest one message's send can take once it is ready to go: waiting for a connection, which another message's
+    /// attempts may hold, then its own.
+    /// </summary>
+    public TimeSpan LongestSend => LongestAttempts * 2;
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {

@@ -147,15 +147,23 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
         {
             using var permit = await _rate.AcquireAsync(1, cancellationToken);
         }
+        // The message has its connection for all its attempts, and waits for it outside them: counted against the attempt's
+        // Smtp:Timeout, the wait for another message's send left too little for this one's, and a relay slow to answer (1.2 s
+        // of a 2 s timeout, two senders a connection) had messages timed out after their data had gone, and sent again.
+        var connection = new HeldConnection(await _idle.Reader.ReadAsync(cancellationToken));
         try
         {
             return await _pipeline.ExecuteAsync(
-                static async (state, token) => await state.sender.SendOnceAsync(state.message, state.returnPath, state.stillWanted, token),
-                (sender: this, message, returnPath, stillWanted), cancellationToken);
+                static async (state, token) => await state.sender.SendOnceAsync(state.connection, state.message, state.returnPath, state.stillWanted, token),
+                (sender: this, connection, message, returnPath, stillWanted), cancellationToken);
         }
         catch (SmtpCommandException e) when (IsRecipientsRefusal(e))
         {
             throw new PermanentMailException($"{(int)e.StatusCode} {e.Message}", e);
+        }
+        finally
+        {
+            _idle.Writer.TryWrite(connection.Client is null ? null : new IdleConnection(connection.Client, Environment.TickCount64));
         }
     }
 
@@ -169,19 +177,18 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
     public static bool IsRecipientsRefusal(SmtpCommandException e) =>
         (int)e.StatusCode >= 500 && e.ErrorCode is SmtpErrorCode.RecipientNotAccepted or SmtpErrorCode.MessageNotAccepted;
 
-    private async Task<bool> SendOnceAsync(MimeMessage message, MailboxAddress returnPath, StillWanted? stillWanted, CancellationToken cancellationToken)
+    private async Task<bool> SendOnceAsync(
+        HeldConnection connection, MimeMessage message, MailboxAddress returnPath, StillWanted? stillWanted, CancellationToken cancellationToken)
     {
-        var idle = await _idle.Reader.ReadAsync(cancellationToken);
-        var client = idle?.Client;
         try
         {
-            if (idle is not null && Environment.TickCount64 - idle.Since > _options.IdleTimeout.TotalMilliseconds)
+            if (connection.Client is { } idle && Environment.TickCount64 - connection.IdleSince > _options.IdleTimeout.TotalMilliseconds)
             {
                 // The relay may have hung up on it meanwhile: a fresh connection rather than a failed message.
-                client = null;
-                await DisposeQuietlyAsync(idle.Client);
+                connection.Client = null;
+                await DisposeQuietlyAsync(idle);
             }
-            client ??= await ConnectAsync(cancellationToken);
+            var client = connection.Client ??= await ConnectAsync(cancellationToken);
             if (stillWanted is not null && !await stillWanted())
             {
                 return false;
@@ -192,22 +199,26 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
         catch
         {
             // After a failure the connection's state is unknown (a half-sent DATA, a server that hung
-            // up): never reuse it.
-            if (client is not null)
+            // up): never reuse it. A retry opens a fresh one.
+            if (connection.Client is { } failed)
             {
-                await DisposeQuietlyAsync(client);
-                client = null;
+                connection.Client = null;
+                await DisposeQuietlyAsync(failed);
             }
             throw;
-        }
-        finally
-        {
-            _idle.Writer.TryWrite(client is null ? null : new IdleConnection(client, Environment.TickCount64));
         }
     }
 
     /// <summary>A connection waiting for its next message, and since when (<see cref="Environment.TickCount64"/>).</summary>
     private sealed record IdleConnection(SmtpClient Client, long Since);
+
+    /// <summary>One of the <c>Smtp:Connections</c>, the message's for all its attempts: open, or not yet (re)opened.</summary>
+    private sealed class HeldConnection(IdleConnection? idle)
+    {
+        public SmtpClient? Client { get; set; } = idle?.Client;
+
+        public long IdleSince { get; } = idle?.Since ?? 0;
+    }
 
     private async Task<SmtpClient> ConnectAsync(CancellationToken cancellationToken)
     {

@@ -33,7 +33,7 @@ internal sealed class OutboxRow
 /// one at a time, and someone is waiting for each. A lock held by the sending transaction ends the
 /// moment its holder dies, so a confirmation is never stranded behind a lease that has to run out or
 /// be handed back; what it costs is one pooled connection per instance, idle in a transaction for one
-/// SMTP exchange at most (<c>Smtp:Timeout</c> per attempt, with its retries). Digests are sent in
+/// message's send at most (a wait for a free SMTP connection, then <c>Smtp:Timeout</c> per attempt, with its retries). Digests are sent in
 /// hundreds of thousands by several senders per instance: a transaction per in-flight message would
 /// take a connection each, so they claim batches with a lease instead and record each outcome in its
 /// own short transaction.

@@ -26,6 +26,7 @@ public sealed class TestSmtpServer : IAsyncDisposable
     private bool _acceptHeld;
     private SmtpResponse _heldReply = new(SmtpReplyCode.ServiceUnavailable, "Held by the test and not accepted");
     private volatile SmtpResponse? _senderRefusal;
+    private TimeSpan _replyDelay;
     private TaskCompletionSource? _heldRelease;
     private int _held;
     private readonly ConcurrentQueue<string> _heldRecipients = new();
@@ -122,6 +123,9 @@ public sealed class TestSmtpServer : IAsyncDisposable
             _heldRelease?.TrySetResult();
         }
     }
+
+    /// <summary>Each message's reply (after its data has arrived) comes this much later, as from a relay that scans mail slowly.</summary>
+    public void DelayReplies(TimeSpan delay) => _replyDelay = delay;
 
     /// <summary>
     /// While set, every MAIL FROM gets this reply, as from a relay that will not take mail from this sender (a 553 for an
@@ -228,6 +232,10 @@ public sealed class TestSmtpServer : IAsyncDisposable
         public override async Task<SmtpResponse> SaveAsync(
             ISessionContext context, IMessageTransaction transaction, ReadOnlySequence<byte> buffer, CancellationToken cancellationToken)
         {
+            if (server._replyDelay > TimeSpan.Zero)
+            {
+                await Task.Delay(server._replyDelay, cancellationToken);
+            }
             if (server._scriptedReplies.TryDequeue(out var reply))
             {
                 return reply;
