@@ -65,8 +65,11 @@ internal sealed class SmtpOptions : IValidatableObject
 
     public bool IsThrottled => MaxPerSecond > 0;
 
-    /// <summary>The longest wait before a retry: the first delay doubled once per retry (jitter stays under it).</summary>
-    public TimeSpan LongestRetryDelay => RetryDelay * Math.Pow(2, Retries);
+    /// <summary>
+    /// The longest wait before a retry: the first delay doubled once per retry (jitter stays under it), and a day at most
+    /// (the most Polly takes).
+    /// </summary>
+    public TimeSpan LongestRetryDelay => TimeSpan.FromTicks((long)Math.Min(RetryDelay.Ticks * Math.Pow(2, Retries), TimeSpan.TicksPerDay));
 
     /// <summary>The longest one message's attempts can take: every attempt timing out, and the waits between them.</summary>
     public TimeSpan LongestAttempts => Timeout * (Retries + 1) + LongestRetryDelay * Retries;
