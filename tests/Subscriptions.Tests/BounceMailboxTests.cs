@@ -92,97 +92,65 @@ public sealed class BounceMailboxTests(TestDatabase database, DovecotServer dove
     }
 
     [Fact]
-    public async Task TwoInstancesReadingOneMailboxRecordEachReportOnce()
+    public Task TwoInstancesReadingOneMailboxRecordEachReportOnce() => WithOwnMailboxAsync(async (ownDatabase, ownDovecot) =>
     {
-        // A mailbox and database of its own: the counts below must be this test's alone.
-        var ownDatabase = new TestDatabase();
-        await ownDatabase.InitializeAsync();
-        var ownDovecot = new DovecotServer();
-        await ownDovecot.InitializeAsync();
-        try
+        var samples = new[] { "exim-rejected.eml", "gmail-no-such-user.eml", "office365-rejected.eml", "yahoo-deferred.eml", "yahoo-deferred.eml" };
+        foreach (var sample in samples)
         {
-            var samples = new[] { "exim-rejected.eml", "gmail-no-such-user.eml", "office365-rejected.eml", "yahoo-deferred.eml", "yahoo-deferred.eml" };
-            foreach (var sample in samples)
-            {
-                ownDovecot.Deliver(Path.Combine(Samples, sample));
-            }
-            var settings = new Dictionary<string, string?>(ownDovecot.Settings) { ["Bounces:PollInterval"] = "00:00:00.050" };
-            await using var first = new TestApp(ownDatabase, settings: settings);
-            await using var second = new TestApp(ownDatabase, settings: settings);
-
-            await Task.WhenAll(first.WaitForFreshRoundAsync<BounceMailboxWorker>(), second.WaitForFreshRoundAsync<BounceMailboxWorker>());
-
-            Assert.Equal(samples.Length, await ownDatabase.ScalarAsync<long>("SELECT count(*) FROM bounce_events"));
-            Assert.Equal(samples.Length, (await ownDovecot.SubjectsAsync("Processed")).Count);
-            Assert.Empty(await ownDovecot.SubjectsAsync("INBOX"));
+            ownDovecot.Deliver(Path.Combine(Samples, sample));
         }
-        finally
-        {
-            await ownDovecot.DisposeAsync();
-            await ownDatabase.DisposeAsync();
-            await PostgresServer.DropDatabaseAsync(ownDatabase.ConnectionString);
-        }
-    }
+        var settings = new Dictionary<string, string?>(ownDovecot.Settings) { ["Bounces:PollInterval"] = "00:00:00.050" };
+        await using var first = new TestApp(ownDatabase, settings: settings);
+        await using var second = new TestApp(ownDatabase, settings: settings);
+
+        await Task.WhenAll(first.WaitForFreshRoundAsync<BounceMailboxWorker>(), second.WaitForFreshRoundAsync<BounceMailboxWorker>());
+
+        Assert.Equal(samples.Length, await ownDatabase.ScalarAsync<long>("SELECT count(*) FROM bounce_events"));
+        Assert.Equal(samples.Length, (await ownDovecot.SubjectsAsync("Processed")).Count);
+        Assert.Empty(await ownDovecot.SubjectsAsync("INBOX"));
+    });
 
     [Fact]
-    public async Task AReportReadAgainAfterItsMoveFailedIsNotCountedAgain()
+    public Task AReportReadAgainAfterItsMoveFailedIsNotCountedAgain() => WithOwnMailboxAsync(async (ownDatabase, ownDovecot) =>
     {
-        // A mailbox and database of its own: the counts below must be this test's alone.
-        var ownDatabase = new TestDatabase();
-        await ownDatabase.InitializeAsync();
-        var ownDovecot = new DovecotServer();
-        await ownDovecot.InitializeAsync();
-        try
+        await ownDatabase.AddSubscriberAsync("yahoo-soft@example.org", "active", null, "lidar");
+        await ownDatabase.AddSubscriberAsync("exim-hard@example.org", "active", null, "lidar");
+        // Two soft bounces: counted once each, one short of Bounces:SoftBounceLimit (3).
+        foreach (var sample in new[] { "yahoo-deferred.eml", "yahoo-deferred.eml", "exim-rejected.eml" })
         {
-            await ownDatabase.AddSubscriberAsync("yahoo-soft@example.org", "active", null, "lidar");
-            await ownDatabase.AddSubscriberAsync("exim-hard@example.org", "active", null, "lidar");
-            // Two soft bounces: counted once each, one short of Bounces:SoftBounceLimit (3).
-            foreach (var sample in new[] { "yahoo-deferred.eml", "yahoo-deferred.eml", "exim-rejected.eml" })
-            {
-                ownDovecot.Deliver(Path.Combine(Samples, sample));
-            }
-            // The connection drops as each round moves what it recorded, as an IMAP server's timeout or restart would do.
-            await using var proxy = new ImapMoveDroppingProxy(ownDovecot.Port);
-            var settings = new Dictionary<string, string?>(ownDovecot.Settings)
-            {
-                ["Bounces:Imap:Port"] = proxy.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                ["Bounces:PollInterval"] = "00:00:00.050",
-            };
-            await using var app = new TestApp(ownDatabase, settings: settings);
-
-            await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
-            Assert.True(proxy.DroppedMoves >= 2, $"{proxy.DroppedMoves} move(s) dropped");
-            Assert.Empty(await ownDovecot.SubjectsAsync("Processed"));
-            proxy.LetMovesThrough();
-            await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
-
-            Assert.Equal(3, (await ownDovecot.SubjectsAsync("Processed")).Count);
-            Assert.Empty(await ownDovecot.SubjectsAsync("INBOX"));
-            Assert.Equal(2, await ownDatabase.ScalarAsync<long>("SELECT count(*) FROM bounce_events WHERE email = 'yahoo-soft@example.org' AND kind = 'soft'"));
-            Assert.Equal("active", await ownDatabase.SubscriberStatusAsync("yahoo-soft@example.org"));
-            Assert.Equal(1, await ownDatabase.ScalarAsync<long>("SELECT count(*) FROM bounce_events WHERE email = 'exim-hard@example.org'"));
-            Assert.Equal("bounced", await ownDatabase.SubscriberStatusAsync("exim-hard@example.org"));
-            Assert.Equal(["exim-hard@example.org"], await ownDatabase.QueryAsync<string>("SELECT email FROM suppressions"));
-
-            // Once the reports are out of the folder, the round after forgets them: their UIDs cannot come back.
-            await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
-            Assert.Equal(0, await ownDatabase.ScalarAsync<long>("SELECT count(*) FROM bounce_reports"));
+            ownDovecot.Deliver(Path.Combine(Samples, sample));
         }
-        finally
+        // The connection drops as each round moves what it recorded, as an IMAP server's timeout or restart would do.
+        await using var proxy = new ImapMoveDroppingProxy(ownDovecot.Port);
+        var settings = new Dictionary<string, string?>(ownDovecot.Settings)
         {
-            await ownDovecot.DisposeAsync();
-            await ownDatabase.DisposeAsync();
-            await PostgresServer.DropDatabaseAsync(ownDatabase.ConnectionString);
-        }
-    }
+            ["Bounces:Imap:Port"] = proxy.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Bounces:PollInterval"] = "00:00:00.050",
+        };
+        await using var app = new TestApp(ownDatabase, settings: settings);
+
+        await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
+        Assert.True(proxy.DroppedMoves >= 2, $"{proxy.DroppedMoves} move(s) dropped");
+        Assert.Empty(await ownDovecot.SubjectsAsync("Processed"));
+        proxy.LetMovesThrough();
+        await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
+
+        Assert.Equal(3, (await ownDovecot.SubjectsAsync("Processed")).Count);
+        Assert.Empty(await ownDovecot.SubjectsAsync("INBOX"));
+        Assert.Equal(2, await ownDatabase.ScalarAsync<long>("SELECT count(*) FROM bounce_events WHERE email = 'yahoo-soft@example.org' AND kind = 'soft'"));
+        Assert.Equal("active", await ownDatabase.SubscriberStatusAsync("yahoo-soft@example.org"));
+        Assert.Equal(1, await ownDatabase.ScalarAsync<long>("SELECT count(*) FROM bounce_events WHERE email = 'exim-hard@example.org'"));
+        Assert.Equal("bounced", await ownDatabase.SubscriberStatusAsync("exim-hard@example.org"));
+        Assert.Equal(["exim-hard@example.org"], await ownDatabase.QueryAsync<string>("SELECT email FROM suppressions"));
+
+        // Once the reports are out of the folder, the round after forgets them: their UIDs cannot come back.
+        await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
+        Assert.Equal(0, await ownDatabase.ScalarAsync<long>("SELECT count(*) FROM bounce_reports"));
+    });
 
     [Fact]
-    public async Task AReportNamingAnAddressWithANulIsLeftAndCountedAndTheRoundGoesOn()
+    public Task AReportNamingAnAddressWithANulIsLeftAndCountedAndTheRoundGoesOn() => WithOwnMailboxAsync(async (ownDatabase, ownDovecot) =>
     {
-        var ownDatabase = new TestDatabase();
-        await ownDatabase.InitializeAsync();
-        var ownDovecot = new DovecotServer();
-        await ownDovecot.InitializeAsync();
         var withNul = Path.Combine(Path.GetTempPath(), $"subscriptions-nul-recipient-{Guid.NewGuid():N}.eml");
         try
         {
@@ -206,11 +174,8 @@ public sealed class BounceMailboxTests(TestDatabase database, DovecotServer dove
         finally
         {
             File.Delete(withNul);
-            await ownDovecot.DisposeAsync();
-            await ownDatabase.DisposeAsync();
-            await PostgresServer.DropDatabaseAsync(ownDatabase.ConnectionString);
         }
-    }
+    });
 
     [Fact]
     public async Task NoImapHostMeansNoMailboxReader()
@@ -224,4 +189,23 @@ public sealed class BounceMailboxTests(TestDatabase database, DovecotServer dove
         INSERT INTO deliveries (subscriber_id, day, papers, status, attempts, next_attempt_at, created_at, sent_at, message_id)
         VALUES (@subscriberId, '2026-11-24', '[]', 'sent', 1, now(), now(), now(), @messageId)
         """, new { subscriberId, messageId });
+
+    /// <summary>Runs <paramref name="test"/> against a mailbox and database of its own, whose counts are then that test's alone.</summary>
+    private static async Task WithOwnMailboxAsync(Func<TestDatabase, DovecotServer, Task> test)
+    {
+        var ownDatabase = new TestDatabase();
+        await ownDatabase.InitializeAsync();
+        var ownDovecot = new DovecotServer();
+        await ownDovecot.InitializeAsync();
+        try
+        {
+            await test(ownDatabase, ownDovecot);
+        }
+        finally
+        {
+            await ownDovecot.DisposeAsync();
+            await ownDatabase.DisposeAsync();
+            await PostgresServer.DropDatabaseAsync(ownDatabase.ConnectionString);
+        }
+    }
 }

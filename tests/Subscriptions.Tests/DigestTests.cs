@@ -337,25 +337,15 @@ public sealed class DigestTests : IAsyncLifetime
     [Fact]
     public async Task MoreSendersThanTheDatabasePoolCanServeStillSendTheDay()
     {
-        const int subscribers = 8;
-        for (var i = 0; i < subscribers; i++)
-        {
-            await AddSubscriberAsync($"pooled{i}@example.org", "active", "lidar");
-        }
         // Four senders (two SMTP connections) and a pool of four: each sender held a connection for its pass and a claimed
         // delivery, and the one that then loaded the day's papers waited for a fifth, until the pool's timeout failed the run.
         var smallPool = new Npgsql.NpgsqlConnectionStringBuilder(_database.ConnectionString) { MaxPoolSize = 4 }.ConnectionString;
-        await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?>
+        await RunADayAndAssertEachGotOneEmailAsync("pooled", 8, new Dictionary<string, string?>
         {
             ["ConnectionStrings:Postgres"] = smallPool,
             ["Smtp:Connections"] = "2",
             ["Digest:BatchSize"] = "1",
         });
-
-        var summary = await RunAsync(app).WaitAsync(TimeSpan.FromSeconds(60));
-
-        Assert.Equal((subscribers, 0), (summary.Sent, summary.Failed));
-        Assert.All(Enumerable.Range(0, subscribers), i => Assert.Single(_smtp.MessagesTo($"pooled{i}@example.org")));
     }
 
     [Fact]
@@ -388,24 +378,14 @@ public sealed class DigestTests : IAsyncLifetime
     [Fact]
     public async Task ARelaySlowToAnswerGetsEachDigestOnce()
     {
-        const int subscribers = 4;
-        for (var i = 0; i < subscribers; i++)
-        {
-            await AddSubscriberAsync($"slow{i}@example.org", "active", "lidar");
-        }
         // Each message takes the relay 1.2 s of the 2 s a send may take; two senders share the one connection.
         _smtp.DelayReplies(TimeSpan.FromSeconds(1.2));
-        await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?>
+        await RunADayAndAssertEachGotOneEmailAsync("slow", 4, new Dictionary<string, string?>
         {
             ["Smtp:Connections"] = "1",
             ["Smtp:Timeout"] = "00:00:02",
             ["Digest:BatchSize"] = "1",
         });
-
-        var summary = await RunAsync(app).WaitAsync(TimeSpan.FromSeconds(90));
-
-        Assert.Equal((subscribers, 0), (summary.Sent, summary.Failed));
-        Assert.All(Enumerable.Range(0, subscribers), i => Assert.Single(_smtp.MessagesTo($"slow{i}@example.org")));
     }
 
     [Fact]
@@ -454,6 +434,21 @@ public sealed class DigestTests : IAsyncLifetime
         Assert.Equal((0, 1), (counters.Sent, counters.Failed));
         Assert.Equal(0, await _database.ScalarAsync<long>("SELECT count(*) FROM subscribers WHERE email = 'erased@example.org'"));
         Assert.Equal(0, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries"));
+    }
+
+    /// <summary>Runs the day for <paramref name="subscribers"/> new subscribers with these settings: each gets exactly one email.</summary>
+    private async Task RunADayAndAssertEachGotOneEmailAsync(string name, int subscribers, Dictionary<string, string?> settings)
+    {
+        for (var i = 0; i < subscribers; i++)
+        {
+            await AddSubscriberAsync($"{name}{i}@example.org", "active", "lidar");
+        }
+        await using var app = new TestApp(_database, _smtp, settings: settings);
+
+        var summary = await RunAsync(app).WaitAsync(TimeSpan.FromSeconds(90));
+
+        Assert.Equal((subscribers, 0), (summary.Sent, summary.Failed));
+        Assert.All(Enumerable.Range(0, subscribers), i => Assert.Single(_smtp.MessagesTo($"{name}{i}@example.org")));
     }
 
     private static Task<DigestSummary> RunAsync(TestApp app, DateOnly? day = null) =>
