@@ -329,7 +329,7 @@ internal sealed class DeliverySender(
         {
             // The check's transaction (and its lock on the subscriber's erasure) ends first: recording the refusal writes
             // the subscriber's row, which an erasure waiting on that lock holds locked, and the two would deadlock.
-            // Nothing reached the subscriber, so nothing needs the lock any more.
+            // Nothing reached the subscriber, so nothing needs the lock any more. (The record then waits for the erasure.)
             await check.EndAsync(connection);
             await RecordPermanentFailureAsync(connection, delivery, e.Reply);
             counters.AddFailed();
@@ -474,14 +474,17 @@ internal sealed class DeliverySender(
 
     private async Task RecordPermanentFailureAsync(NpgsqlConnection connection, ClaimedDelivery delivery, string reply)
     {
+        // The subscriber's row first, in the order an erasure takes them (the subscriber, then their deliveries): an erasure
+        // that holds the row is waited for before this locks any delivery it is about to delete. The other way round, the
+        // two deadlocked.
         const string failed = """
-            DELETE FROM delivery_queue WHERE delivery_id = @id;
-            UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = @reply, claimed_until = NULL WHERE id = @id;
             UPDATE subscribers
             SET permanent_failures = permanent_failures + 1,
                 status = CASE WHEN permanent_failures + 1 >= @bounceAfter AND status = 'active' THEN 'bounced' ELSE status END,
                 updated_at = @now
             WHERE id = @subscriberId;
+            DELETE FROM delivery_queue WHERE delivery_id = @id;
+            UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = @reply, claimed_until = NULL WHERE id = @id;
             """;
         await RecordAsync(connection, failed, new
         {
