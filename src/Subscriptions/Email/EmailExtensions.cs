@@ -29,7 +29,7 @@ internal static class EmailExtensions
             // the recipient or the message is the server's final word on that message: neither retried nor held against
             // the server.
             var transient = new PredicateBuilder()
-                .Handle<SmtpCommandException>(e => (int)e.StatusCode is >= 400 and < 500 || !SmtpMailSender.IsRecipientsRefusal(e))
+                .Handle<SmtpCommandException>(e => !SmtpMailSender.IsRecipientsRefusal(e))
                 .Handle<SmtpProtocolException>()
                 .Handle<ServiceNotConnectedException>()
                 .Handle<IOException>()
