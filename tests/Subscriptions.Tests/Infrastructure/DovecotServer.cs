@@ -122,7 +122,7 @@ public sealed class DovecotServer : IAsyncLifetime
         var name = $"{DateTimeOffset.UtcNow.ToUnixTimeSeconds()}.{Guid.NewGuid():N}.subscriptions-test";
         var temporary = Path.Combine(_inbox, "tmp", name);
         File.Copy(file, temporary);
-        if (Environment.UserName == "root")
+        if (LocalPrograms.IsRoot)
         {
             LocalPrograms.Run("chown", "dovecot:dovecot", temporary);
         }

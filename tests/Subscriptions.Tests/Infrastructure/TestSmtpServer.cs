@@ -24,7 +24,8 @@ public sealed class TestSmtpServer : IAsyncDisposable
     private readonly object _holdLock = new();
     private int? _holdAfter;
     private bool _acceptHeld;
-    private SmtpResponse _heldReply = new(SmtpReplyCode.ServiceUnavailable, "Held by the test and not accepted");
+    private static readonly SmtpResponse HeldAndNotAccepted = new(SmtpReplyCode.ServiceUnavailable, "Held by the test and not accepted");
+    private SmtpResponse _heldReply = HeldAndNotAccepted;
     private volatile SmtpResponse? _senderRefusal;
     private TimeSpan _replyDelay;
     private TaskCompletionSource? _heldRelease;
@@ -111,15 +112,17 @@ public sealed class TestSmtpServer : IAsyncDisposable
     public IReadOnlyList<string> HeldRecipients => [.. _heldRecipients];
 
     /// <summary>Answers every held message with 421 (not accepted, try again) and stops holding.</summary>
-    public void DiscardHeld() => DiscardHeld(SmtpReplyCode.ServiceUnavailable, "Held by the test and not accepted");
+    public void DiscardHeld() => DiscardHeld(HeldAndNotAccepted);
 
     /// <summary>Answers every held message with this reply (not accepted) and stops holding.</summary>
-    public void DiscardHeld(SmtpReplyCode code, string text)
+    public void DiscardHeld(SmtpReplyCode code, string text) => DiscardHeld(new SmtpResponse(code, text));
+
+    private void DiscardHeld(SmtpResponse reply)
     {
         lock (_holdLock)
         {
             _holdAfter = null;
-            _heldReply = new SmtpResponse(code, text);
+            _heldReply = reply;
             _heldRelease?.TrySetResult();
         }
     }
