@@ -20,7 +20,7 @@ internal sealed class DailyDigestJob(
     {
         var digest = options.Value;
         var current = DeliverySlots.SlotOf(time.GetUtcNow());
-        var first = await planner.LastPlannedSlotAsync(cancellationToken) is { } last && last < current
+        var first = await planner.LastPlannedSlotAsync(current, cancellationToken) is { } last && last < current
             ? (last + DeliverySlots.Length > current - CatchUpAtMost ? last + DeliverySlots.Length : current - CatchUpAtMost)
             : current;
         for (var slot = first; slot <= current; slot += DeliverySlots.Length)

@@ -132,11 +132,16 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
         }
     }
 
-    /// <summary>The last slot planned, if any (by any instance, the scheduler or <c>digest</c>).</summary>
-    public async Task<DateTimeOffset?> LastPlannedSlotAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// The latest slot planned (by any instance, the scheduler or <c>digest</c>) at or before <paramref name="current"/>. A
+    /// later one (an operator's <c>digest --at</c> of an hour to come) says nothing of the hours before it, which the
+    /// schedule may have missed while every instance was down.
+    /// </summary>
+    public async Task<DateTimeOffset?> LastPlannedSlotAsync(DateTimeOffset current, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var last = await connection.ExecuteScalarAsync<DateTime?>(new CommandDefinition("SELECT max(slot) FROM digest_slots", cancellationToken: cancellationToken));
+        var last = await connection.ExecuteScalarAsync<DateTime?>(new CommandDefinition(
+            "SELECT max(slot) FROM digest_slots WHERE slot <= @current", new { current }, cancellationToken: cancellationToken));
         return last is { } value ? new DateTimeOffset(DateTime.SpecifyKind(value, DateTimeKind.Utc)) : null;
     }
 
