@@ -388,13 +388,17 @@ public sealed class DigestTests : IAsyncLifetime
         });
     }
 
-    [Fact]
-    public async Task ARelayRefusingTheSenderHoldsTheDigestBackAndChargesNoSubscriber()
+    [Theory]
+    [InlineData("sender", SmtpReplyCode.MailboxNameNotAllowed, "5.7.1 Sender address rejected: not owned by user")]
+    // A refusal of the recipient for the relay's own policy (RFC 3463's 5.7.x), not for anything about the address: a relay
+    // that does not let this service relay refuses every subscriber alike.
+    [InlineData("recipient", SmtpReplyCode.TransactionFailed, "5.7.1 <blameless@example.org>: Relay access denied")]
+    public async Task ARelayRefusingTheServiceHoldsTheDigestBackAndChargesNoSubscriber(string refused, SmtpReplyCode code, string reply)
     {
         await AddSubscriberAsync("blameless@example.org", "active", "lidar");
         await using var app = new TestApp(_database, _smtp);
         await app.Services.GetRequiredService<DigestRunner>().PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
-        _smtp.RefuseSenders(SmtpReplyCode.MailboxNameNotAllowed, "5.7.1 Sender address rejected: not owned by user");
+        RefuseAt(refused, code, reply);
 
         var counters = new SendCounters();
         await app.Services.GetRequiredService<DeliverySender>().SendDueAsync([Day], counters, CancellationToken.None);
@@ -402,13 +406,25 @@ public sealed class DigestTests : IAsyncLifetime
         Assert.Equal((0, 0, 1), (counters.Sent, counters.Failed, counters.Retrying));
         var (status, error) = Assert.Single(await _database.QueryAsync<(string, string)>("SELECT status, last_error FROM deliveries"));
         Assert.Equal("pending", status);
-        Assert.Contains("not owned by user", error);
+        Assert.Contains(reply[6..], error);
         Assert.Equal(0, await _database.ScalarAsync<int>("SELECT permanent_failures FROM subscribers WHERE email = 'blameless@example.org'"));
 
-        _smtp.RefuseSenders(null);
+        RefuseAt(refused, null, "");
         var summary = await RunAsync(app);
         Assert.Equal((1, 0), (summary.Sent, summary.Failed));
         Assert.Single(_smtp.MessagesTo("blameless@example.org"));
+    }
+
+    private void RefuseAt(string refused, SmtpReplyCode? code, string reply)
+    {
+        if (refused == "sender")
+        {
+            _smtp.RefuseSenders(code, reply);
+        }
+        else
+        {
+            _smtp.RefuseRecipients(code, reply);
+        }
     }
 
     [Fact]

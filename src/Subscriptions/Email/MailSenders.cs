@@ -172,10 +172,13 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
     /// server will not take it, and it counts against the subscriber. A 5xx reply anywhere else (to MAIL FROM, such as
     /// "553 sender not owned by user" or "530 must issue STARTTLS first", or to DATA itself) is the relay refusing this
     /// service, the same for every recipient: treated as the relay failing, so that it pauses sending rather than
-    /// failing, and bouncing, every subscriber of the day.
+    /// failing, and bouncing, every subscriber of the day. So is a refusal for the relay's own policy, whatever it
+    /// answers (RFC 3463's 5.7.x: "554 5.7.1 Relay access denied" to every RCPT from a relay that wants this service to
+    /// log in first).
     /// </summary>
     public static bool IsRecipientsRefusal(SmtpCommandException e) =>
-        (int)e.StatusCode >= 500 && e.ErrorCode is SmtpErrorCode.RecipientNotAccepted or SmtpErrorCode.MessageNotAccepted;
+        (int)e.StatusCode >= 500 && e.ErrorCode is SmtpErrorCode.RecipientNotAccepted or SmtpErrorCode.MessageNotAccepted
+        && !e.Message.StartsWith("5.7.", StringComparison.Ordinal);
 
     private async Task<bool> SendOnceAsync(
         HeldConnection connection, MimeMessage message, MailboxAddress returnPath, StillWanted? stillWanted, CancellationToken cancellationToken)

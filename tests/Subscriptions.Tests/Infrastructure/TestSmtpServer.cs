@@ -27,6 +27,7 @@ public sealed class TestSmtpServer : IAsyncDisposable
     private static readonly SmtpResponse HeldAndNotAccepted = new(SmtpReplyCode.ServiceUnavailable, "Held by the test and not accepted");
     private SmtpResponse _heldReply = HeldAndNotAccepted;
     private volatile SmtpResponse? _senderRefusal;
+    private volatile SmtpResponse? _recipientRefusal;
     private TimeSpan _replyDelay;
     private TaskCompletionSource? _heldRelease;
     private int _held;
@@ -136,6 +137,9 @@ public sealed class TestSmtpServer : IAsyncDisposable
     /// </summary>
     public void RefuseSenders(SmtpReplyCode? code, string text = "") => _senderRefusal = code is { } reply ? new SmtpResponse(reply, text) : null;
 
+    /// <summary>While set, every RCPT TO gets this reply (a relay denying relaying, or an unknown user); null accepts recipients again.</summary>
+    public void RefuseRecipients(SmtpReplyCode? code, string text = "") => _recipientRefusal = code is { } reply ? new SmtpResponse(reply, text) : null;
+
     /// <summary>Accepts every held message (as if the server had only been slow) and stops holding.</summary>
     public void AcceptHeld()
     {
@@ -178,7 +182,7 @@ public sealed class TestSmtpServer : IAsyncDisposable
         listeners.EndpointStarted += (_, _) => listening.TrySetResult();
         var services = new SmtpServer.ComponentModel.ServiceProvider();
         services.Add(new Store(this));
-        services.Add(new SenderFilter(this));
+        services.Add(new EnvelopeFilter(this));
         services.Add(listeners);
         _server = new SmtpServer.SmtpServer(options, services);
         _server.SessionCompleted += (_, _) => Interlocked.Increment(ref _sessionsEnded);
@@ -224,10 +228,14 @@ public sealed class TestSmtpServer : IAsyncDisposable
         }
     }
 
-    private sealed class SenderFilter(TestSmtpServer server) : MailboxFilter
+    private sealed class EnvelopeFilter(TestSmtpServer server) : MailboxFilter
     {
         public override Task<bool> CanAcceptFromAsync(ISessionContext context, SmtpServer.Mail.IMailbox from, int size, CancellationToken cancellationToken) =>
             server._senderRefusal is { } refusal ? throw new SmtpResponseException(refusal) : Task.FromResult(true);
+
+        public override Task<bool> CanDeliverToAsync(
+            ISessionContext context, SmtpServer.Mail.IMailbox to, SmtpServer.Mail.IMailbox from, CancellationToken cancellationToken) =>
+            server._recipientRefusal is { } refusal ? throw new SmtpResponseException(refusal) : Task.FromResult(true);
     }
 
     private sealed class Store(TestSmtpServer server) : MessageStore
