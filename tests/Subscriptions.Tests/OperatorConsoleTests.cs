@@ -66,6 +66,44 @@ public sealed partial class OperatorConsoleTests(TestDatabase database) : IClass
     }
 
     [Fact]
+    public async Task AControlCharacterInTheAddressIsRefusedLikeAWrongPassword()
+    {
+        using var client = BrowserClient();
+        // A URL-encoded form's %00 is refused by ASP.NET's own form reader; a multipart form passes the NUL on as it is.
+        var page = await client.GetStringAsync("/admin/signin");
+        using var withNul = new MultipartFormDataContent
+        {
+            { new StringContent(TokenIn(page)), "__RequestVerificationToken" },
+            { new StringContent("ops\0@example.org"), "email" },
+            { new StringContent(Password), "password" },
+        };
+
+        var refused = await client.PostAsync("/admin/signin", withNul);
+
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Contains("That address and password do not match an operator account.", await refused.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.BadRequest, (await SignInAsync(client, "ops@example.org\r\n", Password)).StatusCode);
+        await SignInAsync(client, Operator, Password);
+        var lookup = await client.GetAsync("/admin/subscribers?email=someone%00@example.org");
+        Assert.Equal(HttpStatusCode.BadRequest, lookup.StatusCode);
+        Assert.Contains("control character", await lookup.Content.ReadAsStringAsync());
+    }
+
+    [Theory]
+    [InlineData("/admin\r\nSet-Cookie: planted=1")]
+    [InlineData("/admin/subscribers?email=é@example.org")]
+    [InlineData("/admin/a path")]
+    public async Task AReturnPathNoHeaderCanCarryLeadsToTheDashboard(string returnUrl)
+    {
+        using var client = BrowserClient();
+
+        var signedIn = await SignInAsync(client, Operator, Password, returnUrl);
+
+        Assert.Equal(HttpStatusCode.Redirect, signedIn.StatusCode);
+        Assert.Equal("/admin", signedIn.Headers.Location?.OriginalString);
+    }
+
+    [Fact]
     public async Task SignInSetsAStrictHttpOnlyCookieAndOpensTheDashboard()
     {
         using var client = BrowserClient();
@@ -290,7 +328,7 @@ public sealed partial class OperatorConsoleTests(TestDatabase database) : IClass
     private HttpClient BrowserClient() =>
         _app.CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = false, HandleCookies = true, BaseAddress = new Uri(TestApp.BaseUrl) });
 
-    internal static async Task<HttpResponseMessage> SignInAsync(HttpClient client, string email, string password)
+    internal static async Task<HttpResponseMessage> SignInAsync(HttpClient client, string email, string password, string returnUrl = "/admin")
     {
         var page = await client.GetStringAsync("/admin/signin");
         return await client.PostAsync("/admin/signin", new FormUrlEncodedContent(
@@ -298,7 +336,7 @@ public sealed partial class OperatorConsoleTests(TestDatabase database) : IClass
             KeyValuePair.Create("__RequestVerificationToken", TokenIn(page)),
             KeyValuePair.Create("email", email),
             KeyValuePair.Create("password", password),
-            KeyValuePair.Create("returnUrl", "/admin"),
+            KeyValuePair.Create("returnUrl", returnUrl),
         ]));
     }
 

@@ -21,7 +21,7 @@ internal sealed class TopicRules(NpgsqlDataSource dataSource)
     {
         // Blank lines and repeats (ignoring case) are dropped; positions in errors refer to what remains.
         var clean = (topics ?? [])
-            .Select(topic => topic.Trim())
+            .Select(topic => topic?.Trim() ?? "") // a JSON array may hold nulls: blank, like an empty line
             .Where(topic => topic.Length > 0)
             .Distinct(StringComparer.OrdinalIgnoreCase)
             .ToList();

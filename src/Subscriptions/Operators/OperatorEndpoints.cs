@@ -43,7 +43,8 @@ internal static class OperatorEndpoints
     {
         var form = await context.Request.ReadFormAsync(cancellationToken);
         string email = form["email"].ToString(), password = form["password"].ToString();
-        var account = email.Length is > 0 and <= 254 && password.Length is > 0 and <= MaxPasswordLength
+        // A control character is in no address (and a NUL is one PostgreSQL cannot even compare): refused like a wrong password.
+        var account = email.Length is > 0 and <= 254 && !email.Any(char.IsControl) && password.Length is > 0 and <= MaxPasswordLength
             ? await accounts.VerifyAsync(email, password, cancellationToken)
             : null;
         if (account is null)
@@ -147,6 +148,11 @@ internal static class OperatorEndpoints
             return SubscriberPage("", null, "That is longer than any email address (254 characters at most); nothing was looked up.",
                 StatusCodes.Status400BadRequest);
         }
+        if (email.Any(char.IsControl))
+        {
+            return SubscriberPage("", null, "That holds a control character, which no email address does; nothing was looked up.",
+                StatusCodes.Status400BadRequest);
+        }
         return await lookup.FindAsync(email, cancellationToken) is { } details
             ? SubscriberPage(email, details, null)
             : SubscriberPage(email, null, "No subscriber has that address.", StatusCodes.Status404NotFound);
@@ -183,10 +189,13 @@ internal static class OperatorEndpoints
     private static RazorComponentResult SubscriberPage(string email, SubscriberDetails? details, string? notice, int statusCode = StatusCodes.Status200OK) =>
         new RazorComponentResult<SubscriberPage>(new { Email = email, Details = details, Notice = notice }) { StatusCode = statusCode };
 
-    /// <summary>Where to go after signing in: a path of the console, never another site.</summary>
+    /// <summary>
+    /// Where to go after signing in: a path of the console, never another site, and only of printable ASCII (a response header
+    /// cannot carry a line break or, by default, anything else: such a path failed the sign-in with a 500).
+    /// </summary>
     private static string LocalAdminPath(string? returnUrl) =>
         returnUrl is { Length: < 2048 } path && path.StartsWith("/admin", StringComparison.Ordinal) && !path.Contains("//", StringComparison.Ordinal)
-            && !path.Contains('\\', StringComparison.Ordinal)
+            && !path.Contains('\\', StringComparison.Ordinal) && path.All(c => c is > ' ' and <= '~')
             ? path
             : "/admin";
 

@@ -30,6 +30,9 @@ internal sealed class RequestProblems(ILogger<RequestProblems> logger) : IExcept
             // A multipart body that ends before its closing boundary.
             IOException when !context.RequestAborted.IsCancellationRequested =>
                 (StatusCodes.Status400BadRequest, "The request body ended early", "Send the whole body."),
+            // Text PostgreSQL cannot hold (a NUL) that reached a query: each endpoint refuses what it knows of first.
+            PostgresException { SqlState: PostgresErrorCodes.CharacterNotInRepertoire } =>
+                (StatusCodes.Status400BadRequest, "The request holds a character that cannot be stored", "Leave out control characters such as NUL."),
             _ when DatabaseUnavailable(exception) => (StatusCodes.Status503ServiceUnavailable, "The service is briefly unavailable",
                 $"Its database cannot be reached right now. Nothing was changed; try again in a minute."),
             _ => (0, "", ""),
