@@ -295,6 +295,10 @@ public sealed partial class OperatorConsoleTests(TestDatabase database) : IClass
         var signedIn = await SignInAsync(client, "new.operator@example.org", password);
         Assert.Equal(HttpStatusCode.Redirect, signedIn.StatusCode);
         Assert.Equal("/admin/password", signedIn.Headers.Location?.OriginalString);
+        using (var someoneElse = BrowserClient())
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, (await SignInAsync(someoneElse, "new.operator@example.org", password)).StatusCode);
+        }
         var dashboard = await client.GetAsync("/admin");
         Assert.Equal(HttpStatusCode.Redirect, dashboard.StatusCode);
         Assert.Equal("/admin/password", dashboard.Headers.Location?.OriginalString);

@@ -70,7 +70,22 @@ internal sealed class OperatorAccounts(NpgsqlDataSource dataSource, TimeProvider
             return null;
         }
         var account = new OperatorAccount(found.Id, found.Email, found.Stamp, found.MustChange);
-        return Hasher.VerifyHashedPassword(account, found.Hash, password) == PasswordVerificationResult.Failed ? null : account;
+        if (Hasher.VerifyHashedPassword(account, found.Hash, password) == PasswordVerificationResult.Failed)
+        {
+            return null;
+        }
+        if (found.MustChange)
+        {
+            // A printed password serves one sign-in: used up here, so that whoever else saw it (a terminal's scrollback, a
+            // log of the deployment) cannot use it before the operator has chosen their own. An empty hash matches no password
+            // (the hasher fails an empty one); of two sign-ins at once, only the one that empties it gets in.
+            const string useUp = "UPDATE operators SET password_hash = '' WHERE id = @Id AND password_hash = @Hash AND must_change_password";
+            if (await connection.ExecuteAsync(new CommandDefinition(useUp, new { found.Id, found.Hash }, cancellationToken: cancellationToken)) == 0)
+            {
+                return null;
+            }
+        }
+        return account;
     }
 
     /// <summary>Whether a session's stamp is still the account's (the password was not reset since it signed in).</summary>
