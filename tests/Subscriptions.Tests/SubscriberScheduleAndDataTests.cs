@@ -185,11 +185,13 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task DownloadMyDataHoldsTheAddressTopicsSettingsHistoryAndEveryDeliveryWithItsPapers()
+    public async Task DownloadMyDataHoldsTheAddressTopicsSettingsHistoryEveryDeliveryWithItsPapersAndTheRatings()
     {
-        var (_, token) = await AddActiveAsync("export@example.org");
+        var (id, token) = await AddActiveAsync("export@example.org");
         await _database.ExecuteAsync("UPDATE subscribers SET time_zone = 'UTC', delivery_hour = 7, confirmed_at = now() WHERE email = 'export@example.org'");
         await _app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
+        var paperId = await _database.ScalarAsync<long>("SELECT id FROM papers WHERE title = 'Lidar Odometry at Night'");
+        await _app.Services.GetRequiredService<FeedbackStore>().RateAsync(id, paperId, liked: false, CancellationToken.None);
 
         var response = await _client.GetAsync($"/preferences/export?token={token}");
 
@@ -205,6 +207,8 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
         Assert.Equal("sent", delivery.GetProperty("status").GetString());
         Assert.Equal("Lidar Odometry at Night", delivery.GetProperty("papers")[0].GetProperty("title").GetString());
         Assert.Equal("lidar", delivery.GetProperty("papers")[0].GetProperty("matchedTopics")[0].GetString());
+        var rating = Assert.Single(data.GetProperty("ratings").EnumerateArray());
+        Assert.Equal(("Lidar Odometry at Night", false), (rating.GetProperty("title").GetString(), rating.GetProperty("liked").GetBoolean()));
         Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync("/preferences/export?token=nonsense")).StatusCode);
     }
 

@@ -10,7 +10,8 @@ namespace Subscriptions.Subscribers;
 /// <summary>Everything stored about one subscriber, as <c>GET /preferences/export</c> gives it.</summary>
 internal sealed record SubscriberExport(
     string Email, string Status, IReadOnlyList<string> Topics, ExportSettings Settings, IReadOnlyList<ExportEvent> History,
-    IReadOnlyList<ExportEmail> Emails, IReadOnlyList<ExportDelivery> Deliveries, IReadOnlyList<ExportBounce> Bounces, ExportSuppression? Suppression);
+    IReadOnlyList<ExportEmail> Emails, IReadOnlyList<ExportDelivery> Deliveries, IReadOnlyList<ExportRating> Ratings, IReadOnlyList<ExportBounce> Bounces,
+    ExportSuppression? Suppression);
 
 internal sealed record ExportSettings(int? MaxPapers, string? TimeZone, int? DeliveryHour, string Frequency, string? Weekday);
 
@@ -21,6 +22,9 @@ internal sealed record ExportEmail(string Kind, string Status, DateTime CreatedA
 internal sealed record ExportDelivery(DateOnly Day, string Status, int Attempts, DateTime CreatedAt, DateTime? SentAt, string? MessageId, IReadOnlyList<ExportPaper> Papers);
 
 internal sealed record ExportPaper(long Id, string? ArxivId, string Title, string? Url, IReadOnlyList<string> MatchedTopics);
+
+/// <summary>A "more/less like this" the subscriber gave a paper.</summary>
+internal sealed record ExportRating(long PaperId, string Title, bool Liked, DateTime At);
 
 internal sealed record ExportBounce(string Kind, string? Status, string Source, DateTime ReceivedAt);
 
@@ -72,6 +76,10 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
             SELECT p.id, p.arxiv_id, p.title, p.page_url FROM papers p
             WHERE p.id IN (SELECT (e.value ->> 'paper_id')::bigint FROM deliveries d, jsonb_array_elements(d.papers) e WHERE d.subscriber_id = @subscriberId)
             """, parameters, transaction, cancellationToken: cancellationToken))).ToDictionary(paper => paper.Id);
+        var ratings = await connection.QueryAsync<ExportRating>(new CommandDefinition("""
+            SELECT f.paper_id, p.title, f.liked, f.created_at AS at FROM paper_feedback f JOIN papers p ON p.id = f.paper_id
+            WHERE f.subscriber_id = @subscriberId ORDER BY f.created_at, f.paper_id
+            """, parameters, transaction, cancellationToken: cancellationToken));
         var bounces = await connection.QueryAsync<ExportBounce>(new CommandDefinition("""
             SELECT kind, status, source, received_at FROM bounce_events WHERE email = @EmailKey ORDER BY id
             """, parameters, transaction, cancellationToken: cancellationToken));
@@ -99,6 +107,7 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
                 [.. PlannedPapers(d.Papers).Select(p => papers.TryGetValue(p.PaperId, out var paper)
                     ? new ExportPaper(p.PaperId, paper.ArxivId, paper.Title, paper.PageUrl, p.Topics)
                     : new ExportPaper(p.PaperId, null, "", null, p.Topics))]))],
+            [.. ratings],
             [.. bounces],
             suppression);
     }
