@@ -127,6 +127,25 @@ public sealed class SignupAbuseTests(TestDatabase database) : IClassFixture<Test
     }
 
     [Fact]
+    public async Task TrustingEveryProxyStillCountsTheAddressTheProxyAddedNotOneTheClientWrote()
+    {
+        // ASPNETCORE_FORWARDEDHEADERS_ENABLED=true: ASP.NET Core puts the forwarded-headers middleware first itself. Run a
+        // second time by the service's own pipeline, it took the next entry too, the one the client wrote.
+        await using var app = new TestApp(database, _smtp, settings: new Dictionary<string, string?>
+        {
+            ["App:SignupsPerMinute"] = "1",
+            ["FORWARDEDHEADERS_ENABLED"] = "true",
+        });
+        var proxy = IPAddress.Parse("10.0.0.5");
+
+        var first = await SignUpFromAsync(app, proxy, Signup("spoof1@example.org"), forwardedFor: "198.51.100.1, 203.0.113.7");
+        var sameClientOtherClaim = await SignUpFromAsync(app, proxy, Signup("spoof2@example.org"), forwardedFor: "198.51.100.2, 203.0.113.7");
+
+        Assert.Equal(StatusCodes.Status202Accepted, first.Status);
+        Assert.Equal(StatusCodes.Status429TooManyRequests, sameClientOtherClaim.Status);
+    }
+
+    [Fact]
     public async Task AKnownProxyThatIsNotAnAddressStopsStartup()
     {
         var (exitCode, _, error) = await ServiceBinary.RunAsync(["serve", "--App:KnownProxies=10.0.0.5, proxy.internal"], new Dictionary<string, string>

@@ -60,7 +60,12 @@ internal static class WebExtensions
     public static WebApplication UseWeb(this WebApplication app)
     {
         // Before anything reads the client's address: behind known proxies it is the forwarded one (App:KnownProxies).
-        app.UseForwardedHeaders();
+        // With ASPNETCORE_FORWARDEDHEADERS_ENABLED=true ASP.NET Core has put the middleware first itself; a second one would
+        // take one more entry of X-Forwarded-For, the one the client wrote, as the client.
+        if (!app.Configuration.GetValue<bool>("FORWARDEDHEADERS_ENABLED"))
+        {
+            app.UseForwardedHeaders();
+        }
         app.UseSecurityHeaders();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
