@@ -146,6 +146,20 @@ public sealed class SignupAbuseTests(TestDatabase database) : IClassFixture<Test
     }
 
     [Fact]
+    public async Task AnIPv6ClientIsCountedByItsSlash64()
+    {
+        await using var app = new TestApp(database, _smtp, settings: new Dictionary<string, string?> { ["App:SignupsPerMinute"] = "1" });
+
+        var first = await SignUpFromAsync(app, IPAddress.Parse("2001:db8:1:2::1"), Signup("v6-1@example.org"));
+        var sameNetwork = await SignUpFromAsync(app, IPAddress.Parse("2001:db8:1:2:a:b:c:d"), Signup("v6-2@example.org"));
+        var otherNetwork = await SignUpFromAsync(app, IPAddress.Parse("2001:db8:1:3::1"), Signup("v6-3@example.org"));
+
+        Assert.Equal(StatusCodes.Status202Accepted, first.Status);
+        Assert.Equal(StatusCodes.Status429TooManyRequests, sameNetwork.Status);
+        Assert.Equal(StatusCodes.Status202Accepted, otherNetwork.Status);
+    }
+
+    [Fact]
     public async Task AKnownProxyThatIsNotAnAddressStopsStartup()
     {
         var (exitCode, _, error) = await ServiceBinary.RunAsync(["serve", "--App:KnownProxies=10.0.0.5, proxy.internal"], new Dictionary<string, string>
