@@ -79,6 +79,7 @@ public sealed class DigestScheduleTests : IAsyncLifetime
     [Theory]
     [InlineData(null)]
     [InlineData("2030-01-10T12:00:00Z")] // an operator's `digest --at` of a later hour, before the outage: not the last slot the schedule planned
+    [InlineData("2030-01-10T07:00:00Z")] // an operator's `digest` of the day during the outage (its default slot): nor is this
     public async Task SlotsMissedWhileEveryInstanceWasDownArePlannedOnceWhenOneComesBack(string? plannedAhead)
     {
         await using var smtp = await TestSmtpServer.StartNewAsync();
@@ -97,7 +98,7 @@ public sealed class DigestScheduleTests : IAsyncLifetime
             await AddScheduledAsync($"missed{hour}@example.org", "UTC", hour, "lidar OR \"dexterous manipulation\"");
         }
         await _database.SaveDayAsync(new DateOnly(2030, 1, 9), TestDatabase.LidarPaper);
-        await _database.ExecuteAsync("INSERT INTO digest_slots (slot, planned_at, matched, planned) VALUES ('2030-01-10T05:00:00Z', now(), 0, 0)");
+        await _database.ExecuteAsync("INSERT INTO digest_slots (slot, planned_at, matched, planned, by_schedule) VALUES ('2030-01-10T05:00:00Z', now(), 0, 0, true)");
         if (plannedAhead is not null)
         {
             await _database.ExecuteAsync("INSERT INTO digest_slots (slot, planned_at, matched, planned) VALUES (@plannedAhead::timestamptz, now(), 0, 0)",

@@ -20,7 +20,7 @@ internal sealed class DailyDigestJob(
     {
         var digest = options.Value;
         var current = DeliverySlots.SlotOf(time.GetUtcNow());
-        var first = await planner.LastPlannedSlotAsync(current, cancellationToken) is { } last && last < current
+        var first = await planner.LastScheduledSlotAsync(current, cancellationToken) is { } last && last < current
             ? (last + DeliverySlots.Length > current - CatchUpAtMost ? last + DeliverySlots.Length : current - CatchUpAtMost)
             : current;
         for (var slot = first; slot <= current; slot += DeliverySlots.Length)
@@ -30,7 +30,7 @@ internal sealed class DailyDigestJob(
                 isDefaultSlot ? ", ingesting the day's papers first" : "");
             var started = time.GetTimestamp();
             await runner.PlanSlotAsync(slot, papersDay: null, ingestFirst: isDefaultSlot,
-                message => logger.LogInformation("{Progress}", message), cancellationToken);
+                message => logger.LogInformation("{Progress}", message), cancellationToken, bySchedule: true);
             metrics.DigestRunFinished(time.GetElapsedTime(started));
             signal.Wake();
         }

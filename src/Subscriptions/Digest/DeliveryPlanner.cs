@@ -35,8 +35,12 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
     /// <summary>A delivery to insert: its papers as JSON, and their ids as a PostgreSQL array literal (for <c>delivery_papers</c>).</summary>
     private sealed record PlannedDelivery(long SubscriberId, DateOnly Day, string Papers, string PaperIds);
 
-    /// <summary>Plans the slot at <paramref name="slot"/> (a whole UTC hour) with the papers of <paramref name="papersDay"/> (default: the latest ingested on or before the slot's date in <c>Digest:TimeZone</c>).</summary>
-    public async Task<SlotPlan> PlanSlotAsync(DateTimeOffset slot, DateOnly? papersDay, CancellationToken cancellationToken)
+    /// <summary>
+    /// Plans the slot at <paramref name="slot"/> (a whole UTC hour) with the papers of <paramref name="papersDay"/> (default:
+    /// the latest ingested on or before the slot's date in <c>Digest:TimeZone</c>); <paramref name="bySchedule"/> when the
+    /// hourly schedule plans it rather than an operator.
+    /// </summary>
+    public async Task<SlotPlan> PlanSlotAsync(DateTimeOffset slot, DateOnly? papersDay, CancellationToken cancellationToken, bool bySchedule = false)
     {
         slot = DeliverySlots.SlotOf(slot);
         var digest = options.Value;
@@ -44,7 +48,7 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
         var day = papersDay ?? await LatestPapersDayAsync(connection, DigestSchedule.LocalDate(digest, slot), cancellationToken);
         if (day is not { } latest)
         {
-            await RecordSlotAsync(connection, slot, 0, 0, cancellationToken);
+            await RecordSlotAsync(connection, slot, 0, 0, bySchedule, cancellationToken);
             return new SlotPlan(slot, default, 0, 0, 0, []);
         }
 
@@ -101,7 +105,7 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
             throw;
         }
         await AnalyzeQueueAsync(connection, added, cancellationToken);
-        await RecordSlotAsync(connection, slot, matched, added, cancellationToken);
+        await RecordSlotAsync(connection, slot, matched, added, bySchedule, cancellationToken);
         return new SlotPlan(slot, latest, covered, matched, added, [.. localDays.Order()]);
 
         // A daily subscriber's candidates are the one latest day ingested (earlier days were theirs the day before); a
@@ -133,15 +137,15 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
     }
 
     /// <summary>
-    /// The latest slot planned (by any instance, the scheduler or <c>digest</c>) at or before <paramref name="current"/>. A
-    /// later one (an operator's <c>digest --at</c> of an hour to come) says nothing of the hours before it, which the
-    /// schedule may have missed while every instance was down.
+    /// The latest slot the hourly schedule planned (on any instance) at or before <paramref name="current"/>. One an operator
+    /// planned (<c>digest</c>, <c>digest --at</c>, the console) says nothing of the hours before it, which the schedule may
+    /// have missed while every instance was down; nor does a later one.
     /// </summary>
-    public async Task<DateTimeOffset?> LastPlannedSlotAsync(DateTimeOffset current, CancellationToken cancellationToken)
+    public async Task<DateTimeOffset?> LastScheduledSlotAsync(DateTimeOffset current, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var last = await connection.ExecuteScalarAsync<DateTime?>(new CommandDefinition(
-            "SELECT max(slot) FROM digest_slots WHERE slot <= @current", new { current }, cancellationToken: cancellationToken));
+            "SELECT max(slot) FROM digest_slots WHERE by_schedule AND slot <= @current", new { current }, cancellationToken: cancellationToken));
         return last is { } value ? new DateTimeOffset(DateTime.SpecifyKind(value, DateTimeKind.Utc)) : null;
     }
 
@@ -319,13 +323,16 @@ internal sealed class DeliveryPlanner(NpgsqlDataSource dataSource, TopicMatcher 
         }
     }
 
-    private async Task RecordSlotAsync(NpgsqlConnection connection, DateTimeOffset slot, long matched, long added, CancellationToken cancellationToken)
+    private async Task RecordSlotAsync(
+        NpgsqlConnection connection, DateTimeOffset slot, long matched, long added, bool bySchedule, CancellationToken cancellationToken)
     {
         const string sql = """
-            INSERT INTO digest_slots (slot, planned_at, matched, planned) VALUES (@slot, @now, @matched, @added)
+            INSERT INTO digest_slots (slot, planned_at, matched, planned, by_schedule) VALUES (@slot, @now, @matched, @added, @bySchedule)
             ON CONFLICT (slot) DO UPDATE SET planned_at = EXCLUDED.planned_at, matched = EXCLUDED.matched,
-                                             planned = digest_slots.planned + EXCLUDED.planned
+                                             planned = digest_slots.planned + EXCLUDED.planned,
+                                             by_schedule = digest_slots.by_schedule OR EXCLUDED.by_schedule
             """;
-        await connection.ExecuteAsync(new CommandDefinition(sql, new { slot, now = time.GetUtcNow(), matched, added }, cancellationToken: cancellationToken));
+        await connection.ExecuteAsync(new CommandDefinition(sql, new { slot, now = time.GetUtcNow(), matched, added, bySchedule },
+            cancellationToken: cancellationToken));
     }
 }
