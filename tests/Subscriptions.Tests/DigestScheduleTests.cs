@@ -139,6 +139,56 @@ public sealed class DigestScheduleTests : IAsyncLifetime
             await _database.ScalarAsync<long>("SELECT next_fire_time FROM qrtz_triggers WHERE trigger_name = 'daily-digest'"));
     }
 
+    [Fact]
+    public async Task ASourceThatFailedAtTheDefaultSlotIsFetchedAgainBeforeTheDaysLaterSlots()
+    {
+        await using var smtp = await TestSmtpServer.StartNewAsync();
+        var papersFile = Path.Combine(Path.GetTempPath(), $"subscriptions-late-papers-{Guid.NewGuid():N}.txt");
+        var settings = new Dictionary<string, string?>
+        {
+            ["Digest:Enabled"] = "true",
+            ["Digest:Schedule"] = "0 0 7 * * ?",
+            ["Papers:Sources"] = "file",
+            ["Papers:File:Path"] = papersFile, // not there at 07:00: the fetch fails
+        };
+        await AddScheduledAsync("late8@example.org", "UTC", 8, "dexterous manipulation");
+        await _database.ExecuteAsync("INSERT INTO digest_slots (slot, planned_at, matched, planned, by_schedule) VALUES ('2030-01-11T06:00:00Z', now(), 0, 0, true)");
+        try
+        {
+            // 07:20: the slot of the default time fetches the day's papers, and the file is not there.
+            await FireOnceAsync(new ShiftedTime(new DateTimeOffset(2030, 1, 11, 7, 20, 0, TimeSpan.Zero)), smtp, settings);
+            Assert.Equal(0, await _database.ScalarAsync<long>("SELECT count(*) FROM paper_days WHERE day = '2030-01-11'"));
+
+            // 08:20: the file has come; the 08:00 slot asks the source again before it plans.
+            File.Copy(Path.Combine(AppContext.BaseDirectory, "Payloads", "trending-page.txt"), papersFile);
+            await using var app = await FireOnceAsync(new ShiftedTime(new DateTimeOffset(2030, 1, 11, 8, 20, 0, TimeSpan.Zero)), smtp, settings);
+
+            var message = await smtp.WaitForMessageToAsync("late8@example.org", TimeSpan.FromSeconds(30));
+            Assert.EndsWith("11 Jan 2030", message.Subject, StringComparison.Ordinal);
+            Assert.Contains("Diffusion Policies for Dexterous Manipulation", message.TextBody);
+        }
+        finally
+        {
+            File.Delete(papersFile);
+        }
+    }
+
+    /// <summary>Starts an instance whose clock says <paramref name="time"/>, with the hourly trigger due: it fires once. Returns it once that firing has finished.</summary>
+    private async Task<TestApp> FireOnceAsync(ShiftedTime time, TestSmtpServer smtp, Dictionary<string, string?> settings)
+    {
+        await using (var scheduling = new TestApp(_database, smtp, time, settings))
+        {
+            _ = scheduling.Services; // schedules the hourly trigger
+        }
+        await _database.ExecuteAsync("UPDATE qrtz_triggers SET next_fire_time = @due WHERE trigger_name = 'daily-digest'",
+            new { due = DateTimeOffset.UtcNow.AddMinutes(-3).UtcTicks });
+        var started = DateTimeOffset.UtcNow;
+        var app = new TestApp(_database, smtp, time, settings);
+        _ = app.Services;
+        await WaitForFiringFinishedAfterAsync(app, started);
+        return app;
+    }
+
     private async Task AddScheduledAsync(string email, string timeZone, int hour, params string[] topics)
     {
         var (id, _) = await _database.AddSubscriberAsync(email, "active", maxPapers: null, topics);

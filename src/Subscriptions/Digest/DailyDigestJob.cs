@@ -1,18 +1,20 @@
 using Microsoft.Extensions.Options;
 using Quartz;
 using Subscriptions.Observability;
+using Subscriptions.Papers;
 
 namespace Subscriptions.Digest;
 
 /// <summary>
 /// Plans the hourly slot that is due, and every slot since the last one planned (at most a day's worth) when
 /// all instances were down meanwhile; the slot of the operator's default time ingests the day's papers
-/// first. Every instance's <see cref="DeliveryWorker"/> then sends it.
+/// first, and each slot after it that day fetches again the sources that have no papers for the day. Every
+/// instance's <see cref="DeliveryWorker"/> then sends it.
 /// </summary>
 [DisallowConcurrentExecution]
 internal sealed class DailyDigestJob(
-    DigestRunner runner, DeliveryPlanner planner, DeliverySignal signal, IOptions<DigestOptions> options, TimeProvider time, ServiceMetrics metrics,
-    ILogger<DailyDigestJob> logger) : IJob
+    DigestRunner runner, DeliveryPlanner planner, PaperIngest ingest, PaperStore papers, DeliverySignal signal, IOptions<DigestOptions> options,
+    IOptions<PapersOptions> papersOptions, TimeProvider time, ServiceMetrics metrics, ILogger<DailyDigestJob> logger) : IJob
 {
     private static readonly TimeSpan CatchUpAtMost = TimeSpan.FromHours(23);
 
@@ -25,14 +27,37 @@ internal sealed class DailyDigestJob(
             : current;
         for (var slot = first; slot <= current; slot += DeliverySlots.Length)
         {
-            var isDefaultSlot = slot == DigestSchedule.DefaultSlot(digest, DigestSchedule.LocalDate(digest, slot));
+            var date = DigestSchedule.LocalDate(digest, slot);
+            var defaultSlot = DigestSchedule.DefaultSlot(digest, date);
+            var isDefaultSlot = slot == defaultSlot;
             logger.LogInformation("Digest slot {Slot:O} started (scheduled {Scheduled:O}){Ingest}", slot, context.ScheduledFireTimeUtc,
                 isDefaultSlot ? ", ingesting the day's papers first" : "");
+            if (slot > defaultSlot)
+            {
+                await FetchMissingSourcesAsync(date, defaultSlot, cancellationToken);
+            }
             var started = time.GetTimestamp();
             await runner.PlanSlotAsync(slot, papersDay: null, ingestFirst: isDefaultSlot,
                 message => logger.LogInformation("{Progress}", message), cancellationToken, bySchedule: true);
             metrics.DigestRunFinished(time.GetElapsedTime(started));
             signal.Wake();
         }
+    }
+
+    /// <summary>
+    /// The default slot's fetch may have failed (a source down, a timeout) or found nothing yet: the sources without papers
+    /// for the day are asked again before each later slot of that day, or the day's papers would reach no one.
+    /// </summary>
+    private async Task FetchMissingSourcesAsync(DateOnly date, DateTimeOffset defaultSlot, CancellationToken cancellationToken)
+    {
+        var stored = await papers.SourcesOfDayAsync(date, cancellationToken);
+        var missing = papersOptions.Value.SourceList.Where(source => !stored.Contains(source, StringComparer.OrdinalIgnoreCase)).ToList();
+        if (missing.Count == 0)
+        {
+            return;
+        }
+        logger.LogInformation("No papers of {Date} from {Sources} since the fetch of {DefaultSlot:O}: fetching them again", date,
+            string.Join(", ", missing), defaultSlot);
+        await ingest.IngestAsync(date, missing, file: null, cancellationToken);
     }
 }

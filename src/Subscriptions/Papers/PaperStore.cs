@@ -137,6 +137,14 @@ internal sealed class PaperStore(NpgsqlDataSource dataSource, TimeProvider time)
         return [.. await connection.QueryAsync<(DateOnly, int)>(new CommandDefinition(sql, cancellationToken: cancellationToken))];
     }
 
+    /// <summary>The sources that have a list stored for the day.</summary>
+    public async Task<IReadOnlyList<string>> SourcesOfDayAsync(DateOnly day, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return [.. await connection.QueryAsync<string>(new CommandDefinition(
+            "SELECT DISTINCT source FROM paper_days WHERE day = @day", new { day }, cancellationToken: cancellationToken))];
+    }
+
     /// <summary>The most recent day that has any papers, if any.</summary>
     public async Task<DateOnly?> LatestDayAsync(CancellationToken cancellationToken)
     {
