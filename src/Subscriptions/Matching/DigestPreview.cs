@@ -46,7 +46,9 @@ internal sealed class DigestPreview(TopicMatcher matcher, PaperStore papers, Top
         }
         var matches = await matcher.MatchAsync(chosen, cleanTopics, cap, cancellationToken);
         var details = (await papers.PapersOfDayAsync(chosen, cancellationToken)).ToDictionary(paper => paper.Id);
+        // Read after the match: a fetch in between may have taken a paper off the day's list (it is then left out, not a 500).
         var list = matches
+            .Where(match => details.ContainsKey(match.PaperId))
             .Select(match => (match, paper: details[match.PaperId]))
             .Select(pair => new PreviewPaper(pair.paper.Id, pair.paper.ArxivId, pair.paper.Title, pair.paper.PageUrl, pair.paper.Upvotes,
                 Math.Round(pair.match.Score, 4), pair.match.Topics, pair.match.CloseTo))
