@@ -113,10 +113,14 @@ internal sealed class PostgresCluster : IAsyncDisposable
             MaxPoolSize = 20,
         }.ConnectionString;
 
+    private const string RootPrefix = "subscriptions-tests-";
+
     public static async Task<PostgresCluster> StartAsync(string settings = "")
     {
-        var root = Path.Combine(Path.GetTempPath(), $"subscriptions-tests-{Environment.ProcessId}-{Guid.NewGuid():N}"[..48]);
-        var cluster = new PostgresCluster(FindBinaries(), root, settings);
+        var binaries = FindBinaries();
+        StopLeftovers(binaries);
+        var root = Path.Combine(Path.GetTempPath(), $"{RootPrefix}{Environment.ProcessId}-{Guid.NewGuid():N}"[..48]);
+        var cluster = new PostgresCluster(binaries, root, settings);
         Directory.CreateDirectory(cluster.SocketDirectory);
         if (IsRoot)
         {
@@ -140,6 +144,46 @@ internal sealed class PostgresCluster : IAsyncDisposable
         }
         NpgsqlConnection.ClearAllPools();
         return cluster;
+    }
+
+    /// <summary>
+    /// Stops the clusters of test processes that have ended. Each stops its own on exit, but a test host the test platform
+    /// ends before its exit handlers finish (on a slow machine, every run) leaves its cluster running, one more each run.
+    /// </summary>
+    private static void StopLeftovers(string binaries)
+    {
+        foreach (var root in Directory.GetDirectories(Path.GetTempPath(), RootPrefix + "*"))
+        {
+            if (!int.TryParse(Path.GetFileName(root)[RootPrefix.Length..].Split('-')[0], out var owner) || IsRunning(owner))
+            {
+                continue;
+            }
+            try
+            {
+                if (File.Exists(Path.Combine(root, "data", "postmaster.pid")))
+                {
+                    RunAsPostgres(Path.Combine(binaries, "pg_ctl"), "-D", Path.Combine(root, "data"), "-m", "immediate", "-w", "stop");
+                }
+                Directory.Delete(root, recursive: true);
+            }
+            catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
+            {
+                // Not ours to stop, or already gone: left as it is.
+            }
+        }
+    }
+
+    private static bool IsRunning(int processId)
+    {
+        try
+        {
+            using var process = Process.GetProcessById(processId);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
     }
 
     private static bool IsRoot => Environment.UserName == "root";
