@@ -88,21 +88,24 @@ public sealed class SignupLifecycleTests(TestDatabase database) : IClassFixture<
     {
         var notice = await ActiveSubscriberNoticeAsync("emmy@example.org");
         var oldUnsubscribe = TestApp.LinkIn(notice, "/unsubscribe");
+        var oldExport = TestApp.LinkIn(notice, "/preferences").Replace("/preferences?", "/preferences/export?", StringComparison.Ordinal);
         await _client.PostAsync(oldUnsubscribe, content: null);
 
+        // Anyone may type the address: until the new subscription is confirmed, its owner's links still reach their data.
         await _client.SignUpAsync("emmy@example.org", "algebraic topology");
         var messages = await WaitForMessagesAsync("emmy@example.org", 3);
         var newConfirmation = messages[2];
         Assert.Contains("Confirm", newConfirmation.Subject);
         Assert.Equal("pending", await database.SubscriberStatusAsync("emmy@example.org"));
         Assert.Equal(1, await database.ScalarAsync<long>("SELECT count(*) FROM subscribers WHERE email = 'emmy@example.org'"));
-
-        // The links of the old subscription died with it.
-        Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync(oldUnsubscribe)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await _client.GetAsync(oldExport)).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync(TestApp.LinkIn(messages[0], "/subscriptions/confirm"))).StatusCode);
 
         Assert.Equal(HttpStatusCode.OK, (await _client.GetAsync(TestApp.LinkIn(newConfirmation, "/subscriptions/confirm"))).StatusCode);
         Assert.Equal("active", await database.SubscriberStatusAsync("emmy@example.org"));
+        // The links of the old subscription died with it, once the new one began.
+        Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync(oldUnsubscribe)).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync(oldExport)).StatusCode);
         Assert.Equal(["algebraic topology"], await database.QueryAsync<string>(
             "SELECT t.text FROM topics t JOIN subscribers s ON s.id = t.subscriber_id WHERE s.email = 'emmy@example.org'"));
     }

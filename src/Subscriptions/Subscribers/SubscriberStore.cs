@@ -116,13 +116,13 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
             {
                 // Pending: a fresh confirmation link replaces the last one, and the topics stay those of the
                 // first signup (anyone can sign up any address; only its owner's link changes what it gets).
-                // Unsubscribed or bounced: a new subscription begins, with a new key so the old
-                // subscription's links stop working.
+                // Unsubscribed or bounced: a new subscription begins, with a new key so the old subscription's links
+                // stop working, once it is confirmed: until then the owner's own links (their data) still work.
                 newSubscription = status != "pending";
                 const string renew = """
                     UPDATE subscribers
                     SET status = 'pending',
-                        subscription_key = CASE WHEN status = 'pending' THEN subscription_key ELSE @key END,
+                        renewed_subscription_key = CASE WHEN status = 'pending' THEN renewed_subscription_key ELSE @key END,
                         confirmation_nonce = @nonce,
                         confirmation_expires_at = @expires,
                         confirmed_at = NULL,
@@ -172,7 +172,10 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
         if (outcome == ConfirmOutcome.Confirmed)
         {
             const string activate = """
-                UPDATE subscribers SET status = 'active', confirmed_at = @now, updated_at = @now WHERE id = @id
+                UPDATE subscribers
+                SET status = 'active', confirmed_at = @now, updated_at = @now,
+                    subscription_key = coalesce(renewed_subscription_key, subscription_key), renewed_subscription_key = NULL
+                WHERE id = @id
                 """;
             await connection.ExecuteAsync(new CommandDefinition(
                 activate, new { id = token.SubscriberId, now }, transaction, cancellationToken: cancellationToken));
