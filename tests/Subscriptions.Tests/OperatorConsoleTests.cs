@@ -136,6 +136,24 @@ public sealed partial class OperatorConsoleTests(TestDatabase database) : IClass
     }
 
     [Fact]
+    public async Task SigningOutEndsTheSessionACopiedCookieToo()
+    {
+        using var client = BrowserClient();
+        await _app.Services.GetRequiredService<OperatorAccounts>().AddOrResetAsync("leaving@example.org", Password, CancellationToken.None);
+        var signedIn = await SignInAsync(client, "leaving@example.org", Password);
+        var cookie = signedIn.Headers.GetValues("Set-Cookie").Single(value => value.StartsWith("subscriptions_operator=", StringComparison.Ordinal)).Split(';')[0];
+        using var copy = _app.CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = false, HandleCookies = false, BaseAddress = new Uri(TestApp.BaseUrl) });
+        copy.DefaultRequestHeaders.Add("Cookie", cookie);
+        Assert.Equal(HttpStatusCode.OK, (await copy.GetAsync("/admin")).StatusCode);
+
+        var page = await client.GetStringAsync("/admin");
+        var signedOut = await client.PostAsync("/admin/signout", new FormUrlEncodedContent([KeyValuePair.Create("__RequestVerificationToken", TokenIn(page))]));
+
+        Assert.Equal(HttpStatusCode.Redirect, signedOut.StatusCode);
+        Assert.Equal(HttpStatusCode.Redirect, (await copy.GetAsync("/admin")).StatusCode);
+    }
+
+    [Fact]
     public async Task AResetPasswordEndsEarlierSessions()
     {
         using var client = BrowserClient();

@@ -88,6 +88,14 @@ internal sealed class OperatorAccounts(NpgsqlDataSource dataSource, TimeProvider
         return account;
     }
 
+    /// <summary>A new stamp: every session of the account ends, copies of its cookie included.</summary>
+    public async Task EndSessionsAsync(long id, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await connection.ExecuteAsync(new CommandDefinition("UPDATE operators SET password_stamp = @stamp WHERE id = @id",
+            new { id, stamp = Guid.NewGuid() }, cancellationToken: cancellationToken));
+    }
+
     /// <summary>Whether a session's stamp is still the account's (the password was not reset since it signed in).</summary>
     public async Task<bool> IsCurrentAsync(long id, Guid stamp, CancellationToken cancellationToken)
     {

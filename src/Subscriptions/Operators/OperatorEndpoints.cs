@@ -104,8 +104,16 @@ internal static class OperatorEndpoints
         return TypedResults.Redirect("/admin");
     }
 
-    private static async Task<RedirectHttpResult> SignOutAsync(HttpContext context)
+    /// <summary>
+    /// Ends the account's sessions on the server, not only this browser's cookie: a cookie is good until it expires, and a
+    /// copy of it (a shared machine, a proxy's log) would have outlived the sign-out. Every session of the account ends.
+    /// </summary>
+    private static async Task<RedirectHttpResult> SignOutAsync(HttpContext context, OperatorAccounts accounts, CancellationToken cancellationToken)
     {
+        if (long.TryParse(context.User.FindFirstValue(ClaimTypes.NameIdentifier), out var id))
+        {
+            await accounts.EndSessionsAsync(id, cancellationToken);
+        }
         await context.SignOutAsync();
         return TypedResults.Redirect("/admin/signin");
     }
