@@ -221,7 +221,11 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
             INSERT INTO suppressions (email, reason, created_at) VALUES ('erase@example.org', 'complaint', now());
             INSERT INTO bounce_events (email, kind, source, received_at) VALUES ('erase@example.org', 'complaint', 'webhook', now());
             INSERT INTO email_outbox (subscriber_id, kind, next_attempt_at, created_at) VALUES (@id, 'confirmation', now() + interval '1 hour', now());
+            INSERT INTO topics (subscriber_id, position, text) VALUES (@id, 1, 'what erase@ alone typed');
+            INSERT INTO topic_embeddings (topic, model, vector) VALUES ('what erase@ alone typed', 'test', '{1}'), ('lidar', 'test', '{1}')
+                ON CONFLICT (topic) DO NOTHING;
             """, new { id });
+        await AddActiveAsync("also-lidar@example.org"); // shares the topic "lidar"
         Assert.Equal(1, await _database.ScalarAsync<long>("SELECT count(*) FROM delivery_papers WHERE subscriber_id = @id", new { id }));
 
         var asked = await _client.PostAsync($"/preferences/erase?token={token}", null);
@@ -242,6 +246,9 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
             """, new { id }));
         Assert.Equal(["complaint"], await _database.QueryAsync<string>("SELECT reason FROM suppressions WHERE email = @key",
             new { key = SubscriberData.ErasedKey("erase@example.org") }));
+        // What they typed goes too, but for the words someone else still follows.
+        Assert.Equal(["lidar"], await _database.QueryAsync<string>(
+            "SELECT topic FROM topic_embeddings WHERE topic IN ('lidar', 'what erase@ alone typed')"));
         Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync($"/preferences?token={token}")).StatusCode);
 
         // Signed up again, the address is still suppressed: no confirmation goes to it.

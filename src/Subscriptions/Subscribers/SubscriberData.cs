@@ -31,8 +31,8 @@ internal sealed record ExportBounce(string Kind, string? Status, string Source, 
 internal sealed record ExportSuppression(string Reason, DateTime Since);
 
 /// <summary>
-/// A subscriber's own data: all of it as JSON, or erased. Erasure removes the subscriber, their topics, deliveries,
-/// queued emails and bounce records in one transaction; a suppression (a bounced or complaining address) is kept,
+/// A subscriber's own data: all of it as JSON, or erased. Erasure removes the subscriber, their topics (and the stored
+/// meaning of any topic text no one else follows), ratings, deliveries, queued emails and bounce records in one transaction; a suppression (a bounced or complaining address) is kept,
 /// as a hash of the address, so that the address stays suppressed if it is ever signed up again.
 /// </summary>
 internal sealed class SubscriberData(NpgsqlDataSource dataSource)
@@ -134,6 +134,9 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
             ON CONFLICT (email) DO NOTHING;
             DELETE FROM suppressions WHERE email = @emailKey;
             DELETE FROM bounce_events WHERE email = @emailKey;
+            DELETE FROM topic_embeddings e
+            WHERE e.topic IN (SELECT text FROM topics WHERE subscriber_id = @subscriberId)
+              AND NOT EXISTS (SELECT 1 FROM topics o WHERE o.text = e.topic AND o.subscriber_id <> @subscriberId);
             DELETE FROM subscribers WHERE id = @subscriberId;
             """;
         await connection.ExecuteAsync(new CommandDefinition(erase, new { subscriberId, emailKey, erasedKey = ErasedKey(emailKey) }, transaction,
