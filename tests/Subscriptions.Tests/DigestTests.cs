@@ -393,6 +393,7 @@ public sealed class DigestTests : IAsyncLifetime
     // A refusal of the recipient for the relay's own policy (RFC 3463's 5.7.x), not for anything about the address: a relay
     // that does not let this service relay refuses every subscriber alike.
     [InlineData("recipient", SmtpReplyCode.TransactionFailed, "5.7.1 <blameless@example.org>: Relay access denied")]
+    [InlineData("recipient", SmtpReplyCode.AuthenticationRequired, "5.7.0 Authentication required")]
     public async Task ARelayRefusingTheServiceHoldsTheDigestBackAndChargesNoSubscriber(string refused, SmtpReplyCode code, string reply)
     {
         await AddSubscriberAsync("blameless@example.org", "active", "lidar");
@@ -413,6 +414,21 @@ public sealed class DigestTests : IAsyncLifetime
         var summary = await RunAsync(app);
         Assert.Equal((1, 0), (summary.Sent, summary.Failed));
         Assert.Single(_smtp.MessagesTo("blameless@example.org"));
+    }
+
+    [Fact]
+    public async Task ARecipientRefusedForItsOwnPolicyIsChargedToTheSubscriber()
+    {
+        await AddSubscriberAsync("closed@example.org", "active", "lidar");
+        await using var app = new TestApp(_database, _smtp);
+        await app.Services.GetRequiredService<DigestRunner>().PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
+        _smtp.RefuseRecipients(SmtpReplyCode.TransactionFailed, "5.7.1 <closed@example.org>: Recipient address rejected: Access denied");
+
+        var counters = new SendCounters();
+        await app.Services.GetRequiredService<DeliverySender>().SendDueAsync([Day], counters, CancellationToken.None);
+
+        Assert.Equal((0, 1, 0), (counters.Sent, counters.Failed, counters.Retrying));
+        Assert.Equal(1, await _database.ScalarAsync<int>("SELECT permanent_failures FROM subscribers WHERE email = 'closed@example.org'"));
     }
 
     private void RefuseAt(string refused, SmtpReplyCode? code, string reply)

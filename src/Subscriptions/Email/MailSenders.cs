@@ -172,13 +172,20 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
     /// server will not take it, and it counts against the subscriber. A 5xx reply anywhere else (to MAIL FROM, such as
     /// "553 sender not owned by user" or "530 must issue STARTTLS first", or to DATA itself) is the relay refusing this
     /// service, the same for every recipient: treated as the relay failing, so that it pauses sending rather than
-    /// failing, and bouncing, every subscriber of the day. So is a refusal for the relay's own policy, whatever it
-    /// answers (RFC 3463's 5.7.x: "554 5.7.1 Relay access denied" to every RCPT from a relay that wants this service to
-    /// log in first).
+    /// failing, and bouncing, every subscriber of the day. So is a refusal of the recipient that is the relay declining to
+    /// relay for this service, whoever the recipient: "554 5.7.1 &lt;x@example.org&gt;: Relay access denied" from a relay that
+    /// wants this service to log in first, or RFC 3463's 5.7.0, 5.7.8 and Microsoft's 5.7.57 (authentication required or
+    /// refused). Other 5.7.x refusals ("Recipient address rejected: Access denied", a group closed to outsiders) are the
+    /// recipient's, and count.
     /// </summary>
     public static bool IsRecipientsRefusal(SmtpCommandException e) =>
         (int)e.StatusCode >= 500 && e.ErrorCode is SmtpErrorCode.RecipientNotAccepted or SmtpErrorCode.MessageNotAccepted
-        && !e.Message.StartsWith("5.7.", StringComparison.Ordinal);
+        && !IsRelayDeclining(e.Message);
+
+    private static bool IsRelayDeclining(string reply) =>
+        reply.StartsWith("5.7.0 ", StringComparison.Ordinal) || reply.StartsWith("5.7.8 ", StringComparison.Ordinal)
+        || reply.StartsWith("5.7.57 ", StringComparison.Ordinal)
+        || (reply.StartsWith("5.7.", StringComparison.Ordinal) && reply.Contains("relay", StringComparison.OrdinalIgnoreCase));
 
     private async Task<bool> SendOnceAsync(
         HeldConnection connection, MimeMessage message, MailboxAddress returnPath, StillWanted? stillWanted, CancellationToken cancellationToken)
