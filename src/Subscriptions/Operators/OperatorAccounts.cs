@@ -77,10 +77,13 @@ internal sealed class OperatorAccounts(NpgsqlDataSource dataSource, TimeProvider
         if (found.MustChange)
         {
             // A printed password serves one sign-in: used up here, so that whoever else saw it (a terminal's scrollback, a
-            // log of the deployment) cannot use it before the operator has chosen their own. An empty hash matches no password
-            // (the hasher fails an empty one); of two sign-ins at once, only the one that empties it gets in.
-            const string useUp = "UPDATE operators SET password_hash = '' WHERE id = @Id AND password_hash = @Hash AND must_change_password";
-            if (await connection.ExecuteAsync(new CommandDefinition(useUp, new { found.Id, found.Hash }, cancellationToken: cancellationToken)) == 0)
+            // log of the deployment) cannot use it before the operator has chosen their own. It is replaced by the hash of a
+            // password no one knows, which takes as long to refuse as any (an address's refusals must not tell it apart);
+            // of two sign-ins at once, only the one that replaces it gets in.
+            const string useUp = "UPDATE operators SET password_hash = @Unknowable WHERE id = @Id AND password_hash = @Hash AND must_change_password";
+            var unknowable = Hasher.HashPassword(account, GeneratePassword());
+            if (await connection.ExecuteAsync(new CommandDefinition(useUp, new { found.Id, found.Hash, Unknowable = unknowable },
+                cancellationToken: cancellationToken)) == 0)
             {
                 return null;
             }
