@@ -101,7 +101,7 @@ public sealed class DigestScheduleTests : IAsyncLifetime
         await _database.ExecuteAsync("INSERT INTO digest_slots (slot, planned_at, matched, planned, by_schedule) VALUES ('2030-01-10T05:00:00Z', now(), 0, 0, true)");
         if (plannedAhead is not null)
         {
-            await _database.ExecuteAsync("INSERT INTO digest_slots (slot, planned_at, matched, planned) VALUES (@plannedAhead::timestamptz, now(), 0, 0)",
+            await _database.ExecuteAsync("INSERT INTO digest_slots (slot, planned_at, matched, planned, by_schedule) VALUES (@plannedAhead::timestamptz, now(), 0, 0, false)",
                 new { plannedAhead });
         }
 

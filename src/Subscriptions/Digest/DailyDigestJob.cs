@@ -25,6 +25,7 @@ internal sealed class DailyDigestJob(
         var first = await planner.LastScheduledSlotAsync(current, cancellationToken) is { } last && last < current
             ? (last + DeliverySlots.Length > current - CatchUpAtMost ? last + DeliverySlots.Length : current - CatchUpAtMost)
             : current;
+        var fetched = new HashSet<DateOnly>(); // days whose sources this firing asked already (a catch-up plans several slots)
         for (var slot = first; slot <= current; slot += DeliverySlots.Length)
         {
             var date = DigestSchedule.LocalDate(digest, slot);
@@ -32,7 +33,11 @@ internal sealed class DailyDigestJob(
             var isDefaultSlot = slot == defaultSlot;
             logger.LogInformation("Digest slot {Slot:O} started (scheduled {Scheduled:O}){Ingest}", slot, context.ScheduledFireTimeUtc,
                 isDefaultSlot ? ", ingesting the day's papers first" : "");
-            if (slot > defaultSlot)
+            if (isDefaultSlot)
+            {
+                fetched.Add(date);
+            }
+            else if (slot > defaultSlot && fetched.Add(date))
             {
                 await FetchMissingSourcesAsync(date, defaultSlot, cancellationToken);
             }
