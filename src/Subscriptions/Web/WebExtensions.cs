@@ -62,7 +62,8 @@ internal static class WebExtensions
         // Before anything reads the client's address: behind known proxies it is the forwarded one (App:KnownProxies).
         // With ASPNETCORE_FORWARDEDHEADERS_ENABLED=true ASP.NET Core has put the middleware first itself; a second one would
         // take one more entry of X-Forwarded-For, the one the client wrote, as the client.
-        if (!app.Configuration.GetValue<bool>("FORWARDEDHEADERS_ENABLED"))
+        // (Read as ASP.NET Core reads it: "true" in any case turns it on, anything else leaves it off.)
+        if (!string.Equals(app.Configuration["FORWARDEDHEADERS_ENABLED"], "true", StringComparison.OrdinalIgnoreCase))
         {
             app.UseForwardedHeaders();
         }
