@@ -14,9 +14,9 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
     private const int PaperBatch = 256;
 
     // Topic texts this process has seen stored with a vector of its model (or that have no meaning to embed), so that a
-    // signup with topics already known (most signups) does not ask the database again. Rows are never deleted; should
-    // another instance store another model's vector meanwhile, the topic is embedded when the day is matched instead of
-    // ahead of it. Bounded: once full, it starts again empty.
+    // signup with topics already known (most signups) does not ask the database again. A row deleted meanwhile (its last
+    // follower erased their data), or given another model's vector by another instance, only means the topic is embedded
+    // when the day is matched instead of ahead of it. Bounded: once full, it starts again empty.
     private const int KnownTopicsLimit = 100_000;
     private readonly ConcurrentDictionary<string, bool> _knownTopics = new(StringComparer.Ordinal);
 

@@ -160,9 +160,12 @@ internal sealed class PostgresCluster : IAsyncDisposable
             }
             try
             {
-                if (File.Exists(Path.Combine(root, "data", "postmaster.pid")))
+                var data = Path.Combine(root, "data");
+                // Only a postmaster that is this folder's: a pid file outlives its process, and its number may be another's now.
+                if (PostmasterOf(data) is { } postmaster)
                 {
-                    RunAsPostgres(Path.Combine(binaries, "pg_ctl"), "-D", Path.Combine(root, "data"), "-m", "immediate", "-w", "stop");
+                    Run("kill", "-CONT", postmaster.ToString(System.Globalization.CultureInfo.InvariantCulture)); // left frozen (Hang)
+                    RunAsPostgres(Path.Combine(binaries, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop");
                 }
                 Directory.Delete(root, recursive: true);
             }
@@ -171,6 +174,18 @@ internal sealed class PostgresCluster : IAsyncDisposable
                 // Not ours to stop, or already gone: left as it is.
             }
         }
+    }
+
+    /// <summary>The process id of the postmaster running on <paramref name="data"/>, if one is.</summary>
+    private static int? PostmasterOf(string data)
+    {
+        var pidFile = Path.Combine(data, "postmaster.pid");
+        if (!File.Exists(pidFile) || !int.TryParse(File.ReadLines(pidFile).FirstOrDefault()?.Trim(), out var pid))
+        {
+            return null;
+        }
+        var commandLine = Path.Combine("/proc", pid.ToString(System.Globalization.CultureInfo.InvariantCulture), "cmdline");
+        return File.Exists(commandLine) && File.ReadAllText(commandLine).Split('\0').Contains(data) ? pid : null;
     }
 
     private static bool IsRunning(int processId)
