@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Subscriptions.Digest;
+using Subscriptions.Subscribers;
 using Subscriptions.Web;
 
 namespace Subscriptions.Operators;
@@ -44,7 +45,7 @@ internal static class OperatorEndpoints
         var form = await context.Request.ReadFormAsync(cancellationToken);
         string email = form["email"].ToString(), password = form["password"].ToString();
         // A control character is in no address (and a NUL is one PostgreSQL cannot even compare): refused like a wrong password.
-        var account = email.Length is > 0 and <= 254 && !email.Any(char.IsControl) && password.Length is > 0 and <= MaxPasswordLength
+        var account = email.Length is > 0 and <= EmailAddresses.MaxLength && !email.Any(char.IsControl) && password.Length is > 0 and <= MaxPasswordLength
             ? await accounts.VerifyAsync(email, password, cancellationToken)
             : null;
         if (account is null)
@@ -151,9 +152,9 @@ internal static class OperatorEndpoints
         {
             return SubscriberPage(email: "", details: null, notice: null);
         }
-        if (email.Length > 254)
+        if (email.Length > EmailAddresses.MaxLength)
         {
-            return SubscriberPage("", null, "That is longer than any email address (254 characters at most); nothing was looked up.",
+            return SubscriberPage("", null, $"That is longer than any email address ({EmailAddresses.MaxLength} characters at most); nothing was looked up.",
                 StatusCodes.Status400BadRequest);
         }
         if (email.Any(char.IsControl))
