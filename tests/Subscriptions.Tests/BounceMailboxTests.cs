@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Subscriptions.Bounces;
+using Subscriptions.Email;
 using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
@@ -9,6 +10,7 @@ namespace Subscriptions.Tests;
 public sealed class BounceMailboxTests(TestDatabase database, DovecotServer dovecot) : IClassFixture<TestDatabase>, IClassFixture<DovecotServer>
 {
     private static readonly string Samples = Path.Combine(AppContext.BaseDirectory, "Payloads", "bounces");
+    private static readonly DateOnly SentDay = new(2026, 11, 24);
 
     private static readonly string[] Readable =
     [
@@ -23,27 +25,32 @@ public sealed class BounceMailboxTests(TestDatabase database, DovecotServer dove
     {
         // Found only by the returned Message-ID: the DSN names an alias, not the address we sent to.
         var (postfix, _) = await database.AddSubscriberAsync("postfix-hard@example.org", "active", null, "lidar");
-        await AddSentDeliveryAsync(postfix, "digest-postfix@subscriptions.test");
+        var postfixDelivery = await AddSentDeliveryAsync(postfix);
         // Found by the Message-ID in text/rfc822-headers, which is that of a confirmation email.
         var (headers, _) = await database.AddSubscriberAsync("headers-hard@example.org", "pending", null, "lidar");
-        await database.ExecuteAsync("""
-            INSERT INTO email_outbox (subscriber_id, kind, status, next_attempt_at, created_at, sent_at, message_id)
-            VALUES (@headers, 'confirmation', 'sent', now(), now(), now(), 'confirmation-postfix@subscriptions.test')
+        var headersOutbox = await database.ScalarAsync<long>("""
+            INSERT INTO email_outbox (subscriber_id, kind, status, next_attempt_at, created_at, sent_at)
+            VALUES (@headers, 'confirmation', 'sent', now(), now(), now()) RETURNING id
             """, new { headers });
         var (redacted, _) = await database.AddSubscriberAsync("arf-complaint@example.org", "active", null, "lidar");
-        await AddSentDeliveryAsync(redacted, "digest-arf@subscriptions.test");
+        var arfDelivery = await AddSentDeliveryAsync(redacted);
         // Found by the failed recipient.
         foreach (var email in new[] { "exim-hard@example.org", "gmail-hard@example.org", "office365-hard@example.org",
                      "outlook-delayed@example.org", "yahoo-soft@example.org", "fbl-complaint@example.org" })
         {
             await database.AddSubscriberAsync(email, "active", null, "lidar");
         }
+        await using var app = new TestApp(database, settings: new Dictionary<string, string?>(dovecot.Settings) { ["Bounces:PollInterval"] = "00:00:00.100" });
+        // The samples return the Message-IDs of our emails as this service makes them, with their MAC.
+        var messageIds = app.Services.GetRequiredService<MessageIds>();
         foreach (var sample in Readable.Concat(Malformed))
         {
-            dovecot.Deliver(Path.Combine(Samples, sample));
+            dovecot.Deliver(Path.Combine(Samples, sample),
+                ("digest-postfix@subscriptions.test", $"{messageIds.ForDelivery(postfixDelivery, SentDay)}@subscriptions.test"),
+                ("confirmation-postfix@subscriptions.test", $"{messageIds.ForOutbox(headersOutbox)}@subscriptions.test"),
+                ("digest-arf@subscriptions.test", $"{messageIds.ForDelivery(arfDelivery, SentDay)}@subscriptions.test"));
         }
 
-        await using var app = new TestApp(database, settings: new Dictionary<string, string?>(dovecot.Settings) { ["Bounces:PollInterval"] = "00:00:00.100" });
         await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
 
         // Hard bounces: bounced and suppressed, confirmations included.
@@ -95,6 +102,10 @@ public sealed class BounceMailboxTests(TestDatabase database, DovecotServer dove
     public Task TwoInstancesReadingOneMailboxRecordEachReportOnce() => WithOwnMailboxAsync(async (ownDatabase, ownDovecot) =>
     {
         var samples = new[] { "exim-rejected.eml", "gmail-no-such-user.eml", "office365-rejected.eml", "yahoo-deferred.eml", "yahoo-deferred.eml" };
+        foreach (var email in new[] { "exim-hard@example.org", "gmail-hard@example.org", "office365-hard@example.org", "yahoo-soft@example.org" })
+        {
+            await ownDatabase.AddSubscriberAsync(email, "active", null, "lidar");
+        }
         foreach (var sample in samples)
         {
             ownDovecot.Deliver(Path.Combine(Samples, sample));
@@ -178,6 +189,43 @@ public sealed class BounceMailboxTests(TestDatabase database, DovecotServer dove
     });
 
     [Fact]
+    public Task AReportIsBelievedOnlyAboutAnEmailOfOursOrASubscribersAddress() => WithOwnMailboxAsync(async (ownDatabase, ownDovecot) =>
+    {
+        var (guessed, _) = await ownDatabase.AddSubscriberAsync("guessed@example.org", "active", null, "lidar");
+        var guessedDelivery = await ownDatabase.ScalarAsync<long>("""
+            INSERT INTO deliveries (subscriber_id, day, papers, status, attempts, next_attempt_at, created_at, sent_at)
+            VALUES (@guessed, @SentDay, '[]', 'sent', 1, now(), now(), now()) RETURNING id
+            """, new { guessed, SentDay });
+        await ownDatabase.AddSubscriberAsync("full-mailbox@example.org", "active", null, "lidar");
+        await ownDatabase.AddSubscriberAsync("exim-hard@example.org", "active", null, "lidar");
+        // Anyone can write to the bounce mailbox. A Message-ID as digests had them before they carried a MAC, which anyone
+        // could count up to, is no email of ours: the report names an alias, and nobody is bounced.
+        ownDovecot.DeliverBounce("bounces@subscriptions.test", "alias@forwarder.example", returnedMessageId: $"delivery-{guessedDelivery}.20261124@subscriptions.test");
+        // An address that is no subscriber's is not suppressed (it would keep them from ever signing up).
+        ownDovecot.DeliverBounce("bounces@subscriptions.test", "never-subscribed@example.org");
+        // Longer than an address can be: more than the suppression list's index can hold. It stopped every round after it.
+        ownDovecot.DeliverBounce("bounces@subscriptions.test", $"{Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(4000))}@example.org");
+        // A full mailbox is a persistent transient failure (RFC 3463), even as 5.2.2: a soft bounce.
+        ownDovecot.DeliverBounce("bounces@subscriptions.test", "full-mailbox@example.org", status: "5.2.2");
+        // A report that the message was relayed is news, not an unreadable message.
+        ownDovecot.DeliverBounce("bounces@subscriptions.test", "guessed@example.org", status: "2.0.0", action: "relayed");
+        ownDovecot.Deliver(Path.Combine(Samples, "exim-rejected.eml"));
+        await using var app = new TestApp(ownDatabase, settings: new Dictionary<string, string?>(ownDovecot.Settings) { ["Bounces:PollInterval"] = "00:00:00.050" });
+
+        await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
+
+        Assert.Equal("active", await ownDatabase.SubscriberStatusAsync("guessed@example.org"));
+        Assert.Equal("active", await ownDatabase.SubscriberStatusAsync("full-mailbox@example.org"));
+        Assert.Equal("bounced", await ownDatabase.SubscriberStatusAsync("exim-hard@example.org"));
+        Assert.Equal(["exim-hard@example.org"], await ownDatabase.QueryAsync<string>("SELECT email FROM suppressions"));
+        Assert.Equal([("exim-hard@example.org", "hard"), ("full-mailbox@example.org", "soft")],
+            await ownDatabase.QueryAsync<(string, string)>("SELECT email, kind FROM bounce_events ORDER BY email"));
+        Assert.Equal(6, (await ownDovecot.SubjectsAsync("Processed")).Count);
+        Assert.Empty(await ownDovecot.SubjectsAsync("INBOX"));
+        Assert.Equal(0, app.Services.GetRequiredService<BounceMailbox>().UnreadableCount);
+    });
+
+    [Fact]
     public async Task NoImapHostMeansNoMailboxReader()
     {
         await using var app = new TestApp(database);
@@ -185,10 +233,10 @@ public sealed class BounceMailboxTests(TestDatabase database, DovecotServer dove
         Assert.Empty(app.Services.GetServices<IHostedService>().OfType<BounceMailboxWorker>());
     }
 
-    private Task AddSentDeliveryAsync(long subscriberId, string messageId) => database.ExecuteAsync("""
-        INSERT INTO deliveries (subscriber_id, day, papers, status, attempts, next_attempt_at, created_at, sent_at, message_id)
-        VALUES (@subscriberId, '2026-11-24', '[]', 'sent', 1, now(), now(), now(), @messageId)
-        """, new { subscriberId, messageId });
+    private Task<long> AddSentDeliveryAsync(long subscriberId) => database.ScalarAsync<long>("""
+        INSERT INTO deliveries (subscriber_id, day, papers, status, attempts, next_attempt_at, created_at, sent_at)
+        VALUES (@subscriberId, @SentDay, '[]', 'sent', 1, now(), now(), now()) RETURNING id
+        """, new { subscriberId, SentDay });
 
     /// <summary>Runs <paramref name="test"/> against a mailbox and database of its own, whose counts are then that test's alone.</summary>
     private static async Task WithOwnMailboxAsync(Func<TestDatabase, DovecotServer, Task> test)

@@ -220,6 +220,19 @@ public sealed class BounceWebhookTests(TestDatabase database) : IClassFixture<Te
         Assert.Equal(0, await database.ScalarAsync<long>("SELECT count(*) FROM bounce_events WHERE email = 'x@example.org'"));
     }
 
+    [Fact]
+    public async Task AnAddressLongerThanAnyCanBeIs400AndChangesNothing()
+    {
+        // Incompressible, and more than PostgreSQL's index on the suppression list can hold: it was a 500.
+        var email = $"{Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(3000))}@example.org";
+
+        var response = await PostAsync($$"""{"type":"bounce","email":"{{email}}","permanent":true}""");
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(0, await database.ScalarAsync<long>("SELECT count(*) FROM bounce_events WHERE length(email) > 254"));
+    }
+
     // Each of these once made the endpoint throw (a 500): a property read from a value that is no object, or text
     // PostgreSQL cannot store (a NUL) or .NET cannot read (a lone surrogate).
     [Theory]

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Subscriptions.Digest;
+using Subscriptions.Email;
 using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
@@ -27,7 +28,9 @@ public sealed class MessageIdentityTests(TestDatabase database) : IClassFixture<
         await RunDigestAsync(app);
         var first = Assert.Single(_smtp.MessagesTo("twice@example.org"));
         var deliveryId = await database.ScalarAsync<long>("SELECT id FROM deliveries");
-        Assert.Equal($"delivery-{deliveryId}.20261125@subscriptions.test", first.MessageId);
+        // What it is, and a MAC of that: nobody can make up another's.
+        Assert.Matches($@"^delivery-{deliveryId}\.20261125\.[0-9a-f]{{12}}@subscriptions\.test$", first.MessageId);
+        Assert.Equal(first.MessageId, $"{app.Services.GetRequiredService<MessageIds>().ForDelivery(deliveryId, Day)}@subscriptions.test");
 
         // The crash: the server said 250, the process died before recording it, and its claim ran out.
         await database.ExecuteAsync("""
@@ -52,7 +55,7 @@ public sealed class MessageIdentityTests(TestDatabase database) : IClassFixture<
         var first = await _smtp.WaitForMessageToAsync("again@example.org");
         var outboxId = await database.ScalarAsync<long>(
             "SELECT o.id FROM email_outbox o JOIN subscribers s ON s.id = o.subscriber_id WHERE s.email = 'again@example.org'");
-        Assert.Equal($"outbox-{outboxId}@subscriptions.test", first.MessageId);
+        Assert.Matches($@"^outbox-{outboxId}\.[0-9a-f]{{12}}@subscriptions\.test$", first.MessageId);
 
         // The crash: the server accepted it, and the transaction that would have recorded it rolled back.
         await database.ExecuteAsync("UPDATE email_outbox SET status = 'pending', sent_at = NULL, message_id = NULL WHERE id = @outboxId", new { outboxId });

@@ -1,3 +1,4 @@
+using Subscriptions.Subscribers;
 using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
@@ -34,6 +35,22 @@ public sealed class SuppressionsCommandTests(TestDatabase database) : IClassFixt
         Assert.Equal(["someone@example.org"], await database.QueryAsync<string>("SELECT email FROM suppressions"));
         // Its soft bounces are forgotten with it: the next one starts a new count.
         Assert.Equal(0, await database.ScalarAsync<long>("SELECT count(*) FROM bounce_events WHERE email = 'bounced@example.org'"));
+    }
+
+    [Fact]
+    public async Task ASuppressionKeptAfterItsSubscriberErasedTheirDataIsLiftedByTheAddress()
+    {
+        // Erasure keeps the suppression under the hash of the address, which the operator cannot type.
+        await database.ExecuteAsync("INSERT INTO suppressions (email, reason, created_at) VALUES (@key, 'hard_bounce', now())",
+            new { key = SubscriberData.ErasedKey("erased-then-lifted@example.org") });
+        var environment = new Dictionary<string, string> { ["ConnectionStrings__Postgres"] = database.ConnectionString };
+
+        var remove = await ServiceBinary.RunAsync(["suppressions", "remove", "Erased-Then-Lifted@example.org"], environment);
+
+        Assert.Equal(0, remove.ExitCode);
+        Assert.Contains("Lifted the suppression of Erased-Then-Lifted@example.org.", remove.Output);
+        Assert.Equal(0, await database.ScalarAsync<long>("SELECT count(*) FROM suppressions WHERE email = @key",
+            new { key = SubscriberData.ErasedKey("erased-then-lifted@example.org") }));
     }
 
     [Theory]

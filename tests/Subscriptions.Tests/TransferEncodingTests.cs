@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Text;
+using Microsoft.Extensions.Configuration;
 using MimeKit;
 using Subscriptions.Digest;
 using Subscriptions.Email;
@@ -208,7 +209,9 @@ public sealed class TransferEncodingTests
     public void ADigestsPartsHoldTheirLinesAsTheyGoOnTheWire()
     {
         var app = Microsoft.Extensions.Options.Options.Create(new AppOptions { BaseUrl = "https://papers.example/", TokenSecret = "a-secret-for-the-transfer-encoding-test" });
-        var emails = new DigestEmails(Microsoft.Extensions.Options.Options.Create(new MailOptions()), app, new LinkTokens(app), TimeProvider.System);
+        var mail = Microsoft.Extensions.Options.Options.Create(new MailOptions());
+        var messageIds = new MessageIds(mail, new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["App:TokenSecret"] = app.Value.TokenSecret }).Build());
+        var emails = new DigestEmails(mail, app, new LinkTokens(app), messageIds, TimeProvider.System);
         var paper = new DayPaper
         {
             Id = 7,

@@ -22,7 +22,7 @@ internal sealed record MailboxRound(int Processed, int Unreadable, IReadOnlyList
 /// stays where it is for a person to look at; it is logged and counted once, and not fetched again.
 /// </summary>
 internal sealed class BounceMailbox(
-    NpgsqlDataSource dataSource, SuppressionStore store, ReturnPaths returnPaths, IOptions<BouncesOptions> options, IMeterFactory meters,
+    NpgsqlDataSource dataSource, SuppressionStore store, ReturnPaths returnPaths, MessageIds messageIds, IOptions<BouncesOptions> options, IMeterFactory meters,
     ILogger<BounceMailbox> logger)
 {
     private const long ReaderLockKey = 0x5375_6273_426F_756E; // "SubsBoun"
@@ -115,17 +115,25 @@ internal sealed class BounceMailbox(
         }
         using var read = message;
         var events = BounceReports.Read(message);
-        // The return path it came back to (VERP) names our email for certain; what the report quotes is second best.
-        if (events is not null && returnPaths.MessageIdOf(message) is { } messageId)
-        {
-            events = [.. events.Select(bounce => bounce with { OriginalMessageId = messageId })];
-        }
         if (events is null)
         {
             logger.LogWarning("Left message {Uid} ({Subject}, from {From}) in the bounce mailbox: it is not a delivery status notification or abuse report that can be read",
                 uid, message.Subject, message.From.ToString());
+            return null;
         }
-        return events;
+        // Anyone can write to this mailbox. A report is about an email of ours when the return path it came back to (VERP)
+        // or the Message-ID it returns carries our MAC: then it is about that email's recipient, whatever address it names.
+        // Otherwise only the address it names is left, and that is believed only without VERP (where every true report
+        // comes back to a return path of its own), and only for a subscriber's address.
+        var sent = returnPaths.SentEmailOf(message) ?? events.Select(bounce => messageIds.OfMessageId(bounce.OriginalMessageId)).FirstOrDefault(found => found is not null);
+        if (sent is null && returnPaths.IsEnabled && events.Count > 0)
+        {
+            logger.LogWarning("Message {Uid} ({Subject}, from {From}) in the bounce mailbox came back to no return path of ours and returns no Message-ID " +
+                "of ours: the addresses it names are not acted on", uid, message.Subject, message.From.ToString());
+        }
+        return [.. events.Select(bounce => sent is not null
+            ? bounce with { Sent = sent, Recipient = null }
+            : bounce with { Recipient = returnPaths.IsEnabled ? null : bounce.Recipient, RecipientMustBeSubscriber = true })];
     }
 
     private static async Task<IMailFolder> ProcessedFolderAsync(ImapClient client, string name, CancellationToken cancellationToken)

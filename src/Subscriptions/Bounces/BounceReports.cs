@@ -1,4 +1,6 @@
 using MimeKit;
+using Subscriptions.Email;
+using Subscriptions.Subscribers;
 
 namespace Subscriptions.Bounces;
 
@@ -10,12 +12,15 @@ internal enum BounceKind
 }
 
 /// <summary>
-/// One bounce or complaint. Who it is about: the Message-ID of the email that bounced, when the report
-/// returned it, else the address it was sent to. <see cref="Status"/> is the RFC 3463 code when known.
-/// <see cref="Report"/> is the message in the bounce mailbox it was read from (none for a webhook's).
+/// One bounce or complaint. Who it is about: the email of ours that bounced (<see cref="Sent"/>), when the report names it
+/// by its return path or Message-ID, else the address it was sent to; with <see cref="RecipientMustBeSubscriber"/>, only
+/// when that address is a subscriber's. <see cref="OriginalMessageId"/> is the Message-ID the report gives, as given.
+/// <see cref="Status"/> is the RFC 3463 code when known. <see cref="Report"/> is the message in the bounce mailbox it was
+/// read from (none for a webhook's).
 /// </summary>
 internal sealed record BounceEvent(
-    BounceKind Kind, string? Recipient, string? OriginalMessageId = null, string? Status = null, MailboxMessage? Report = null);
+    BounceKind Kind, string? Recipient, string? OriginalMessageId = null, string? Status = null, MailboxMessage? Report = null,
+    SentEmail? Sent = null, bool RecipientMustBeSubscriber = false);
 
 /// <summary>
 /// Where a report was read: the bounce mailbox's folder (<c>Username@Host/Folder</c>), its UIDVALIDITY and the message's
@@ -80,14 +85,14 @@ internal static class BounceReports
                 continue;
             }
             readable = true;
-            // Only a failure is a bounce: "delayed" is a warning, "delivered", "relayed" and "expanded" are news.
+            // Only a failure is a bounce: "delayed" is a warning, "delivered", "relayed" and "expanded" (2.x.x) are news.
             var action = recipient["Action"]?.Trim();
-            if (!string.IsNullOrEmpty(action) && !action.Equals("failed", StringComparison.OrdinalIgnoreCase))
+            if (code[0] == '2' || (!string.IsNullOrEmpty(action) && !action.Equals("failed", StringComparison.OrdinalIgnoreCase)))
             {
                 continue;
             }
             var address = Address(recipient["Original-Recipient"]) ?? Address(recipient["Final-Recipient"]);
-            events.Add(new BounceEvent(code[0] == '5' ? BounceKind.Hard : BounceKind.Soft, address, originalMessageId, code));
+            events.Add(new BounceEvent(IsPermanent(code) ? BounceKind.Hard : BounceKind.Soft, address, originalMessageId, code));
         }
         return readable ? events : null;
     }
@@ -104,7 +109,7 @@ internal static class BounceReports
             return [];
         }
         var address = Address(feedback.Fields["Original-Rcpt-To"])
-            ?? (returned?.To.Mailboxes.ToList() is [var only] ? only.Address : null);
+            ?? (returned?.To.Mailboxes.ToList() is [var only] ? Address(only.Address) : null);
         return [new BounceEvent(BounceKind.Complaint, address, originalMessageId, null)];
     }
 
@@ -115,17 +120,26 @@ internal static class BounceReports
         _ => null,
     };
 
-    /// <summary>"5.1.1", from a Status field that may carry a comment ("5.1.1 (user unknown)"); null unless it is 4.x.x or 5.x.x.</summary>
+    /// <summary>
+    /// A 5.x.x status, but for X.2.2, a full mailbox: RFC 3463 has it "used as a persistent transient failure" (Gmail
+    /// reports a full mailbox as 5.2.2), so it is counted as a soft bounce and not suppressed at once.
+    /// </summary>
+    public static bool IsPermanent(string code) => code[0] == '5' && !code.AsSpan(1).SequenceEqual(".2.2");
+
+    /// <summary>"5.1.1", from a Status field that may carry a comment ("5.1.1 (user unknown)"); null unless it is 2.x.x, 4.x.x or 5.x.x.</summary>
     private static string? StatusCode(string? field)
     {
         var code = field?.Trim().Split([' ', '\t', '('], 2)[0] ?? "";
         var parts = code.Split('.');
-        return parts.Length == 3 && parts[0] is "4" or "5" && parts.Skip(1).All(part => part.Length is >= 1 and <= 3 && part.All(char.IsAsciiDigit))
+        return parts.Length == 3 && parts[0] is "2" or "4" or "5" && parts.Skip(1).All(part => part.Length is >= 1 and <= 3 && part.All(char.IsAsciiDigit))
             ? code
             : null;
     }
 
-    /// <summary>The address of a recipient field, "rfc822; someone@example.org", or null.</summary>
+    /// <summary>
+    /// The address of a recipient field, "rfc822; someone@example.org", or null: also for one longer than any address can
+    /// be (RFC 5321), which no subscriber has.
+    /// </summary>
     private static string? Address(string? field)
     {
         if (string.IsNullOrWhiteSpace(field))
@@ -134,6 +148,6 @@ internal static class BounceReports
         }
         var separator = field.IndexOf(';', StringComparison.Ordinal);
         var address = field[(separator + 1)..].Trim().Trim('<', '>').Trim();
-        return address.Contains('@', StringComparison.Ordinal) ? address : null;
+        return address.Contains('@', StringComparison.Ordinal) && address.Length <= EmailAddresses.MaxLength ? address : null;
     }
 }

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Subscriptions.Subscribers;
 
 namespace Subscriptions.Bounces;
 
@@ -90,7 +91,10 @@ internal static class BounceWebhook
                 }
                 events.AddRange(found);
             }
-            return (events, null, notice);
+            // Longer than any address can be (RFC 5321): no one's, and more than the suppression list's index can hold.
+            return events.Any(e => e.Recipient?.Length > EmailAddresses.MaxLength)
+                ? ([], $"an address is longer than {EmailAddresses.MaxLength} characters", null)
+                : (events, null, notice);
         }
         catch (JsonException)
         {
@@ -117,7 +121,7 @@ internal static class BounceWebhook
             case "bounce":
                 bool? permanent = item.TryGetProperty("permanent", out var flag) && flag.ValueKind is JsonValueKind.True or JsonValueKind.False
                     ? flag.GetBoolean()
-                    : status is ['5', ..] ? true : status is ['4', ..] ? false : null;
+                    : status is ['5', ..] ? BounceReports.IsPermanent(status) : status is ['4', ..] ? false : null;
                 return permanent is { } hard
                     ? ([new BounceEvent(hard ? BounceKind.Hard : BounceKind.Soft, email, messageId, status)], null)
                     : ([], "a bounce needs \"permanent\" (true or false) or a \"status\" such as \"5.1.1\"");

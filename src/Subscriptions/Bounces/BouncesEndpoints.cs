@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
+using Subscriptions.Email;
 using Subscriptions.Web;
 
 namespace Subscriptions.Bounces;
@@ -15,7 +16,7 @@ internal static class BouncesEndpoints
     }
 
     private static async Task<Results<Ok<WebhookReceived>, ProblemHttpResult, NotFound>> ReceiveAsync(
-        HttpRequest request, SuppressionStore store, IOptions<BouncesOptions> options, ILoggerFactory loggers, CancellationToken cancellationToken)
+        HttpRequest request, SuppressionStore store, MessageIds messageIds, IOptions<BouncesOptions> options, ILoggerFactory loggers, CancellationToken cancellationToken)
     {
         // Decided per request rather than when mapping, so a bad setting is reported with all the others at start.
         if (!options.Value.HasWebhook)
@@ -41,7 +42,9 @@ internal static class BouncesEndpoints
         {
             loggers.CreateLogger(typeof(BouncesEndpoints)).LogWarning("Bounce webhook: {Notice}", notice);
         }
-        await store.RecordAsync(events, SuppressionStore.WebhookSource, cancellationToken);
+        // The call is signed: the Message-ID and the address it gives are believed.
+        await store.RecordAsync([.. events.Select(bounce => bounce with { Sent = messageIds.OfTrustedMessageId(bounce.OriginalMessageId) })],
+            SuppressionStore.WebhookSource, cancellationToken);
         return TypedResults.Ok(new WebhookReceived(events.Count));
     }
 

@@ -1,8 +1,7 @@
-using System.Globalization;
-using System.Text.RegularExpressions;
 using Dapper;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Subscriptions.Email;
 using Subscriptions.Subscribers;
 
 namespace Subscriptions.Bounces;
@@ -20,7 +19,7 @@ internal sealed record BounceOutcome(IReadOnlyList<string> Suppressed, int Unmat
 /// (<c>email_key</c>, <see cref="EmailAddresses.Key"/>); the places that send or plan email check this
 /// table in the same query that picks whom to send to.
 /// </summary>
-internal sealed partial class SuppressionStore(NpgsqlDataSource dataSource, IOptions<BouncesOptions> options, TimeProvider time, ILogger<SuppressionStore> logger)
+internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<BouncesOptions> options, TimeProvider time, ILogger<SuppressionStore> logger)
 {
     public const string ImapSource = "imap";
     public const string WebhookSource = "webhook";
@@ -42,28 +41,21 @@ internal sealed partial class SuppressionStore(NpgsqlDataSource dataSource, IOpt
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         var events = await FirstRecordedAsync(received, now, connection, transaction, cancellationToken);
 
-        // Whom each event is about: the subscriber the returned Message-ID was sent to, else the
-        // recipient address it names. One pass for the whole batch.
+        // Whom each event is about: the subscriber the email it names (a delivery, an outbox email) was sent to, else the
+        // recipient address it names (only a subscriber's, for the events that say so). One pass for the whole batch.
         const string record = """
             WITH incoming AS (
-                SELECT kind, status, message_id, recipient
-                FROM unnest(@kinds::text[], @statuses::text[], @messageIds::text[], @recipients::text[])
-                     AS e(kind, status, message_id, recipient)
-            ), sent AS (
-                -- A digest's Message-ID names its delivery (delivery-ID.DAY@domain): found by key. Only other
-                -- IDs (sent before they were derived) need a scan, and it runs only when there are any.
-                SELECT d.message_id, d.subscriber_id FROM deliveries d
-                WHERE d.id = ANY(@deliveryIds) AND d.message_id IN (SELECT message_id FROM incoming)
-                UNION ALL
-                SELECT d.message_id, d.subscriber_id FROM deliveries d
-                WHERE cardinality(@otherMessageIds::text[]) > 0 AND d.message_id = ANY(@otherMessageIds)
-                UNION ALL
-                SELECT o.message_id, o.subscriber_id FROM email_outbox o
-                WHERE o.message_id IN (SELECT message_id FROM incoming)
+                SELECT *
+                FROM unnest(@kinds::text[], @statuses::text[], @deliveryIds::bigint[], @deliveryDays::date[], @outboxIds::bigint[],
+                            @recipients::text[], @subscribersOnly::boolean[])
+                     AS e(kind, status, delivery_id, delivery_day, outbox_id, recipient, subscribers_only)
             ), resolved AS (
                 SELECT i.kind, i.status,
-                       coalesce((SELECT s.email_key FROM sent JOIN subscribers s ON s.id = sent.subscriber_id
-                                 WHERE sent.message_id = i.message_id LIMIT 1), i.recipient) AS email
+                       coalesce((SELECT s.email_key FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+                                 WHERE d.id = i.delivery_id AND d.day = i.delivery_day),
+                                (SELECT s.email_key FROM email_outbox o JOIN subscribers s ON s.id = o.subscriber_id WHERE o.id = i.outbox_id),
+                                CASE WHEN NOT i.subscribers_only THEN i.recipient
+                                     ELSE (SELECT s.email_key FROM subscribers s WHERE s.email_key = i.recipient) END) AS email
                 FROM incoming i
             )
             INSERT INTO bounce_events (email, kind, status, source, received_at)
@@ -74,11 +66,11 @@ internal sealed partial class SuppressionStore(NpgsqlDataSource dataSource, IOpt
         {
             kinds = events.Select(e => e.Kind.ToString().ToLowerInvariant()).ToArray(),
             statuses = events.Select(e => e.Status).ToArray(),
-            messageIds = events.Select(e => e.OriginalMessageId).ToArray(),
-            deliveryIds = events.Select(e => DeliveryIdOf(e.OriginalMessageId)).OfType<long>().ToArray(),
-            otherMessageIds = events.Where(e => e.OriginalMessageId is not null && DeliveryIdOf(e.OriginalMessageId) is null)
-                .Select(e => e.OriginalMessageId!).ToArray(),
+            deliveryIds = events.Select(e => e.Sent is { Kind: SentEmailKind.Delivery } sent ? sent.Id : (long?)null).ToArray(),
+            deliveryDays = events.Select(e => e.Sent?.Day).ToArray(),
+            outboxIds = events.Select(e => e.Sent is { Kind: SentEmailKind.Outbox } sent ? sent.Id : (long?)null).ToArray(),
             recipients = events.Select(e => e.Recipient is { } address ? KeyOf(address) : null).ToArray(),
+            subscribersOnly = events.Select(e => e.RecipientMustBeSubscriber).ToArray(),
             source,
             now,
         }, transaction, cancellationToken: cancellationToken))).ToArray();
@@ -211,17 +203,20 @@ internal sealed partial class SuppressionStore(NpgsqlDataSource dataSource, IOpt
 
     /// <summary>
     /// Lifts a suppression; false when there was none. The address's earlier soft bounces are forgotten with
-    /// it, so the next one starts a new count instead of suppressing it again at once.
+    /// it, so the next one starts a new count instead of suppressing it again at once. A suppression kept under the
+    /// hash of the address, its subscriber having erased their data, is lifted too.
     /// </summary>
     public async Task<bool> RemoveAsync(string email, CancellationToken cancellationToken)
     {
         const string sql = """
-            WITH lifted AS (DELETE FROM suppressions WHERE email = @email RETURNING email),
-            forgotten AS (DELETE FROM bounce_events WHERE email = (SELECT email FROM lifted) AND kind = 'soft')
+            WITH lifted AS (DELETE FROM suppressions WHERE email IN (@email, @erasedKey) RETURNING email),
+            forgotten AS (DELETE FROM bounce_events WHERE email = @email AND kind = 'soft' AND EXISTS (SELECT 1 FROM lifted))
             SELECT count(*) FROM lifted
             """;
+        var key = KeyOf(email);
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return await connection.ExecuteScalarAsync<long>(new CommandDefinition(sql, new { email = KeyOf(email) }, cancellationToken: cancellationToken)) == 1;
+        return await connection.ExecuteScalarAsync<long>(new CommandDefinition(sql, new { email = key, erasedKey = SubscriberData.ErasedKey(key) },
+            cancellationToken: cancellationToken)) > 0;
     }
 
     /// <summary>
@@ -230,12 +225,4 @@ internal sealed partial class SuppressionStore(NpgsqlDataSource dataSource, IOpt
     /// </summary>
     public static string KeyOf(string address) =>
         EmailAddresses.Canonicalize(address).Address is { } canonical ? EmailAddresses.Key(canonical) : address.Trim().ToLowerInvariant();
-
-    /// <summary>The delivery a digest's Message-ID names (<c>delivery-42.20261125@…</c>); null for any other.</summary>
-    private static long? DeliveryIdOf(string? messageId) =>
-        messageId is not null && DeliveryMessageId().Match(messageId) is { Success: true } match
-            && long.TryParse(match.Groups[1].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out var id) ? id : null;
-
-    [GeneratedRegex(@"^delivery-(\d{1,18})\.\d{8}@")]
-    private static partial Regex DeliveryMessageId();
 }

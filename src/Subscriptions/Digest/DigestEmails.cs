@@ -15,7 +15,7 @@ namespace Subscriptions.Digest;
 /// The daily email: multipart/alternative (HTML and plain text), one column, inline CSS, no scripts. The HTML is ASCII
 /// (character references for the rest), so that a DKIM-signed email need not encode it as quoted-printable.
 /// </summary>
-internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptions> app, LinkTokens tokens, TimeProvider time)
+internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptions> app, LinkTokens tokens, MessageIds messageIds, TimeProvider time)
 {
     private const int AbstractLength = 320;
     private const int AuthorsShown = 3;
@@ -56,7 +56,7 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
         }
         var message = MailEnvelope.Create(mail.Value, time.GetUtcNow(), email,
             $"{items.Count} trending paper{(items.Count == 1 ? "" : "s")} on {SubjectTopics(topics)} — {date}", body,
-            identity: $"delivery-{deliveryId}.{day:yyyyMMdd}");
+            messageIds.ForDelivery(deliveryId, day));
 
         // RFC 2369 and RFC 8058: mail clients show an unsubscribe button that POSTs to the link.
         var listUnsubscribe = $"<{unsubscribe.AbsoluteUri}>";

@@ -63,6 +63,7 @@ internal static class EmailExtensions
 
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<DkimMessageSigner>();
+        services.AddSingleton<MessageIds>();
         services.AddSingleton<ReturnPaths>();
         services.AddSingleton<SmtpMailSender>();
         services.AddSingleton<PickupDirectoryMailSender>();

@@ -59,20 +59,18 @@ internal sealed class ConfiguredMailSender(IOptions<SmtpOptions> options, DkimMe
 /// <summary>The envelope every email of this service shares: From, To, Date, a Message-ID in the sender's domain.</summary>
 internal static class MailEnvelope
 {
-    // identity: what the message is, unique among this service's emails (delivery-42.20261125), as the
-    // Message-ID's left part. The same email sent again after a crash then carries the same Message-ID,
-    // and the receiving side can recognise the repeat.
-    public static MimeMessage Create(MailOptions mail, DateTimeOffset date, string to, string subject, BodyBuilder body, string identity) =>
-        Create(mail, date, to, subject, body.ToMessageBody(), identity);
+    // messageIdLocalPart: what the message is, from MessageIds (delivery-42.20261125.3f9a0c12be77).
+    public static MimeMessage Create(MailOptions mail, DateTimeOffset date, string to, string subject, BodyBuilder body, string messageIdLocalPart) =>
+        Create(mail, date, to, subject, body.ToMessageBody(), messageIdLocalPart);
 
-    public static MimeMessage Create(MailOptions mail, DateTimeOffset date, string to, string subject, MimeEntity body, string identity)
+    public static MimeMessage Create(MailOptions mail, DateTimeOffset date, string to, string subject, MimeEntity body, string messageIdLocalPart)
     {
         var from = mail.FromAddress;
         var message = new MimeMessage
         {
             Subject = ShownAsTyped(subject),
             Date = date,
-            MessageId = $"{identity}@{from.Domain}",
+            MessageId = $"{messageIdLocalPart}@{from.Domain}",
             Body = body,
         };
         message.From.Add(from);

@@ -6,7 +6,7 @@ using Subscriptions.Infrastructure;
 namespace Subscriptions.Subscribers;
 
 /// <summary>The emails of the subscriber lifecycle, each in HTML and plain text.</summary>
-internal sealed class LifecycleEmails(IOptions<MailOptions> mail, LinkTokens tokens, TimeProvider time)
+internal sealed class LifecycleEmails(IOptions<MailOptions> mail, LinkTokens tokens, MessageIds messageIds, TimeProvider time)
 {
     // Each email's Message-ID comes from its outbox row, so the one a crash makes us send again repeats it.
     public MimeMessage Confirmation(long outboxId, string email, long subscriberId, byte[] confirmationNonce)
@@ -60,5 +60,5 @@ internal sealed class LifecycleEmails(IOptions<MailOptions> mail, LinkTokens tok
     }
 
     private MimeMessage Compose(long outboxId, string email, string subject, BodyBuilder body) =>
-        MailEnvelope.Create(mail.Value, time.GetUtcNow(), email, subject, body, identity: $"outbox-{outboxId}");
+        MailEnvelope.Create(mail.Value, time.GetUtcNow(), email, subject, body, messageIds.ForOutbox(outboxId));
 }

@@ -129,6 +129,75 @@ public sealed class DovecotServer : IAsyncLifetime
         File.Move(temporary, Path.Combine(_inbox, "new", name));
     }
 
+    /// <summary>Delivers a message file with some of its text replaced.</summary>
+    public void Deliver(string file, params (string Old, string New)[] replacements)
+    {
+        var text = replacements.Aggregate(File.ReadAllText(file), (current, replacement) => current.Replace(replacement.Old, replacement.New, StringComparison.Ordinal));
+        DeliverText(text);
+    }
+
+    /// <summary>
+    /// A Postfix-style DSN as it arrives in the bounce mailbox, addressed to <paramref name="returnPath"/>: with no returned
+    /// message, or with the headers of one whose Message-ID is <paramref name="returnedMessageId"/>.
+    /// </summary>
+    public void DeliverBounce(string returnPath, string finalRecipient, string? returnedMessageId = null, string status = "5.1.1", string action = "failed")
+    {
+        var returned = returnedMessageId is null ? "" : $"""
+            --dsn
+            Content-Type: text/rfc822-headers
+
+            From: Trending Papers <papers@subscriptions.test>
+            To: {finalRecipient}
+            Subject: 1 trending paper on lidar
+            Message-ID: <{returnedMessageId}>
+
+            """;
+        DeliverText($"""
+            Return-Path: <>
+            Delivered-To: {returnPath}
+            From: MAILER-DAEMON@forwarder.example (Mail Delivery System)
+            To: {returnPath}
+            Subject: VERP bounce for {finalRecipient}
+            Date: Wed, 25 Nov 2026 08:00:00 +0000
+            Message-ID: <{Guid.NewGuid():N}@forwarder.example>
+            MIME-Version: 1.0
+            Content-Type: multipart/report; report-type=delivery-status; boundary="dsn"
+
+            --dsn
+            Content-Type: text/plain
+
+            The mail system could not deliver your message to {finalRecipient}.
+
+            --dsn
+            Content-Type: message/delivery-status
+
+            Reporting-MTA: dns; forwarder.example
+
+            Final-Recipient: rfc822; {finalRecipient}
+            Action: {action}
+            Status: {status}
+            Diagnostic-Code: smtp; 550 {status} user unknown
+
+            {returned}
+            --dsn--
+
+            """.ReplaceLineEndings("\r\n"));
+    }
+
+    private void DeliverText(string text)
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"subscriptions-mail-{Guid.NewGuid():N}.eml");
+        try
+        {
+            File.WriteAllText(file, text);
+            Deliver(file);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
     /// <summary>The subjects of the messages in a folder (empty when the folder does not exist).</summary>
     public async Task<IReadOnlyList<string>> SubjectsAsync(string folder)
     {
