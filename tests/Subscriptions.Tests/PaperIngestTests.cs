@@ -212,6 +212,33 @@ public sealed class PaperIngestTests(TestDatabase database) : IClassFixture<Test
         Assert.Equal(["2611.03990", "2611.04127"], (await PapersOfDayAsync(app, "2026-11-17")).Select(p => p.GetProperty("arxivId").GetString()));
     }
 
+    [Fact]
+    public async Task CharactersNoTextOfOursCanHoldAreLeftOutAndHalfASurrogateSkipsItsItem()
+    {
+        // A NUL (escaped, or as an entity) made PostgreSQL refuse the whole day, and the ingest fail; a control character
+        // made every feed carrying the paper answer 500; half a surrogate pair made the ingest throw.
+        const string payload = """
+            [
+              { "paper": { "id": "2611.00011", "title": "Nul &#0; as an entity", "summary": "Nul \u0000 escaped, \u0001 a control, \uFFFF a noncharacter" } },
+              { "paper": { "id": "2611.00012", "title": "Half \ud800 a pair" } },
+              { "paper": { "id": "\u001b[2J2611", "title": "An id that clears the screen" } },
+              { "paper": { "id": "2611.00013", "title": "A whole pair \ud83d\ude00 stays" } }
+            ]
+            """;
+        await using var source = await FakeSourceServer.StartAsync((context, _) => FakeSourceServer.Json(context, payload));
+        await using var app = AppFor(source);
+
+        var report = Assert.Single(await IngestAsync(app, "2026-11-09", "huggingface"));
+
+        Assert.Null(report.Error);
+        Assert.Equal(2, report.New);
+        Assert.Contains(report.Skipped, s => s.StartsWith("item 2:", StringComparison.Ordinal) && s.Contains("not Unicode"));
+        Assert.Contains(report.Skipped, s => s.StartsWith("item 3 ([2J2611):", StringComparison.Ordinal) && s.Contains("not an arXiv id"));
+        var papers = await PapersOfDayAsync(app, "2026-11-09");
+        Assert.Equal(["Nul as an entity", "A whole pair 😀 stays"], papers.Select(p => p.GetProperty("title").GetString()));
+        Assert.Equal("Nul escaped, a control, a noncharacter", papers[0].GetProperty("abstract").GetString());
+    }
+
     [Theory]
     [InlineData("huggingface", "text/html", "<!DOCTYPE html><html><body>Service maintenance</body></html>", "not JSON")]
     [InlineData("huggingface", "application/json", "{\"error\": \"Invalid date\"}", "expected a JSON array")]

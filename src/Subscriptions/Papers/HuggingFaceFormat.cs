@@ -57,6 +57,11 @@ internal static class HuggingFaceFormat
                 {
                     skipped.Add($"item {position}{Describe(item)}: {e.Message}");
                 }
+                catch (InvalidOperationException)
+                {
+                    // JSON lets a string escape half a surrogate pair ("\ud800"), which .NET cannot read as a string.
+                    skipped.Add($"item {position}: it holds text that is not Unicode (half a surrogate pair)");
+                }
             }
             return new ParsedPapers(papers, skipped);
         }
@@ -139,7 +144,8 @@ internal static class HuggingFaceFormat
         _ => "null",
     };
 
-    // Names the item in warnings by whatever identifies it, when that can be read.
+    // Names the item in warnings by whatever identifies it, when that can be read (as text, without control characters an
+    // operator's terminal would obey).
     private static string Describe(JsonElement item)
     {
         if (item.ValueKind != JsonValueKind.Object)
@@ -149,11 +155,24 @@ internal static class HuggingFaceFormat
         var source = item.TryGetProperty("paper", out var paper) && paper.ValueKind == JsonValueKind.Object ? paper : item;
         foreach (var name in new[] { "id", "title" })
         {
-            if (source.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String && value.GetString() is { Length: > 0 } text)
+            if (source.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String
+                && TryGetString(value) is { } raw && PaperRecord.NormalizeText(raw) is { Length: > 0 } text)
             {
                 return $" ({(text.Length > 60 ? text[..60] + "…" : text)})";
             }
         }
         return "";
+    }
+
+    private static string? TryGetString(JsonElement value)
+    {
+        try
+        {
+            return value.GetString();
+        }
+        catch (InvalidOperationException)
+        {
+            return null;
+        }
     }
 }

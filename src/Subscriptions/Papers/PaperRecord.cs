@@ -2,6 +2,7 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
+using System.Xml;
 
 namespace Subscriptions.Papers;
 
@@ -88,7 +89,10 @@ internal sealed partial record PaperRecord(
         };
     }
 
-    /// <summary>Whitespace collapsed, HTML entities decoded; LaTeX and everything else left as written.</summary>
+    /// <summary>
+    /// Whitespace collapsed, HTML entities decoded, and the characters no text of ours can hold left out; LaTeX and
+    /// everything else left as written.
+    /// </summary>
     public static string NormalizeText(string? text)
     {
         if (string.IsNullOrEmpty(text))
@@ -96,7 +100,35 @@ internal sealed partial record PaperRecord(
             return "";
         }
         var decoded = text.Contains('&', StringComparison.Ordinal) ? WebUtility.HtmlDecode(text) : text;
-        return Whitespace().Replace(decoded, " ").Trim();
+        return Whitespace().Replace(WithoutUnstorableCharacters(decoded), " ").Trim();
+    }
+
+    /// <summary>
+    /// The text without what XML 1.0 forbids (the Atom feed is XML): C0 controls but tab and line ends, among them the NUL
+    /// that PostgreSQL's text and jsonb refuse (a source's <c>\u0000</c>, an entity <c>&amp;#0;</c>, a file saved as
+    /// UTF-16), U+FFFE, U+FFFF and unpaired surrogates. A paper holding one made the whole ingest fail, or the feeds that
+    /// carried it answer 500.
+    /// </summary>
+    private static string WithoutUnstorableCharacters(string text)
+    {
+        StringBuilder? kept = null; // made at the first character left out
+        for (var i = 0; i < text.Length; i++)
+        {
+            if (i + 1 < text.Length && XmlConvert.IsXmlSurrogatePair(text[i + 1], text[i]))
+            {
+                kept?.Append(text, i, 2);
+                i++;
+            }
+            else if (XmlConvert.IsXmlChar(text[i]))
+            {
+                kept?.Append(text[i]);
+            }
+            else
+            {
+                kept ??= new StringBuilder(text.Length).Append(text, 0, i);
+            }
+        }
+        return kept?.ToString() ?? text;
     }
 
     /// <summary>
