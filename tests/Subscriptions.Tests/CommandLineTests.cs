@@ -113,6 +113,27 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
         Assert.Contains("migrate", error);
     }
 
+    [Theory]
+    [InlineData("--dryrun")] // for --dry-run: it sent for real
+    [InlineData("--day", "2026-11-25")] // for --date: it ran today
+    [InlineData("2026-11-25")]
+    [InlineData("--Smtp:Host")] // a setting with no value
+    public async Task AnArgumentThatIsNeitherAnOptionNorASettingIsRefusedAndNothingIsSent(params string[] mistaken)
+    {
+        var environment = new Dictionary<string, string>
+        {
+            ["ConnectionStrings__Postgres"] = database.ConnectionString,
+            ["App__TokenSecret"] = "a-secret-for-the-command-line-test-of-mistakes",
+        };
+
+        var (exitCode, _, error) = await RunAsync(["digest", "--no-ingest", .. mistaken], environment);
+
+        Assert.Equal(64, exitCode);
+        Assert.Contains($"\"{mistaken[0]}\" is not an option of digest, nor a setting", error);
+        Assert.Contains("Usage:", error);
+        Assert.Equal(0, await database.ScalarAsync<long>("SELECT count(*) FROM digest_slots"));
+    }
+
     private static Task<(int ExitCode, string Output, string Error)> RunAsync(string[] arguments, Dictionary<string, string> environment) =>
         ServiceBinary.RunAsync(arguments, environment);
 }

@@ -45,6 +45,11 @@ internal static class Verbs
         {
             errors.Add($"\"{first}\" is not a verb.");
         }
+        else
+        {
+            errors.AddRange(NotSettings(parsed.UnmatchedTokens).Select(token =>
+                $"\"{token}\" is not an option of {parsed.CommandResult.Command.Name}, nor a setting (--Section:Key=Value)."));
+        }
         if (errors.Count > 0)
         {
             foreach (var error in errors)
@@ -84,6 +89,32 @@ internal static class Verbs
 
     /// <summary>The arguments no verb option took: <c>--Key=Value</c> settings for configuration.</summary>
     public static string[] Settings(ParseResult result) => [.. result.UnmatchedTokens];
+
+    // The settings that have no section: the host's and ASP.NET Core's own.
+    private static readonly string[] SettingsWithoutSection = ["urls", "http_ports", "https_ports", "environment", "contentRoot", "applicationName"];
+
+    /// <summary>
+    /// The arguments no verb option took that are not settings either (<c>--Section:Key=Value</c>, <c>--Section:Key Value</c>,
+    /// one of <see cref="SettingsWithoutSection"/>, or a name given an empty value): configuration would take a misspelt option (<c>digest --dryrun</c>)
+    /// as a setting nothing reads, or drop it, and the verb would go on without it: sending for real, say.
+    /// </summary>
+    private static IEnumerable<string> NotSettings(IReadOnlyList<string> tokens)
+    {
+        for (var i = 0; i < tokens.Count; i++)
+        {
+            var token = tokens[i];
+            var key = token.StartsWith("--", StringComparison.Ordinal) ? token[2..] : token.StartsWith('/') ? token[1..] : token;
+            var equals = key.IndexOf('=', StringComparison.Ordinal);
+            var name = equals < 0 ? key : key[..equals];
+            // "--Smtp=": a section's own (empty) value, as a host that hands its whole configuration on writes it.
+            var isSetting = name.Contains(':', StringComparison.Ordinal) || SettingsWithoutSection.Contains(name, StringComparer.OrdinalIgnoreCase)
+                || (equals > 0 && equals == key.Length - 1);
+            if (!isSetting || (equals < 0 && (key == token || ++i >= tokens.Count)))
+            {
+                yield return token; // not a setting's name, a bare name, or a name with no value after it
+            }
+        }
+    }
 
     /// <summary>A <c>--date YYYY-MM-DD</c> option.</summary>
     public static Option<DateOnly?> DateOption(string description) => new("--date")
