@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Http;
 using System.Net;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
@@ -151,6 +152,38 @@ public sealed class PaperIngestTests(TestDatabase database) : IClassFixture<Test
 
         Assert.Null(report.Error);
         Assert.Equal(3, report.New);
+        Assert.Equal(2, source.Requests.Count);
+    }
+
+    [Theory]
+    [InlineData("stalls", "2026-11-08")]
+    [InlineData("breaks off", "2026-11-07")]
+    public async Task ABodyThatStallsOrBreaksOffIsTimedOutAndRetried(string fault, string day)
+    {
+        // The headers come at once; the body was read after the resilience pipeline had returned, so a stalled one hung the
+        // ingest (and the daily job) until shutdown, and a broken one failed the source without a retry.
+        await using var source = await FakeSourceServer.StartAsync(async (context, call) =>
+        {
+            if (call == 1)
+            {
+                context.Response.ContentType = "application/json";
+                context.Response.ContentLength = 5_000;
+                await context.Response.WriteAsync("[{\"paper\":", context.RequestAborted);
+                await context.Response.Body.FlushAsync(context.RequestAborted);
+                // Long enough for the client to have the headers; then the body stalls, or the connection drops mid-body.
+                await Task.Delay(TimeSpan.FromSeconds(fault == "stalls" ? 20 : 0.3), context.RequestAborted).ContinueWith(_ => { }, TaskScheduler.Default);
+                context.Abort();
+                return;
+            }
+            await FakeSourceServer.Json(context, HuggingFaceDay);
+        });
+        await using var app = AppFor(source, ("Papers:Http:Timeout", "00:00:00.500"));
+
+        var report = Assert.Single(await IngestAsync(app, day, "huggingface"));
+
+        Assert.Null(report.Error);
+        Assert.Equal(3, report.Fetched);
+        Assert.Equal(3, (await PapersOfDayAsync(app, day)).Count);
         Assert.Equal(2, source.Requests.Count);
     }
 

@@ -21,18 +21,49 @@ internal static class PaperExtensions
         services.AddSingleton<PaperIngest>();
         services.AddSingleton<ArxivThrottle>();
         services.AddTransient<ArxivThrottle.Handler>();
+        services.AddTransient<WholeBodyHandler>();
 
-        // One client and one standard resilience pipeline per source, so each source has its own circuit breaker.
-        services.AddHttpClient<HuggingFaceSource>(ConfigureClient).AddStandardResilienceHandler().Configure(ConfigureResilience);
+        // One client and one standard resilience pipeline per source, so each source has its own circuit breaker. The handlers
+        // added after the pipeline run inside it, in each attempt.
+        var huggingFace = services.AddHttpClient<HuggingFaceSource>(ConfigureClient);
+        huggingFace.AddStandardResilienceHandler().Configure(ConfigureResilience);
+        huggingFace.AddHttpMessageHandler<WholeBodyHandler>();
         var arxiv = services.AddHttpClient<ArxivSource>(ConfigureClient);
         arxiv.AddStandardResilienceHandler().Configure(ConfigureResilience);
-        arxiv.AddHttpMessageHandler<ArxivThrottle.Handler>(); // added after, so inside the retries: every attempt waits its turn
+        arxiv.AddHttpMessageHandler<ArxivThrottle.Handler>(); // every attempt waits its turn
+        arxiv.AddHttpMessageHandler<WholeBodyHandler>();
     });
+
+    /// <summary>
+    /// Reads each response's whole body within its attempt. HttpClient reads it after the handlers have returned, which is
+    /// once the headers are in: outside the resilience pipeline, so a body that stalled was never timed out (the ingest, and
+    /// the daily job with it, hung until shutdown) and one that broke off failed the source without a retry
+    /// (dotnet/extensions#6071). Read here, within the attempt's timeout, both are retried like a request that hangs.
+    /// </summary>
+    private sealed class WholeBodyHandler : DelegatingHandler
+    {
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            var response = await base.SendAsync(request, cancellationToken);
+            try
+            {
+                await response.Content.LoadIntoBufferAsync(MaxBody, cancellationToken);
+                return response;
+            }
+            catch
+            {
+                response.Dispose();
+                throw;
+            }
+        }
+    }
+
+    private const int MaxBody = 64 * 1024 * 1024;
 
     private static void ConfigureClient(IServiceProvider services, HttpClient client)
     {
         client.Timeout = Timeout.InfiniteTimeSpan; // the resilience pipeline times each attempt
-        client.MaxResponseContentBufferSize = 64 * 1024 * 1024;
+        client.MaxResponseContentBufferSize = MaxBody;
         client.DefaultRequestHeaders.UserAgent.ParseAdd("Subscriptions/1.0 (+https://github.com/; daily trending papers digest)");
     }
 
