@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Subscriptions.Tests.Infrastructure;
@@ -144,43 +143,9 @@ public sealed class DeploymentFilesTests(TestDatabase database) : IClassFixture<
     /// <summary>Runs <c>serve</c> with exactly these settings (and a free loopback port) until it is live and ready.</summary>
     private static async Task AssertServesAsync(Dictionary<string, string> environment)
     {
-        var address = new Uri($"http://127.0.0.1:{FreePort()}");
-        environment["ASPNETCORE_URLS"] = address.ToString();
-        using var process = ServiceBinary.Start(["serve"], environment);
-        var error = process.StandardError.ReadToEndAsync();
-        _ = process.StandardOutput.ReadToEndAsync();
-        try
-        {
-            using var client = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(10) };
-            await Eventually.TrueAsync(async () =>
-            {
-                if (process.HasExited)
-                {
-                    Assert.Fail($"serve exited with {process.ExitCode}:\n{await error}");
-                }
-                try
-                {
-                    return (await client.GetAsync("/healthz/live")).StatusCode == HttpStatusCode.OK;
-                }
-                catch (HttpRequestException)
-                {
-                    return false;
-                }
-            }, "serve to answer /healthz/live", TimeSpan.FromSeconds(60));
-            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/healthz/ready")).StatusCode);
-        }
-        finally
-        {
-            process.Kill(entireProcessTree: true);
-            await process.WaitForExitAsync();
-        }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        await using var serving = await ServiceBinary.ServeAsync(environment);
+        using var client = new HttpClient { BaseAddress = serving.Address, Timeout = TimeSpan.FromSeconds(10) };
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/healthz/ready")).StatusCode);
     }
 
     private static List<object?> LoadYaml(string path)

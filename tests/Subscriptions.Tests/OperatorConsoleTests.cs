@@ -339,6 +339,44 @@ public sealed partial class OperatorConsoleTests(TestDatabase database) : IClass
         Assert.Equal("/admin", again.Headers.Location?.OriginalString);
     }
 
+    [Fact]
+    public async Task ASessionAndAFormOfOneInstanceAreGoodOnAnother()
+    {
+        // Two replicas: processes of their own, each with its own home folder (where ASP.NET Core kept its keys), one database.
+        var homes = new[] { Directory.CreateTempSubdirectory("subscriptions-home-"), Directory.CreateTempSubdirectory("subscriptions-home-") };
+        try
+        {
+            Dictionary<string, string> Replica(DirectoryInfo home) => new()
+            {
+                ["ConnectionStrings__Postgres"] = database.ConnectionString,
+                ["App__TokenSecret"] = "a-secret-for-the-two-replicas-of-the-console-test",
+                ["Digest__Schedule"] = "0 0 3 1 1 ? 2099",
+                ["HOME"] = home.FullName,
+            };
+            await using var first = await ServiceBinary.ServeAsync(Replica(homes[0]));
+            await using var second = await ServiceBinary.ServeAsync(Replica(homes[1]));
+            using var client = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false, CookieContainer = new System.Net.CookieContainer() });
+
+            // The sign-in form from the first, posted to the second; the session it opens, used on the first.
+            var page = await client.GetStringAsync(new Uri(first.Address, "/admin/signin"));
+            var signIn = await client.PostAsync(new Uri(second.Address, "/admin/signin"), new FormUrlEncodedContent(
+            [
+                KeyValuePair.Create("__RequestVerificationToken", TokenIn(page)),
+                KeyValuePair.Create("email", Operator),
+                KeyValuePair.Create("password", Password),
+                KeyValuePair.Create("returnUrl", "/admin"),
+            ]));
+            Assert.Equal(HttpStatusCode.Redirect, signIn.StatusCode);
+            Assert.Equal("/admin", signIn.Headers.Location?.OriginalString);
+            var dashboard = await client.GetAsync(new Uri(first.Address, "/admin"));
+            Assert.Equal(HttpStatusCode.OK, dashboard.StatusCode);
+        }
+        finally
+        {
+            Array.ForEach(homes, home => home.Delete(recursive: true));
+        }
+    }
+
     private static async Task<HttpResponseMessage> ChoosePasswordAsync(HttpClient client, string page, string password, string repeat) =>
         await client.PostAsync("/admin/password", new FormUrlEncodedContent(
         [

@@ -1,5 +1,9 @@
 using System.Security.Claims;
 using Microsoft.AspNetCore.Authentication.Cookies;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.AspNetCore.DataProtection.KeyManagement;
+using Microsoft.Extensions.Options;
+using Npgsql;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Subscriptions.Bounces;
 using Subscriptions.Database;
@@ -40,6 +44,10 @@ internal static class OperatorsExtensions
         services.AddSingleton<RunNow>();
         // The console's forms read their antiforgery token from the request (Operators/FormToken.razor).
         services.AddHttpContextAccessor();
+        // Sessions and forms are protected with keys every instance shares, whatever folder each runs from.
+        services.AddDataProtection().SetApplicationName("Subscriptions");
+        services.AddSingleton<IConfigureOptions<KeyManagementOptions>>(provider =>
+            new ConfigureOptions<KeyManagementOptions>(keys => keys.XmlRepository = new DatabaseKeyRing(provider.GetRequiredService<NpgsqlDataSource>())));
         services.AddAuthentication(CookieAuthenticationDefaults.AuthenticationScheme).AddCookie(cookie =>
         {
             cookie.Cookie.Name = "subscriptions_operator";

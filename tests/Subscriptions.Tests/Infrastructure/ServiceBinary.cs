@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
 
 namespace Subscriptions.Tests.Infrastructure;
 
@@ -28,6 +30,73 @@ public static class ServiceBinary
             start.Environment[key] = value;
         }
         return Process.Start(start) ?? throw new InvalidOperationException("Could not start the service binary.");
+    }
+
+    /// <summary>
+    /// Runs <c>serve</c> with exactly these settings and a free loopback port (<c>ASPNETCORE_URLS</c>), once it answers
+    /// <c>/healthz/live</c>; it is killed when the result is disposed.
+    /// </summary>
+    public static async Task<Serving> ServeAsync(IReadOnlyDictionary<string, string> environment)
+    {
+        var address = new Uri($"http://127.0.0.1:{FreePort()}");
+        var process = Start(["serve"], new Dictionary<string, string>(environment) { ["ASPNETCORE_URLS"] = address.ToString() });
+        var serving = new Serving(process, address);
+        try
+        {
+            using var client = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(10) };
+            await Eventually.TrueAsync(async () =>
+            {
+                if (process.HasExited)
+                {
+                    Assert.Fail($"serve exited with {process.ExitCode}:\n{await serving.Error}");
+                }
+                try
+                {
+                    return (await client.GetAsync("/healthz/live")).StatusCode == HttpStatusCode.OK;
+                }
+                catch (HttpRequestException)
+                {
+                    return false;
+                }
+            }, "serve to answer /healthz/live", TimeSpan.FromSeconds(60));
+            return serving;
+        }
+        catch
+        {
+            await serving.DisposeAsync();
+            throw;
+        }
+    }
+
+    public sealed class Serving : IAsyncDisposable
+    {
+        private readonly Process _process;
+
+        internal Serving(Process process, Uri address)
+        {
+            _process = process;
+            Address = address;
+            Error = process.StandardError.ReadToEndAsync();
+            _ = process.StandardOutput.ReadToEndAsync();
+        }
+
+        public Uri Address { get; }
+
+        public Task<string> Error { get; }
+
+        public async ValueTask DisposeAsync()
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+            _process.Dispose();
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     public static async Task<(int ExitCode, string Output, string Error)> RunAsync(string[] arguments, IReadOnlyDictionary<string, string> environment)
