@@ -44,6 +44,35 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
         Assert.Contains("Digest:ClaimTimeout (00:04:00) must be longer than the longest one send can take with these Smtp settings (00:04:48", error);
     }
 
+    [Theory]
+    [InlineData("--Smtp:Port=abc", "Smtp:Port")] // a value the binder cannot convert: it was a stack trace (exit 134)
+    [InlineData("--HostOptions:ShutdownTimeout=-00:00:05", "HostOptions:ShutdownTimeout must be more than 0 and at most 00:00:30")]
+    [InlineData("--HostOptions:ShutdownTimeout=00:05:00", "HostOptions:ShutdownTimeout must be more than 0 and at most 00:00:30")]
+    public async Task AValueThatCannotBeUsedIsNamedWithoutAStackTrace(string setting, string expected)
+    {
+        var (exitCode, _, error) = await RunAsync(["serve", setting, $"--App:TokenSecret={Secret}"],
+            new() { ["ConnectionStrings__Postgres"] = database.ConnectionString });
+
+        Assert.Equal(78, exitCode);
+        Assert.Contains("Configuration error", error);
+        Assert.Contains(expected, error);
+        Assert.DoesNotContain("   at ", error);
+    }
+
+    [Theory]
+    [InlineData("migrate")]
+    [InlineData("serve")]
+    [InlineData("suppressions", "list")]
+    public async Task ADatabaseThatCannotBeReachedIsSaidSoWithoutAStackTrace(params string[] verb)
+    {
+        var (exitCode, _, error) = await RunAsync(verb,
+            new() { ["ConnectionStrings__Postgres"] = "Host=127.0.0.1;Port=1;Timeout=2;Username=nobody", ["App__TokenSecret"] = Secret });
+
+        Assert.Equal(69, exitCode);
+        Assert.Contains("Database error: Failed to connect to 127.0.0.1:1", error);
+        Assert.DoesNotContain("   at ", error);
+    }
+
     [Fact]
     public async Task MissingConnectionStringIsNamed()
     {

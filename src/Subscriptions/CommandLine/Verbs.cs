@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Microsoft.Extensions.Options;
+using Npgsql;
 using Subscriptions.Database;
 
 namespace Subscriptions.CommandLine;
@@ -16,6 +17,7 @@ internal static class Verbs
     public const int Interrupted = 130;
     public const int BadArguments = 64; // sysexits.h: EX_USAGE
     public const int BadSchema = 65; // sysexits.h: EX_DATAERR
+    public const int DatabaseUnavailable = 69; // sysexits.h: EX_UNAVAILABLE
     public const int BadConfiguration = 78; // sysexits.h: EX_CONFIG
 
     public static async Task<int> RunAsync(string[] args, Func<string[], Task<int>> serve)
@@ -83,6 +85,12 @@ internal static class Verbs
             }
             return BadConfiguration;
         }
+        catch (Exception e) when (Unwrap<NpgsqlException>(e) is { } database)
+        {
+            // Unreachable, refused, a wrong password: what the operator must fix, not a stack trace.
+            Console.Error.WriteLine($"Database error: {database.Message}{(database.InnerException is { } inner ? $" ({inner.Message})" : "")}");
+            return DatabaseUnavailable;
+        }
     }
 
     private static IEnumerable<Command> AndDescendants(Command command) => command.Subcommands.SelectMany(AndDescendants).Prepend(command);
@@ -144,6 +152,8 @@ internal static class Verbs
     {
         OptionsValidationException e => [.. e.Failures],
         AggregateException e => [.. e.InnerExceptions.SelectMany(ConfigurationFailures)],
-        _ => [],
+        // A value the binder cannot convert ("Failed to convert configuration value 'abc' at 'Smtp:Port' to type 'System.Int32'").
+        InvalidOperationException e when e.TargetSite?.DeclaringType == typeof(ConfigurationBinder) => [e.Message],
+        _ => exception.InnerException is { } inner ? ConfigurationFailures(inner) : [],
     };
 }

@@ -11,9 +11,16 @@ internal static class ShutdownOptions
     /// </summary>
     public static IServiceCollection AddShutdownTimeout(this IServiceCollection services)
     {
-        services.AddOptions<HostOptions>().BindConfiguration("HostOptions");
+        // Above 30 s an orchestrator's default grace period kills the process first; zero or less leaves nothing to finish,
+        // and a negative one made the bound below throw instead of stopping.
+        services.AddOptions<HostOptions>().BindConfiguration("HostOptions")
+            .Validate(options => options.ShutdownTimeout > TimeSpan.Zero && options.ShutdownTimeout <= MaxShutdownTimeout,
+                $"HostOptions:ShutdownTimeout must be more than 0 and at most {MaxShutdownTimeout} (30 seconds).")
+            .ValidateOnStart();
         return services;
     }
+
+    public static readonly TimeSpan MaxShutdownTimeout = TimeSpan.FromSeconds(30);
 
     /// <summary>
     /// Runs the host until it is stopped, and returns at the latest a few seconds after the shutdown
