@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using Subscriptions.Digest;
 using Subscriptions.Papers;
@@ -61,9 +60,28 @@ public sealed class ObservabilityTests(TestDatabase database) : IClassFixture<Te
     }
 
     [Fact]
+    public async Task MetricsOnAPortOfTheirOwnLeaveTheAppOnThePortTheContainerImageNames()
+    {
+        // The image names its port with ASPNETCORE_HTTP_PORTS, not urls: the metrics listener took the app's port away.
+        var metricsPort = ServiceBinary.FreePort();
+        await using var serving = await ServiceBinary.ServeAsync(new Dictionary<string, string>
+        {
+            ["ConnectionStrings__Postgres"] = database.ConnectionString,
+            ["App__TokenSecret"] = "a-secret-for-the-metrics-port-test-of-the-image",
+            ["Digest__Schedule"] = "0 0 3 1 1 ? 2099",
+            ["Metrics__Port"] = metricsPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        }, asTheImageNamesItsPort: true);
+        using var http = new HttpClient();
+
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(new Uri(serving.Address, "/healthz/ready"))).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync(new Uri(serving.Address, "/metrics"))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync($"http://127.0.0.1:{metricsPort}/metrics")).StatusCode);
+    }
+
+    [Fact]
     public async Task MetricsOnAPortOfTheirOwnAreNotOnTheAppsPort()
     {
-        var port = FreePort();
+        var port = ServiceBinary.FreePort();
         await using var app = new TestApp(database, settings: new Dictionary<string, string?> { ["Metrics:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture) });
         var address = app.StartOnKestrel();
         using var http = new HttpClient();
@@ -109,12 +127,5 @@ public sealed class ObservabilityTests(TestDatabase database) : IClassFixture<Te
             ?? throw new Xunit.Sdk.XunitException($"No {series} in:\n{exposition}");
         var value = double.Parse(line.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture);
         Assert.True(value >= minimum, $"{line}: expected at least {minimum}");
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -44,9 +44,10 @@ internal static class ObservabilityExtensions
                 .AddPrometheusExporter());
             if (metrics.Port is { } port)
             {
-                // One more listener, beside whatever `urls` names, that serves only /metrics (see MapObservability).
-                var urls = builder.Configuration["urls"];
-                builder.WebHost.UseUrls([.. (urls ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries), $"http://*:{port}"]);
+                // One more listener, beside the app's own, that serves only /metrics (see MapObservability). Set as `urls`, which
+                // Kestrel takes over `http_ports` and `https_ports` (ASPNETCORE_HTTP_PORTS is how the container image names
+                // its port): those become addresses too, or the app's own port would be lost.
+                builder.WebHost.UseUrls([.. AppAddresses(builder.Configuration), $"http://*:{port}"]);
             }
         }
         if (otlp)
@@ -58,6 +59,15 @@ internal static class ObservabilityExtensions
                 .AddOtlpExporter());
         }
         return builder;
+    }
+
+    private static IEnumerable<string> AppAddresses(IConfiguration configuration)
+    {
+        const StringSplitOptions Entries = StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries;
+        return configuration["urls"] is { Length: > 0 } urls
+            ? urls.Split(';', Entries)
+            : [.. (configuration["http_ports"] ?? "").Split(';', Entries).Select(port => $"http://*:{port}"),
+               .. (configuration["https_ports"] ?? "").Split(';', Entries).Select(port => $"https://*:{port}")];
     }
 
     public static IEndpointRouteBuilder MapObservability(this IEndpointRouteBuilder endpoints)

@@ -33,13 +33,17 @@ public static class ServiceBinary
     }
 
     /// <summary>
-    /// Runs <c>serve</c> with exactly these settings and a free loopback port (<c>ASPNETCORE_URLS</c>), once it answers
-    /// <c>/healthz/live</c>; it is killed when the result is disposed.
+    /// Runs <c>serve</c> with exactly these settings and a free port (<c>ASPNETCORE_URLS</c> on loopback, or as the container
+    /// image names it, <c>ASPNETCORE_HTTP_PORTS</c>), once it answers <c>/healthz/live</c>; it is killed when the result is disposed.
     /// </summary>
-    public static async Task<Serving> ServeAsync(IReadOnlyDictionary<string, string> environment)
+    public static async Task<Serving> ServeAsync(IReadOnlyDictionary<string, string> environment, bool asTheImageNamesItsPort = false)
     {
-        var address = new Uri($"http://127.0.0.1:{FreePort()}");
-        var process = Start(["serve"], new Dictionary<string, string>(environment) { ["ASPNETCORE_URLS"] = address.ToString() });
+        var port = FreePort();
+        var address = new Uri($"http://127.0.0.1:{port}");
+        var process = Start(["serve"], new Dictionary<string, string>(environment)
+        {
+            [asTheImageNamesItsPort ? "ASPNETCORE_HTTP_PORTS" : "ASPNETCORE_URLS"] = asTheImageNamesItsPort ? $"{port}" : address.ToString(),
+        });
         var serving = new Serving(process, address);
         try
         {
@@ -92,7 +96,7 @@ public static class ServiceBinary
         }
     }
 
-    private static int FreePort()
+    public static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
