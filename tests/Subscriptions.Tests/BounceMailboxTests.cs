@@ -226,6 +226,26 @@ public sealed class BounceMailboxTests(TestDatabase database, DovecotServer dove
     });
 
     [Fact]
+    public Task OnAServerThatKeepsFoldersUnderAPrefixTheProcessedFolderIsFoundAgain() => WithOwnMailboxAsync(async (ownDatabase, ownDovecot) =>
+    {
+        await ownDatabase.AddSubscriberAsync("exim-hard@example.org", "active", null, "lidar");
+        await ownDatabase.AddSubscriberAsync("gmail-hard@example.org", "active", null, "lidar");
+        ownDovecot.Deliver(Path.Combine(Samples, "exim-rejected.eml"));
+        await using var app = new TestApp(ownDatabase, settings: new Dictionary<string, string?>(ownDovecot.Settings) { ["Bounces:PollInterval"] = "00:00:00.050" });
+        await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
+
+        // The first round made INBOX.Processed; the next ones must find it by the name in the settings, or fail to make it
+        // again and read nothing more (a review's worry for such servers; MailKit and Dovecot find it).
+        ownDovecot.Deliver(Path.Combine(Samples, "gmail-no-such-user.eml"));
+        await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
+
+        Assert.Equal("bounced", await ownDatabase.SubscriberStatusAsync("exim-hard@example.org"));
+        Assert.Equal("bounced", await ownDatabase.SubscriberStatusAsync("gmail-hard@example.org"));
+        Assert.Equal(2, (await ownDovecot.SubjectsAsync("INBOX.Processed")).Count);
+        Assert.Empty(await ownDovecot.SubjectsAsync("INBOX"));
+    }, folderPrefix: "INBOX.");
+
+    [Fact]
     public async Task NoImapHostMeansNoMailboxReader()
     {
         await using var app = new TestApp(database);
@@ -239,11 +259,11 @@ public sealed class BounceMailboxTests(TestDatabase database, DovecotServer dove
         """, new { subscriberId, SentDay });
 
     /// <summary>Runs <paramref name="test"/> against a mailbox and database of its own, whose counts are then that test's alone.</summary>
-    private static async Task WithOwnMailboxAsync(Func<TestDatabase, DovecotServer, Task> test)
+    private static async Task WithOwnMailboxAsync(Func<TestDatabase, DovecotServer, Task> test, string? folderPrefix = null)
     {
         var ownDatabase = new TestDatabase();
         await ownDatabase.InitializeAsync();
-        var ownDovecot = new DovecotServer();
+        var ownDovecot = new DovecotServer(folderPrefix);
         await ownDovecot.InitializeAsync();
         try
         {

@@ -18,6 +18,23 @@ public sealed class DovecotServer : IAsyncLifetime
     public const string Username = "bounces";
     public const string Password = "bounce-mailbox-password";
     private readonly string _root = Path.Combine(Path.GetTempPath(), $"subscriptions-dovecot-{Guid.NewGuid():N}"[..40]);
+
+    private readonly string? _folderPrefix;
+
+    public DovecotServer()
+    {
+    }
+
+    /// <summary>A server that keeps every folder under <paramref name="folderPrefix"/>, as Courier does and cPanel sets Dovecot up (<c>INBOX.</c>).</summary>
+    internal DovecotServer(string? folderPrefix) => _folderPrefix = folderPrefix;
+
+    private string Namespace => _folderPrefix is null ? "" : $$"""
+        namespace inbox {
+          inbox = yes
+          prefix = {{_folderPrefix}}
+          separator = .
+        }
+        """;
     private Process? _process;
     private string _inbox = "";
 
@@ -60,6 +77,7 @@ public sealed class DovecotServer : IAsyncLifetime
             default_internal_user = {{internalUser}}
             first_valid_uid = 1
             mail_location = maildir:{{mail}}/%u
+            {{Namespace}}
             service imap-login {
               inet_listener imap {
                 address = 127.0.0.1
