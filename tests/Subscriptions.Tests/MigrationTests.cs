@@ -9,6 +9,33 @@ namespace Subscriptions.Tests;
 public sealed class MigrationTests
 {
     [Fact]
+    public async Task ARunnerWaitsForAnotherRunnersScriptLongerThanTheCommandTimeout()
+    {
+        // Another runner holds the migrations' lock (a long script) for longer than the connection's command timeout, which
+        // stopped this one's wait, and would have stopped its own long script, at Npgsql's 30 s.
+        var connectionString = await PostgresServer.CreateDatabaseAsync("migrations", migrated: false);
+        await using var dataSource = NpgsqlDataSource.Create(connectionString + ";Command Timeout=1");
+        try
+        {
+            await using var other = new NpgsqlConnection(connectionString);
+            await other.OpenAsync();
+            await using var longScript = await other.BeginTransactionAsync();
+            await other.ExecuteAsync("SELECT pg_advisory_xact_lock(@key)", new { key = MigrationRunner.AdvisoryLockKey }, longScript);
+
+            var applying = Task.Run(() => new MigrationRunner(dataSource, NullLogger<MigrationRunner>.Instance).ApplyPendingAsync(CancellationToken.None));
+            await Task.Delay(TimeSpan.FromSeconds(3));
+            Assert.False(applying.IsCompleted, applying.Exception?.ToString());
+            await longScript.CommitAsync();
+
+            Assert.Equal(MigrationRunner.Scripts.Select(s => s.Name), await applying);
+        }
+        finally
+        {
+            await PostgresServer.DropDatabaseAsync(connectionString);
+        }
+    }
+
+    [Fact]
     public async Task InstancesMigratingAtTheSameMomentApplyEachScriptOnce()
     {
         var connectionString = await PostgresServer.CreateDatabaseAsync("migrations", migrated: false);

@@ -19,7 +19,11 @@ namespace Subscriptions.Database;
 internal sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<MigrationRunner> logger)
 {
     // Any fixed number works; it only has to be the same for every instance of this service.
-    private const long AdvisoryLockKey = 0x5355_4253_4352_4950; // "SUBSCRIP"
+    internal const long AdvisoryLockKey = 0x5355_4253_4352_4950; // "SUBSCRIP"
+
+    // No command timeout (Npgsql's default is 30 s) for a script or the wait for another runner's lock: an index built on a
+    // large table takes longer, and a migration stopped at 30 s was rolled back at every start, the instance never up.
+    private const int NoTimeout = 0;
 
     public static IReadOnlyList<MigrationScript> Scripts { get; } = LoadEmbeddedScripts();
 
@@ -96,7 +100,7 @@ internal sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<Migra
         logger.LogInformation("Applying migration {Script}", script.Name);
         try
         {
-            await connection.ExecuteAsync(new CommandDefinition(script.Sql, transaction: transaction, cancellationToken: cancellationToken));
+            await connection.ExecuteAsync(new CommandDefinition(script.Sql, transaction: transaction, commandTimeout: NoTimeout, cancellationToken: cancellationToken));
         }
         catch (PostgresException e)
         {
@@ -116,7 +120,7 @@ internal sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<Migra
         try
         {
             await connection.ExecuteAsync(new CommandDefinition(
-                "SELECT pg_advisory_xact_lock(@key)", new { key = AdvisoryLockKey }, transaction, cancellationToken: cancellationToken));
+                "SELECT pg_advisory_xact_lock(@key)", new { key = AdvisoryLockKey }, transaction, commandTimeout: NoTimeout, cancellationToken: cancellationToken));
             return transaction;
         }
         catch
