@@ -165,6 +165,42 @@ public sealed class BounceWebhookTests(TestDatabase database) : IClassFixture<Te
         Assert.Equal(1, await database.ScalarAsync<long>("SELECT count(*) FROM bounce_events WHERE email = 'ses-soft@example.org' AND kind = 'soft'"));
     }
 
+    [Fact]
+    public async Task ANotificationDeliveredAgainIsNotCountedAgain()
+    {
+        // Amazon SNS delivers at least once, and Postmark calls again when it did not get the answer: three deliveries of one
+        // soft bounce suppressed the address (Bounces:SoftBounceLimit is 3).
+        var bodies = new Dictionary<string, string>
+        {
+            ["again-sns@example.org"] = JsonSerializer.Serialize(new Dictionary<string, string>
+            {
+                ["Type"] = "Notification",
+                ["MessageId"] = "5f1b7c1e-sns-delivered-again",
+                ["Message"] = """{"notificationType":"Bounce","bounce":{"bounceType":"Transient","bouncedRecipients":[{"emailAddress":"again-sns@example.org","status":"4.2.2"}]}}""",
+            }),
+            ["again-ses@example.org"] = """
+                {"eventType":"Bounce","bounce":{"feedbackId":"0100018c-again","bounceType":"Transient","bouncedRecipients":[{"emailAddress":"again-ses@example.org","status":"4.4.7"}]}}
+                """,
+            ["again-postmark@example.org"] = """{"RecordType":"Bounce","ID":4242,"Type":"SoftBounce","Email":"again-postmark@example.org"}""",
+            ["again-generic@example.org"] = """{"id":"n-1","type":"bounce","email":"again-generic@example.org","status":"4.2.2"}""",
+        };
+        foreach (var email in bodies.Keys)
+        {
+            await database.AddSubscriberAsync(email, "active", null, "lidar");
+        }
+
+        foreach (var body in bodies.Values.SelectMany(body => Enumerable.Repeat(body, 3)))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await PostAsync(body)).StatusCode);
+        }
+
+        foreach (var email in bodies.Keys)
+        {
+            Assert.Equal("active", await database.SubscriberStatusAsync(email));
+            Assert.Equal(1, await database.ScalarAsync<long>("SELECT count(*) FROM bounce_events WHERE email = @email", new { email }));
+        }
+    }
+
     [Theory]
     [InlineData(null)]
     [InlineData("sha256=0000000000000000000000000000000000000000000000000000000000000000")]

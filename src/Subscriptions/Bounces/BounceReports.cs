@@ -16,11 +16,11 @@ internal enum BounceKind
 /// by its return path or Message-ID, else the address it was sent to; with <see cref="RecipientMustBeSubscriber"/>, only
 /// when that address is a subscriber's. <see cref="OriginalMessageId"/> is the Message-ID the report gives, as given.
 /// <see cref="Status"/> is the RFC 3463 code when known. <see cref="Report"/> is the message in the bounce mailbox it was
-/// read from (none for a webhook's).
+/// read from (none for a webhook's); <see cref="Notification"/> the provider's id of the webhook notification it came in.
 /// </summary>
 internal sealed record BounceEvent(
     BounceKind Kind, string? Recipient, string? OriginalMessageId = null, string? Status = null, MailboxMessage? Report = null,
-    SentEmail? Sent = null, bool RecipientMustBeSubscriber = false);
+    SentEmail? Sent = null, bool RecipientMustBeSubscriber = false, string? Notification = null);
 
 /// <summary>
 /// Where a report was read: the bounce mailbox's folder (<c>Username@Host/Folder</c>), its UIDVALIDITY and the message's

@@ -89,7 +89,12 @@ internal static class BounceWebhook
                 {
                     return ([], error, null);
                 }
-                events.AddRange(found);
+                var notification = NotificationId(item);
+                if (notification?.Length > 200)
+                {
+                    return ([], "a notification's id must be at most 200 characters", null);
+                }
+                events.AddRange(found.Select(bounce => bounce with { Notification = notification }));
             }
             // Longer than any address can be (RFC 5321): no one's, and more than the suppression list's index can hold.
             return events.Any(e => e.Recipient?.Length > EmailAddresses.MaxLength)
@@ -150,6 +155,30 @@ internal static class BounceWebhook
             return ([], "\"RecordType\" must be \"Bounce\" or \"SpamComplaint\"");
         }
         return (kind is { } known ? [new BounceEvent(known, email, null, Text(item, "Type"))] : [], null);
+    }
+
+    /// <summary>
+    /// The provider's own id of a notification, by which one delivered again is recognised: Amazon SNS's <c>MessageId</c>,
+    /// SES's <c>feedbackId</c> (raw delivery, no SNS envelope), Postmark's <c>ID</c>, the generic form's <c>id</c>; null
+    /// when it has none.
+    /// </summary>
+    private static string? NotificationId(JsonElement item)
+    {
+        if (item.TryGetProperty("RecordType", out _))
+        {
+            return item.TryGetProperty("ID", out var id) && id.ValueKind is JsonValueKind.Number or JsonValueKind.String ? $"postmark:{id}" : null;
+        }
+        if (Text(item, "Type") is not null)
+        {
+            return Text(item, "MessageId") is { } sns ? $"sns:{sns}" : null;
+        }
+        if (Text(item, "notificationType") is not null || Text(item, "eventType") is not null)
+        {
+            var feedback = new[] { "bounce", "complaint" }.Select(name => item.TryGetProperty(name, out var part) && part.ValueKind == JsonValueKind.Object ? Text(part, "feedbackId") : null)
+                .FirstOrDefault(found => found is not null);
+            return feedback is null ? null : $"ses:{feedback}";
+        }
+        return Text(item, "id") is { } generic ? $"generic:{generic}" : null;
     }
 
     /// <summary>An SNS notification whose <c>Message</c> is SES's JSON as a string, or SES's JSON itself (SNS raw delivery).</summary>

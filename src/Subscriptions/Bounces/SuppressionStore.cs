@@ -21,6 +21,9 @@ internal sealed record BounceOutcome(IReadOnlyList<string> Suppressed, int Unmat
 /// </summary>
 internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<BouncesOptions> options, TimeProvider time, ILogger<SuppressionStore> logger)
 {
+    /// <summary>How long a webhook notification's id is kept, to recognise the same notification delivered again.</summary>
+    private static readonly TimeSpan NotificationsKept = TimeSpan.FromDays(30);
+
     public const string ImapSource = "imap";
     public const string WebhookSource = "webhook";
 
@@ -127,18 +130,32 @@ internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<Bou
         }
         if (recordedBefore > 0)
         {
-            logger.LogInformation("{Count} {Source} bounce(s) or complaint(s) were recorded before, their report read again; not counted again", recordedBefore, source);
+            logger.LogInformation("{Count} {Source} bounce(s) or complaint(s) were recorded before (their report read again, or their notification delivered again); not counted again", recordedBefore, source);
         }
         return new BounceOutcome(suppressed, unmatched, recordedBefore);
     }
 
     /// <summary>
-    /// The events to record: those whose report is recorded now for the first time, and those that came in no report
-    /// (the webhook's). Part of the caller's transaction, so a report counts as recorded exactly when its events are.
+    /// The events to record: those whose report (a mailbox message) or webhook notification is recorded now for the first
+    /// time, and those that came in neither. Part of the caller's transaction, so a report counts as recorded exactly when
+    /// its events are.
     /// </summary>
     private static async Task<IReadOnlyList<BounceEvent>> FirstRecordedAsync(
         IReadOnlyList<BounceEvent> events, DateTimeOffset now, NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken)
     {
+        var notifications = events.Select(e => e.Notification).OfType<string>().Distinct().ToArray();
+        if (notifications.Length > 0)
+        {
+            const string notified = """
+                DELETE FROM webhook_notifications WHERE received_at < @forgetBefore;
+                INSERT INTO webhook_notifications (id, received_at) SELECT id, @now FROM unnest(@notifications::text[]) AS n(id)
+                ON CONFLICT (id) DO NOTHING
+                RETURNING id
+                """;
+            var firstNotified = (await connection.QueryAsync<string>(new CommandDefinition(notified,
+                new { notifications, now, forgetBefore = now - NotificationsKept }, transaction, cancellationToken: cancellationToken))).ToHashSet(StringComparer.Ordinal);
+            events = [.. events.Where(e => e.Notification is null || firstNotified.Contains(e.Notification))];
+        }
         var reports = events.Select(e => e.Report).OfType<MailboxMessage>().Distinct().ToArray();
         if (reports.Length == 0)
         {

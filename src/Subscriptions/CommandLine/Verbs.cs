@@ -98,8 +98,13 @@ internal static class Verbs
     /// <summary>The arguments no verb option took: <c>--Key=Value</c> settings for configuration.</summary>
     public static string[] Settings(ParseResult result) => [.. result.UnmatchedTokens];
 
-    // The settings that have no section: the host's and ASP.NET Core's own.
-    private static readonly string[] SettingsWithoutSection = ["urls", "http_ports", "https_ports", "environment", "contentRoot", "applicationName"];
+    // The settings that have no section: the host's and ASP.NET Core's own (ASPNETCORE_… in the environment).
+    private static readonly string[] SettingsWithoutSection =
+    [
+        "urls", "http_ports", "https_ports", "environment", "contentRoot", "applicationName", "webroot", "allowedHosts", "detailedErrors",
+        "FORWARDEDHEADERS_ENABLED", "shutdownTimeoutSeconds", "hostingStartupAssemblies", "hostingStartupExcludeAssemblies",
+        "preventHostingStartup", "suppressStatusMessages", "captureStartupErrors",
+    ];
 
     /// <summary>
     /// The arguments no verb option took that are not settings either (<c>--Section:Key=Value</c>, <c>--Section:Key Value</c>,
