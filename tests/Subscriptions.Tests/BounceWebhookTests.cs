@@ -166,6 +166,18 @@ public sealed class BounceWebhookTests(TestDatabase database) : IClassFixture<Te
     }
 
     [Fact]
+    public async Task AFullMailboxIsASoftBounceEvenAs5x2x2WithAComment()
+    {
+        await database.AddSubscriberAsync("webhook-full@example.org", "active", null, "lidar");
+
+        var response = await PostAsync("""{"type":"bounce","email":"webhook-full@example.org","status":"5.2.2 (mailbox full)"}""");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("active", await database.SubscriberStatusAsync("webhook-full@example.org"));
+        Assert.Equal("soft", await database.ScalarAsync<string>("SELECT kind FROM bounce_events WHERE email = 'webhook-full@example.org'"));
+    }
+
+    [Fact]
     public async Task ANotificationDeliveredAgainIsNotCountedAgain()
     {
         // Amazon SNS delivers at least once, and Postmark calls again when it did not get the answer: three deliveries of one

@@ -147,6 +147,7 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
     [InlineData("--day", "2026-11-25")] // for --date: it ran today
     [InlineData("2026-11-25")]
     [InlineData("--Smtp:Host")] // a setting with no value
+    [InlineData("-Smtp:Host=smtp.example.org")] // configuration takes one dash only through switch mappings: it threw
     public async Task AnArgumentThatIsNeitherAnOptionNorASettingIsRefusedAndNothingIsSent(params string[] mistaken)
     {
         var environment = new Dictionary<string, string>
@@ -161,6 +162,17 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
         Assert.Contains($"\"{mistaken[0]}\" is not an option of digest, nor a setting", error);
         Assert.Contains("Usage:", error);
         Assert.Equal(0, await database.ScalarAsync<long>("SELECT count(*) FROM digest_slots"));
+    }
+
+    [Fact]
+    public async Task SettingsInEveryFormConfigurationTakesAreAccepted()
+    {
+        var (exitCode, _, error) = await RunAsync(
+            ["migrate", "--Smtp:Host", "smtp.example.org", "/Digest:BatchSize=10", "--urls", "http://127.0.0.1:0", "--Logging:LogLevel:Default=Warning",
+             "--OTEL_SERVICE_NAME=subscriptions", "--AllowedHosts=*", "--App:TokenSecret=" + Secret],
+            new() { ["ConnectionStrings__Postgres"] = database.ConnectionString });
+
+        Assert.True(exitCode == 0, error);
     }
 
     private static Task<(int ExitCode, string Output, string Error)> RunAsync(string[] arguments, Dictionary<string, string> environment) =>

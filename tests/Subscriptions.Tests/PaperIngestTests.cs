@@ -265,8 +265,9 @@ public sealed class PaperIngestTests(TestDatabase database) : IClassFixture<Test
 
         Assert.Null(report.Error);
         Assert.Equal(2, report.New);
-        Assert.Contains(report.Skipped, s => s.StartsWith("item 2:", StringComparison.Ordinal) && s.Contains("not Unicode"));
-        Assert.Contains(report.Skipped, s => s.StartsWith("item 3 ([2J2611):", StringComparison.Ordinal) && s.Contains("not an arXiv id"));
+        Assert.Contains(report.Skipped, s => s.StartsWith("item 2 (2611.00012):", StringComparison.Ordinal) && s.Contains("\"title\" holds half a surrogate pair"));
+        Assert.Contains(report.Skipped, s => s.StartsWith("item 3 ([2J2611):", StringComparison.Ordinal) && s.Contains("\"[2J2611\" is not an arXiv id"));
+        Assert.DoesNotContain(report.Skipped, s => s.Any(char.IsControl));
         var papers = await PapersOfDayAsync(app, "2026-11-09");
         Assert.Equal(["Nul as an entity", "A whole pair 😀 stays"], papers.Select(p => p.GetProperty("title").GetString()));
         Assert.Equal("Nul escaped, a control, a noncharacter", papers[0].GetProperty("abstract").GetString());

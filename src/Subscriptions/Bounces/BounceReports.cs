@@ -124,7 +124,11 @@ internal static class BounceReports
     /// A 5.x.x status, but for X.2.2, a full mailbox: RFC 3463 has it "used as a persistent transient failure" (Gmail
     /// reports a full mailbox as 5.2.2), so it is counted as a soft bounce and not suppressed at once.
     /// </summary>
-    public static bool IsPermanent(string code) => code[0] == '5' && !code.AsSpan(1).SequenceEqual(".2.2");
+    public static bool IsPermanent(string status)
+    {
+        var code = status.Trim().Split([' ', '\t', '('], 2)[0];
+        return code.StartsWith('5') && !code.AsSpan(1).SequenceEqual(".2.2");
+    }
 
     /// <summary>"5.1.1", from a Status field that may carry a comment ("5.1.1 (user unknown)"); null unless it is 2.x.x, 4.x.x or 5.x.x.</summary>
     private static string? StatusCode(string? field)

@@ -85,13 +85,22 @@ internal static class Verbs
             }
             return BadConfiguration;
         }
-        catch (Exception e) when (Unwrap<NpgsqlException>(e) is { } database)
+        catch (Exception e) when (Unwrap<NpgsqlException>(e) is { } database && CannotBeReached(database))
         {
             // Unreachable, refused, a wrong password: what the operator must fix, not a stack trace.
             Console.Error.WriteLine($"Database error: {database.Message}{(database.InnerException is { } inner ? $" ({inner.Message})" : "")}");
             return DatabaseUnavailable;
         }
     }
+
+    /// <summary>
+    /// Not reached, or the login refused: no connection (any error but the server's own), a connection error (SQLSTATE class
+    /// 08), a wrong password or role (28xxx), no such database (3D000), the server starting or shutting down (57P03). A
+    /// statement's error (a script that fails, say) is not this, and keeps its stack trace.
+    /// </summary>
+    private static bool CannotBeReached(NpgsqlException database) =>
+        database is not PostgresException server || server.SqlState.StartsWith("08", StringComparison.Ordinal)
+        || server.SqlState.StartsWith("28", StringComparison.Ordinal) || server.SqlState is "3D000" or "57P03";
 
     private static IEnumerable<Command> AndDescendants(Command command) => command.Subcommands.SelectMany(AndDescendants).Prepend(command);
 
@@ -102,7 +111,7 @@ internal static class Verbs
     private static readonly string[] SettingsWithoutSection =
     [
         "urls", "http_ports", "https_ports", "environment", "contentRoot", "applicationName", "webroot", "allowedHosts", "detailedErrors",
-        "FORWARDEDHEADERS_ENABLED", "shutdownTimeoutSeconds", "hostingStartupAssemblies", "hostingStartupExcludeAssemblies",
+        "shutdownTimeoutSeconds", "hostingStartupAssemblies", "hostingStartupExcludeAssemblies",
         "preventHostingStartup", "suppressStatusMessages", "captureStartupErrors",
     ];
 
@@ -116,18 +125,27 @@ internal static class Verbs
         for (var i = 0; i < tokens.Count; i++)
         {
             var token = tokens[i];
+            if (token.StartsWith('-') && !token.StartsWith("--", StringComparison.Ordinal))
+            {
+                yield return token; // configuration takes -Key only through switch mappings, which the service has none of
+                continue;
+            }
             var key = token.StartsWith("--", StringComparison.Ordinal) ? token[2..] : token.StartsWith('/') ? token[1..] : token;
             var equals = key.IndexOf('=', StringComparison.Ordinal);
             var name = equals < 0 ? key : key[..equals];
             // "--Smtp=": a section's own (empty) value, as a host that hands its whole configuration on writes it.
             var isSetting = name.Contains(':', StringComparison.Ordinal) || SettingsWithoutSection.Contains(name, StringComparer.OrdinalIgnoreCase)
-                || (equals > 0 && equals == key.Length - 1);
+                || IsEnvironmentStyle(name) || (equals > 0 && equals == key.Length - 1);
             if (!isSetting || (equals < 0 && (key == token || ++i >= tokens.Count)))
             {
                 yield return token; // not a setting's name, a bare name, or a name with no value after it
             }
         }
     }
+
+    // OTEL_EXPORTER_OTLP_ENDPOINT and the like, read by the libraries as they read the environment.
+    private static bool IsEnvironmentStyle(string name) =>
+        name.Length > 0 && name.Contains('_', StringComparison.Ordinal) && name.All(c => char.IsAsciiLetterUpper(c) || char.IsAsciiDigit(c) || c == '_');
 
     /// <summary>A <c>--date YYYY-MM-DD</c> option.</summary>
     public static Option<DateOnly?> DateOption(string description) => new("--date")

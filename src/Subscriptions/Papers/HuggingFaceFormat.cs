@@ -57,11 +57,7 @@ internal static class HuggingFaceFormat
                 {
                     skipped.Add($"item {position}{Describe(item)}: {e.Message}");
                 }
-                catch (InvalidOperationException)
-                {
-                    // JSON lets a string escape half a surrogate pair ("\ud800"), which .NET cannot read as a string.
-                    skipped.Add($"item {position}: it holds text that is not Unicode (half a surrogate pair)");
-                }
+
             }
             return new ParsedPapers(papers, skipped);
         }
@@ -107,8 +103,8 @@ internal static class HuggingFaceFormat
         // Authors without a linked account, or hidden ones, still carry a name; anything else is left out.
         return [.. authors.EnumerateArray().Select(author => author.ValueKind switch
         {
-            JsonValueKind.Object when author.TryGetProperty("name", out var name) && name.ValueKind == JsonValueKind.String => name.GetString(),
-            JsonValueKind.String => author.GetString(),
+            JsonValueKind.Object when author.TryGetProperty("name", out var name) && name.ValueKind == JsonValueKind.String => Text(name, "an author's name"),
+            JsonValueKind.String => Text(author, "an author"),
             _ => null,
         })];
     }
@@ -116,7 +112,7 @@ internal static class HuggingFaceFormat
     private static string? String(JsonElement owner, string name) =>
         !owner.TryGetProperty(name, out var value) ? null : value.ValueKind switch
         {
-            JsonValueKind.String => value.GetString(),
+            JsonValueKind.String => Text(value, $"\"{name}\""),
             JsonValueKind.Null => null,
             _ => throw new MalformedPaperException($"\"{name}\" is {Kind(value)}, not a string"),
         };
@@ -163,6 +159,10 @@ internal static class HuggingFaceFormat
         }
         return "";
     }
+
+    /// <summary>A JSON string as text; JSON lets one escape half a surrogate pair ("\ud800"), which is no text .NET can read.</summary>
+    private static string Text(JsonElement value, string what) =>
+        TryGetString(value) ?? throw new MalformedPaperException($"{what} holds half a surrogate pair, which is not text");
 
     private static string? TryGetString(JsonElement value)
     {

@@ -154,7 +154,12 @@ internal sealed partial record PaperRecord(
             ? uri.AbsoluteUri
             : null;
 
-    private static string Shorten(string text) => text.Length <= 40 ? text : text[..40] + "…";
+    // Quoted in the ingest's summary: without the control characters (C0 and C1) an operator's terminal would obey.
+    private static string Shorten(string text)
+    {
+        var shown = string.Concat(text.Where(c => !char.IsControl(c)));
+        return shown.Length <= 40 ? shown : shown[..40] + "…";
+    }
 
     [GeneratedRegex(@"\s+")]
     private static partial Regex Whitespace();
