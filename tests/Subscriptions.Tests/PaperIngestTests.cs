@@ -188,6 +188,26 @@ public sealed class PaperIngestTests(TestDatabase database) : IClassFixture<Test
     }
 
     [Fact]
+    public async Task ABodyLargerThanAnyTakenFailsTheSourceAtOnce()
+    {
+        // Read within the attempt, a body over the limit was a transient failure: fetched again and again, and counted
+        // towards opening the source's circuit.
+        await using var source = await FakeSourceServer.StartAsync(async (context, _) =>
+        {
+            context.Response.ContentType = "application/json";
+            context.Response.ContentLength = 100L * 1024 * 1024;
+            await context.Response.Body.FlushAsync(context.RequestAborted);
+        });
+        await using var app = AppFor(source, ("Papers:Http:Retries", "3"));
+
+        var report = Assert.Single(await IngestAsync(app, "2026-11-06", "huggingface"));
+
+        Assert.True(report.Failed);
+        Assert.Contains("the largest body taken is 67,108,864", report.Error);
+        Assert.Single(source.Requests);
+    }
+
+    [Fact]
     public async Task ASourceDownForGoodFailsAloneAndTheOthersLand()
     {
         await using var source = await FakeSourceServer.StartAsync((context, _) => context.Request.Path.StartsWithSegments("/api/daily_papers")

@@ -47,6 +47,12 @@ internal static class PaperExtensions
             var response = await base.SendAsync(request, cancellationToken);
             try
             {
+                // Too large is no passing fault: failed at once, not retried and not counted by the circuit breaker.
+                if (response.Content.Headers.ContentLength > MaxBody)
+                {
+                    throw new SourceFormatException(
+                        $"{request.RequestUri} answered {response.Content.Headers.ContentLength:N0} bytes; the largest body taken is {MaxBody:N0}");
+                }
                 await response.Content.LoadIntoBufferAsync(MaxBody, cancellationToken);
                 return response;
             }
