@@ -109,7 +109,16 @@ public static class ServiceBinary
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(90));
-        await process.WaitForExitAsync(timeout.Token);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            // A verb that did not stop (serve, when a test expected a refusal) is not left running, holding its port.
+            process.Kill(entireProcessTree: true);
+            throw;
+        }
         return (process.ExitCode, await output, await error);
     }
 }
