@@ -63,7 +63,7 @@ public sealed class ObservabilityTests(TestDatabase database) : IClassFixture<Te
     public async Task MetricsOnAPortOfTheirOwnLeaveTheAppOnThePortTheContainerImageNames()
     {
         // The image names its port with ASPNETCORE_HTTP_PORTS, not urls: the metrics listener took the app's port away.
-        var metricsPort = ServiceBinary.FreePort();
+        var metricsPort = LocalPrograms.FreePort();
         await using var serving = await ServiceBinary.ServeAsync(new Dictionary<string, string>
         {
             ["ConnectionStrings__Postgres"] = database.ConnectionString,
@@ -81,7 +81,7 @@ public sealed class ObservabilityTests(TestDatabase database) : IClassFixture<Te
     [Fact]
     public async Task MetricsOnAPortOfTheirOwnAreNotOnTheAppsPort()
     {
-        var port = ServiceBinary.FreePort();
+        var port = LocalPrograms.FreePort();
         await using var app = new TestApp(database, settings: new Dictionary<string, string?> { ["Metrics:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture) });
         var address = app.StartOnKestrel();
         using var http = new HttpClient();

@@ -126,14 +126,17 @@ internal static class BounceReports
     /// </summary>
     public static bool IsPermanent(string status)
     {
-        var code = status.Trim().Split([' ', '\t', '('], 2)[0];
+        var code = CodeOf(status);
         return code.StartsWith('5') && !code.AsSpan(1).SequenceEqual(".2.2");
     }
+
+    /// <summary>"5.1.1" of a status that may carry a comment ("5.1.1 (user unknown)").</summary>
+    private static string CodeOf(string status) => status.Trim().Split([' ', '\t', '('], 2)[0];
 
     /// <summary>"5.1.1", from a Status field that may carry a comment ("5.1.1 (user unknown)"); null unless it is 2.x.x, 4.x.x or 5.x.x.</summary>
     private static string? StatusCode(string? field)
     {
-        var code = field?.Trim().Split([' ', '\t', '('], 2)[0] ?? "";
+        var code = CodeOf(field ?? "");
         var parts = code.Split('.');
         return parts.Length == 3 && parts[0] is "2" or "4" or "5" && parts.Skip(1).All(part => part.Length is >= 1 and <= 3 && part.All(char.IsAsciiDigit))
             ? code

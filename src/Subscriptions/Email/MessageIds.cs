@@ -67,6 +67,10 @@ internal sealed partial class MessageIds
     public SentEmail? OfMessageId(string? messageId) =>
         LocalPartOf(messageId) is { } localPart ? Verify(localPart) : null;
 
+    /// <summary>The left part of a Message-ID of ours whose MAC is right (what its return path carries); null for any other.</summary>
+    public string? VerifiedLocalPartOf(string? messageId) =>
+        LocalPartOf(messageId) is { } localPart && Verify(localPart) is not null ? localPart : null;
+
     /// <summary>
     /// The email a Message-ID of ours names, its MAC right or, as before Message-IDs carried one, missing. Only for a source
     /// that is itself authenticated (the webhook, signed with <c>Bounces:WebhookSecret</c>).

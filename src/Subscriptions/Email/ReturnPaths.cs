@@ -24,10 +24,8 @@ internal sealed class ReturnPaths(IOptions<MailOptions> mail, MessageIds message
         {
             return from;
         }
-        var messageId = message.MessageId;
-        var at = messageId?.LastIndexOf('@') ?? -1;
-        return at > 0 && messageIds.OfMessageId(messageId) is not null
-            ? new MailboxAddress("", $"{_bounce.LocalPart}+{messageId![..at]}@{_bounce.Domain}")
+        return messageIds.VerifiedLocalPartOf(message.MessageId) is { } localPart
+            ? new MailboxAddress("", $"{_bounce.LocalPart}+{localPart}@{_bounce.Domain}")
             : new MailboxAddress("", _bounce.Address);
     }
 

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
 
 namespace Subscriptions.Tests.Infrastructure;
 
@@ -38,7 +37,7 @@ public static class ServiceBinary
     /// </summary>
     public static async Task<Serving> ServeAsync(IReadOnlyDictionary<string, string> environment, bool asTheImageNamesItsPort = false)
     {
-        var port = FreePort();
+        var port = LocalPrograms.FreePort();
         var address = new Uri($"http://127.0.0.1:{port}");
         var process = Start(["serve"], new Dictionary<string, string>(environment)
         {
@@ -94,13 +93,6 @@ public static class ServiceBinary
             await _process.WaitForExitAsync();
             _process.Dispose();
         }
-    }
-
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     public static async Task<(int ExitCode, string Output, string Error)> RunAsync(string[] arguments, IReadOnlyDictionary<string, string> environment)
