@@ -94,21 +94,23 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
         Assert.True(_smtp.Received.Count < 12, "Stopped before the end of the day.");
     }
 
-    [Fact]
-    public async Task AnInstanceStoppedWhileTheDatabaseAndTheMailServerAreGoneStillExitsWithinItsShutdownTimeout()
+    [Theory]
+    [InlineData("serve")]
+    [InlineData("digest")]
+    public async Task AnInstanceStoppedWhileTheDatabaseAndTheMailServerAreGoneStillExitsWithinItsShutdownTimeout(string verb)
     {
         await using var database = await TestDatabase.OnOwnClusterAsync(); // its own: this test stops it
         for (var i = 0; i < 20; i++)
         {
             await database.AddSubscriberAsync($"gone{i}@example.org", "active", maxPapers: null, "lidar");
         }
-        await SaveDayAsync(database, plan: true);
+        await SaveDayAsync(database, plan: verb == "serve");
         _smtp.HoldAfter(3);
         var environment = Environment(claimTimeout: "00:10:00");
         environment["ConnectionStrings__Postgres"] = database.ConnectionString;
         environment["HostOptions__ShutdownTimeout"] = "00:00:05";
 
-        using var instance = new RunningInstance(environment);
+        using var instance = new RunningInstance(environment, verb == "serve" ? null : [verb, "--date", "2026-11-25", "--no-ingest"]);
         await instance.WaitAsync(() => _smtp.Received.Count == 3 && _smtp.Held > 0,
             "the instance to have 3 messages accepted and more in flight", TimeSpan.FromSeconds(60));
         database.Cluster.Stop(); // and the mail server keeps holding what is in flight
@@ -120,6 +122,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
             $"The instance should exit soon after its 5 s shutdown timeout; still running after {clock.Elapsed.TotalSeconds:F0} s:\n" +
             // Its log lines without the stack traces' frames: one logged exception's frames filled the last 40 lines once.
             string.Join('\n', instance.Output.Where(line => !line.TrimStart().StartsWith("at ", StringComparison.Ordinal)).TakeLast(40)));
+        Assert.Equal(verb == "serve" ? 0 : 130, instance.ExitCode);
     }
 
     /// <summary>The day's one paper (on lidar), and, with <paramref name="plan"/>, the day's deliveries, sent by no one yet.</summary>

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Options;
 using Subscriptions.Digest;
+using Subscriptions.Infrastructure;
 
 namespace Subscriptions.CommandLine;
 
@@ -41,7 +42,7 @@ internal static class DigestCommand
         });
         command.SetAction(async result =>
         {
-            using var host = await CommandHost.StartAsync(Verbs.Settings(result), services => services.AddDigest());
+            var host = await CommandHost.StartAsync(Verbs.Settings(result), services => services.AddDigest());
             using var stop = new CancellationTokenSource();
             // Ctrl+C and SIGTERM alike: finish the messages in flight, hand the other claims back, exit.
             void Stop(PosixSignalContext context)
@@ -58,17 +59,28 @@ internal static class DigestCommand
             var day = result.GetValue(date) ?? (instant is { } given ? DigestSchedule.LocalDate(options, given) : DigestSchedule.DayOfFiring(options, DateTimeOffset.UtcNow));
             var slot = instant is { } moment ? DeliverySlots.SlotOf(moment) : DigestSchedule.DefaultSlot(options, day);
             Console.WriteLine($"Digest of {day:yyyy-MM-dd}, slot {slot:yyyy-MM-dd HH:mm}Z{(isDryRun ? " (dry run)" : "")}");
-            try
+            var running = host.Services.GetRequiredService<DigestRunner>().RunSlotAsync(
+                slot, instant is null ? day : null, ingestFirst: !result.GetValue(noIngest), isDryRun, Console.WriteLine, stop.Token);
+            if (!await ShutdownOptions.StopsInTimeAsync(running, stop.Token, host.Services.GetRequiredService<IOptions<HostOptions>>().Value.ShutdownTimeout,
+                host.Services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(DigestCommand))))
             {
-                var summary = await host.Services.GetRequiredService<DigestRunner>().RunSlotAsync(
-                    slot, instant is null ? day : null, ingestFirst: !result.GetValue(noIngest), isDryRun, Console.WriteLine, stop.Token);
-                Console.WriteLine($"Done in {summary.Elapsed.TotalSeconds:F1} s: {summary.Matched:N0} subscribers matched, {summary.Planned:N0} newly planned, " +
-                    $"{summary.Sent:N0} sent, {summary.Failed:N0} failed, {summary.Skipped:N0} skipped, {summary.Waiting:N0} still open");
-                return summary.Sources.Any(source => source.Failed) ? Verbs.SourceFailed : Verbs.Done;
-            }
-            catch (OperationCanceledException) when (stop.IsCancellationRequested)
-            {
+                // The database or the mail server hangs: what is still in flight is the documented window (re-sent after its
+                // claim expires), and disposing the host would wait on the same hung calls.
                 return Verbs.Interrupted;
+            }
+            using (host)
+            {
+                try
+                {
+                    var summary = await running;
+                    Console.WriteLine($"Done in {summary.Elapsed.TotalSeconds:F1} s: {summary.Matched:N0} subscribers matched, {summary.Planned:N0} newly planned, " +
+                        $"{summary.Sent:N0} sent, {summary.Failed:N0} failed, {summary.Skipped:N0} skipped, {summary.Waiting:N0} still open");
+                    return summary.Sources.Any(source => source.Failed) ? Verbs.SourceFailed : Verbs.Done;
+                }
+                catch (OperationCanceledException) when (stop.IsCancellationRequested)
+                {
+                    return Verbs.Interrupted;
+                }
             }
         });
         return command;

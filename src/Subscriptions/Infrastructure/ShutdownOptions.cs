@@ -35,19 +35,28 @@ internal static class ShutdownOptions
         var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
         var timeout = host.Services.GetRequiredService<IOptions<HostOptions>>().Value.ShutdownTimeout;
         var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(ShutdownOptions));
-        var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var registration = lifetime.ApplicationStopping.Register(() => stopping.TrySetResult());
         var running = host.RunAsync();
-        if (await Task.WhenAny(running, stopping.Task) == running)
+        if (await StopsInTimeAsync(running, lifetime.ApplicationStopping, timeout, logger))
         {
             await running;
-            return;
         }
-        if (await Task.WhenAny(running, Task.Delay(timeout + TimeSpan.FromSeconds(5))) != running)
+    }
+
+    /// <summary>
+    /// Waits for <paramref name="running"/>; once <paramref name="stopping"/> is signalled, for at most the shutdown
+    /// timeout and a few seconds more. False: it still runs, and the caller should exit without waiting for it
+    /// (nor disposing what it uses, which can hang the same way).
+    /// </summary>
+    public static async Task<bool> StopsInTimeAsync(Task running, CancellationToken stopping, TimeSpan timeout, ILogger logger)
+    {
+        var stopped = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var registration = stopping.Register(() => stopped.TrySetResult());
+        if (await Task.WhenAny(running, stopped.Task) == running
+            || await Task.WhenAny(running, Task.Delay(timeout + TimeSpan.FromSeconds(5))) == running)
         {
-            logger.LogWarning("Stopping took longer than HostOptions:ShutdownTimeout ({Timeout}); exiting without waiting further", timeout);
-            return;
+            return true;
         }
-        await running;
+        logger.LogWarning("Stopping took longer than HostOptions:ShutdownTimeout ({Timeout}); exiting without waiting further", timeout);
+        return false;
     }
 }
