@@ -33,6 +33,23 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
     }
 
     [Fact]
+    public async Task AMisspeltSettingIsRefusedNamingTheKeysOfItsSection()
+    {
+        // Smtp:Hostname used to be ignored: no relay was set, and every email went to the pickup folder.
+        var (exitCode, _, error) = await RunAsync(
+            ["serve", "--Smtp:Hostname=relay.example.org", $"--App:TokenSecret={Secret}",
+             // Keys of the classes that share a section, of nested classes, and read on their own: all accepted.
+             "--Digest:MaxPapers=5", "--Digest:Enabled=false", "--App:PreviewsPerMinute=10", "--Bounces:Imap:Folder=INBOX",
+             "--Papers:HuggingFace:PageSize=50", "--HostOptions:ShutdownTimeout=00:00:10", "--ConnectionStrings:Other=Host=x"],
+            new() { ["ConnectionStrings__Postgres"] = database.ConnectionString, ["MAIL__FORM"] = "papers@example.org" });
+
+        Assert.Equal(78, exitCode);
+        Assert.Contains("Smtp:Hostname is not a setting; those of Smtp are BreakDuration, Connections, Host, IdleTimeout,", error);
+        Assert.Contains("Mail:FORM is not a setting; those of Mail are BounceAddress, From,", error);
+        Assert.Equal(2, error.Split("is not a setting").Length - 1);
+    }
+
+    [Fact]
     public async Task AClaimShorterThanTheLongestSendIsRefused()
     {
         // 30 s × (3 retries + 1) and waits of up to 1 s × 2³ between them, twice (waiting for a connection another message's

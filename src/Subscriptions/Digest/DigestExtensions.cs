@@ -15,7 +15,7 @@ internal static class DigestExtensions
     public static IServiceCollection AddDigest(this IServiceCollection services) => services.AddFeature("digest", services =>
     {
         services.AddDatabase().AddEmail().AddLinks().AddPapers().AddMatching().AddServiceMetrics();
-        services.AddSection<DigestOptions>(DigestOptions.Section);
+        services.AddSection<DigestOptions>(DigestOptions.Section).Services.AddKnownSettings(DigestOptions.Section, ["Enabled"]);
         services.AddSingleton<IValidateOptions<DigestOptions>, ClaimOutlastsSendValidator>();
         services.AddSingleton<DigestEmails>();
         services.AddSingleton<DeliveryPlanner>();
