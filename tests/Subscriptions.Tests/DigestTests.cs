@@ -419,6 +419,35 @@ public sealed class DigestTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ALoginTheRelayCannotTakeOpensTheCircuitInsteadOfChargingEverySubscriber()
+    {
+        // A relay that offers no AUTH to a username that is set (MailKit: NotSupportedException); a refused password
+        // (AuthenticationException) and an untrusted certificate (SslHandshakeException) were charged alike: every delivery lost
+        // an attempt a round, one failed login each, until the whole day had failed.
+        for (var i = 0; i < 10; i++)
+        {
+            await AddSubscriberAsync($"login{i}@example.org", "active", "lidar");
+        }
+        await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?>
+        {
+            ["Smtp:Username"] = "papers",
+            ["Smtp:Password"] = "a password the relay cannot take",
+            ["Smtp:Retries"] = "0",
+            ["Smtp:Connections"] = "1",
+        });
+        await app.Services.GetRequiredService<DigestRunner>().PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
+
+        using var pause = new CancellationTokenSource(TimeSpan.FromSeconds(5)); // the circuit's pause (30 s) is cut short here
+        await app.Services.GetRequiredService<DeliverySender>().SendDueAsync([Day], new SendCounters(), pause.Token);
+
+        // The circuit opens after MinimumThroughput (4) failures; the deliveries after them wait, charged nothing.
+        Assert.Equal(4, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE attempts > 0"));
+        Assert.Equal(1, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE attempts = 0 AND last_error LIKE '%circuit open%'"));
+        Assert.Equal(0, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status NOT IN ('pending', 'sending')"));
+        Assert.Empty(_smtp.Received);
+    }
+
+    [Fact]
     public async Task ARecipientRefusedForItsOwnPolicyIsChargedToTheSubscriber()
     {
         await AddSubscriberAsync("closed@example.org", "active", "lidar");

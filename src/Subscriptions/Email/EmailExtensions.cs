@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using MailKit;
 using MailKit.Net.Smtp;
+using MailKit.Security;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Polly;
@@ -27,10 +28,15 @@ internal static class EmailExtensions
             // Transient: a 4xx reply, a dropped or refused connection, a timeout, and a 5xx reply that is about the relay
             // or this service's setup rather than the recipient (see SmtpMailSender.IsRecipientsRefusal). A 5xx reply to
             // the recipient or the message is the server's final word on that message: neither retried nor held against
-            // the server.
+            // the server. So is a connection this service cannot set up (a refused login, an untrusted certificate, STARTTLS or
+            // AUTH not offered): the same for every message, it must open the circuit, not use up each delivery's attempts.
             var transient = new PredicateBuilder()
                 .Handle<SmtpCommandException>(e => !SmtpMailSender.IsRecipientsRefusal(e))
                 .Handle<SmtpProtocolException>()
+                .Handle<AuthenticationException>()
+                .Handle<SaslException>()
+                .Handle<SslHandshakeException>()
+                .Handle<NotSupportedException>()
                 .Handle<ServiceNotConnectedException>()
                 .Handle<IOException>()
                 .Handle<SocketException>()
