@@ -57,6 +57,29 @@ public sealed class SmtpFailureTests(TestDatabase database) : IClassFixture<Test
     }
 
     [Fact]
+    public async Task ConfirmationsNotTriedWhileTheCircuitIsOpenCostNoAttempt()
+    {
+        await using var smtp = new TestSmtpServer(); // nothing listening: every connection is refused
+        await using var app = new TestApp(database, smtp, settings: new Dictionary<string, string?> { ["Smtp:Retries"] = "0" });
+        using var client = app.CreatePlainClient();
+
+        for (var i = 0; i < 6; i++)
+        {
+            Assert.Equal(HttpStatusCode.Accepted, (await client.SignUpAsync($"outage{i}@example.org", "robotics")).StatusCode);
+        }
+
+        // Four refused connections open the circuit (MinimumThroughput); the two confirmations after them wait, charged nothing
+        // (each used to lose an attempt, and an outage of some hours failed them for good).
+        const string waiting = """
+            SELECT count(*) FROM email_outbox o JOIN subscribers s ON s.id = o.subscriber_id
+            WHERE s.email LIKE 'outage%' AND o.attempts = 0 AND o.last_error = 'the mail server is unavailable (circuit open)'
+            """;
+        await Eventually.TrueAsync(async () => await database.ScalarAsync<long>(waiting) == 2, "two confirmations to wait for the circuit");
+        Assert.Equal(4, await database.ScalarAsync<long>(
+            "SELECT sum(o.attempts) FROM email_outbox o JOIN subscribers s ON s.id = o.subscriber_id WHERE s.email LIKE 'outage%'"));
+    }
+
+    [Fact]
     public async Task PermanentRejectionIsRecordedAndNotRetried()
     {
         await using var smtp = await TestSmtpServer.StartNewAsync();

@@ -2,6 +2,7 @@ using Dapper;
 using Microsoft.Extensions.Options;
 using MimeKit;
 using Npgsql;
+using Polly.CircuitBreaker;
 using Subscriptions.Email;
 using Subscriptions.Infrastructure;
 using Subscriptions.Observability;
@@ -39,7 +40,7 @@ internal sealed class OutboxRow
 /// own short transaction.
 /// </remarks>
 internal sealed class EmailOutbox(
-    NpgsqlDataSource dataSource, IMailSender sender, LifecycleEmails emails, IOptions<MailOptions> options,
+    NpgsqlDataSource dataSource, IMailSender sender, LifecycleEmails emails, IOptions<MailOptions> options, IOptions<SmtpOptions> smtpOptions,
     TimeProvider time, ServiceMetrics metrics, ILogger<EmailOutbox> logger)
 {
     /// <summary>Sends the next email that is due, if any; returns whether there was one.</summary>
@@ -93,6 +94,14 @@ internal sealed class EmailOutbox(
         {
             await FailAsync(connection, transaction, row, e.Reply);
             metrics.EmailFailed(row.Kind, "refused");
+        }
+        catch (BrokenCircuitException) when (!cancellationToken.IsCancellationRequested)
+        {
+            // Not tried: the relay is failing everyone. As for digests, this costs no attempt, or an outage of some hours would
+            // use up the confirmations' attempts and leave those who signed up with none.
+            const string wait = "UPDATE email_outbox SET next_attempt_at = @next, last_error = @error WHERE id = @id";
+            await RecordAsync(connection, transaction, wait,
+                new { id = row.Id, next = time.GetUtcNow() + smtpOptions.Value.BreakDuration, error = "the mail server is unavailable (circuit open)" });
         }
         catch (Exception e) when (!cancellationToken.IsCancellationRequested)
         {
