@@ -76,6 +76,21 @@ public sealed class AddressCanonicalisationTests(TestDatabase database) : IClass
     }
 
     [Fact]
+    public async Task AnAddressThatGrowsPastTheLimitWhenItsDomainIsFoldedIsRefused()
+    {
+        // 134 characters as typed; IDNA folds each U+FB03 (ﬃ) to "ffi", and the labels to 63 characters: 260 in all, past
+        // the table's limit, and the signup answered 500.
+        var label = new string('\uFB03', 21);
+        var typed = $"{new string('a', 64)}@{label}.{label}.{label}.com";
+
+        var response = await _client.SignUpAsync(typed, "graph neural networks");
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var errors = (await response.ReadJsonAsync()).GetProperty("errors").GetProperty("email")[0].GetString();
+        Assert.Contains("at most 254 characters", errors);
+    }
+
+    [Fact]
     public async Task AnAddressTypedFourWaysIsOneSubscriber()
     {
         foreach (var typed in new[] { "üser@bücher.de", "u\u0308ser@BÜCHER.de", "üser@xn--bcher-kva.de", "ÜSER@bücher.de" })

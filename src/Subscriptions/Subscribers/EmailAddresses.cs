@@ -79,7 +79,9 @@ internal static class EmailAddresses
         {
             return (null, "must be a single address (name@example.org)");
         }
-        return ($"{localPart}@{canonicalDomain}", null);
+        // Folding can lengthen the domain (U+FB03 becomes "ffi").
+        var canonical = $"{localPart}@{canonicalDomain}";
+        return canonical.Length > MaxLength ? (null, $"must be at most {MaxLength} characters") : (canonical, null);
     }
 
     /// <summary>
