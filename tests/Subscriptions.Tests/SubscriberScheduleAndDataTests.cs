@@ -169,6 +169,27 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task TheFeedLeavesOutCharactersXmlCannotHoldThatEarlierVersionsStored()
+    {
+        await AddActiveAsync("oldtext@example.org");
+        await _app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
+        var feedLink = TestApp.LinkIn(Assert.Single(_smtp.MessagesTo("oldtext@example.org")), "/feed");
+        // As earlier versions could store them: a control character in a title, U+FFFF in a topic.
+        await _database.ExecuteAsync("UPDATE papers SET title = title || chr(1)");
+        await _database.ExecuteAsync("""
+            UPDATE deliveries SET papers = replace(papers::text, '"lidar"', '"lidar\uffff"')::jsonb
+            WHERE subscriber_id = (SELECT id FROM subscribers WHERE email = 'oldtext@example.org')
+            """);
+
+        var response = await _client.GetAsync(feedLink);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode); // the writer threw: 500, for 30 days
+        var entry = Assert.Single(XDocument.Parse(await response.Content.ReadAsStringAsync()).Root!.Elements(Atom + "entry"));
+        Assert.Equal("Lidar Odometry at Night", entry.Element(Atom + "title")!.Value);
+        Assert.Equal("lidar", (string?)entry.Element(Atom + "category")?.Attribute("term"));
+    }
+
+    [Fact]
     public async Task TheArchiveHasAPagePerDayAndAnIndexAndRefusesBadDatesWithABare404()
     {
         var index = await _client.GetAsync("/papers");

@@ -1,6 +1,7 @@
 using Dapper;
 using Microsoft.Extensions.Primitives;
 using Npgsql;
+using Subscriptions.Infrastructure;
 using Subscriptions.Meaning;
 
 namespace Subscriptions.Matching;
@@ -47,6 +48,11 @@ internal sealed class TopicRules(NpgsqlDataSource dataSource)
             else if (clean[i].Any(char.IsControl))
             {
                 errors[$"topics[{i}]"] = ["must not contain control characters"];
+            }
+            else if (!XmlChars.IsValid(clean[i]))
+            {
+                // U+FFFE, U+FFFF, half a surrogate pair: stored, such a topic made every feed that named it answer 500.
+                errors[$"topics[{i}]"] = ["contains characters that are not valid text"];
             }
             else
             {

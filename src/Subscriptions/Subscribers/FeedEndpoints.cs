@@ -6,6 +6,8 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using Npgsql;
 
+using Subscriptions.Infrastructure;
+
 namespace Subscriptions.Subscribers;
 
 /// <summary>
@@ -64,21 +66,23 @@ internal static class FeedEndpoints
         feed.Items = rows.Select(row =>
         {
             var url = row.PageUrl ?? row.PdfUrl ?? options.Link($"/papers/{row.Day:yyyy-MM-dd}").AbsoluteUri;
-            var matched = $"Matched your topic{(row.Topics.Length == 1 ? "" : "s")}: {string.Join(", ", row.Topics)}.";
+            // Text stored by earlier versions may hold characters XML cannot (the writer threw: a 500 for 30 days).
+            var topics = row.Topics.Select(XmlChars.WithoutInvalidCharacters).ToList();
+            var matched = $"Matched your topic{(topics.Count == 1 ? "" : "s")}: {string.Join(", ", topics)}.";
             var item = new SyndicationItem
             {
                 Id = $"tag:{host},2026:paper/{row.Id}",
-                Title = new TextSyndicationContent(row.Title),
-                Summary = new TextSyndicationContent($"{matched}\n\n{row.Abstract}"),
+                Title = new TextSyndicationContent(XmlChars.WithoutInvalidCharacters(row.Title)),
+                Summary = new TextSyndicationContent(XmlChars.WithoutInvalidCharacters($"{matched}\n\n{row.Abstract}")),
                 LastUpdatedTime = Updated(row),
                 PublishDate = Updated(row),
             };
             item.Links.Add(SyndicationLink.CreateAlternateLink(new Uri(url)));
             foreach (var author in row.Authors.Take(20))
             {
-                item.Authors.Add(new SyndicationPerson { Name = author });
+                item.Authors.Add(new SyndicationPerson { Name = XmlChars.WithoutInvalidCharacters(author) });
             }
-            foreach (var topic in row.Topics)
+            foreach (var topic in topics)
             {
                 item.Categories.Add(new SyndicationCategory(topic));
             }
