@@ -111,6 +111,22 @@ public sealed class SignupLifecycleTests(TestDatabase database) : IClassFixture<
     }
 
     [Fact]
+    public async Task ANewSubscriptionAfterABounceStartsWithNoRefusalsCounted()
+    {
+        await _client.SignUpAsync("returning@example.org", "topic modelling");
+        await _client.GetAsync(TestApp.LinkIn(await _smtp.WaitForMessageToAsync("returning@example.org"), "/subscriptions/confirm"));
+        // Bounced by Digest:BounceAfter (3) refusals, with no suppression: the address may subscribe again.
+        await database.ExecuteAsync("UPDATE subscribers SET status = 'bounced', permanent_failures = 3 WHERE email = 'returning@example.org'");
+
+        await _client.SignUpAsync("returning@example.org", "topic modelling");
+        await _client.GetAsync(TestApp.LinkIn((await WaitForMessagesAsync("returning@example.org", 2))[1], "/subscriptions/confirm"));
+
+        Assert.Equal("active", await database.SubscriberStatusAsync("returning@example.org"));
+        // The count went on from 3, and the next single refusal bounced the new subscription.
+        Assert.Equal(0, await database.ScalarAsync<int>("SELECT permanent_failures FROM subscribers WHERE email = 'returning@example.org'"));
+    }
+
+    [Fact]
     public async Task PendingAddressSigningUpAgainGetsAFreshLinkButKeepsItsTopicsAndNoSecondRow()
     {
         await _client.SignUpAsync("alan@example.org", "computability");

@@ -173,7 +173,7 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
         {
             const string activate = """
                 UPDATE subscribers
-                SET status = 'active', confirmed_at = @now, updated_at = @now,
+                SET status = 'active', confirmed_at = @now, updated_at = @now, permanent_failures = 0,
                     subscription_key = coalesce(renewed_subscription_key, subscription_key), renewed_subscription_key = NULL
                 WHERE id = @id
                 """;
