@@ -123,7 +123,9 @@ internal sealed record SignupRequest(string? Email, IReadOnlyList<string>? Topic
 
     private static SignupRequest ParseForm(byte[] body)
     {
-        var fields = new FormReader(Encoding.UTF8.GetString(body)).ReadForm();
+        // The body is read whole, for JSON and form alike, so FormOptions do not apply here: the reader gets their limits.
+        var reader = new FormReader(Encoding.UTF8.GetString(body)) { ValueCountLimit = WebExtensions.MaxFormFields, KeyLengthLimit = WebExtensions.MaxFormKeyLength };
+        var fields = reader.ReadForm();
         fields.TryGetValue("email", out var email);
         fields.TryGetValue("topics", out var topics);
         fields.TryGetValue("website", out var website);

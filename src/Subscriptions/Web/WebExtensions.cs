@@ -10,6 +10,8 @@ internal static class WebExtensions
 {
     /// <summary>The largest body any endpoint takes; each endpoint may take less (<see cref="RequestLimits.SmallBody"/>).</summary>
     public const int MaxBodyBytes = 64 * 1024;
+    public const int MaxFormFields = 64;
+    public const int MaxFormKeyLength = 256;
 
     /// <summary>Serves on http://localhost:8080 unless <c>urls</c> (or <c>ASPNETCORE_URLS</c>, <c>http_ports</c>) says otherwise.</summary>
     public static WebApplicationBuilder WithDefaultUrl(this WebApplicationBuilder builder)
@@ -32,8 +34,8 @@ internal static class WebExtensions
         });
         services.Configure<FormOptions>(form =>
         {
-            form.ValueCountLimit = 64;
-            form.KeyLengthLimit = 256;
+            form.ValueCountLimit = MaxFormFields;
+            form.KeyLengthLimit = MaxFormKeyLength;
             form.ValueLengthLimit = MaxBodyBytes;
             form.MultipartBodyLengthLimit = MaxBodyBytes;
             form.MultipartHeadersLengthLimit = 4 * 1024;
