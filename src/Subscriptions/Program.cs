@@ -41,7 +41,7 @@ static async Task<int> ServeAsync(string[] settings)
 
     var app = builder.Build();
 
-    app.UseWeb().UseOperatorConsole();
+    app.UseMetricsPort().UseWeb().UseOperatorConsole();
 
     app.MapSubscribers().MapPreferences().MapPapers().MapMatching().MapHealth().MapBounces().MapObservability().MapOperatorConsole();
 

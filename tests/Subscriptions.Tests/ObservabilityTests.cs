@@ -93,6 +93,16 @@ public sealed class ObservabilityTests(TestDatabase database) : IClassFixture<Te
         Assert.Contains("# TYPE", await own.Content.ReadAsStringAsync());
         Assert.Equal(HttpStatusCode.NotFound, main.StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(new Uri(address, "/healthz/live"))).StatusCode);
+
+        // The port, not the Host header the client writes, decides: the app's port does not give the scrape to whoever names
+        // the metrics port, and the metrics port (plain HTTP on every interface) serves neither the console nor the signups.
+        using var spoofed = new HttpRequestMessage(HttpMethod.Get, new Uri(address, "/metrics"));
+        spoofed.Headers.Host = $"127.0.0.1:{port}";
+        Assert.Equal(HttpStatusCode.NotFound, (await http.SendAsync(spoofed)).StatusCode);
+        foreach (var path in new[] { "/", "/admin/signin", "/healthz/live" })
+        {
+            Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync($"http://127.0.0.1:{port}{path}")).StatusCode);
+        }
     }
 
     [Fact]

@@ -77,12 +77,32 @@ internal static class ObservabilityExtensions
         var metrics = endpoints.ServiceProvider.GetRequiredService<Microsoft.Extensions.Options.IOptions<MetricsOptions>>().Value;
         if (metrics.Enabled)
         {
-            var scrape = endpoints.MapPrometheusScrapingEndpoint("/metrics");
-            if (metrics.Port is { } port)
-            {
-                scrape.RequireHost($"*:{port}");
-            }
+            endpoints.MapPrometheusScrapingEndpoint("/metrics");
         }
         return endpoints;
+    }
+
+    /// <summary>
+    /// With <c>Metrics:Port</c>, that port answers only <c>/metrics</c> and the app's own answer everything else: by the
+    /// port the connection came in on. (A host filter on the endpoint matched the Host header, which the client writes: the
+    /// app's port gave the scrape to anyone who named the metrics port, and the metrics port, plain HTTP on every interface,
+    /// served the console and the signups.)
+    /// </summary>
+    public static WebApplication UseMetricsPort(this WebApplication app)
+    {
+        var metrics = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<MetricsOptions>>().Value;
+        if (metrics.Enabled && metrics.Port is { } port)
+        {
+            app.Use((context, next) =>
+            {
+                if ((context.Connection.LocalPort == port) != context.Request.Path.Equals("/metrics", StringComparison.OrdinalIgnoreCase))
+                {
+                    context.Response.StatusCode = StatusCodes.Status404NotFound;
+                    return Task.CompletedTask;
+                }
+                return next(context);
+            });
+        }
+        return app;
     }
 }
