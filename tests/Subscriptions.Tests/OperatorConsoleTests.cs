@@ -340,6 +340,28 @@ public sealed partial class OperatorConsoleTests(TestDatabase database) : IClass
     }
 
     [Fact]
+    public async Task ChoosingAnotherPasswordTakesTheCurrentOne()
+    {
+        await _app.Services.GetRequiredService<OperatorAccounts>().AddOrResetAsync("changer@example.org", "the changer's own password", CancellationToken.None);
+        using var client = BrowserClient();
+        await SignInAsync(client, "changer@example.org", "the changer's own password");
+        var page = await client.GetStringAsync("/admin/password");
+        Assert.Contains("name=\"current\"", page);
+
+        // A session's cookie alone (a shared machine, a session left open) took the account: its owner's password and sessions gone.
+        var without = await ChoosePasswordAsync(client, page, "a-taken-over-password", "a-taken-over-password");
+        var wrong = await ChoosePasswordAsync(client, page, "a-taken-over-password", "a-taken-over-password", current: "a guess at the password");
+
+        Assert.Equal([HttpStatusCode.BadRequest, HttpStatusCode.BadRequest], [without.StatusCode, wrong.StatusCode]);
+        Assert.Contains("The current password is not right.", await wrong.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/admin")).StatusCode);
+        var chosen = await ChoosePasswordAsync(client, page, "the changer's next password", "the changer's next password", current: "the changer's own password");
+        Assert.Equal(HttpStatusCode.Redirect, chosen.StatusCode);
+        using var later = BrowserClient();
+        Assert.Equal("/admin", (await SignInAsync(later, "changer@example.org", "the changer's next password")).Headers.Location?.OriginalString);
+    }
+
+    [Fact]
     public async Task ASessionAndAFormOfOneInstanceAreGoodOnAnother()
     {
         // Two replicas: processes of their own, each with its own home folder (where ASP.NET Core kept its keys), one database.
@@ -377,10 +399,11 @@ public sealed partial class OperatorConsoleTests(TestDatabase database) : IClass
         }
     }
 
-    private static async Task<HttpResponseMessage> ChoosePasswordAsync(HttpClient client, string page, string password, string repeat) =>
+    private static async Task<HttpResponseMessage> ChoosePasswordAsync(HttpClient client, string page, string password, string repeat, string current = "") =>
         await client.PostAsync("/admin/password", new FormUrlEncodedContent(
         [
             KeyValuePair.Create("__RequestVerificationToken", TokenIn(page)),
+            KeyValuePair.Create("current", current),
             KeyValuePair.Create("password", password),
             KeyValuePair.Create("repeat", repeat),
         ]));

@@ -20,8 +20,8 @@ internal static class OperatorEndpoints
         admin.MapGet("/signin", (string? returnUrl) => SignInPage(returnUrl, error: null)).AllowAnonymous();
         admin.MapPost("/signin", SignInAsync).AllowAnonymous().RequireRateLimiting(OperatorsExtensions.SignInRateLimit).WithSmallBody();
 
-        admin.MapGet("/password", () => PasswordPage(error: null)).RequireAuthorization();
-        admin.MapPost("/password", ChangePasswordAsync).RequireAuthorization().WithSmallBody();
+        admin.MapGet("/password", (HttpContext context) => PasswordPage(error: null, context)).RequireAuthorization();
+        admin.MapPost("/password", ChangePasswordAsync).RequireAuthorization().RequireRateLimiting(OperatorsExtensions.PasswordChangeRateLimit).WithSmallBody();
 
         var console = admin.MapGroup("").RequireAuthorization().AddEndpointFilter(RequireOwnPasswordAsync);
         console.MapGet("", ShowDashboardAsync);
@@ -83,20 +83,36 @@ internal static class OperatorEndpoints
             : await next(context);
     }
 
-    private static RazorComponentResult PasswordPage(string? error, int statusCode = StatusCodes.Status200OK) =>
-        new RazorComponentResult<PasswordPage>(new { Error = error, MinLength = OperatorAccounts.MinPasswordLength }) { StatusCode = statusCode };
+    /// <summary>
+    /// A session that signed in with its own password must give it again to choose another: a session's cookie alone (a
+    /// shared machine, a session left open) would otherwise take the account for good, its owner's password and sessions
+    /// gone. One that signed in with a printed one-time password has used that up, and is not asked.
+    /// </summary>
+    private static bool AsksForCurrentPassword(HttpContext context) => !context.User.HasClaim(OperatorsExtensions.MustChangePasswordClaim, "true");
+
+    private static RazorComponentResult PasswordPage(string? error, HttpContext context, int statusCode = StatusCodes.Status200OK) =>
+        new RazorComponentResult<PasswordPage>(new { Error = error, MinLength = OperatorAccounts.MinPasswordLength, AskCurrent = AsksForCurrentPassword(context) })
+        {
+            StatusCode = statusCode,
+        };
 
     private static async Task<Results<RedirectHttpResult, RazorComponentResult>> ChangePasswordAsync(
         HttpContext context, OperatorAccounts accounts, ILogger<OperatorAccounts> logger, CancellationToken cancellationToken)
     {
         var form = await context.Request.ReadFormAsync(cancellationToken);
-        string password = form["password"].ToString(), repeated = form["repeat"].ToString();
+        string password = form["password"].ToString(), repeated = form["repeat"].ToString(), current = form["current"].ToString();
         var error = password.Length < OperatorAccounts.MinPasswordLength || password.Length > MaxPasswordLength
             ? $"The password must be {OperatorAccounts.MinPasswordLength} to {MaxPasswordLength} characters long."
             : !string.Equals(password, repeated, StringComparison.Ordinal) ? "The two passwords differ." : null;
         if (error is not null || !long.TryParse(context.User.FindFirstValue(ClaimTypes.NameIdentifier), out var id))
         {
-            return PasswordPage(error ?? "Sign in again.", StatusCodes.Status400BadRequest);
+            return PasswordPage(error ?? "Sign in again.", context, StatusCodes.Status400BadRequest);
+        }
+        if (AsksForCurrentPassword(context) && (current.Length > MaxPasswordLength
+            || await accounts.VerifyAsync(context.User.FindFirstValue(ClaimTypes.Name) ?? "", current, cancellationToken) is not { } verified || verified.Id != id))
+        {
+            logger.LogWarning("Operator {Operator}: a new password was refused, the current one given was wrong", context.User.FindFirstValue(ClaimTypes.Name));
+            return PasswordPage("The current password is not right.", context, StatusCodes.Status400BadRequest);
         }
         // A new stamp ends every other session of the account; this one goes on with it.
         var account = await accounts.ChangePasswordAsync(id, password, cancellationToken);

@@ -17,6 +17,7 @@ namespace Subscriptions.Operators;
 internal static class OperatorsExtensions
 {
     public const string SignInRateLimit = "admin-signin";
+    public const string PasswordChangeRateLimit = "admin-password";
     public const int SignInsPerMinute = 5;
     public const string StampClaim = "password_stamp";
 
@@ -79,8 +80,10 @@ internal static class OperatorsExtensions
             antiforgery.Cookie.SameSite = SameSiteMode.Strict;
             antiforgery.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
         });
-        services.AddRateLimiter(options => options.AddPerClientPerMinute(SignInRateLimit, _ => SignInsPerMinute,
-            context => HttpMethods.IsPost(context.Request.Method)));
+        services.AddRateLimiter(options => options
+            .AddPerClientPerMinute(SignInRateLimit, _ => SignInsPerMinute, context => HttpMethods.IsPost(context.Request.Method))
+            // Choosing a new password checks the current one: as many guesses a minute as the sign-in allows, counted apart.
+            .AddPerClientPerMinute(PasswordChangeRateLimit, _ => SignInsPerMinute, context => HttpMethods.IsPost(context.Request.Method)));
     });
 
     /// <summary>Who is signed in, then whether they may: before the endpoints run.</summary>
