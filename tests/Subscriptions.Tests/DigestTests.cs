@@ -335,6 +335,33 @@ public sealed class DigestTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ADeliveryPlannedWithPapersThatCameAfterThePassLoadedTheDayShowsThem()
+    {
+        // A pass loads a day's papers once. A source that came late (the next hour's run fetches it) adds papers to the day and
+        // plans deliveries with them, which the pass still running then claims: those papers were left out of the email, or
+        // it went out with none.
+        await AddSubscriberAsync("early0@example.org", "active", "lidar");
+        await AddSubscriberAsync("early1@example.org", "active", "lidar");
+        await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?> { ["Digest:BatchSize"] = "1", ["Smtp:Connections"] = "1" });
+        var runner = app.Services.GetRequiredService<DigestRunner>();
+        await runner.PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
+        _smtp.HoldAfter(1);
+
+        var sending = app.Services.GetRequiredService<DeliverySender>().SendDueAsync([Day], new SendCounters(), CancellationToken.None);
+        await Eventually.TrueAsync(() => _smtp.Held == 1, "the server to hold the pass's second message");
+        await app.Services.GetRequiredService<PaperStore>().SaveDayAsync(Day, "arxiv",
+            [PaperRecord.Create("2611.00009", "Quantum Error Correction Thresholds", "Surface codes.", ["Lee Chen"], null, 3)], CancellationToken.None);
+        await AddSubscriberAsync("late@example.org", "active", "quantum error correction");
+        await runner.PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
+        _smtp.AcceptHeld();
+        await sending.WaitAsync(TimeSpan.FromSeconds(30));
+
+        var late = Assert.Single(_smtp.MessagesTo("late@example.org"));
+        Assert.Contains("Quantum Error Correction Thresholds", late.TextBody);
+        Assert.StartsWith("1 trending paper", late.Subject, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task MoreSendersThanTheDatabasePoolCanServeStillSendTheDay()
     {
         // Four senders (two SMTP connections) and a pool of four: each sender held a connection for its pass and a claimed

@@ -309,7 +309,8 @@ internal sealed class DeliverySender(
         {
             var day = paper.Day ?? delivery.Day;
             var dayPapers = await PapersOfDayAsync(day);
-            if (dayPapers.TryGetValue(paper.PaperId, out var shown))
+            if (dayPapers.TryGetValue(paper.PaperId, out var shown)
+                || (await ReloadPapersOfDayAsync(day, dayPapers)).TryGetValue(paper.PaperId, out shown))
             {
                 papersShown[paper.PaperId] = shown;
             }
@@ -556,6 +557,21 @@ internal sealed class DeliverySender(
             _papersOfDay.TryRemove(KeyValuePair.Create(day, load));
             throw;
         }
+    }
+
+    /// <summary>
+    /// The day's papers loaded again, when <paramref name="stale"/> lacks one a delivery carries: a source that came late
+    /// added papers to the day, and deliveries planned with them, after this pass loaded it. (One reload for all senders; no
+    /// paper ever leaves a day, so a planned one is found then.)
+    /// </summary>
+    private Task<Dictionary<long, DayPaper>> ReloadPapersOfDayAsync(DateOnly day, Dictionary<long, DayPaper> stale)
+    {
+        if (_papersOfDay.TryGetValue(day, out var current) && current.IsValueCreated && current.Value.IsCompletedSuccessfully
+            && ReferenceEquals(current.Value.Result, stale))
+        {
+            _papersOfDay.TryUpdate(day, new(() => LoadPapersAsync(day)), current);
+        }
+        return PapersOfDayAsync(day);
     }
 
     private async Task<Dictionary<long, DayPaper>> LoadPapersAsync(DateOnly day) =>
