@@ -335,6 +335,37 @@ public sealed class DigestTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AFailureToConnectIsNotRecordedOnADeliveryAnotherSenderHasTakenOver()
+    {
+        for (var i = 0; i < 6; i++)
+        {
+            await AddSubscriberAsync($"taken{i}@example.org", "active", "lidar");
+        }
+        await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?>
+        {
+            ["Digest:BatchSize"] = "6", ["Smtp:Connections"] = "1", ["Smtp:Retries"] = "0", ["Smtp:BreakDuration"] = "00:00:01",
+        });
+        await app.Services.GetRequiredService<DigestRunner>().PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
+        _smtp.HoldAfter(1);
+
+        var sending = app.Services.GetRequiredService<DeliverySender>().SendDueAsync([Day], new SendCounters(), CancellationToken.None);
+        await Eventually.TrueAsync(() => _smtp.Held == 1, "the server to hold the batch's second message");
+        // The batch's claim ran out and another instance's sender took the rest; then the relay goes away, and this sender's
+        // next connection fails before it has checked its claim.
+        await _database.ExecuteAsync("""
+            UPDATE deliveries d SET claimed_by = 'another-instance#1', claimed_until = now() + interval '10 minutes'
+            FROM subscribers s
+            WHERE s.id = d.subscriber_id AND d.status = 'sending' AND s.email <> @held
+            """, new { held = Assert.Single(_smtp.HeldRecipients) });
+        await _smtp.StopAsync();
+        await sending.WaitAsync(TimeSpan.FromSeconds(30));
+
+        // Reset to pending with this sender's attempt, they could be claimed a third time while the other sent them.
+        Assert.Equal(4, await _database.ScalarAsync<long>(
+            "SELECT count(*) FROM deliveries WHERE status = 'sending' AND claimed_by = 'another-instance#1' AND attempts = 0 AND last_error IS NULL"));
+    }
+
+    [Fact]
     public async Task ADeliveryPlannedWithPapersThatCameAfterThePassLoadedTheDayShowsThem()
     {
         // A pass loads a day's papers once. A source that came late (the next hour's run fetches it) adds papers to the day and

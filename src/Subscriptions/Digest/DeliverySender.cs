@@ -207,7 +207,7 @@ internal sealed class DeliverySender(
                 {
                     if (!cancellationToken.IsCancellationRequested)
                     {
-                        (outcome, checkedAhead) = await SendOneAsync(connection, statements, batch[i], checkedAhead, following, counters);
+                        (outcome, checkedAhead) = await SendOneAsync(connection, statements, sender, batch[i], checkedAhead, following, counters);
                     }
                     else if (checkedAhead is not null)
                     {
@@ -293,7 +293,7 @@ internal sealed class DeliverySender(
     /// sent too, that one's check is asked in the same round trip as the outcome is recorded, and returned.
     /// </summary>
     private async Task<(SendOutcome Outcome, StillWantedCheck? FollowingCheck)> SendOneAsync(
-        NpgsqlConnection connection, SendStatements statements, ClaimedDelivery delivery, StillWantedCheck? check, ClaimedDelivery? following,
+        NpgsqlConnection connection, SendStatements statements, string sender, ClaimedDelivery delivery, StillWantedCheck? check, ClaimedDelivery? following,
         SendCounters counters)
     {
         if (delivery.SubscriberStatus != "active")
@@ -342,15 +342,15 @@ internal sealed class DeliverySender(
             // The relay is failing everyone (the circuit opened, maybe during this message's own retries): it costs the
             // delivery no attempt, or an outage of a few hours would use up every delivery's attempts. Why it waits is
             // recorded with it, for the operator.
-            await RecordAsync(connection, "UPDATE deliveries SET last_error = @error WHERE id = @id",
-                new { id = delivery.Id, error = "the mail server is unavailable (circuit open)" });
+            await RecordAsync(connection, "UPDATE deliveries SET last_error = @error WHERE id = @id AND status = 'sending' AND claimed_by = @sender",
+                new { id = delivery.Id, sender, error = "the mail server is unavailable (circuit open)" });
             await check.EndAsync(connection);
             logger.LogWarning("The mail server is unavailable (circuit open): sending pauses for {BreakDuration}", smtpOptions.Value.BreakDuration);
             return (SendOutcome.ServerDown, null);
         }
         catch (Exception e) when (e is not NpgsqlException && (e is not OperationCanceledException || e is Polly.Timeout.TimeoutRejectedException))
         {
-            await RecordTransientFailureAsync(connection, delivery, e.Message, counters);
+            await RecordTransientFailureAsync(connection, sender, delivery, e.Message, counters);
             await check.EndAsync(connection);
             return (SendOutcome.Recorded, null);
         }
@@ -498,26 +498,47 @@ internal sealed class DeliverySender(
         logger.LogWarning("Delivery {DeliveryId} to subscriber {SubscriberId} refused: {Reply}", delivery.Id, delivery.SubscriberId, reply);
     }
 
-    private async Task RecordTransientFailureAsync(NpgsqlConnection connection, ClaimedDelivery delivery, string error, SendCounters counters)
+    /// <summary>
+    /// Only while the delivery is still this sender's: a failure to connect comes before the check that the claim holds, and
+    /// a claim that ran out may be another sender's by now (sent, or in flight there), which this must not reset.
+    /// </summary>
+    private async Task RecordTransientFailureAsync(NpgsqlConnection connection, string sender, ClaimedDelivery delivery, string error, SendCounters counters)
     {
         var attempts = delivery.Attempts + 1;
-        if (attempts >= digestOptions.Value.MaxAttempts)
+        var givingUp = attempts >= digestOptions.Value.MaxAttempts;
+        var delay = RetryBackoff.After(attempts, digestOptions.Value.RetryDelay);
+        const string failed = """
+            WITH failed AS (
+                UPDATE deliveries SET status = 'failed', attempts = @attempts, last_error = @error, claimed_until = NULL
+                WHERE id = @id AND status = 'sending' AND claimed_by = @sender
+                RETURNING id),
+            dequeued AS (DELETE FROM delivery_queue WHERE delivery_id IN (SELECT id FROM failed))
+            SELECT count(*) FROM failed
+            """;
+        const string retry = """
+            WITH retried AS (
+                UPDATE deliveries SET status = 'pending', attempts = @attempts, last_error = @error, next_attempt_at = @next, claimed_until = NULL
+                WHERE id = @id AND status = 'sending' AND claimed_by = @sender
+                RETURNING id)
+            SELECT count(*) FROM retried
+            """;
+        var recorded = await connection.ExecuteScalarAsync<long>(new CommandDefinition(givingUp ? failed : retry,
+            new { id = delivery.Id, sender, attempts, error, next = time.GetUtcNow() + delay }, cancellationToken: CancellationToken.None));
+        if (recorded == 0)
         {
-            await RecordAsync(connection, """
-                DELETE FROM delivery_queue WHERE delivery_id = @id;
-                UPDATE deliveries SET status = 'failed', attempts = @attempts, last_error = @error, claimed_until = NULL WHERE id = @id;
-                """, new { id = delivery.Id, attempts, error });
+            logger.LogWarning("Delivery {DeliveryId} failed ({Error}), but is no longer this sender's claim; its failure is not recorded", delivery.Id, error);
+        }
+        else if (givingUp)
+        {
             counters.AddFailed();
             metrics.EmailFailed("digest", "attempts");
             logger.LogError("Gave up on delivery {DeliveryId} after {Attempts} attempts: {Error}", delivery.Id, attempts, error);
-            return;
         }
-        var delay = RetryBackoff.After(attempts, digestOptions.Value.RetryDelay);
-        await RecordAsync(connection,
-            "UPDATE deliveries SET status = 'pending', attempts = @attempts, last_error = @error, next_attempt_at = @next, claimed_until = NULL WHERE id = @id",
-            new { id = delivery.Id, attempts, error, next = time.GetUtcNow() + delay });
-        counters.AddRetrying();
-        logger.LogWarning("Delivery {DeliveryId} failed (attempt {Attempt}), retrying in {Delay}: {Error}", delivery.Id, attempts, delay, error);
+        else
+        {
+            counters.AddRetrying();
+            logger.LogWarning("Delivery {DeliveryId} failed (attempt {Attempt}), retrying in {Delay}: {Error}", delivery.Id, attempts, delay, error);
+        }
     }
 
     // Only what is still this sender's: a row whose claim ran out may be another sender's by now, and in flight there.
