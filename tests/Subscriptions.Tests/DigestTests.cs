@@ -343,7 +343,10 @@ public sealed class DigestTests : IAsyncLifetime
         }
         await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?>
         {
-            ["Digest:BatchSize"] = "6", ["Smtp:Connections"] = "1", ["Smtp:Retries"] = "0", ["Smtp:BreakDuration"] = "00:00:01",
+            ["Digest:BatchSize"] = "6",
+            ["Smtp:Connections"] = "1",
+            ["Smtp:Retries"] = "0",
+            ["Smtp:BreakDuration"] = "00:00:01",
         });
         await app.Services.GetRequiredService<DigestRunner>().PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
         _smtp.HoldAfter(1);
