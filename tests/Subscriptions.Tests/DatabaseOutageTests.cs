@@ -76,6 +76,39 @@ public sealed class DatabaseOutageTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AHungDatabaseLeavesTheQueueDepthOutOfAScrapeWithinTwoSeconds()
+    {
+        await using var app = new TestApp(_database);
+        using var client = app.CreatePlainClient();
+        client.Timeout = TimeSpan.FromSeconds(60);
+        Assert.Matches("(?m)^subscriptions_delivery_queue_depth[{ ]", await client.GetStringAsync("/metrics"));
+
+        _database.Cluster.Hang(true);
+        await Task.Delay(TimeSpan.FromSeconds(1)); // past the exporter's cache of the last scrape (300 ms)
+        var scrapes = new List<(TimeSpan Took, string Text)>();
+        try
+        {
+            // The first uses the pooled connection (the command timeout breaks it); the next must connect anew, and waited for
+            // Npgsql's 15 s connect timeout, past Prometheus's 10 s scrape timeout.
+            for (var i = 0; i < 2; i++)
+            {
+                var clock = Stopwatch.StartNew();
+                var text = await client.GetStringAsync("/metrics");
+                scrapes.Add((clock.Elapsed, text));
+                await Task.Delay(TimeSpan.FromSeconds(1));
+            }
+        }
+        finally
+        {
+            _database.Cluster.Hang(false);
+        }
+
+        Assert.All(scrapes, scrape => Assert.DoesNotMatch("(?m)^subscriptions_delivery_queue_depth[{ ]", scrape.Text)); // no sample
+        // 2 s each; the bound leaves room for a loaded test machine.
+        Assert.All(scrapes, scrape => Assert.True(scrape.Took < TimeSpan.FromSeconds(8), $"a scrape took {scrape.Took.TotalSeconds:F1} s"));
+    }
+
+    [Fact]
     public async Task AHungDatabaseMakesHealthAnswerWithinItsDeadline()
     {
         await using var app = new TestApp(_database);

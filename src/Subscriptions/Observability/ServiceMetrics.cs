@@ -52,18 +52,31 @@ internal sealed class ServiceMetrics
 
     public void DigestRunFinished(TimeSpan elapsed) => _digestRunDuration.Record(elapsed.TotalSeconds);
 
-    // Read at scrape time, synchronously because observable instruments' callbacks are; bounded by a short
-    // command timeout, and a database that does not answer leaves the gauge out of that scrape instead of failing it.
+    // Read at scrape time, synchronously because observable instruments' callbacks are; waited for 2 s in all. Neither the
+    // command timeout nor a cancelled token bounds it: a new connection to a hung server waits for the 15 s connect timeout
+    // (and a cancelled command for a cancel request sent on one), past Prometheus's 10 s scrape timeout, and every metric was
+    // lost for the outage. A count not read by then is left to finish on its own, and the gauge out of that scrape.
     private IEnumerable<Measurement<long>> QueueDepth()
     {
+        var counting = CountQueuedAsync();
         try
         {
-            using var connection = _dataSource.OpenConnection();
-            return [new Measurement<long>(connection.ExecuteScalar<long>("SELECT count(*) FROM delivery_queue", commandTimeout: 2))];
+            if (counting.Wait(TimeSpan.FromSeconds(2)))
+            {
+                return [new Measurement<long>(counting.Result)];
+            }
+            counting.ContinueWith(abandoned => abandoned.Exception, TaskContinuationOptions.OnlyOnFaulted); // observed, not rethrown
+            return [];
         }
-        catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
+        catch (AggregateException e) when (e.InnerException is NpgsqlException or TimeoutException or InvalidOperationException)
         {
             return [];
         }
+    }
+
+    private async Task<long> CountQueuedAsync()
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync();
+        return await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM delivery_queue", commandTimeout: 2);
     }
 }
