@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using Subscriptions.Digest;
+using Subscriptions.Observability;
 
 namespace Subscriptions.Operators;
 
@@ -6,7 +8,8 @@ namespace Subscriptions.Operators;
 /// The console's "run today's digest now": ingests and plans the day in the background of this instance, then
 /// wakes its senders; every instance's senders (Digest:Enabled) share the sending, as after the scheduled run.
 /// </summary>
-internal sealed class RunNow(DigestRunner runner, DeliverySignal signal, Dashboard dashboard, IHostApplicationLifetime lifetime, ILogger<RunNow> logger)
+internal sealed class RunNow(
+    DigestRunner runner, DeliverySignal signal, Dashboard dashboard, ServiceMetrics metrics, IHostApplicationLifetime lifetime, ILogger<RunNow> logger)
 {
     private int _running;
 
@@ -26,7 +29,9 @@ internal sealed class RunNow(DigestRunner runner, DeliverySignal signal, Dashboa
         {
             try
             {
+                var started = Stopwatch.GetTimestamp();
                 await runner.PlanDayAsync(day, ingestFirst: true, message => logger.LogInformation("{Progress}", message), lifetime.ApplicationStopping);
+                metrics.DigestRunFinished(Stopwatch.GetElapsedTime(started)); // its planning, as for the scheduled run
                 signal.Wake();
             }
             catch (Exception e) when (e is not OperationCanceledException)
