@@ -103,6 +103,9 @@ public sealed class MeaningMatchingTests(TestDatabase database) : IClassFixture<
         Assert.Equal(["2611.00001", "2611.00002", "2611.00003"], (await PreviewAsync("author:\"Yann LeCun\"")).Select(p => p.ArxivId).Order());
         // Accents and case do not matter in names.
         Assert.Equal(9, (await PreviewAsync("author:\"jose nunez\"")).Count);
+        // Beside a filter, words that leave nothing to search ("the", a stray OR) are no words: such a topic was accepted and
+        // then matched nothing at all.
+        Assert.Equal(9, (await PreviewAsync("author:\"jose nunez\" the")).Count);
         // Words and a category: the three cs.CV depth papers, not the others.
         var depth = await PreviewAsync("category:cs.CV depth");
         Assert.Equal(["2611.00004", "2611.00005", "2611.00006"], depth.Select(p => p.ArxivId).Order());

@@ -299,7 +299,8 @@ internal sealed class TopicMatcher(
         var parsed = distinct.ToDictionary(topic => topic, TopicSyntax.Parse, StringComparer.Ordinal);
         const string wordHits = """
             WITH queries AS (
-                SELECT topic, CASE WHEN words <> '' THEN topic_query(words) END AS query, authors, categories
+                -- Words that leave no term ("the") are none: an empty query matches no paper, and the filters would go unused.
+                SELECT topic, CASE WHEN words <> '' AND numnode(topic_query(words)) > 0 THEN topic_query(words) END AS query, authors, categories
                 FROM jsonb_to_recordset(@queries::jsonb) AS q(topic text, words text, authors text[], categories text[])
             ), day_papers AS (
                 SELECT DISTINCT p.id, p.search_vector, p.authors, p.categories
