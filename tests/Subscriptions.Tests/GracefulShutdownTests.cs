@@ -69,6 +69,34 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AStoppedInstanceHandsItsClaimsBackWhileItsMessagesInFlightAreStillGoing()
+    {
+        for (var i = 0; i < 40; i++)
+        {
+            await _database.AddSubscriberAsync($"early{i}@example.org", "active", maxPapers: null, "lidar");
+        }
+        await SaveDayAsync(_database, plan: true);
+        _smtp.HoldAfter(5);
+
+        using var first = new RunningInstance(Environment(claimTimeout: "00:10:00"));
+        await first.WaitAsync(() => _smtp.Received.Count == 5 && _smtp.Held > 0,
+            "the instance to have 5 messages accepted and more in flight", TimeSpan.FromSeconds(60));
+        first.Terminate();
+
+        // The relay still holds what is in flight: the rest of each batch (5) is handed back now, not once those messages are
+        // done (a send can take longer than the shutdown timeout, and the claims then stayed for Digest:ClaimTimeout). What
+        // stays is each of the 4 senders' (2 per connection) message begun: at the relay, or waiting for a connection.
+        const string claimed = "SELECT count(*) FROM deliveries WHERE status = 'sending'";
+        await first.WaitAsync(() => _database.ScalarAsync<long>(claimed).GetAwaiter().GetResult() <= 4,
+            "only the messages begun to stay claimed", TimeSpan.FromSeconds(15));
+        Assert.True(_smtp.Held > 0, "The relay still holds the messages in flight.");
+        _smtp.AcceptHeld();
+        Assert.True(await first.WaitForExitAsync(TimeSpan.FromSeconds(40)), "The instance stopped within its shutdown timeout.");
+        Assert.Equal(0, await _database.ScalarAsync<long>(claimed));
+        Assert.Equal(_smtp.Received.Count, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status = 'sent'"));
+    }
+
+    [Fact]
     public async Task TheDigestVerbStoppedWithSigtermFinishesItsMessagesAndHandsItsClaimsBack()
     {
         for (var i = 0; i < 12; i++)

@@ -198,6 +198,7 @@ internal sealed class DeliverySender(
                 return;
             }
             frontier.MovePast(batch[^1].Id);
+            using var handBack = new HandBackOnStop(batch, ids => ReleaseQuietlyAsync(sender, ids), cancellationToken);
             StillWantedCheck? checkedAhead = null; // of batch[i], asked when the message before it was recorded
             for (var i = 0; i < batch.Count; i++)
             {
@@ -205,7 +206,7 @@ internal sealed class DeliverySender(
                 var outcome = SendOutcome.Stopping;
                 try
                 {
-                    if (!cancellationToken.IsCancellationRequested)
+                    if (handBack.TryBegin(i))
                     {
                         (outcome, checkedAhead) = await SendOneAsync(connection, statements, sender, batch[i], checkedAhead, following, counters);
                     }
@@ -539,6 +540,46 @@ internal sealed class DeliverySender(
             counters.AddRetrying();
             logger.LogWarning("Delivery {DeliveryId} failed (attempt {Attempt}), retrying in {Delay}: {Error}", delivery.Id, attempts, delay, error);
         }
+    }
+
+    /// <summary>
+    /// On stop, hands back at once what of a batch its sender has not begun: the message in flight can take a whole send
+    /// (<c>Smtp:Timeout</c> and its retries), longer than the shutdown timeout, and the rest of the batch stayed claimed until
+    /// the claim ran out. The sender begins each delivery through <see cref="TryBegin"/>, so none is handed back as it is sent.
+    /// </summary>
+    private sealed class HandBackOnStop : IDisposable
+    {
+        private readonly Lock _gate = new();
+        private readonly CancellationTokenRegistration _registration;
+        private int _begun = -1;
+        private bool _stopped;
+
+        public HandBackOnStop(IReadOnlyList<ClaimedDelivery> batch, Func<long[], Task> handBack, CancellationToken stopping) =>
+            _registration = stopping.Register(() =>
+            {
+                int notBegun;
+                lock (_gate)
+                {
+                    _stopped = true;
+                    notBegun = _begun + 1;
+                }
+                _ = handBack([.. batch.Skip(notBegun).Select(delivery => delivery.Id)]); // logs its own failure
+            });
+
+        /// <summary>False once stopping: the delivery at <paramref name="index"/> and those after it are handed back.</summary>
+        public bool TryBegin(int index)
+        {
+            lock (_gate)
+            {
+                if (!_stopped)
+                {
+                    _begun = index;
+                }
+                return !_stopped;
+            }
+        }
+
+        public void Dispose() => _registration.Dispose();
     }
 
     // Only what is still this sender's: a row whose claim ran out may be another sender's by now, and in flight there.
