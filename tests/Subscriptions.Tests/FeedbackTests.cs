@@ -47,6 +47,7 @@ public sealed class FeedbackTests(TestDatabase database) : IClassFixture<TestDat
     public async Task ALikedPapersNeighboursRiseAndADislikedOnesFall()
     {
         var (id, key) = await database.AddSubscriberAsync("steer@example.org", "active", 10, "author:\"José Núñez\"");
+        await ReceivedYesterdayAsync(id);
         var before = await TodaysRanksAsync(id);
 
         await RateAsync(id, key, "2611.10001", more: true);
@@ -63,6 +64,7 @@ public sealed class FeedbackTests(TestDatabase database) : IClassFixture<TestDat
     public async Task TheLinkShowsAButtonAndOnlyThePostRecordsIt()
     {
         var (id, key) = await database.AddSubscriberAsync("asks@example.org", "active", null, "depth");
+        await ReceivedYesterdayAsync(id);
         var link = FeedbackLink(id, key, await PaperIdAsync("2611.10001"), more: true);
 
         var page = await _client.GetAsync(link);
@@ -82,6 +84,7 @@ public sealed class FeedbackTests(TestDatabase database) : IClassFixture<TestDat
     public async Task ThePreferencesPageListsRatedPapersAndRemovesOne()
     {
         var (id, key) = await database.AddSubscriberAsync("lists@example.org", "active", null, "depth");
+        await ReceivedYesterdayAsync(id);
         await RateAsync(id, key, "2611.10001", more: true);
         await RateAsync(id, key, "2611.10002", more: false);
         var token = _app.Services.GetRequiredService<LinkTokens>().Create(LinkPurpose.Preferences, id, key);
@@ -112,10 +115,14 @@ public sealed class FeedbackTests(TestDatabase database) : IClassFixture<TestDat
     public async Task AForgedOrUnknownFeedbackLinkChangesNothing()
     {
         var (id, key) = await database.AddSubscriberAsync("forged@example.org", "active", null, "depth");
+        await ReceivedYesterdayAsync(id);
         var paper = await PaperIdAsync("2611.10001");
 
         Assert.Equal(HttpStatusCode.NotFound, (await _client.PostAsync($"/feedback?token=AAAA&paper={paper}&more=1", null)).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await _client.PostAsync(FeedbackLink(id, key, 999_999, more: true), null)).StatusCode);
+        // A paper never sent to them: any number of ratings of any paper each cost the subscriber's ranking at every slot.
+        var notSent = FeedbackLink(id, key, await PaperIdAsync("2611.20001"), more: true);
+        Assert.Equal([HttpStatusCode.NotFound, HttpStatusCode.NotFound], [(await _client.GetAsync(notSent)).StatusCode, (await _client.PostAsync(notSent, null)).StatusCode]);
         Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync(FeedbackLink(id, key, paper, more: true).Replace("more=1", "more=7", StringComparison.Ordinal))).StatusCode);
         Assert.Equal(0L, await database.ScalarAsync<long>("SELECT count(*) FROM paper_feedback WHERE subscriber_id = @id", new { id }));
     }
@@ -145,6 +152,12 @@ public sealed class FeedbackTests(TestDatabase database) : IClassFixture<TestDat
         var tokens = _app.Services.GetRequiredService<LinkTokens>();
         return new Uri(tokens.FeedbackLink(tokens.Create(LinkPurpose.Preferences, subscriberId, key), paperId, more)).PathAndQuery;
     }
+
+    /// <summary>Yesterday's email: its two papers, as planning records them for the subscriber.</summary>
+    private Task ReceivedYesterdayAsync(long subscriberId) => database.ExecuteAsync("""
+        INSERT INTO delivery_papers (subscriber_id, day, paper_ids)
+        SELECT @subscriberId, @day, array_agg(id) FROM papers WHERE arxiv_id IN ('2611.10001', '2611.10002')
+        """, new { subscriberId, day = Yesterday });
 
     private Task<long> PaperIdAsync(string arxivId) => database.ScalarAsync<long>("SELECT id FROM papers WHERE arxiv_id = @arxivId", new { arxivId });
 }

@@ -9,11 +9,20 @@ public sealed record RatedPaper(long PaperId, string Title, bool Liked);
 /// <summary>"More/less like this": each subscriber's examples in <c>paper_feedback</c>, which the matcher reads to steer their ranking.</summary>
 internal sealed class FeedbackStore(NpgsqlDataSource dataSource, TimeProvider time)
 {
-    public async Task<string?> PaperTitleAsync(long paperId, CancellationToken cancellationToken)
+    /// <summary>
+    /// The paper's title, when one of the subscriber's digests carried it (<paramref name="sentOnly"/>) or at all: a rating
+    /// of any paper at all, any number of them, was each compared with every candidate of theirs at every slot.
+    /// </summary>
+    public async Task<string?> PaperTitleAsync(long subscriberId, long paperId, bool sentOnly, CancellationToken cancellationToken)
     {
+        const string sql = """
+            SELECT title FROM papers p
+            WHERE p.id = @paperId
+              AND (NOT @sentOnly OR EXISTS (SELECT 1 FROM delivery_papers d WHERE d.subscriber_id = @subscriberId AND p.id = ANY (d.paper_ids)))
+            """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         return await connection.QuerySingleOrDefaultAsync<string?>(
-            new CommandDefinition("SELECT title FROM papers WHERE id = @paperId", new { paperId }, cancellationToken: cancellationToken));
+            new CommandDefinition(sql, new { subscriberId, paperId, sentOnly }, cancellationToken: cancellationToken));
     }
 
     /// <summary>Records the rating (a later one replaces it); false when there is no such paper.</summary>

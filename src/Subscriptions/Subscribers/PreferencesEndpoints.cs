@@ -135,11 +135,12 @@ internal static class PreferencesEndpoints
     private static async Task<RazorComponentResult> ShowFeedbackAsync(
         [AsParameters] PreferencesLink link, long? paper, int? more, CancellationToken cancellationToken)
     {
-        if (await link.FindAsync(cancellationToken) is not ({ } _, _))
+        if (await link.FindAsync(cancellationToken) is not ({ } subscriber, _))
         {
             return link.Refusal;
         }
-        if (paper is not { } paperId || more is not (0 or 1) || await link.Feedback.PaperTitleAsync(paperId, cancellationToken) is not { } title)
+        if (paper is not { } paperId || more is not (0 or 1)
+            || await link.Feedback.PaperTitleAsync(subscriber.Subscriber.Id, paperId, sentOnly: true, cancellationToken) is not { } title)
         {
             return SubscriberPages.InvalidLink(LinkPurpose.Preferences);
         }
@@ -154,7 +155,8 @@ internal static class PreferencesEndpoints
             return link.Refusal;
         }
         var id = subscriber.Subscriber.Id;
-        if (paper is not { } paperId || await link.Feedback.PaperTitleAsync(paperId, cancellationToken) is not { } title)
+        // A rating is removed whatever paper it is of (earlier versions took any); a new one is of a paper sent to them.
+        if (paper is not { } paperId || await link.Feedback.PaperTitleAsync(id, paperId, sentOnly: remove != 1, cancellationToken) is not { } title)
         {
             return SubscriberPages.InvalidLink(LinkPurpose.Preferences);
         }
