@@ -1,4 +1,5 @@
 using System.Net;
+using Dapper;
 using Microsoft.Extensions.DependencyInjection;
 using Subscriptions.Papers;
 using Subscriptions.Subscribers;
@@ -89,6 +90,25 @@ public sealed class PreviewAndPreferencesTests(TestDatabase database) : IClassFi
         Assert.Contains("mentions lidar · mentions radar", WebUtility.HtmlDecode(html));
         Assert.Contains("value=\"ada@example.org\"", html);
         Assert.Null(await database.SubscriberStatusAsync("ada@example.org"));
+    }
+
+    [Fact]
+    public async Task PreferencesOfASubscriberErasedWhileTheyAreReadSayTheLinkHasEnded()
+    {
+        var (id, token) = await AddActiveSubscriberAsync("erasing@example.org", "lidar");
+        // Another tab erases the data between the page's two reads: the subscription found, then its topics (held here until
+        // the erasure has committed). The second read found no row, and the page answered 500.
+        await using var eraser = await database.DataSource.OpenConnectionAsync();
+        await using var erasure = await eraser.BeginTransactionAsync();
+        await eraser.ExecuteAsync("LOCK TABLE topics IN ACCESS EXCLUSIVE MODE", transaction: erasure);
+
+        var page = _client.GetAsync($"/preferences?token={token}");
+        await Eventually.TrueAsync(async () => await database.ScalarAsync<long>(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'topics'::regclass AND NOT granted") == 1, "the page to wait for the topics");
+        await eraser.ExecuteAsync("DELETE FROM subscribers WHERE id = @id", new { id }, erasure);
+        await erasure.CommitAsync();
+
+        Assert.Equal(HttpStatusCode.NotFound, (await page).StatusCode);
     }
 
     [Fact]

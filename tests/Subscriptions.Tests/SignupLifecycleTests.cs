@@ -1,4 +1,5 @@
 using System.Net;
+using Dapper;
 using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
@@ -124,6 +125,28 @@ public sealed class SignupLifecycleTests(TestDatabase database) : IClassFixture<
         Assert.Equal("active", await database.SubscriberStatusAsync("returning@example.org"));
         // The count went on from 3, and the next single refusal bounced the new subscription.
         Assert.Equal(0, await database.ScalarAsync<int>("SELECT permanent_failures FROM subscribers WHERE email = 'returning@example.org'"));
+    }
+
+    [Fact]
+    public async Task ASignupOfAnAddressErasedMeanwhileIsANewSignup()
+    {
+        await _client.SignUpAsync("erased.meanwhile@example.org", "topic modelling");
+        await _smtp.WaitForMessageToAsync("erased.meanwhile@example.org");
+        // The erasure holds the row as the signup meets it, and deletes it: the signup found no row to lock, and answered 500.
+        await using var eraser = await database.DataSource.OpenConnectionAsync();
+        await using var erasure = await eraser.BeginTransactionAsync();
+        await eraser.ExecuteAsync("SELECT 1 FROM subscribers WHERE email = 'erased.meanwhile@example.org' FOR UPDATE", transaction: erasure);
+
+        var signup = _client.SignUpAsync("erased.meanwhile@example.org", "algebraic topology");
+        await Eventually.TrueAsync(async () => await database.ScalarAsync<long>(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted") == 1, "the signup to wait for the row");
+        await eraser.ExecuteAsync("DELETE FROM subscribers WHERE email = 'erased.meanwhile@example.org'", transaction: erasure);
+        await erasure.CommitAsync();
+
+        Assert.Equal(HttpStatusCode.Accepted, (await signup).StatusCode);
+        Assert.Equal("pending", await database.SubscriberStatusAsync("erased.meanwhile@example.org"));
+        Assert.Equal(["algebraic topology"], await database.QueryAsync<string>(
+            "SELECT t.text FROM topics t JOIN subscribers s ON s.id = t.subscriber_id WHERE s.email = 'erased.meanwhile@example.org'"));
     }
 
     [Fact]

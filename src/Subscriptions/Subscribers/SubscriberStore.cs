@@ -93,8 +93,16 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
             const string existing = """
                 SELECT id, status FROM subscribers WHERE email_key = @emailKey FOR UPDATE
                 """;
-            (id, var status) = await connection.QuerySingleAsync<(long, string)>(
-                new CommandDefinition(existing, confirmation, transaction, cancellationToken: cancellationToken));
+            if (await connection.QuerySingleOrDefaultAsync<(long, string)?>(
+                new CommandDefinition(existing, confirmation, transaction, cancellationToken: cancellationToken)) is not var (knownId, status))
+            {
+                // The row the insert met was erased before it could be locked (its owner deleted their data meanwhile): the
+                // address is free again, and this is a new signup.
+                await transaction.RollbackAsync(cancellationToken);
+                await SignUpAsync(email, topics, delivery, cancellationToken);
+                return;
+            }
+            id = knownId;
 
             kind = status == "active" ? EmailQueue.AlreadySubscribed : EmailQueue.Confirmation;
 
@@ -242,8 +250,12 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
             GROUP BY s.id
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var (maxPapers, topics, timeZone, hour, frequency, weekday) = await connection.QuerySingleAsync<(int?, string[], string?, int?, string, int?)>(
-            new CommandDefinition(sql, new { id = subscriber.Id }, cancellationToken: cancellationToken));
+        // None when the subscriber erased their data since the lookup above (another tab): the link has just ended.
+        if (await connection.QuerySingleOrDefaultAsync<(int?, string[], string?, int?, string, int?)?>(
+            new CommandDefinition(sql, new { id = subscriber.Id }, cancellationToken: cancellationToken)) is not var (maxPapers, topics, timeZone, hour, frequency, weekday))
+        {
+            return null;
+        }
         return new SubscriberPreferences(subscriber, topics, maxPapers, new DeliveryChoice(timeZone, hour, frequency, weekday));
     }
 
