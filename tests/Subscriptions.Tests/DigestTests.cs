@@ -317,14 +317,9 @@ public sealed class DigestTests : IAsyncLifetime
         var counters = new SendCounters();
 
         var sending = app.Services.GetRequiredService<DeliverySender>().SendDueAsync([Day], counters, CancellationToken.None);
-        await Eventually.TrueAsync(() => _smtp.Held == 1, "the server to hold the batch's second message");
         // Meanwhile the batch's claim ran out (a throttled or slow batch can outlast Digest:ClaimTimeout), and another
         // instance's sender claimed what was left of it.
-        await _database.ExecuteAsync("""
-            UPDATE deliveries d SET claimed_by = 'another-instance#1', claimed_until = now() + interval '10 minutes'
-            FROM subscribers s
-            WHERE s.id = d.subscriber_id AND d.status = 'sending' AND s.email <> @held
-            """, new { held = Assert.Single(_smtp.HeldRecipients) });
+        await TakeOverAllButTheHeldMessageAsync();
         _smtp.AcceptHeld();
         await sending.WaitAsync(TimeSpan.FromSeconds(30));
 
@@ -352,14 +347,9 @@ public sealed class DigestTests : IAsyncLifetime
         _smtp.HoldAfter(1);
 
         var sending = app.Services.GetRequiredService<DeliverySender>().SendDueAsync([Day], new SendCounters(), CancellationToken.None);
-        await Eventually.TrueAsync(() => _smtp.Held == 1, "the server to hold the batch's second message");
         // The batch's claim ran out and another instance's sender took the rest; then the relay goes away, and this sender's
         // next connection fails before it has checked its claim.
-        await _database.ExecuteAsync("""
-            UPDATE deliveries d SET claimed_by = 'another-instance#1', claimed_until = now() + interval '10 minutes'
-            FROM subscribers s
-            WHERE s.id = d.subscriber_id AND d.status = 'sending' AND s.email <> @held
-            """, new { held = Assert.Single(_smtp.HeldRecipients) });
+        await TakeOverAllButTheHeldMessageAsync();
         await _smtp.StopAsync();
         await sending.WaitAsync(TimeSpan.FromSeconds(30));
 
@@ -479,23 +469,30 @@ public sealed class DigestTests : IAsyncLifetime
         Assert.Single(_smtp.MessagesTo("blameless@example.org"));
     }
 
-    [Fact]
-    public async Task ALoginTheRelayCannotTakeOpensTheCircuitInsteadOfChargingEverySubscriber()
+    [Theory]
+    [InlineData("no AUTH offered")]
+    [InlineData("530 to MAIL FROM")]
+    public async Task ALoginTheRelayCannotTakeOpensTheCircuitInsteadOfChargingEverySubscriber(string failure)
     {
-        // A relay that offers no AUTH to a username that is set (MailKit: NotSupportedException); a refused password
-        // (AuthenticationException) and an untrusted certificate (SslHandshakeException) were charged alike: every delivery lost
-        // an attempt a round, one failed login each, until the whole day had failed.
+        // A relay that offers no AUTH to a username that is set (MailKit: NotSupportedException), or answers 530 for want of
+        // a login or of STARTTLS (ServiceNotAuthenticatedException); a refused password (AuthenticationException) and an
+        // untrusted certificate (SslHandshakeException) were charged alike: every delivery lost an attempt a round, one failed
+        // login each, until the whole day had failed.
         for (var i = 0; i < 10; i++)
         {
             await AddSubscriberAsync($"login{i}@example.org", "active", "lidar");
         }
-        await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?>
+        var settings = new Dictionary<string, string?> { ["Smtp:Retries"] = "0", ["Smtp:Connections"] = "1" };
+        if (failure == "no AUTH offered")
         {
-            ["Smtp:Username"] = "papers",
-            ["Smtp:Password"] = "a password the relay cannot take",
-            ["Smtp:Retries"] = "0",
-            ["Smtp:Connections"] = "1",
-        });
+            settings["Smtp:Username"] = "papers";
+            settings["Smtp:Password"] = "a password the relay cannot take";
+        }
+        else
+        {
+            _smtp.RefuseSenders(SmtpReplyCode.AuthenticationRequired, "5.7.57 Client not authenticated to send mail");
+        }
+        await using var app = new TestApp(_database, _smtp, settings: settings);
         await app.Services.GetRequiredService<DigestRunner>().PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
 
         using var pause = new CancellationTokenSource(TimeSpan.FromSeconds(5)); // the circuit's pause (30 s) is cut short here
@@ -521,6 +518,17 @@ public sealed class DigestTests : IAsyncLifetime
 
         Assert.Equal((0, 1, 0), (counters.Sent, counters.Failed, counters.Retrying));
         Assert.Equal(1, await _database.ScalarAsync<int>("SELECT permanent_failures FROM subscribers WHERE email = 'closed@example.org'"));
+    }
+
+    /// <summary>Once the server holds a pass's second message: every other delivery it claimed is another instance's sender's now.</summary>
+    private async Task TakeOverAllButTheHeldMessageAsync()
+    {
+        await Eventually.TrueAsync(() => _smtp.Held == 1, "the server to hold the batch's second message");
+        await _database.ExecuteAsync("""
+            UPDATE deliveries d SET claimed_by = 'another-instance#1', claimed_until = now() + interval '10 minutes'
+            FROM subscribers s
+            WHERE s.id = d.subscriber_id AND d.status = 'sending' AND s.email <> @held
+            """, new { held = Assert.Single(_smtp.HeldRecipients) });
     }
 
     private void RefuseAt(string refused, SmtpReplyCode? code, string reply)

@@ -33,6 +33,7 @@ internal static class EmailExtensions
             var transient = new PredicateBuilder()
                 .Handle<SmtpCommandException>(e => !SmtpMailSender.IsRecipientsRefusal(e))
                 .Handle<SmtpProtocolException>()
+                .Handle<ServiceNotAuthenticatedException>() // 530 to MAIL FROM, RCPT TO or DATA: authentication or STARTTLS required
                 .Handle<AuthenticationException>()
                 .Handle<SaslException>()
                 .Handle<SslHandshakeException>()

@@ -90,8 +90,8 @@ internal sealed class Dashboard(NpgsqlDataSource dataSource, SendingControl send
         const string failures = """
             SELECT d.day, s.email, d.status, d.attempts, d.last_error
             FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
-            WHERE d.day > @since -- both below, and said apart so that the days' index bounds the scan
-              AND ((d.day = @today AND d.status IN ('failed', 'pending', 'sending') AND d.last_error IS NOT NULL) OR d.status = 'failed')
+            WHERE (d.day = @today AND d.status IN ('failed', 'pending', 'sending') AND d.last_error IS NOT NULL)
+               OR (d.status = 'failed' AND d.day > @since)
             ORDER BY d.day DESC, d.id DESC
             LIMIT 50
             """;
