@@ -99,6 +99,7 @@ public sealed class ObservabilityTests(TestDatabase database) : IClassFixture<Te
         using var spoofed = new HttpRequestMessage(HttpMethod.Get, new Uri(address, "/metrics"));
         spoofed.Headers.Host = $"127.0.0.1:{port}";
         Assert.Equal(HttpStatusCode.NotFound, (await http.SendAsync(spoofed)).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync(new Uri(address, "/metrics/"))).StatusCode); // routed to the scrape too
         foreach (var path in new[] { "/", "/admin/signin", "/healthz/live" })
         {
             Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync($"http://127.0.0.1:{port}{path}")).StatusCode);

@@ -95,7 +95,8 @@ internal static class ObservabilityExtensions
         {
             app.Use((context, next) =>
             {
-                if ((context.Connection.LocalPort == port) != context.Request.Path.Equals("/metrics", StringComparison.OrdinalIgnoreCase))
+                // By segments: routing takes /metrics/ to the scrape as well.
+                if ((context.Connection.LocalPort == port) != context.Request.Path.StartsWithSegments("/metrics", StringComparison.OrdinalIgnoreCase))
                 {
                     context.Response.StatusCode = StatusCodes.Status404NotFound;
                     return Task.CompletedTask;
