@@ -563,7 +563,10 @@ internal sealed class DeliverySender(
                     _stopped = true;
                     notBegun = _begun + 1;
                 }
-                _ = handBack([.. batch.Skip(notBegun).Select(delivery => delivery.Id)]); // logs its own failure
+                if (notBegun < batch.Count)
+                {
+                    _ = handBack([.. batch.Skip(notBegun).Select(delivery => delivery.Id)]); // logs its own failure
+                }
             });
 
         /// <summary>False once stopping: the delivery at <paramref name="index"/> and those after it are handed back.</summary>
