@@ -447,6 +447,9 @@ public sealed class DigestTests : IAsyncLifetime
     // that does not let this service relay refuses every subscriber alike.
     [InlineData("recipient", SmtpReplyCode.TransactionFailed, "5.7.1 <blameless@example.org>: Relay access denied")]
     [InlineData("recipient", SmtpReplyCode.AuthenticationRequired, "5.7.0 Authentication required")]
+    // Amazon SES's answer for an unverified sender or return path (a VERP domain never verified there), without an enhanced code.
+    [InlineData("recipient", SmtpReplyCode.TransactionFailed,
+        "Message rejected: Email address is not verified. The following identities failed the check in region EU-WEST-1: bounces@unverified.example")]
     public async Task ARelayRefusingTheServiceHoldsTheDigestBackAndChargesNoSubscriber(string refused, SmtpReplyCode code, string reply)
     {
         await AddSubscriberAsync("blameless@example.org", "active", "lidar");

@@ -183,7 +183,10 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
     private static bool IsRelayDeclining(string reply) =>
         reply.StartsWith("5.7.0 ", StringComparison.Ordinal) || reply.StartsWith("5.7.8 ", StringComparison.Ordinal)
         || reply.StartsWith("5.7.57 ", StringComparison.Ordinal)
-        || (reply.StartsWith("5.7.", StringComparison.Ordinal) && reply.Contains("relay", StringComparison.OrdinalIgnoreCase));
+        || (reply.StartsWith("5.7.", StringComparison.Ordinal) && reply.Contains("relay", StringComparison.OrdinalIgnoreCase))
+        // Amazon SES, with no enhanced code: a sender or return path not verified in the region (or, in its sandbox, any
+        // recipient not verified) refuses every message alike, and would have bounced the whole list.
+        || reply.Contains("Email address is not verified", StringComparison.OrdinalIgnoreCase);
 
     private async Task<bool> SendOnceAsync(
         HeldConnection connection, MimeMessage message, MailboxAddress returnPath, StillWanted? stillWanted, CancellationToken cancellationToken)
