@@ -31,16 +31,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
     public async Task AnInstanceStoppedMidSendFinishesItsMessageHandsItsClaimsBackAndTheOtherFinishesTheDay()
     {
         const int subscribers = 40;
-        for (var i = 0; i < subscribers; i++)
-        {
-            await _database.AddSubscriberAsync($"reader{i}@example.org", "active", maxPapers: null, "lidar");
-        }
-        await SaveDayAsync(_database, plan: true);
-        _smtp.HoldAfter(5);
-
-        using var first = new RunningInstance(Environment(claimTimeout: "00:10:00"));
-        await first.WaitAsync(() => _smtp.Received.Count == 5 && _smtp.Held > 0,
-            "the first instance to have 5 messages accepted and more in flight", TimeSpan.FromSeconds(60));
+        using var first = await StartUntilHeldAsync(_database, "reader", subscribers, plan: true, accepted: 5, Environment(claimTimeout: "00:10:00"));
         Assert.True(await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status = 'sending'") > _smtp.Held,
             "The instance holds claims beyond its messages in flight.");
 
@@ -71,16 +62,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
     [Fact]
     public async Task AStoppedInstanceHandsItsClaimsBackWhileItsMessagesInFlightAreStillGoing()
     {
-        for (var i = 0; i < 40; i++)
-        {
-            await _database.AddSubscriberAsync($"early{i}@example.org", "active", maxPapers: null, "lidar");
-        }
-        await SaveDayAsync(_database, plan: true);
-        _smtp.HoldAfter(5);
-
-        using var first = new RunningInstance(Environment(claimTimeout: "00:10:00"));
-        await first.WaitAsync(() => _smtp.Received.Count == 5 && _smtp.Held > 0,
-            "the instance to have 5 messages accepted and more in flight", TimeSpan.FromSeconds(60));
+        using var first = await StartUntilHeldAsync(_database, "early", 40, plan: true, accepted: 5, Environment(claimTimeout: "00:10:00"));
         first.Terminate();
 
         // The relay still holds what is in flight: the rest of each batch (5) is handed back now, not once those messages are
@@ -99,17 +81,8 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
     [Fact]
     public async Task TheDigestVerbStoppedWithSigtermFinishesItsMessagesAndHandsItsClaimsBack()
     {
-        for (var i = 0; i < 12; i++)
-        {
-            await _database.AddSubscriberAsync($"verb{i}@example.org", "active", maxPapers: null, "lidar");
-        }
-        await SaveDayAsync(_database, plan: false);
-        _smtp.HoldAfter(4);
-        var environment = Environment(claimTimeout: "00:10:00");
-
-        using var run = new RunningInstance(environment, ["digest", "--date", "2026-11-25", "--no-ingest"]);
-        await run.WaitAsync(() => _smtp.Received.Count == 4 && _smtp.Held > 0,
-            "the run to have 4 messages accepted and more in flight", TimeSpan.FromSeconds(60));
+        using var run = await StartUntilHeldAsync(_database, "verb", 12, plan: false, accepted: 4, Environment(claimTimeout: "00:10:00"),
+            ["digest", "--date", "2026-11-25", "--no-ingest"]);
         run.Terminate();
         await run.WaitAsync(() => run.Output.Any(line => line.Contains("Stopping after the messages in flight", StringComparison.Ordinal)),
             "the run to begin stopping", TimeSpan.FromSeconds(10));
@@ -128,19 +101,12 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
     public async Task AnInstanceStoppedWhileTheDatabaseAndTheMailServerAreGoneStillExitsWithinItsShutdownTimeout(string verb)
     {
         await using var database = await TestDatabase.OnOwnClusterAsync(); // its own: this test stops it
-        for (var i = 0; i < 20; i++)
-        {
-            await database.AddSubscriberAsync($"gone{i}@example.org", "active", maxPapers: null, "lidar");
-        }
-        await SaveDayAsync(database, plan: verb == "serve");
-        _smtp.HoldAfter(3);
         var environment = Environment(claimTimeout: "00:10:00");
         environment["ConnectionStrings__Postgres"] = database.ConnectionString;
         environment["HostOptions__ShutdownTimeout"] = "00:00:05";
 
-        using var instance = new RunningInstance(environment, verb == "serve" ? null : [verb, "--date", "2026-11-25", "--no-ingest"]);
-        await instance.WaitAsync(() => _smtp.Received.Count == 3 && _smtp.Held > 0,
-            "the instance to have 3 messages accepted and more in flight", TimeSpan.FromSeconds(60));
+        using var instance = await StartUntilHeldAsync(database, "gone", 20, plan: verb == "serve", accepted: 3, environment,
+            verb == "serve" ? null : [verb, "--date", "2026-11-25", "--no-ingest"]);
         database.Cluster.Stop(); // and the mail server keeps holding what is in flight
 
         var clock = Stopwatch.StartNew();
@@ -151,6 +117,34 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
             // Its log lines without the stack traces' frames: one logged exception's frames filled the last 40 lines once.
             string.Join('\n', instance.Output.Where(line => !line.TrimStart().StartsWith("at ", StringComparison.Ordinal)).TakeLast(40)));
         Assert.Equal(verb == "serve" ? 0 : 130, instance.ExitCode);
+    }
+
+    /// <summary>
+    /// <paramref name="subscribers"/> subscribers on lidar and the day (<see cref="SaveDayAsync"/>), then <c>serve</c> (or the verb
+    /// of <paramref name="arguments"/>), returned once the relay has accepted <paramref name="accepted"/> messages and holds the
+    /// next ones in flight.
+    /// </summary>
+    private async Task<RunningInstance> StartUntilHeldAsync(
+        TestDatabase database, string prefix, int subscribers, bool plan, int accepted, IReadOnlyDictionary<string, string> environment, string[]? arguments = null)
+    {
+        for (var i = 0; i < subscribers; i++)
+        {
+            await database.AddSubscriberAsync($"{prefix}{i}@example.org", "active", maxPapers: null, "lidar");
+        }
+        await SaveDayAsync(database, plan);
+        _smtp.HoldAfter(accepted);
+        var instance = new RunningInstance(environment, arguments);
+        try
+        {
+            await instance.WaitAsync(() => _smtp.Received.Count == accepted && _smtp.Held > 0,
+                $"the instance to have {accepted} messages accepted and more in flight", TimeSpan.FromSeconds(60));
+            return instance;
+        }
+        catch
+        {
+            instance.Dispose();
+            throw;
+        }
     }
 
     /// <summary>The day's one paper (on lidar), and, with <paramref name="plan"/>, the day's deliveries, sent by no one yet.</summary>

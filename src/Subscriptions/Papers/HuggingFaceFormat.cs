@@ -57,7 +57,6 @@ internal static class HuggingFaceFormat
                 {
                     skipped.Add($"item {position}{Describe(item)}: {e.Message}");
                 }
-
             }
             return new ParsedPapers(papers, skipped);
         }
