@@ -27,8 +27,8 @@ static async Task<int> ServeAsync(string[] settings)
     // Configure email (one sender, SMTP or the pickup folder), papers (each day's list) and matching (topics against them)
     builder.Services.AddEmail().AddPapers().AddMatching();
 
-    // Configure the subscriber lifecycle: signup, confirm, preferences, unsubscribe, and their emails
-    builder.Services.AddSubscribers();
+    // Configure the subscriber lifecycle: signup, confirm, preferences, unsubscribe, and their emails; and what is deleted once old
+    builder.Services.AddSubscribers().AddRetention();
 
     // Configure the daily digest (the clustered Quartz trigger, this instance's delivery senders) and bounces (the mailbox reader)
     builder.Services.AddDigestBackground(builder.Configuration).AddBounces(builder.Configuration);

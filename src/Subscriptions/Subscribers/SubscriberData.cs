@@ -118,12 +118,27 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
     /// it, so at most the one message already being handed to the mail server can still go out. The erasure waits for that
     /// send's outcome to be recorded (the check's lock, sql/0017) and then deletes it with the rest.
     /// </summary>
-    public async Task<bool> EraseAsync(long subscriberId, CancellationToken cancellationToken)
+    public Task<bool> EraseAsync(long subscriberId, CancellationToken cancellationToken) => EraseAsync(subscriberId, unconfirmedSince: null, cancellationToken);
+
+    /// <summary>
+    /// Erases the subscriber as <see cref="EraseAsync(long, CancellationToken)"/> does, if they are still a signup whose
+    /// confirmation link expired before <paramref name="expiredBefore"/> (Retention); false otherwise.
+    /// </summary>
+    public Task<bool> EraseUnconfirmedAsync(long subscriberId, DateTimeOffset expiredBefore, CancellationToken cancellationToken) =>
+        EraseAsync(subscriberId, expiredBefore, cancellationToken);
+
+    private async Task<bool> EraseAsync(long subscriberId, DateTimeOffset? unconfirmedSince, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        // Under the row's lock: a signup confirmed, or made again, meanwhile is no longer unconfirmed.
+        const string select = """
+            SELECT email_key FROM subscribers
+            WHERE id = @subscriberId AND (@unconfirmedSince IS NULL OR (status = 'pending' AND confirmation_expires_at < @unconfirmedSince))
+            FOR UPDATE
+            """;
         var emailKey = await connection.QuerySingleOrDefaultAsync<string>(new CommandDefinition(
-            "SELECT email_key FROM subscribers WHERE id = @subscriberId FOR UPDATE", new { subscriberId }, transaction, cancellationToken: cancellationToken));
+            select, new { subscriberId, unconfirmedSince }, transaction, cancellationToken: cancellationToken));
         if (emailKey is null)
         {
             return false;

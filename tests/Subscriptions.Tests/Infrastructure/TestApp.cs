@@ -42,15 +42,26 @@ public sealed class TestApp : WebApplicationFactory<Program>
             ["Digest:Enabled"] = "false",
             ["Digest:PollInterval"] = "00:00:00.200",
             ["Digest:RetryDelay"] = "00:00:00.200",
+            // Kept for good: tests whose clock runs years ahead would otherwise see their rows deleted; RetentionTests turn it on.
+            ["Retention:Deliveries"] = "0",
+            ["Retention:UnconfirmedSignups"] = "0",
         };
         if (smtp is not null)
         {
             _settings["Smtp:Host"] = "127.0.0.1";
             _settings["Smtp:Port"] = smtp.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
+        // A null takes the test's default away: the service's own applies.
         foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
         {
-            _settings[key] = value;
+            if (value is null)
+            {
+                _settings.Remove(key);
+            }
+            else
+            {
+                _settings[key] = value;
+            }
         }
     }
 

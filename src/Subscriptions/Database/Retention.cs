@@ -1,0 +1,180 @@
+using System.ComponentModel.DataAnnotations;
+using Dapper;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using Subscriptions.Infrastructure;
+using Subscriptions.Subscribers;
+
+namespace Subscriptions.Database;
+
+/// <summary>How long what the service no longer needs is kept. Zero keeps it for good.</summary>
+internal sealed class RetentionOptions : IValidatableObject
+{
+    public const string Section = "Retention";
+
+    /// <summary>
+    /// A delivery that was sent, failed or skipped, and the record of the papers it carried, is deleted this long after it
+    /// was planned. A paper reaches a subscriber at most once within this time.
+    /// </summary>
+    public TimeSpan Deliveries { get; set; } = TimeSpan.FromDays(365);
+
+    /// <summary>A signup never confirmed is erased this long after its confirmation link stopped working.</summary>
+    public TimeSpan UnconfirmedSignups { get; set; } = TimeSpan.FromDays(30);
+
+    /// <summary>How often an instance looks for what to delete.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "1.00:00:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan Interval { get; set; } = TimeSpan.FromHours(1);
+
+    // A week's slot reads the deliveries of the days its papers were listed on, to send no paper twice: a month of them at least.
+    public static readonly TimeSpan ShortestDeliveries = TimeSpan.FromDays(30);
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (Deliveries != TimeSpan.Zero && Deliveries < ShortestDeliveries)
+        {
+            yield return new ValidationResult(
+                $"must be 0 (kept for good) or at least {ShortestDeliveries.TotalDays:N0} days: planning reads the past deliveries of a slot's papers, so that none is sent twice",
+                [nameof(Deliveries)]);
+        }
+        if (UnconfirmedSignups < TimeSpan.Zero)
+        {
+            yield return new ValidationResult("must be 0 (kept for good) or a positive time, e.g. 30.00:00:00", [nameof(UnconfirmedSignups)]);
+        }
+    }
+}
+
+/// <summary>What a round deleted; <see cref="More"/> when it stopped at its limit with more due.</summary>
+internal sealed record RetentionRound(long Deliveries, long UnconfirmedSignups, bool More);
+
+/// <summary>
+/// Deletes what is older than <see cref="RetentionOptions"/> keeps: finished deliveries (with their papers' record, by
+/// sql/0015's trigger) and signups never confirmed (erased as their owner could have: <see cref="SubscriberData.EraseUnconfirmedAsync"/>).
+/// Without it, a year of daily digests is 365 delivery rows a subscriber, and addresses typed into the signup form by
+/// anyone stay for good without their owner's consent.
+/// </summary>
+internal sealed class Retention(NpgsqlDataSource dataSource, SubscriberData data, IOptions<RetentionOptions> options, TimeProvider time, ILogger<Retention> logger)
+{
+    private const long LockKey = 0x5375_6273_5265_746E; // "SubsRetn"
+    private const int DeliveriesPerBatch = 5_000;
+    private const int SignupsPerBatch = 500;
+    // At most this many batches a round: a backlog of years (the first round after an upgrade) is worked off in rounds
+    // one after another, each logged, rather than in one that says nothing for an hour.
+    private const int BatchesPerRound = 100;
+
+    /// <summary>Deletes what is due; returns at once, having done nothing, while another instance is doing it.</summary>
+    public async Task<RetentionRound> DeleteDueAsync(CancellationToken cancellationToken)
+    {
+        // One instance at a time: the lock is held by a transaction left open for the round, as the bounce mailbox's is
+        // (BounceMailbox.ProcessAsync says why not the session's); the deletes run in transactions of their own.
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        if (!await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
+                "SELECT pg_try_advisory_xact_lock(@key)", new { key = LockKey }, transaction, cancellationToken: cancellationToken)))
+        {
+            return new RetentionRound(0, 0, More: false);
+        }
+        var settings = options.Value;
+        var now = time.GetUtcNow();
+        var (deliveries, moreDeliveries) = settings.Deliveries == TimeSpan.Zero ? (0, false) : await DeleteDeliveriesAsync(now - settings.Deliveries, cancellationToken);
+        var (signups, moreSignups) = settings.UnconfirmedSignups == TimeSpan.Zero ? (0, false) : await EraseUnconfirmedAsync(now - settings.UnconfirmedSignups, cancellationToken);
+        if (deliveries + signups > 0)
+        {
+            logger.LogInformation("Retention: {Deliveries} deliveries planned before {DeliveriesBefore:u} deleted; {Signups} signups never confirmed erased",
+                deliveries, now - settings.Deliveries, signups);
+        }
+        return new RetentionRound(deliveries, signups, moreDeliveries || moreSignups);
+    }
+
+    /// <summary>
+    /// Walks the deliveries from the oldest (their ids follow the order they were planned in, so the old ones come first in
+    /// the primary key, and no index on the day is needed) and deletes the finished ones planned before
+    /// <paramref name="plannedBefore"/>; stops at the first batch that reaches a newer one.
+    /// </summary>
+    private async Task<(long Deleted, bool More)> DeleteDeliveriesAsync(DateTimeOffset plannedBefore, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            WITH batch AS (
+                SELECT id, status, created_at FROM deliveries WHERE id > @after ORDER BY id LIMIT @batchSize
+            ), deleted AS (
+                DELETE FROM deliveries d USING batch b
+                WHERE d.id = b.id AND b.created_at < @plannedBefore AND b.status IN ('sent', 'failed', 'skipped')
+                RETURNING d.id
+            )
+            SELECT (SELECT count(*) FROM deleted) AS deleted, (SELECT max(id) FROM batch) AS last,
+                   EXISTS (SELECT 1 FROM batch WHERE created_at >= @plannedBefore) AS reached_newer
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        long deleted = 0, after = 0;
+        for (var batch = 0; batch < BatchesPerRound; batch++)
+        {
+            var (deletedNow, last, reachedNewer) = await connection.QuerySingleAsync<(long, long?, bool)>(new CommandDefinition(sql,
+                new { after, batchSize = DeliveriesPerBatch, plannedBefore }, cancellationToken: cancellationToken));
+            deleted += deletedNow;
+            if (last is not { } lastId || reachedNewer)
+            {
+                return (deleted, false);
+            }
+            after = lastId;
+        }
+        return (deleted, true);
+    }
+
+    private async Task<(long Erased, bool More)> EraseUnconfirmedAsync(DateTimeOffset expiredBefore, CancellationToken cancellationToken)
+    {
+        long erased = 0;
+        for (var batch = 0; batch < BatchesPerRound; batch++)
+        {
+            IReadOnlyList<long> due;
+            await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
+            {
+                due = [.. await connection.QueryAsync<long>(new CommandDefinition(
+                    "SELECT id FROM subscribers WHERE status = 'pending' AND confirmation_expires_at < @expiredBefore ORDER BY id LIMIT @batchSize",
+                    new { expiredBefore, batchSize = SignupsPerBatch }, cancellationToken: cancellationToken))];
+            }
+            foreach (var id in due)
+            {
+                if (await data.EraseUnconfirmedAsync(id, expiredBefore, cancellationToken))
+                {
+                    erased++;
+                }
+            }
+            if (due.Count < SignupsPerBatch)
+            {
+                return (erased, false);
+            }
+        }
+        return (erased, true);
+    }
+}
+
+internal sealed class RetentionSignal : WakeSignal;
+
+/// <summary>On every instance (one at a time does the work): deletes what is due once an interval, and round after round while more is.</summary>
+internal sealed class RetentionWorker(Retention retention, RetentionSignal signal, IOptions<RetentionOptions> options, ILogger<RetentionWorker> logger)
+    : PollingWorker(signal, logger)
+{
+    protected override TimeSpan PollInterval => options.Value.Interval;
+
+    protected override async Task WorkAsync(CancellationToken stoppingToken)
+    {
+        if ((await retention.DeleteDueAsync(stoppingToken)).More)
+        {
+            signal.Wake();
+        }
+    }
+}
+
+internal static class RetentionExtensions
+{
+    public static IServiceCollection AddRetention(this IServiceCollection services) => services.AddFeature("retention", services =>
+    {
+        services.AddDatabase();
+        services.AddSection<RetentionOptions>(RetentionOptions.Section);
+        services.TryAddSingleton<SubscriberData>();
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<Retention>();
+        services.AddSingleton<RetentionSignal>();
+        services.AddHostedService<RetentionWorker>();
+    });
+}

@@ -1,0 +1,141 @@
+using Microsoft.Extensions.DependencyInjection;
+using Subscriptions.Database;
+using Subscriptions.Subscribers;
+using Subscriptions.Tests.Infrastructure;
+
+namespace Subscriptions.Tests;
+
+/// <summary>What is deleted once old (Retention:*): finished deliveries after a year, signups never confirmed a month after their link expired.</summary>
+public sealed class RetentionTests : IAsyncLifetime
+{
+    private readonly TestDatabase _database = new();
+
+    public Task InitializeAsync() => _database.InitializeAsync();
+
+    public async Task DisposeAsync()
+    {
+        await _database.DisposeAsync();
+        await PostgresServer.DropDatabaseAsync(_database.ConnectionString);
+    }
+
+    [Fact]
+    public async Task FinishedDeliveriesPlannedMoreThanAYearAgoGoWithTheirPapersRecordAndTheRestStay()
+    {
+        var (old, _) = await _database.AddSubscriberAsync("old@example.org", "active", null, "lidar");
+        var (other, _) = await _database.AddSubscriberAsync("other@example.org", "active", null, "lidar");
+        // 12,000 finished deliveries of old@ planned 400 days ago and more (three of the walk's batches), one still waiting
+        // among them, then other@'s: one failed and one skipped 370 days ago, one sent 360 days ago, and one planned today.
+        await _database.ExecuteAsync("""
+            INSERT INTO deliveries (subscriber_id, day, papers, status, next_attempt_at, created_at)
+            SELECT @old, date '1990-01-01' + n, '[]', CASE WHEN n = 6000 THEN 'pending' ELSE 'sent' END, now(), now() - interval '400 days' - (12000 - n) * interval '1 minute'
+            FROM generate_series(1, 12000) AS n;
+            INSERT INTO deliveries (subscriber_id, day, papers, status, next_attempt_at, created_at) VALUES
+                (@other, date '2025-11-20', '[]', 'failed', now(), now() - interval '370 days'),
+                (@other, date '2025-11-21', '[]', 'skipped', now(), now() - interval '370 days'),
+                (@other, date '2025-12-03', '[]', 'sent', now(), now() - interval '360 days'),
+                (@other, date '2026-11-27', '[]', 'sent', now(), now());
+            INSERT INTO delivery_papers (subscriber_id, day, paper_ids) SELECT subscriber_id, day, '{1}' FROM deliveries;
+            """, new { old, other });
+
+        await using (var app = RetainingApp())
+        {
+            await app.WaitForFreshRoundAsync<RetentionWorker>();
+        }
+
+        var left = await _database.QueryAsync<(long, DateTime, string)>("SELECT subscriber_id, day, status FROM deliveries ORDER BY subscriber_id, day");
+        var expected = new List<(long, DateTime, string)>
+        {
+            (old, new DateTime(1990, 1, 1).AddDays(6000), "pending"),
+            (other, new DateTime(2025, 12, 3), "sent"),
+            (other, new DateTime(2026, 11, 27), "sent"),
+        };
+        Assert.Equal(expected, left);
+        Assert.Equal([.. expected.Select(row => (row.Item1, row.Item2))],
+            await _database.QueryAsync<(long, DateTime)>("SELECT subscriber_id, day FROM delivery_papers ORDER BY subscriber_id, day"));
+    }
+
+    [Fact]
+    public async Task ASignupNeverConfirmedIsErasedAMonthAfterItsLinkExpiredKeepingItsSuppressionAsAHash()
+    {
+        var (stale, _) = await _database.AddSubscriberAsync("stale@example.org", "pending", null, "what stale@ alone typed", "lidar");
+        var (recent, _) = await _database.AddSubscriberAsync("recent@example.org", "pending", null, "lidar");
+        var (active, _) = await _database.AddSubscriberAsync("active@example.org", "active", null, "lidar");
+        await _database.ExecuteAsync("""
+            UPDATE subscribers SET confirmation_expires_at = now() - interval '31 days' WHERE id IN (@stale, @active);
+            UPDATE subscribers SET confirmation_expires_at = now() - interval '29 days' WHERE id = @recent;
+            INSERT INTO suppressions (email, reason, created_at) VALUES ('stale@example.org', 'hard_bounce', now());
+            INSERT INTO topic_embeddings (topic, model, vector) VALUES ('what stale@ alone typed', 'test', '{1}'), ('lidar', 'test', '{1}');
+            """, new { stale, recent, active });
+
+        await using (var app = RetainingApp())
+        {
+            await app.WaitForFreshRoundAsync<RetentionWorker>();
+        }
+
+        Assert.Equal(["active@example.org", "recent@example.org"], await _database.QueryAsync<string>("SELECT email FROM subscribers ORDER BY email"));
+        Assert.Equal(0, await _database.ScalarAsync<long>("SELECT count(*) FROM topics WHERE subscriber_id = @stale", new { stale }));
+        Assert.Equal(["lidar"], await _database.QueryAsync<string>("SELECT topic FROM topic_embeddings ORDER BY topic"));
+        Assert.Equal([SubscriberData.ErasedKey("stale@example.org")], await _database.QueryAsync<string>("SELECT email FROM suppressions"));
+    }
+
+    [Fact]
+    public async Task ASignupConfirmedOrMadeAgainSinceItWasFoundIsNotErased()
+    {
+        var (confirmed, _) = await _database.AddSubscriberAsync("confirmed@example.org", "active", null, "lidar");
+        var (again, _) = await _database.AddSubscriberAsync("again@example.org", "pending", null, "lidar");
+        await _database.ExecuteAsync("""
+            UPDATE subscribers SET confirmation_expires_at = now() - interval '40 days' WHERE id = @confirmed;
+            UPDATE subscribers SET confirmation_expires_at = now() + interval '7 days' WHERE id = @again;
+            """, new { confirmed, again });
+        await using var app = new TestApp(_database);
+        var data = app.Services.GetRequiredService<SubscriberData>();
+        var expiredBefore = DateTimeOffset.UtcNow - TimeSpan.FromDays(30);
+
+        Assert.False(await data.EraseUnconfirmedAsync(confirmed, expiredBefore, CancellationToken.None));
+        Assert.False(await data.EraseUnconfirmedAsync(again, expiredBefore, CancellationToken.None));
+        Assert.Equal(2, await _database.ScalarAsync<long>("SELECT count(*) FROM subscribers"));
+    }
+
+    [Fact]
+    public async Task ZeroKeepsEverything()
+    {
+        var (stale, _) = await _database.AddSubscriberAsync("stale@example.org", "pending", null, "lidar");
+        await _database.ExecuteAsync("""
+            UPDATE subscribers SET confirmation_expires_at = now() - interval '3 years' WHERE id = @stale;
+            INSERT INTO deliveries (subscriber_id, day, papers, status, next_attempt_at, created_at)
+            VALUES (@stale, date '2020-01-01', '[]', 'sent', now(), now() - interval '3 years');
+            """, new { stale });
+
+        await using (var app = RetainingApp(deliveries: "0", unconfirmedSignups: "0"))
+        {
+            await app.WaitForFreshRoundAsync<RetentionWorker>();
+        }
+
+        Assert.Equal(1, await _database.ScalarAsync<long>("SELECT count(*) FROM subscribers"));
+        Assert.Equal(1, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries"));
+    }
+
+    [Fact]
+    public async Task KeepingDeliveriesLessThanAMonthIsRefusedAtStart()
+    {
+        var (exitCode, _, error) = await ServiceBinary.RunAsync(["serve", "--Retention:Deliveries=7.00:00:00", "--Retention:UnconfirmedSignups=-1.00:00:00"],
+            new Dictionary<string, string>
+            {
+                ["ConnectionStrings__Postgres"] = _database.ConnectionString,
+                ["App__TokenSecret"] = "a-secret-for-the-command-line-tests-only",
+            });
+
+        Assert.Equal(78, exitCode);
+        Assert.Contains("Retention:Deliveries must be 0 (kept for good) or at least 30 days", error);
+        Assert.Contains("Retention:UnconfirmedSignups must be 0 (kept for good) or a positive time", error);
+    }
+
+    /// <summary>The service's own defaults (a year, a month) unless given, each round a fifth of a second apart.</summary>
+    private TestApp RetainingApp(string? deliveries = null, string? unconfirmedSignups = null) =>
+        new(_database, settings: new Dictionary<string, string?>
+        {
+            ["Retention:Deliveries"] = deliveries,
+            ["Retention:UnconfirmedSignups"] = unconfirmedSignups,
+            ["Retention:Interval"] = "00:00:00.200",
+        });
+}
