@@ -24,6 +24,8 @@ public sealed class DigestScheduleTests : IAsyncLifetime
     [InlineData("0 0 7 * * ?", "Europe/Berlin", "2026-11-25T05:30:00Z", "2026-11-24")] // 06:30 in Berlin
     [InlineData("0 0 7 * * ?", "Europe/Berlin", "2026-11-25T06:00:00Z", "2026-11-25")] // 07:00 in Berlin
     [InlineData("0 30 23 * * ?", "America/New_York", "2026-11-26T04:31:00Z", "2026-11-25")] // 23:31 in New York
+    [InlineData("0 30 7 * * ?", "UTC", "2026-11-25T07:10:00Z", "2026-11-25")] // the 07:00 slot has planned the day: minutes are not used
+    [InlineData("0 0 7 ? * MON-FRI", "UTC", "2026-11-28T09:00:00Z", "2026-11-28")] // a Saturday's slot comes too: day fields are not used
     public void AFiringDigestsTheDayOfItsLatestScheduledTime(string schedule, string timeZone, string now, string expected)
     {
         var options = new DigestOptions { Schedule = schedule, TimeZone = timeZone };

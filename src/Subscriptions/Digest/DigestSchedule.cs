@@ -48,21 +48,14 @@ internal static class DigestSchedule
     }
 
     /// <summary>
-    /// The day a firing is for: the local date (in <c>Digest:TimeZone</c>) of the latest scheduled time
-    /// at or before now, so a run that fires late, after a misfire, still digests the day it missed.
+    /// The day of the latest default slot at or before now: today in <c>Digest:TimeZone</c> once the hour of
+    /// <c>Digest:Schedule</c> has come, yesterday before. Slots are hourly and daily, so the schedule's minutes and
+    /// day fields do not count here either.
     /// </summary>
     public static DateOnly DayOfFiring(DigestOptions options, DateTimeOffset now)
     {
-        var zone = options.TimeZoneInfo;
-        var cron = new CronExpression(options.Schedule, zone);
-        DateTimeOffset? latest = null;
-        var next = cron.GetNextValidTimeAfter(now - TimeSpan.FromDays(2));
-        for (var i = 0; next is { } time && time <= now && i < 100_000; i++)
-        {
-            latest = time;
-            next = cron.GetNextValidTimeAfter(time);
-        }
-        return DateOnly.FromDateTime(TimeZoneInfo.ConvertTime(latest ?? now, zone).DateTime);
+        var today = LocalDate(options, now);
+        return DefaultSlot(options, today) <= now ? today : today.AddDays(-1);
     }
 
     /// <summary>The date of an instant in <c>Digest:TimeZone</c>.</summary>
