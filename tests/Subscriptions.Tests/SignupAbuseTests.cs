@@ -107,13 +107,14 @@ public sealed class SignupAbuseTests(TestDatabase database) : IClassFixture<Test
         await using var app = new TestApp(database, _smtp, settings: new Dictionary<string, string?>
         {
             ["App:SignupsPerMinute"] = "1",
-            ["App:KnownProxies"] = "10.0.0.5, 10.0.0.6",
+            // An address, and a network as an ingress controller's pods are (their addresses change).
+            ["App:KnownProxies"] = "10.0.0.6, 10.42.0.0/16",
         });
-        var proxy = IPAddress.Parse("10.0.0.5");
-        var stranger = IPAddress.Parse("192.0.2.99");
+        var proxy = IPAddress.Parse("10.42.7.5");
+        var stranger = IPAddress.Parse("10.43.0.5");
 
         var first = await SignUpFromAsync(app, proxy, Signup("fwd1@example.org"), forwardedFor: "198.51.100.1");
-        var otherClient = await SignUpFromAsync(app, proxy, Signup("fwd2@example.org"), forwardedFor: "198.51.100.2");
+        var otherClient = await SignUpFromAsync(app, IPAddress.Parse("10.0.0.6"), Signup("fwd2@example.org"), forwardedFor: "198.51.100.2");
         var sameClient = await SignUpFromAsync(app, proxy, Signup("fwd3@example.org"), forwardedFor: "198.51.100.1");
         // Not a known proxy: what it forwards is not believed, so both of its signups count against it.
         var untrusted = await SignUpFromAsync(app, stranger, Signup("fwd4@example.org"), forwardedFor: "198.51.100.3");
@@ -169,7 +170,7 @@ public sealed class SignupAbuseTests(TestDatabase database) : IClassFixture<Test
         });
 
         Assert.Equal(78, exitCode);
-        Assert.Contains("App:KnownProxies \"proxy.internal\" is not an IP address", error);
+        Assert.Contains("App:KnownProxies \"proxy.internal\" is not an IP address or network", error);
     }
 
     private static object Signup(string email) => new { email, topics = new[] { "robotics" } };

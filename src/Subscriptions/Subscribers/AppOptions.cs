@@ -21,11 +21,13 @@ internal sealed class AppOptions : IValidatableObject
     [Range(1, 10_000_000, ErrorMessage = "must be between {1} and {2}")]
     public int SignupsPerMinute { get; set; } = 10;
 
-    /// <summary>Reverse proxies (comma-separated IP addresses) trusted to name the client in X-Forwarded-For.</summary>
+    /// <summary>
+    /// Reverse proxies trusted to name the client in X-Forwarded-For: comma-separated IP addresses, or networks in CIDR
+    /// notation (an ingress controller's pods change address, within the cluster's pod network).
+    /// </summary>
     public string? KnownProxies { get; set; }
 
-    public IReadOnlyList<IPAddress> KnownProxyAddresses =>
-        [.. ProxyEntries().Select(entry => IPAddress.TryParse(entry, out var address) ? address : null).OfType<IPAddress>()];
+    public IReadOnlyList<IPNetwork> KnownProxyNetworks => [.. ProxyEntries().Select(ProxyNetwork).OfType<IPNetwork>()];
 
     // Joined as text and parsed once: a digest has two dozen links, and resolving each against a freshly parsed base
     // was a visible part of rendering one. The paths joined here are the service's own, never "../" or absolute.
@@ -33,11 +35,19 @@ internal sealed class AppOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
-        foreach (var entry in ProxyEntries().Where(entry => !IPAddress.TryParse(entry, out _)))
+        foreach (var entry in ProxyEntries().Where(entry => ProxyNetwork(entry) is null))
         {
-            yield return new ValidationResult($"\"{entry}\" is not an IP address; give the proxies' addresses separated by commas, e.g. 10.0.0.5, 10.0.0.6", [nameof(KnownProxies)]);
+            yield return new ValidationResult(
+                $"\"{entry}\" is not an IP address or network; give the proxies' addresses or networks separated by commas, e.g. 10.0.0.5, 10.42.0.0/16",
+                [nameof(KnownProxies)]);
         }
     }
 
     private string[] ProxyEntries() => (KnownProxies ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    /// <summary>An address is the network of itself alone.</summary>
+    private static IPNetwork? ProxyNetwork(string entry) =>
+        IPAddress.TryParse(entry, out var address) ? new IPNetwork(address, address.GetAddressBytes().Length * 8)
+        : IPNetwork.TryParse(entry, out var network) ? network
+        : null;
 }

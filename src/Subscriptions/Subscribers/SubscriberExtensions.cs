@@ -40,7 +40,7 @@ internal static class SubscriberExtensions
         // (UseForwardedHeaders). ASPNETCORE_FORWARDEDHEADERS_ENABLED=true trusts any proxy; App:KnownProxies only those.
         services.AddOptions<ForwardedHeadersOptions>().Configure<IOptions<AppOptions>>((forwarded, app) =>
         {
-            if (app.Value.KnownProxyAddresses is not { Count: > 0 } proxies)
+            if (app.Value.KnownProxyNetworks is not { Count: > 0 } proxies)
             {
                 return;
             }
@@ -49,7 +49,7 @@ internal static class SubscriberExtensions
             forwarded.KnownProxies.Clear();
             foreach (var proxy in proxies)
             {
-                forwarded.KnownProxies.Add(proxy);
+                forwarded.KnownIPNetworks.Add(proxy);
             }
             // Each hop is taken only while the address it came from is a known proxy, so a chain of them works.
             forwarded.ForwardLimit = null;
