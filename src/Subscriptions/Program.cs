@@ -41,12 +41,12 @@ static async Task<int> ServeAsync(string[] settings)
 
     var app = builder.Build();
 
+    // Every bad setting at once, before anything starts (or reads one of them to set up a route).
+    app.Services.GetRequiredService<IStartupValidator>().Validate();
+
     app.UseMetricsPort().UseWeb().UseOperatorConsole();
 
     app.MapSubscribers().MapPreferences().MapPapers().MapMatching().MapHealth().MapBounces().MapObservability().MapOperatorConsole();
-
-    // Every bad setting at once, before anything starts.
-    app.Services.GetRequiredService<IStartupValidator>().Validate();
     await app.RunBoundedAsync();
     return Verbs.Done;
 }

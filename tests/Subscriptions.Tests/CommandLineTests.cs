@@ -21,7 +21,8 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
     public async Task EveryBadSettingIsNamedByItsKey()
     {
         var (exitCode, _, error) = await RunAsync(
-            ["serve", "--Smtp:Port=99999", "--Mail:From=not an address", "--App:BaseUrl=ftp://example.org", "--App:TokenSecret=short", "--Mail:BounceAddress=bounces+x@example.org"],
+            ["serve", "--Smtp:Port=99999", "--Mail:From=not an address", "--App:BaseUrl=ftp://example.org", "--App:TokenSecret=short", "--Mail:BounceAddress=bounces+x@example.org",
+             "--Papers:Sources=huggingface,file", "--Metrics:Port=8080"],
             new() { ["ConnectionStrings__Postgres"] = database.ConnectionString });
 
         Assert.Equal(78, exitCode);
@@ -30,6 +31,8 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
         Assert.Contains("App:BaseUrl must be an absolute http:// or https:// URL", error);
         Assert.Contains("App:TokenSecret must be at least 32 characters long", error);
         Assert.Contains("Mail:BounceAddress", error);
+        Assert.Contains("Papers:File:Path is required when Sources lists file", error);
+        Assert.Contains("Metrics:Port (8080) must be a port of its own; the app serves on http://localhost:8080", error);
     }
 
     [Fact]
@@ -147,6 +150,16 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
         Assert.Contains("file         FAILED: /nonexistent/papers.json does not exist", missing.Output);
         Assert.Equal(64, badDate.ExitCode);
         Assert.Contains("expected a day as YYYY-MM-DD", badDate.Error);
+    }
+
+    [Fact]
+    public async Task ADryRunOfAnHourlySlotIsRefusedRatherThanRenderingEveryonesEmail()
+    {
+        var (exitCode, _, error) = await RunAsync(["digest", "--at", "2026-11-25T07:00:00Z", "--dry-run", "--no-ingest"],
+            new() { ["ConnectionStrings__Postgres"] = database.ConnectionString, ["App__TokenSecret"] = Secret });
+
+        Assert.Equal(64, exitCode);
+        Assert.Contains("--dry-run renders a day's digest for every active subscriber (--date), not an hourly slot's (--at)", error);
     }
 
     [Fact]

@@ -292,6 +292,26 @@ public sealed partial class OperatorConsoleTests(TestDatabase database) : IClass
     }
 
     [Fact]
+    public async Task AdminAddRefusesAPasswordFromStandardInputThatSignInWouldNeverAccept()
+    {
+        var environment = new Dictionary<string, string>
+        {
+            ["ConnectionStrings__Postgres"] = database.ConnectionString,
+            ["App__TokenSecret"] = "test-secret-that-is-long-enough-to-sign-links",
+        };
+
+        var tooLong = await ServiceBinary.RunAsync(["admin", "add", "long.password@example.org", "--password-stdin"], environment, new string('p', 1025) + "\n");
+        var tooShort = await ServiceBinary.RunAsync(["admin", "add", "long.password@example.org", "--password-stdin"], environment, "short\n");
+        var longest = await ServiceBinary.RunAsync(["admin", "add", "long.password@example.org", "--password-stdin"], environment, new string('p', 1024) + "\n");
+
+        Assert.Equal((64, 64), (tooLong.ExitCode, tooShort.ExitCode));
+        Assert.Contains("The password must be 12 to 1024 characters long.", tooLong.Error);
+        Assert.True(longest.ExitCode == 0, longest.Error);
+        using var client = BrowserClient();
+        Assert.Equal("/admin", (await SignInAsync(client, "long.password@example.org", new string('p', 1024))).Headers.Location?.OriginalString);
+    }
+
+    [Fact]
     public async Task AdminAddPrintsAOneTimePasswordThatSignsInOnlyToChooseAnother()
     {
         var environment = new Dictionary<string, string>

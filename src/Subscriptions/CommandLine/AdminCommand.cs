@@ -19,7 +19,7 @@ internal static class AdminCommand
         });
         var passwordStdin = new Option<bool>("--password-stdin")
         {
-            Description = $"Read the password from the first line of standard input (at least {OperatorAccounts.MinPasswordLength} characters) instead of generating one.",
+            Description = $"Read the password from the first line of standard input ({OperatorAccounts.MinPasswordLength} to {OperatorAccounts.MaxPasswordLength} characters) instead of generating one.",
         };
         var add = new Command("add", "Create an operator account for the console (/admin), or give an existing one a new password, ending its sessions. " +
             "Prints a generated password once, unless --password-stdin.") { email, passwordStdin };
@@ -30,9 +30,9 @@ internal static class AdminCommand
             if (result.GetValue(passwordStdin))
             {
                 password = (await Console.In.ReadLineAsync(cancellationToken) ?? "").TrimEnd('\r', '\n');
-                if (password.Length < OperatorAccounts.MinPasswordLength)
+                if (password.Length is < OperatorAccounts.MinPasswordLength or > OperatorAccounts.MaxPasswordLength)
                 {
-                    Console.Error.WriteLine($"The password must be at least {OperatorAccounts.MinPasswordLength} characters long.");
+                    Console.Error.WriteLine($"The password must be {OperatorAccounts.MinPasswordLength} to {OperatorAccounts.MaxPasswordLength} characters long.");
                     return Verbs.BadArguments;
                 }
             }

@@ -39,6 +39,11 @@ internal static class DigestCommand
             {
                 result.AddError("--date and --at: give one or the other");
             }
+            // A dry run renders the day's email for every active subscriber; it does not know a slot's subscribers.
+            if (result.GetResult(at) is not null && result.GetValue(dryRun))
+            {
+                result.AddError("--dry-run renders a day's digest for every active subscriber (--date), not an hourly slot's (--at)");
+            }
         });
         command.SetAction(async result =>
         {

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Options;
 using Npgsql;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
@@ -44,10 +45,12 @@ internal static class ObservabilityExtensions
                 .AddPrometheusExporter());
             if (metrics.Port is { } port)
             {
+                var appAddresses = AppAddresses(builder.Configuration).ToList();
+                builder.Services.AddSingleton<IValidateOptions<MetricsOptions>>(new MetricsPortOfItsOwn(appAddresses));
                 // One more listener, beside the app's own, that serves only /metrics (see MapObservability). Set as `urls`, which
                 // Kestrel takes over `http_ports` and `https_ports` (ASPNETCORE_HTTP_PORTS is how the container image names
                 // its port): those become addresses too, or the app's own port would be lost.
-                builder.WebHost.UseUrls([.. AppAddresses(builder.Configuration), $"http://*:{port}"]);
+                builder.WebHost.UseUrls([.. appAddresses, $"http://*:{port}"]);
             }
         }
         if (otlp)
@@ -59,6 +62,31 @@ internal static class ObservabilityExtensions
                 .AddOtlpExporter());
         }
         return builder;
+    }
+
+    /// <summary>
+    /// <c>Metrics:Port</c> must be a port the app does not serve on: the same port twice failed start-up with an unhandled
+    /// "address already in use", and a port the app serves on besides would have answered only <c>/metrics</c> there.
+    /// </summary>
+    private sealed class MetricsPortOfItsOwn(IReadOnlyList<string> appAddresses) : IValidateOptions<MetricsOptions>
+    {
+        public ValidateOptionsResult Validate(string? name, MetricsOptions options) =>
+            options.Port is { } port && appAddresses.FirstOrDefault(address => PortOf(address) == port) is { } clash
+                ? ValidateOptionsResult.Fail($"{MetricsOptions.Section}:{nameof(MetricsOptions.Port)} ({port}) must be a port of its own; the app serves on {clash}")
+                : ValidateOptionsResult.Success;
+
+        // An address Kestrel cannot read either is left for Kestrel to refuse, in its own words.
+        private static int? PortOf(string address)
+        {
+            try
+            {
+                return BindingAddress.Parse(address).Port;
+            }
+            catch (FormatException)
+            {
+                return null;
+            }
+        }
     }
 
     private static IEnumerable<string> AppAddresses(IConfiguration configuration)
@@ -74,7 +102,7 @@ internal static class ObservabilityExtensions
     {
         // The queue-depth gauge exists once the instruments do, whether or not anything has been counted yet.
         endpoints.ServiceProvider.GetRequiredService<ServiceMetrics>();
-        var metrics = endpoints.ServiceProvider.GetRequiredService<Microsoft.Extensions.Options.IOptions<MetricsOptions>>().Value;
+        var metrics = endpoints.ServiceProvider.GetRequiredService<IOptions<MetricsOptions>>().Value;
         if (metrics.Enabled)
         {
             endpoints.MapPrometheusScrapingEndpoint("/metrics");

@@ -12,6 +12,9 @@ internal sealed class OperatorAccounts(NpgsqlDataSource dataSource, TimeProvider
 {
     public const int MinPasswordLength = 12;
 
+    /// <summary>The longest password sign-in hashes (a longer one is refused before any hashing, so it can never be used).</summary>
+    public const int MaxPasswordLength = 1024;
+
     // The hasher only uses its type argument to pass the user to overridable methods; the default ignores it.
     private static readonly PasswordHasher<OperatorAccount> Hasher = new();
 

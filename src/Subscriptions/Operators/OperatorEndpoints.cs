@@ -12,7 +12,6 @@ namespace Subscriptions.Operators;
 /// <summary>The operator console: sign-in, the dashboard, run controls, subscriber lookup and its actions. Every page is a Razor component.</summary>
 internal static class OperatorEndpoints
 {
-    private const int MaxPasswordLength = 1024;
 
     public static IEndpointRouteBuilder MapOperatorConsole(this IEndpointRouteBuilder endpoints)
     {
@@ -45,7 +44,7 @@ internal static class OperatorEndpoints
         var form = await context.Request.ReadFormAsync(cancellationToken);
         string email = form["email"].ToString(), password = form["password"].ToString();
         // A control character is in no address (and a NUL is one PostgreSQL cannot even compare): refused like a wrong password.
-        var account = email.Length is > 0 and <= EmailAddresses.MaxLength && !email.Any(char.IsControl) && password.Length is > 0 and <= MaxPasswordLength
+        var account = email.Length is > 0 and <= EmailAddresses.MaxLength && !email.Any(char.IsControl) && password.Length is > 0 and <= OperatorAccounts.MaxPasswordLength
             ? await accounts.VerifyAsync(email, password, cancellationToken)
             : null;
         if (account is null)
@@ -101,14 +100,14 @@ internal static class OperatorEndpoints
     {
         var form = await context.Request.ReadFormAsync(cancellationToken);
         string password = form["password"].ToString(), repeated = form["repeat"].ToString(), current = form["current"].ToString();
-        var error = password.Length < OperatorAccounts.MinPasswordLength || password.Length > MaxPasswordLength
-            ? $"The password must be {OperatorAccounts.MinPasswordLength} to {MaxPasswordLength} characters long."
+        var error = password.Length < OperatorAccounts.MinPasswordLength || password.Length > OperatorAccounts.MaxPasswordLength
+            ? $"The password must be {OperatorAccounts.MinPasswordLength} to {OperatorAccounts.MaxPasswordLength} characters long."
             : !string.Equals(password, repeated, StringComparison.Ordinal) ? "The two passwords differ." : null;
         if (error is not null || !long.TryParse(context.User.FindFirstValue(ClaimTypes.NameIdentifier), out var id))
         {
             return PasswordPage(error ?? "Sign in again.", context, StatusCodes.Status400BadRequest);
         }
-        if (AsksForCurrentPassword(context) && (current.Length > MaxPasswordLength
+        if (AsksForCurrentPassword(context) && (current.Length > OperatorAccounts.MaxPasswordLength
             || await accounts.VerifyAsync(context.User.FindFirstValue(ClaimTypes.Name) ?? "", current, cancellationToken) is not { } verified || verified.Id != id))
         {
             logger.LogWarning("Operator {Operator}: a new password was refused, the current one given was wrong", context.User.FindFirstValue(ClaimTypes.Name));

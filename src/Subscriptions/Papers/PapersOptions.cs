@@ -29,6 +29,10 @@ internal sealed class PapersOptions : IValidatableObject
             yield return new ValidationResult(
                 $"must list one or more of {string.Join(", ", KnownSources)}; \"{Sources}\" does not", [nameof(Sources)]);
         }
+        if (SourceList.Contains(FileSource.SourceName, StringComparer.OrdinalIgnoreCase) && string.IsNullOrWhiteSpace(File.Path))
+        {
+            yield return new ValidationResult($"is required when {nameof(Sources)} lists {FileSource.SourceName}: the file its daily run reads", ["File:Path"]);
+        }
         if (!Uri.TryCreate(HuggingFace.BaseUrl, UriKind.Absolute, out _))
         {
             yield return new ValidationResult("must be an absolute URL", ["HuggingFace:BaseUrl"]);

@@ -13,10 +13,10 @@ internal static class WebExtensions
     public const int MaxFormFields = 64;
     public const int MaxFormKeyLength = 256;
 
-    /// <summary>Serves on http://localhost:8080 unless <c>urls</c> (or <c>ASPNETCORE_URLS</c>, <c>http_ports</c>) says otherwise.</summary>
+    /// <summary>Serves on http://localhost:8080 unless <c>urls</c> (or <c>ASPNETCORE_URLS</c>, <c>http_ports</c>, <c>https_ports</c>) says otherwise.</summary>
     public static WebApplicationBuilder WithDefaultUrl(this WebApplicationBuilder builder)
     {
-        if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["http_ports"]))
+        if (new[] { "urls", "http_ports", "https_ports" }.All(key => string.IsNullOrEmpty(builder.Configuration[key])))
         {
             builder.WebHost.UseUrls("http://localhost:8080");
         }

@@ -6,10 +6,11 @@ namespace Subscriptions.Tests.Infrastructure;
 /// <summary>The service binary run as an operator runs it: <c>dotnet Subscriptions.dll VERB …</c>, with only the given settings.</summary>
 public static class ServiceBinary
 {
-    public static Process Start(string[] arguments, IReadOnlyDictionary<string, string> environment)
+    public static Process Start(string[] arguments, IReadOnlyDictionary<string, string> environment, bool withInput = false)
     {
         var start = new ProcessStartInfo("dotnet")
         {
+            RedirectStandardInput = withInput,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             WorkingDirectory = Path.GetTempPath(),
@@ -95,9 +96,15 @@ public static class ServiceBinary
         }
     }
 
-    public static async Task<(int ExitCode, string Output, string Error)> RunAsync(string[] arguments, IReadOnlyDictionary<string, string> environment)
+    /// <summary>Runs a verb to its end; <paramref name="input"/>, when given, is its standard input.</summary>
+    public static async Task<(int ExitCode, string Output, string Error)> RunAsync(string[] arguments, IReadOnlyDictionary<string, string> environment, string? input = null)
     {
-        using var process = Start(arguments, environment);
+        using var process = Start(arguments, environment, withInput: input is not null);
+        if (input is not null)
+        {
+            await process.StandardInput.WriteAsync(input);
+            process.StandardInput.Close();
+        }
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(90));
