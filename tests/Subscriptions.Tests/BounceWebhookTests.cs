@@ -3,6 +3,8 @@ using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Subscriptions.Email;
 using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
@@ -47,8 +49,8 @@ public sealed class BounceWebhookTests(TestDatabase database) : IClassFixture<Te
             INSERT INTO deliveries (subscriber_id, day, papers, status, attempts, next_attempt_at, created_at, sent_at)
             VALUES (@subscriberId, '2026-11-24', '[]', 'sent', 1, now(), now(), now()) RETURNING id
             """, new { subscriberId });
-        var messageId = $"delivery-{deliveryId}.20261124@subscriptions.test"; // as the digest derives it
-        await database.ExecuteAsync("UPDATE deliveries SET message_id = @messageId WHERE id = @deliveryId", new { messageId, deliveryId });
+        // As the digest makes it: the delivery and its day, with a MAC of them.
+        var messageId = $"{_app.Services.GetRequiredService<MessageIds>().ForDelivery(deliveryId, new DateOnly(2026, 11, 24))}@subscriptions.test";
 
         // The provider names a forwarding address, not the subscriber's: the Message-ID decides.
         var response = await PostAsync($$"""{"type":"complaint","email":"forwarded@example.net","messageId":"<{{messageId}}>"}""");

@@ -61,7 +61,7 @@ public sealed class DigestScheduleTests : IAsyncLifetime
         // Due long ago for that clock: the second instance fires it once as it starts.
         await _database.ExecuteAsync("UPDATE qrtz_triggers SET next_fire_time = @due WHERE trigger_name = 'daily-digest'",
             new { due = DateTimeOffset.UtcNow.AddMinutes(-3).UtcTicks });
-        var started = DateTimeOffset.UtcNow;
+        var firedBefore = await PreviousFireTimeAsync();
 
         await using var app = new TestApp(_database, smtp, time, settings);
         _ = app.Services;
@@ -69,7 +69,7 @@ public sealed class DigestScheduleTests : IAsyncLifetime
         var message = await smtp.WaitForMessageToAsync("scheduled@example.org", TimeSpan.FromSeconds(30));
         Assert.Contains("Diffusion Policies for Dexterous Manipulation", message.TextBody);
         await smtp.WaitForMessageToAsync("berlin8@example.org", TimeSpan.FromSeconds(30));
-        await WaitForFiringFinishedAfterAsync(app, started);
+        await WaitForFiringFinishedAsync(app, firedBefore);
         await app.WaitForFreshRoundAsync<DeliveryWorker>();
         Assert.Empty(smtp.MessagesTo("berlin9@example.org"));
         Assert.True(await _database.ScalarAsync<long>("SELECT count(*) FROM qrtz_scheduler_state WHERE sched_name = 'Subscriptions'") >= 1);
@@ -115,7 +115,7 @@ public sealed class DigestScheduleTests : IAsyncLifetime
         await _database.ExecuteAsync("UPDATE qrtz_triggers SET next_fire_time = @due WHERE trigger_name = 'daily-digest'",
             new { due = DateTimeOffset.UtcNow.AddHours(-2).UtcTicks });
 
-        var secondStarted = DateTimeOffset.UtcNow;
+        var firedBefore = await PreviousFireTimeAsync();
         await using var second = new TestApp(_database, smtp, time, settings);
         _ = second.Services;
 
@@ -126,7 +126,7 @@ public sealed class DigestScheduleTests : IAsyncLifetime
             Assert.EndsWith("10 Jan 2030", message.Subject, StringComparison.Ordinal);
             Assert.Contains(hour == 6 ? "Lidar Odometry at Night" : "Diffusion Policies for Dexterous Manipulation", message.TextBody);
         }
-        await WaitForFiringFinishedAfterAsync(second, secondStarted);
+        await WaitForFiringFinishedAsync(second, firedBefore);
         await second.WaitForFreshRoundAsync<DeliveryWorker>();
         Assert.All(new[] { 6, 7, 8, 9 }, hour => Assert.Single(smtp.MessagesTo($"missed{hour}@example.org")));
         Assert.Empty(smtp.MessagesTo("missed5@example.org")); // planned before the outage (here: found nothing)
@@ -184,10 +184,10 @@ public sealed class DigestScheduleTests : IAsyncLifetime
         }
         await _database.ExecuteAsync("UPDATE qrtz_triggers SET next_fire_time = @due WHERE trigger_name = 'daily-digest'",
             new { due = DateTimeOffset.UtcNow.AddMinutes(-3).UtcTicks });
-        var started = DateTimeOffset.UtcNow;
+        var firedBefore = await PreviousFireTimeAsync();
         var app = new TestApp(_database, smtp, time, settings);
         _ = app.Services;
-        await WaitForFiringFinishedAfterAsync(app, started);
+        await WaitForFiringFinishedAsync(app, firedBefore);
         return app;
     }
 
@@ -197,16 +197,22 @@ public sealed class DigestScheduleTests : IAsyncLifetime
         await _database.ExecuteAsync("UPDATE subscribers SET time_zone = @timeZone, delivery_hour = @hour WHERE id = @id", new { id, timeZone, hour });
     }
 
-    /// <summary>Returns once a firing of the daily trigger scheduled after <paramref name="since"/> has finished its job.</summary>
-    private static async Task WaitForFiringFinishedAfterAsync(TestApp app, DateTimeOffset since)
+    /// <summary>The daily trigger's previous fire time as the job store has it (on the app's clock), before an app starts.</summary>
+    private async Task<long?> PreviousFireTimeAsync() =>
+        (await _database.QueryAsync<long?>("SELECT prev_fire_time FROM qrtz_triggers WHERE trigger_name = 'daily-digest'")).SingleOrDefault();
+
+    /// <summary>
+    /// Returns once a firing of the daily trigger after the one recorded as <paramref name="firedBefore"/> has finished its
+    /// job. (The fire times are on the app's shifted clock: compared with the real clock, any firing ever was "after".)
+    /// </summary>
+    private async Task WaitForFiringFinishedAsync(TestApp app, long? firedBefore)
     {
         var scheduler = await app.Services.GetRequiredService<ISchedulerFactory>().GetScheduler();
         var trigger = new TriggerKey("daily-digest");
         // The job disallows concurrent execution, so the store keeps its trigger Blocked from the firing
         // (which also records the previous fire time) until the job has returned.
         await Eventually.TrueAsync(
-            async () => (await scheduler.GetTrigger(trigger))?.PreviousFireTimeUtc > since
-                && await scheduler.GetTriggerState(trigger) == TriggerState.Normal,
-            $"a firing of the daily digest scheduled after {since:O} to finish", TimeSpan.FromSeconds(30));
+            async () => await PreviousFireTimeAsync() != firedBefore && await scheduler.GetTriggerState(trigger) == TriggerState.Normal,
+            $"a firing of the daily digest after the one of {firedBefore} to finish", TimeSpan.FromSeconds(30));
     }
 }

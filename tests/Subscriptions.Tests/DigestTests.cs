@@ -429,14 +429,14 @@ public sealed class DigestTests : IAsyncLifetime
     [Fact]
     public async Task ARelaySlowToAnswerGetsEachDigestOnce()
     {
-        // Each message takes the relay 1.2 s of the 4 s a send may take; two senders share the one connection. (With 2 s, a
+        // Each message takes the relay 1.2 s of the 10 s a send may take; two senders share the one connection. (With 2 s, a
         // loaded test machine sometimes took longer: a send that times out is tried again, and a relay that had the message
         // by then gets it twice, with the same Message-ID.)
         _smtp.DelayReplies(TimeSpan.FromSeconds(1.2));
         await RunADayAndAssertEachGotOneEmailAsync("slow", 4, new Dictionary<string, string?>
         {
             ["Smtp:Connections"] = "1",
-            ["Smtp:Timeout"] = "00:00:04",
+            ["Smtp:Timeout"] = "00:00:10",
             ["Digest:BatchSize"] = "1",
         });
     }

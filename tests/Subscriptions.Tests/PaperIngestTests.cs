@@ -146,7 +146,7 @@ public sealed class PaperIngestTests(TestDatabase database) : IClassFixture<Test
             }
             await FakeSourceServer.Json(context, HuggingFaceDay);
         });
-        await using var app = AppFor(source, ("Papers:Http:Timeout", "00:00:00.500"));
+        await using var app = AppFor(source, ("Papers:Http:Timeout", "00:00:02"));
 
         var report = Assert.Single(await IngestAsync(app, "2026-11-15", "huggingface"));
 
@@ -177,7 +177,7 @@ public sealed class PaperIngestTests(TestDatabase database) : IClassFixture<Test
             }
             await FakeSourceServer.Json(context, HuggingFaceDay);
         });
-        await using var app = AppFor(source, ("Papers:Http:Timeout", "00:00:00.500"));
+        await using var app = AppFor(source, ("Papers:Http:Timeout", "00:00:02"));
 
         var report = Assert.Single(await IngestAsync(app, day, "huggingface"));
 

@@ -150,19 +150,36 @@ public sealed class PreviewAndPreferencesTests(TestDatabase database) : IClassFi
     [Fact]
     public async Task APreferencesLinkOpensOnlyItsOwnSubscription()
     {
-        var (victim, _) = await AddActiveSubscriberAsync("victim@example.org", "lidar");
+        var (victim, victimKey) = await database.AddSubscriberAsync("victim@example.org", "active", maxPapers: null, "lidar");
         var (_, token) = await AddActiveSubscriberAsync("attacker@example.org", "radar");
         var tokens = _app.Services.GetRequiredService<LinkTokens>();
-        var unsubscribeToken = tokens.Create(LinkPurpose.Unsubscribe, victim, new byte[16]);
         var tampered = token[..^2] + (token[^2] == 'A' ? "BA" : "AA");
+        // The victim's own links of every other purpose, signed over the right key: only the purpose tells them apart.
+        var otherPurposes = new[] { LinkPurpose.Unsubscribe, LinkPurpose.Feed, LinkPurpose.Confirm }.Select(purpose => tokens.Create(purpose, victim, victimKey));
+        var paper = await database.ScalarAsync<long>("""
+            INSERT INTO papers (paper_key, title, created_at, updated_at) VALUES ('title:a-paper-the-victim-was-sent', 'A paper', now(), now()) RETURNING id
+            """);
+        await database.ExecuteAsync("""
+            INSERT INTO deliveries (subscriber_id, day, papers, status, next_attempt_at, created_at) VALUES (@victim, '2026-11-20', '[]', 'sent', now(), now());
+            INSERT INTO delivery_papers (subscriber_id, day, paper_ids) VALUES (@victim, '2026-11-20', ARRAY[@paper]);
+            """, new { victim, paper });
 
-        foreach (var bad in new[] { tampered, unsubscribeToken, "x" })
+        foreach (var bad in new[] { tampered, "x" }.Concat(otherPurposes))
         {
             Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync($"/preferences?token={bad}")).StatusCode);
             Assert.Equal(HttpStatusCode.NotFound,
                 (await _client.PostFormAsync($"/preferences?token={bad}", ("topics", "hacked"), ("max_papers", "1"))).StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync($"/preferences/export?token={bad}")).StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await _client.PostFormAsync($"/preferences/erase?token={bad}", ("confirm", "yes"))).StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync($"/feedback?token={bad}&paper={paper}&more=1")).StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await _client.PostFormAsync($"/feedback?token={bad}&paper={paper}&more=0")).StatusCode);
         }
         Assert.Equal(["lidar"], await database.QueryAsync<string>("SELECT text FROM topics WHERE subscriber_id = @id", new { id = victim }));
+        Assert.Equal(0, await database.ScalarAsync<long>("SELECT count(*) FROM paper_feedback WHERE subscriber_id = @id", new { id = victim }));
+        // The victim's own preferences link does open them, and rates the paper: the 404s above are the purpose's.
+        var own = tokens.Create(LinkPurpose.Preferences, victim, victimKey);
+        Assert.Equal(HttpStatusCode.OK, (await _client.GetAsync($"/preferences/export?token={own}")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await _client.GetAsync($"/feedback?token={own}&paper={paper}&more=1")).StatusCode);
 
         // After unsubscribing, the link shows nothing any more.
         await database.ExecuteAsync("UPDATE subscribers SET status = 'unsubscribed' WHERE email = 'attacker@example.org'");

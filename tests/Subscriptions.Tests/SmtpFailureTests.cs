@@ -57,6 +57,27 @@ public sealed class SmtpFailureTests(TestDatabase database) : IClassFixture<Test
     }
 
     [Fact]
+    public async Task ASignupIsAnsweredWhileTheRelayHoldsItsConfirmation()
+    {
+        // A relay that takes the message and never answers: a signup that sent its confirmation itself would wait on it
+        // for Smtp:Timeout (30 s here), and longer with the retries.
+        await using var smtp = await TestSmtpServer.StartNewAsync();
+        smtp.HoldAfter(0);
+        await using var app = new TestApp(database, smtp, settings: new Dictionary<string, string?> { ["Smtp:Timeout"] = "00:00:30" });
+        using var client = app.CreatePlainClient();
+
+        var stopwatch = Stopwatch.StartNew();
+        var response = await client.SignUpAsync("held@example.org", "robotics");
+        stopwatch.Stop();
+
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        await Eventually.TrueAsync(() => smtp.Held == 1, "the relay to hold the confirmation");
+        Assert.Equal(["held@example.org"], smtp.HeldRecipients);
+        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(10), $"The signup waited {stopwatch.Elapsed} on the mail server.");
+        smtp.DiscardHeld();
+    }
+
+    [Fact]
     public async Task ConfirmationsNotTriedWhileTheCircuitIsOpenCostNoAttempt()
     {
         await using var smtp = new TestSmtpServer(); // nothing listening: every connection is refused

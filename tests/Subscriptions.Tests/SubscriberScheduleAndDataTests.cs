@@ -157,12 +157,16 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
         Assert.Contains("Matched your topic: lidar", entry.Element(Atom + "summary")!.Value);
         Assert.Equal("lidar", (string?)entry.Element(Atom + "category")?.Attribute("term"));
 
-        await _client.PostAsync(TestApp.LinkIn(email, "/unsubscribe"), null);
-        var after = await _client.GetAsync(feedLink);
+        // While the feed link works: a forged one, and the subscriber's own links of other purposes, do not.
         var forged = await _client.GetAsync("/feed?token=AAAA" + feedLink.Split("token=")[1][4..]);
         var preferencesToken = await _client.GetAsync("/feed?token=" + TestApp.LinkIn(email, "/preferences").Split("token=")[1]);
-        Assert.Equal([HttpStatusCode.NotFound, HttpStatusCode.NotFound, HttpStatusCode.NotFound], [after.StatusCode, forged.StatusCode, preferencesToken.StatusCode]);
-        foreach (var refused in new[] { after, forged, preferencesToken })
+        var unsubscribeToken = await _client.GetAsync("/feed?token=" + TestApp.LinkIn(email, "/unsubscribe").Split("token=")[1]);
+        Assert.Equal(HttpStatusCode.OK, (await _client.GetAsync(feedLink)).StatusCode);
+        await _client.PostAsync(TestApp.LinkIn(email, "/unsubscribe"), null);
+        var after = await _client.GetAsync(feedLink);
+        Assert.Equal([HttpStatusCode.NotFound, HttpStatusCode.NotFound, HttpStatusCode.NotFound, HttpStatusCode.NotFound],
+            [after.StatusCode, forged.StatusCode, preferencesToken.StatusCode, unsubscribeToken.StatusCode]);
+        foreach (var refused in new[] { after, forged, preferencesToken, unsubscribeToken })
         {
             await AssertBareNotFoundAsync(refused, "token");
         }
