@@ -179,6 +179,28 @@ public sealed class BounceMailboxTests(TestDatabase database, DovecotServer dove
     });
 
     [Fact]
+    public Task AMessageLargerThanAnyReportIsLeftUnreadAndCountedAndTheRoundGoesOn() => WithOwnMailboxAsync(async (ownDatabase, ownDovecot) =>
+    {
+        await ownDatabase.AddSubscriberAsync("exim-hard@example.org", "active", null, "lidar");
+        await ownDatabase.AddSubscriberAsync("gmail-hard@example.org", "active", null, "lidar");
+        // A true report about exim-hard@, padded past the limit (anyone can write to the bounce mailbox): read whole, such a
+        // message took that much memory, and as many of them as came.
+        var padding = string.Concat(Enumerable.Repeat(new string('x', 76) + "\n", BounceMailbox.MaxReportBytes / 77 + 1));
+        ownDovecot.Deliver(Path.Combine(Samples, "exim-rejected.eml"),
+            ("This message was created automatically by mail delivery software.", "This message was created automatically by mail delivery software.\n" + padding));
+        ownDovecot.Deliver(Path.Combine(Samples, "gmail-no-such-user.eml"));
+        await using var app = new TestApp(ownDatabase, settings: new Dictionary<string, string?>(ownDovecot.Settings) { ["Bounces:PollInterval"] = "00:00:00.050" });
+
+        await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
+
+        Assert.Equal("active", await ownDatabase.SubscriberStatusAsync("exim-hard@example.org"));
+        Assert.Equal("bounced", await ownDatabase.SubscriberStatusAsync("gmail-hard@example.org"));
+        Assert.Single(await ownDovecot.SubjectsAsync("INBOX"));
+        Assert.Single(await ownDovecot.SubjectsAsync("Processed"));
+        Assert.Equal(1, app.Services.GetRequiredService<BounceMailbox>().UnreadableCount);
+    });
+
+    [Fact]
     public Task AReportIsBelievedOnlyAboutAnEmailOfOursOrASubscribersAddress() => WithOwnMailboxAsync(async (ownDatabase, ownDovecot) =>
     {
         var (guessed, _) = await ownDatabase.AddSubscriberAsync("guessed@example.org", "active", null, "lidar");

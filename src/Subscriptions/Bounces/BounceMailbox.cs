@@ -27,6 +27,12 @@ internal sealed class BounceMailbox(
 {
     private const long ReaderLockKey = 0x5375_6273_426F_756E; // "SubsBoun"
     private const int MessagesPerTransaction = 200;
+
+    /// <summary>
+    /// The largest message read as a report: a report returns at most the headers or the whole of one of our emails (~25 KB),
+    /// but anyone can write to this mailbox, and a message is read whole into memory.
+    /// </summary>
+    public const int MaxReportBytes = 2 * 1024 * 1024;
     private readonly ConcurrentDictionary<(uint Validity, uint Uid), bool> _unreadable = new();
     private readonly Counter<long> _unreadableCounter = meters.Create("Subscriptions.Bounces")
         .CreateCounter<long>("subscriptions_bounce_messages_unreadable", description: "Messages in the bounce mailbox that are not a readable DSN or ARF report");
@@ -75,9 +81,14 @@ internal sealed class BounceMailbox(
         {
             var read = new List<UniqueId>();
             var events = new List<BounceEvent>();
+            var sizes = (await inbox.FetchAsync(chunk, new FetchRequest(MessageSummaryItems.UniqueId | MessageSummaryItems.Size), cancellationToken))
+                .ToDictionary(summary => summary.UniqueId, summary => summary.Size);
             foreach (var uid in chunk)
             {
-                if (await ReadAsync(inbox, uid, cancellationToken) is { } found)
+                var found = sizes.GetValueOrDefault(uid) is > MaxReportBytes and var size
+                    ? LeftAsTooLarge(uid, size)
+                    : await ReadAsync(inbox, uid, cancellationToken);
+                if (found is not null)
                 {
                     read.Add(uid);
                     var report = new MailboxMessage(mailbox, inbox.UidValidity, uid.Id);
@@ -99,6 +110,12 @@ internal sealed class BounceMailbox(
         }
         await client.DisconnectAsync(quit: true, cancellationToken);
         return new MailboxRound(processed, newlyUnreadable, suppressed);
+    }
+
+    private IReadOnlyList<BounceEvent>? LeftAsTooLarge(UniqueId uid, uint? size)
+    {
+        logger.LogWarning("Left message {Uid} ({Size} bytes) in the bounce mailbox: larger than any report ({Limit} bytes), so not read", uid, size, MaxReportBytes);
+        return null;
     }
 
     private async Task<IReadOnlyList<BounceEvent>?> ReadAsync(IMailFolder inbox, UniqueId uid, CancellationToken cancellationToken)
