@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.Mvc.Testing.Handlers;
 using Microsoft.Extensions.DependencyInjection;
 using Subscriptions.Digest;
 using Subscriptions.Operators;
@@ -292,6 +293,29 @@ public sealed partial class OperatorConsoleTests(TestDatabase database) : IClass
     }
 
     [Fact]
+    public async Task GuessesAtOneAccountFromManyClientsAreRefusedAfterTheAddressHasHadItsShare()
+    {
+        var accounts = _app.Services.GetRequiredService<OperatorAccounts>();
+        await accounts.AddOrResetAsync("guessed@example.org", Password, CancellationToken.None);
+        await accounts.AddOrResetAsync("other@example.org", Password, CancellationToken.None);
+
+        // Each guess from a client of its own: the per-client limit (5 a minute) never comes into it.
+        for (var i = 0; i < SignInThrottle.AttemptsPerAddress; i++)
+        {
+            using var guesser = ClientFrom(IPAddress.Parse($"198.51.100.{i + 1}"));
+            Assert.Equal(HttpStatusCode.BadRequest, (await SignInAsync(guesser, i % 2 == 0 ? "guessed@example.org" : " Guessed@Example.org", $"guess number {i}")).StatusCode);
+        }
+        using var owner = ClientFrom(IPAddress.Parse("203.0.113.9"));
+        var refused = await SignInAsync(owner, "guessed@example.org", Password);
+        var unknown = await SignInAsync(owner, "no-operator@example.org", "a guess");
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        Assert.Contains("Too many sign-ins for this address: try again in 15 minutes.", await refused.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.BadRequest, unknown.StatusCode);
+        Assert.Equal("/admin", (await SignInAsync(owner, "other@example.org", Password)).Headers.Location?.OriginalString);
+    }
+
+    [Fact]
     public async Task AdminAddRefusesAPasswordFromStandardInputThatSignInWouldNeverAccept()
     {
         var environment = new Dictionary<string, string>
@@ -427,6 +451,10 @@ public sealed partial class OperatorConsoleTests(TestDatabase database) : IClass
             KeyValuePair.Create("password", password),
             KeyValuePair.Create("repeat", repeat),
         ]));
+
+    /// <summary>A browser at <paramref name="address"/> (the connection's remote address), keeping its cookies.</summary>
+    private HttpClient ClientFrom(IPAddress address) =>
+        new(new CookieContainerHandler { InnerHandler = _app.Server.CreateHandler(context => context.Connection.RemoteIpAddress = address) }) { BaseAddress = new Uri(TestApp.BaseUrl) };
 
     private HttpClient BrowserClient() =>
         _app.CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = false, HandleCookies = true, BaseAddress = new Uri(TestApp.BaseUrl) });

@@ -39,14 +39,20 @@ internal static class OperatorEndpoints
         new RazorComponentResult<SignInPage>(new { ReturnUrl = LocalAdminPath(returnUrl), Error = error }) { StatusCode = statusCode };
 
     private static async Task<Results<RedirectHttpResult, RazorComponentResult>> SignInAsync(
-        HttpContext context, OperatorAccounts accounts, ILogger<OperatorAccounts> logger, CancellationToken cancellationToken)
+        HttpContext context, OperatorAccounts accounts, SignInThrottle throttle, ILogger<OperatorAccounts> logger, CancellationToken cancellationToken)
     {
         var form = await context.Request.ReadFormAsync(cancellationToken);
         string email = form["email"].ToString(), password = form["password"].ToString();
         // A control character is in no address (and a NUL is one PostgreSQL cannot even compare): refused like a wrong password.
-        var account = email.Length is > 0 and <= EmailAddresses.MaxLength && !email.Any(char.IsControl) && password.Length is > 0 and <= OperatorAccounts.MaxPasswordLength
-            ? await accounts.VerifyAsync(email, password, cancellationToken)
-            : null;
+        var wellFormed = email.Length is > 0 and <= EmailAddresses.MaxLength && !email.Any(char.IsControl) && password.Length is > 0 and <= OperatorAccounts.MaxPasswordLength;
+        if (wellFormed && !throttle.TryAttempt(email))
+        {
+            logger.LogWarning("Operator sign-in for {Email} refused from {Client}: {Attempts} sign-ins for that address within {Window}",
+                OperatorAccounts.Normalize(email), context.Connection.RemoteIpAddress, SignInThrottle.AttemptsPerAddress, SignInThrottle.Window);
+            return SignInPage(form["returnUrl"],
+                $"Too many sign-ins for this address: try again in {SignInThrottle.Window.TotalMinutes:N0} minutes.", StatusCodes.Status429TooManyRequests);
+        }
+        var account = wellFormed ? await accounts.VerifyAsync(email, password, cancellationToken) : null;
         if (account is null)
         {
             logger.LogWarning("Operator sign-in refused from {Client}", context.Connection.RemoteIpAddress);

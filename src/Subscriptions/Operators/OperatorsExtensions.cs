@@ -80,6 +80,7 @@ internal static class OperatorsExtensions
             antiforgery.Cookie.SameSite = SameSiteMode.Strict;
             antiforgery.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
         });
+        services.AddSingleton<SignInThrottle>();
         services.AddRateLimiter(options => options
             .AddPerClientPerMinute(SignInRateLimit, _ => SignInsPerMinute, context => HttpMethods.IsPost(context.Request.Method))
             // Choosing a new password checks the current one: as many guesses a minute as the sign-in allows, counted apart.
