@@ -163,6 +163,24 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
     }
 
     [Fact]
+    public async Task ASlotOlderThanItsDeliveriesAreKeptIsNotPlannedAgain()
+    {
+        await database.ExecuteAsync("""
+            INSERT INTO subscribers (email, status, subscription_key, created_at, updated_at)
+            VALUES ('long-ago@example.org', 'active', '\x00112233445566778899aabbccddeeff', now(), now())
+            """);
+        var environment = new Dictionary<string, string> { ["ConnectionStrings__Postgres"] = database.ConnectionString, ["App__TokenSecret"] = Secret };
+
+        var byDate = await RunAsync(["digest", "--date", "2024-01-10", "--no-ingest"], environment);
+        var bySlot = await RunAsync(["digest", "--at", "2024-01-10T07:00:00Z", "--no-ingest", "--Retention:Deliveries=400.00:00:00"], environment);
+
+        Assert.Equal((64, 64), (byDate.ExitCode, bySlot.ExitCode));
+        Assert.Contains("The slot of 2024-01-10 07:00Z is older than Retention:Deliveries (365 days): its deliveries may be deleted", byDate.Error);
+        Assert.Contains("older than Retention:Deliveries (400 days)", bySlot.Error);
+        Assert.Equal(0, await database.ScalarAsync<long>("SELECT count(*) FROM digest_slots WHERE slot < '2025-01-01'"));
+    }
+
+    [Fact]
     public async Task AnUnknownVerbPrintsUsage()
     {
         var (exitCode, _, error) = await RunAsync(["frobnicate"], []);

@@ -79,6 +79,27 @@ public sealed class RetentionTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AFormerSubscriberWhoseAddressWasSignedUpAgainKeepsTheirData()
+    {
+        // Anyone can type anyone's address: unconfirmed, the new signup leaves the earlier subscription's data its owner's.
+        var (former, _) = await _database.AddSubscriberAsync("former@example.org", "unsubscribed", null, "lidar");
+        await _database.ExecuteAsync("""
+            UPDATE subscribers SET status = 'pending', renewed_subscription_key = '\x00112233445566778899aabbccddeeff',
+                confirmation_expires_at = now() - interval '60 days' WHERE id = @former;
+            INSERT INTO deliveries (subscriber_id, day, papers, status, next_attempt_at, created_at)
+            VALUES (@former, date '2026-06-01', '[]', 'sent', now(), now() - interval '180 days');
+            """, new { former });
+
+        await using (var app = RetainingApp())
+        {
+            await app.WaitForFreshRoundAsync<RetentionWorker>();
+        }
+
+        Assert.Equal("pending", await _database.SubscriberStatusAsync("former@example.org"));
+        Assert.Equal(1, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE subscriber_id = @former", new { former }));
+    }
+
+    [Fact]
     public async Task ASignupConfirmedOrMadeAgainSinceItWasFoundIsNotErased()
     {
         var (confirmed, _) = await _database.AddSubscriberAsync("confirmed@example.org", "active", null, "lidar");

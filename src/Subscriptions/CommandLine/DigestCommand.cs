@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Options;
+using Subscriptions.Database;
 using Subscriptions.Digest;
 using Subscriptions.Infrastructure;
 
@@ -63,6 +64,15 @@ internal static class DigestCommand
             var instant = result.GetValue(at);
             var day = result.GetValue(date) ?? (instant is { } given ? DigestSchedule.LocalDate(options, given) : DigestSchedule.DayOfFiring(options, DateTimeOffset.UtcNow));
             var slot = instant is { } moment ? DeliverySlots.SlotOf(moment) : DigestSchedule.DefaultSlot(options, day);
+            // What makes planning a slot again add nothing is its deliveries, and Retention deletes them after a while.
+            var kept = host.Services.GetRequiredService<IOptions<RetentionOptions>>().Value.Deliveries;
+            if (!isDryRun && kept > TimeSpan.Zero && slot < DateTimeOffset.UtcNow - kept)
+            {
+                Console.Error.WriteLine($"The slot of {slot:yyyy-MM-dd HH:mm}Z is older than {RetentionOptions.Section}:{nameof(RetentionOptions.Deliveries)} " +
+                    $"({kept.TotalDays:N0} days): its deliveries may be deleted, and planning it again would send it again.");
+                host.Dispose();
+                return Verbs.BadArguments;
+            }
             Console.WriteLine($"Digest of {day:yyyy-MM-dd}, slot {slot:yyyy-MM-dd HH:mm}Z{(isDryRun ? " (dry run)" : "")}");
             var running = host.Services.GetRequiredService<DigestRunner>().RunSlotAsync(
                 slot, instant is null ? day : null, ingestFirst: !result.GetValue(noIngest), isDryRun, Console.WriteLine, stop.Token);

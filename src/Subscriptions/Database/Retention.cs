@@ -19,7 +19,10 @@ internal sealed class RetentionOptions : IValidatableObject
     /// </summary>
     public TimeSpan Deliveries { get; set; } = TimeSpan.FromDays(365);
 
-    /// <summary>A signup never confirmed is erased this long after its confirmation link stopped working.</summary>
+    /// <summary>
+    /// A signup never confirmed is erased this long after its confirmation link stopped working. A former subscriber whose
+    /// address was signed up again and not confirmed is not one: their earlier subscription's data stays theirs.
+    /// </summary>
     public TimeSpan UnconfirmedSignups { get; set; } = TimeSpan.FromDays(30);
 
     /// <summary>How often an instance looks for what to delete.</summary>
@@ -29,6 +32,8 @@ internal sealed class RetentionOptions : IValidatableObject
     // A week's slot reads the deliveries of the days its papers were listed on, to send no paper twice: a month of them at least.
     public static readonly TimeSpan ShortestDeliveries = TimeSpan.FromDays(30);
 
+    private static readonly TimeSpan Longest = TimeSpan.FromDays(36_500);
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (Deliveries != TimeSpan.Zero && Deliveries < ShortestDeliveries)
@@ -37,9 +42,13 @@ internal sealed class RetentionOptions : IValidatableObject
                 $"must be 0 (kept for good) or at least {ShortestDeliveries.TotalDays:N0} days: planning reads the past deliveries of a slot's papers, so that none is sent twice",
                 [nameof(Deliveries)]);
         }
-        if (UnconfirmedSignups < TimeSpan.Zero)
+        if (Deliveries > Longest)
         {
-            yield return new ValidationResult("must be 0 (kept for good) or a positive time, e.g. 30.00:00:00", [nameof(UnconfirmedSignups)]);
+            yield return new ValidationResult($"must be at most {Longest.TotalDays:N0} days; 0 keeps them for good", [nameof(Deliveries)]);
+        }
+        if (UnconfirmedSignups < TimeSpan.Zero || UnconfirmedSignups > Longest)
+        {
+            yield return new ValidationResult($"must be 0 (kept for good) or a positive time of at most {Longest.TotalDays:N0} days, e.g. 30.00:00:00", [nameof(UnconfirmedSignups)]);
         }
     }
 }
@@ -129,8 +138,8 @@ internal sealed class Retention(NpgsqlDataSource dataSource, SubscriberData data
             await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
             {
                 due = [.. await connection.QueryAsync<long>(new CommandDefinition(
-                    "SELECT id FROM subscribers WHERE status = 'pending' AND confirmation_expires_at < @expiredBefore ORDER BY id LIMIT @batchSize",
-                    new { expiredBefore, batchSize = SignupsPerBatch }, cancellationToken: cancellationToken))];
+                    $"SELECT id FROM subscribers WHERE {SubscriberData.NeverConfirmedSince} ORDER BY id LIMIT @batchSize",
+                    new { unconfirmedSince = expiredBefore, batchSize = SignupsPerBatch }, cancellationToken: cancellationToken))];
             }
             foreach (var id in due)
             {
@@ -167,10 +176,13 @@ internal sealed class RetentionWorker(Retention retention, RetentionSignal signa
 
 internal static class RetentionExtensions
 {
+    /// <summary>The <c>Retention</c> settings alone: the <c>digest</c> verb reads them too.</summary>
+    public static IServiceCollection AddRetentionOptions(this IServiceCollection services) => services.AddFeature("retention-options", services =>
+        services.AddSection<RetentionOptions>(RetentionOptions.Section));
+
     public static IServiceCollection AddRetention(this IServiceCollection services) => services.AddFeature("retention", services =>
     {
-        services.AddDatabase();
-        services.AddSection<RetentionOptions>(RetentionOptions.Section);
+        services.AddDatabase().AddRetentionOptions();
         services.TryAddSingleton<SubscriberData>();
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<Retention>();

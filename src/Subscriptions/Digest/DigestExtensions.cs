@@ -14,7 +14,7 @@ internal static class DigestExtensions
     /// <summary>Planning, rendering and sending the daily digest: all that a run needs (the <c>digest</c> verb, the benchmark).</summary>
     public static IServiceCollection AddDigest(this IServiceCollection services) => services.AddFeature("digest", services =>
     {
-        services.AddDatabase().AddEmail().AddLinks().AddPapers().AddMatching().AddServiceMetrics();
+        services.AddDatabase().AddRetentionOptions().AddEmail().AddLinks().AddPapers().AddMatching().AddServiceMetrics();
         services.AddSection<DigestOptions>(DigestOptions.Section).Services.AddKnownSettings(DigestOptions.Section, ["Enabled"]);
         services.AddSingleton<IValidateOptions<DigestOptions>, ClaimOutlastsSendValidator>();
         services.AddSingleton<DigestEmails>();

@@ -38,7 +38,8 @@ internal sealed class AppOptions : IValidatableObject
         foreach (var entry in ProxyEntries().Where(entry => ProxyNetwork(entry) is null))
         {
             yield return new ValidationResult(
-                $"\"{entry}\" is not an IP address or network; give the proxies' addresses or networks separated by commas, e.g. 10.0.0.5, 10.42.0.0/16",
+                $"\"{entry}\" is not an IP address or network; give the proxies' addresses or networks separated by commas, e.g. 10.0.0.5, 10.42.0.0/16 " +
+                "(a network by its first address: 10.42.0.0/16, not 10.42.0.1/16)",
                 [nameof(KnownProxies)]);
         }
     }

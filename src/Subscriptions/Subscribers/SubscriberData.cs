@@ -127,14 +127,21 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
     public Task<bool> EraseUnconfirmedAsync(long subscriberId, DateTimeOffset expiredBefore, CancellationToken cancellationToken) =>
         EraseAsync(subscriberId, expiredBefore, cancellationToken);
 
+    /// <summary>
+    /// A signup never confirmed whose link expired before <c>@unconfirmedSince</c>. A former subscriber signed up again is
+    /// pending too, but keeps a renewed key until the confirmation (sql/0021): their earlier subscription's data is theirs.
+    /// </summary>
+    public const string NeverConfirmedSince =
+        "status = 'pending' AND renewed_subscription_key IS NULL AND confirmed_at IS NULL AND confirmation_expires_at < @unconfirmedSince";
+
     private async Task<bool> EraseAsync(long subscriberId, DateTimeOffset? unconfirmedSince, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         // Under the row's lock: a signup confirmed, or made again, meanwhile is no longer unconfirmed.
-        const string select = """
+        const string select = $"""
             SELECT email_key FROM subscribers
-            WHERE id = @subscriberId AND (@unconfirmedSince IS NULL OR (status = 'pending' AND confirmation_expires_at < @unconfirmedSince))
+            WHERE id = @subscriberId AND (@unconfirmedSince IS NULL OR ({NeverConfirmedSince}))
             FOR UPDATE
             """;
         var emailKey = await connection.QuerySingleOrDefaultAsync<string>(new CommandDefinition(
