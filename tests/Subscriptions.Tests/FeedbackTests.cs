@@ -1,4 +1,5 @@
 using System.Net;
+using Dapper;
 using Microsoft.Extensions.DependencyInjection;
 using Subscriptions.Matching;
 using Subscriptions.Papers;
@@ -124,6 +125,28 @@ public sealed class FeedbackTests(TestDatabase database) : IClassFixture<TestDat
         var notSent = FeedbackLink(id, key, await PaperIdAsync("2611.20001"), more: true);
         Assert.Equal([HttpStatusCode.NotFound, HttpStatusCode.NotFound], [(await _client.GetAsync(notSent)).StatusCode, (await _client.PostAsync(notSent, null)).StatusCode]);
         Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync(FeedbackLink(id, key, paper, more: true).Replace("more=1", "more=7", StringComparison.Ordinal))).StatusCode);
+        Assert.Equal(0L, await database.ScalarAsync<long>("SELECT count(*) FROM paper_feedback WHERE subscriber_id = @id", new { id }));
+    }
+
+    [Fact]
+    public async Task ARatingPostedWhileItsSubscriberIsErasedIsTheUnknownLinkPage()
+    {
+        var (id, key) = await database.AddSubscriberAsync("erased-meanwhile@example.org", "active", null, "depth");
+        await ReceivedYesterdayAsync(id);
+        var link = FeedbackLink(id, key, await PaperIdAsync("2611.10001"), more: true);
+        await using var connection = await database.DataSource.OpenConnectionAsync();
+        await using var erasing = await connection.BeginTransactionAsync();
+        await connection.ExecuteAsync("DELETE FROM subscribers WHERE id = @id", new { id }, erasing);
+
+        // The link still finds the subscriber (the erasure is not committed); its insert waits on the row, then finds it gone.
+        var rating = _client.PostAsync(link, null);
+        await Eventually.TrueAsync(() => database.ScalarAsync<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO paper_feedback%')"),
+            "the rating to wait for the erasure");
+        await erasing.CommitAsync();
+        var response = await rating;
+
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
         Assert.Equal(0L, await database.ScalarAsync<long>("SELECT count(*) FROM paper_feedback WHERE subscriber_id = @id", new { id }));
     }
 

@@ -25,7 +25,7 @@ internal sealed class FeedbackStore(NpgsqlDataSource dataSource, TimeProvider ti
             new CommandDefinition(sql, new { subscriberId, paperId, sentOnly }, cancellationToken: cancellationToken));
     }
 
-    /// <summary>Records the rating (a later one replaces it); false when there is no such paper.</summary>
+    /// <summary>Records the rating (a later one replaces it); false when there is no such paper, or no longer such a subscriber.</summary>
     public async Task<bool> RateAsync(long subscriberId, long paperId, bool liked, CancellationToken cancellationToken)
     {
         const string sql = """
@@ -34,8 +34,16 @@ internal sealed class FeedbackStore(NpgsqlDataSource dataSource, TimeProvider ti
             ON CONFLICT (subscriber_id, paper_id) DO UPDATE SET liked = EXCLUDED.liked, created_at = EXCLUDED.created_at
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return await connection.ExecuteAsync(new CommandDefinition(
-            sql, new { subscriberId, paperId, liked, now = time.GetUtcNow() }, cancellationToken: cancellationToken)) == 1;
+        try
+        {
+            return await connection.ExecuteAsync(new CommandDefinition(
+                sql, new { subscriberId, paperId, liked, now = time.GetUtcNow() }, cancellationToken: cancellationToken)) == 1;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ForeignKeyViolation)
+        {
+            // The subscriber was erased between the link's lookup and this insert.
+            return false;
+        }
     }
 
     public async Task RemoveAsync(long subscriberId, long paperId, CancellationToken cancellationToken)

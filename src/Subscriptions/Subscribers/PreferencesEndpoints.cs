@@ -171,8 +171,9 @@ internal static class PreferencesEndpoints
         {
             return SubscriberPages.InvalidLink(LinkPurpose.Preferences);
         }
-        await link.Feedback.RateAsync(id, paperId, liked: more == 1, cancellationToken);
-        return SubscriberPages.Feedback(link.Token!, paperId, title, liked: more == 1, done: true);
+        return await link.Feedback.RateAsync(id, paperId, liked: more == 1, cancellationToken)
+            ? SubscriberPages.Feedback(link.Token!, paperId, title, liked: more == 1, done: true)
+            : SubscriberPages.InvalidLink(LinkPurpose.Preferences);
     }
 
     private static readonly string[] DeliveryFields = ["timeZone", "deliveryHour", "frequency", "weekday"];
