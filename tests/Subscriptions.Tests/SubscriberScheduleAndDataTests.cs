@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Xml.Linq;
 using Dapper;
 using Microsoft.Extensions.DependencyInjection;
+using Subscriptions.Database;
 using Subscriptions.Digest;
 using Subscriptions.Subscribers;
 using Subscriptions.Tests.Infrastructure;
@@ -235,6 +236,34 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
         var rating = Assert.Single(data.GetProperty("ratings").EnumerateArray());
         Assert.Equal(("Lidar Odometry at Night", false), (rating.GetProperty("title").GetString(), rating.GetProperty("liked").GetBoolean()));
         Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync("/preferences/export?token=nonsense")).StatusCode);
+    }
+
+    [Fact]
+    public async Task ASignupThatWaitedForAnErasureOfItsAddressKeepsTheAddressSuppressed()
+    {
+        var (id, _) = await AddActiveAsync("race@example.org");
+        await _database.ExecuteAsync("INSERT INTO suppressions (email, reason, created_at) VALUES ('race@example.org', 'complaint', now())");
+        // A sender of one of their messages holds their sending lock: the erasure, having deleted the row, waits for it.
+        await using var sender = await _database.DataSource.OpenConnectionAsync();
+        await using var sending = await sender.BeginTransactionAsync();
+        await sender.ExecuteAsync(SubscriberDeletion.WaitForDeletionOfOne.Replace("$1", "@id", StringComparison.Ordinal), new { id }, sending);
+        var erasing = _app.Services.GetRequiredService<SubscriberData>().EraseAsync(id, CancellationToken.None);
+        await WaitForLockWaitersAsync(1);
+        // The signup meets the row being deleted, and waits for the erasure to end.
+        var signingUp = _client.SignUpAsync("race@example.org", "lidar");
+        await WaitForLockWaitersAsync(2);
+
+        await sending.CommitAsync();
+        Assert.True(await erasing);
+        Assert.Equal(HttpStatusCode.Accepted, (await signingUp).StatusCode);
+
+        Assert.Equal(["race@example.org"], await _database.QueryAsync<string>("SELECT email FROM suppressions WHERE email LIKE '%race@%' OR email LIKE 'sha256:%'"));
+        Assert.Equal(0, await _database.ScalarAsync<long>(
+            "SELECT count(*) FROM email_outbox o JOIN subscribers s ON s.id = o.subscriber_id WHERE s.email = 'race@example.org'"));
+
+        Task WaitForLockWaitersAsync(int count) => Eventually.TrueAsync(async () => await _database.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'") >= count,
+            $"{count} statement(s) waiting for a lock");
     }
 
     [Fact]

@@ -150,11 +150,13 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
         {
             return false;
         }
+        // The suppression moves to the hash in one statement: a suppression of the address committed between a copy and a
+        // delete would have been deleted without being copied.
         const string erase = """
+            WITH moved AS (DELETE FROM suppressions WHERE email = @emailKey RETURNING reason, created_at)
             INSERT INTO suppressions (email, reason, detail, created_at)
-            SELECT @erasedKey, reason, NULL, created_at FROM suppressions WHERE email = @emailKey
+            SELECT @erasedKey, reason, NULL, created_at FROM moved
             ON CONFLICT (email) DO NOTHING;
-            DELETE FROM suppressions WHERE email = @emailKey;
             DELETE FROM bounce_events WHERE email = @emailKey;
             DELETE FROM topic_embeddings e
             WHERE e.topic IN (SELECT text FROM topics WHERE subscriber_id = @subscriberId)
@@ -182,7 +184,7 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
         """;
 
     /// <summary>Signing up an address that was suppressed and then erased: the suppression is keyed by the address again.</summary>
-    public static Task RestoreSuppressionAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string emailKey, CancellationToken cancellationToken)
+    public static Task RestoreSuppressionAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string emailKey, CancellationToken cancellationToken)
     {
         const string sql = $"""
             WITH {RestoreSuppressionCtes}

@@ -64,13 +64,14 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         if (await SignUpNewAddressAsync(connection, confirmation.emailKey, confirmation, topics, delivery, cancellationToken))
         {
+            // The insert may have waited for an erasure of the address to commit (its row was being deleted): the statement's
+            // own restore came before that erasure had moved the suppression to the hash, so it is moved back now.
+            await SubscriberData.RestoreSuppressionAsync(connection, transaction: null, confirmation.emailKey, cancellationToken);
             outbox.Wake();
             return;
         }
 
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        await SubscriberData.RestoreSuppressionAsync(connection, transaction, confirmation.emailKey, cancellationToken);
-
         const string insert = """
             INSERT INTO subscribers (email, email_key, status, subscription_key, confirmation_nonce, confirmation_expires_at, created_at, updated_at)
             VALUES (@email, @emailKey, 'pending', @key, @nonce, @expires, @now, @now)
@@ -79,6 +80,9 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
             """;
         var newId = await connection.QuerySingleOrDefaultAsync<long?>(
             new CommandDefinition(insert, confirmation, transaction, cancellationToken: cancellationToken));
+        // After the insert, which waits for an erasure of the address under way: what that erasure kept is seen, and the
+        // suppression it moved to the hash is keyed by the address again before any email is queued.
+        await SubscriberData.RestoreSuppressionAsync(connection, transaction, confirmation.emailKey, cancellationToken);
 
         long id;
         string kind;
