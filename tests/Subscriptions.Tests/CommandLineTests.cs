@@ -94,6 +94,30 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
     }
 
     [Fact]
+    public async Task ADatabaseWithNoConnectionLeftIsSaidSoWithoutAStackTrace()
+    {
+        await database.ExecuteAsync("DROP ROLE IF EXISTS limited; CREATE ROLE limited LOGIN CONNECTION LIMIT 0");
+        var limited = new Npgsql.NpgsqlConnectionStringBuilder(database.ConnectionString) { Username = "limited" }.ConnectionString;
+
+        var (exitCode, _, error) = await RunAsync(["migrate"], new() { ["ConnectionStrings__Postgres"] = limited, ["App__TokenSecret"] = Secret });
+
+        Assert.Equal(69, exitCode);
+        Assert.Contains("Database error: 53300", error);
+        Assert.DoesNotContain("   at ", error);
+    }
+
+    [Fact]
+    public async Task AnAddressServeCannotListenOnEndsWithItsErrorNotAnAbort()
+    {
+        var (exitCode, _, error) = await RunAsync(["serve", "--urls=localhost:8080", $"--App:TokenSecret={Secret}"],
+            new() { ["ConnectionStrings__Postgres"] = database.ConnectionString });
+
+        Assert.Equal(70, exitCode);
+        Assert.Contains("Unexpected error: ", error);
+        Assert.Contains("localhost:8080", error);
+    }
+
+    [Fact]
     public async Task MissingConnectionStringIsNamed()
     {
         var (exitCode, _, error) = await RunAsync(["migrate"], new() { ["App__TokenSecret"] = Secret });

@@ -18,6 +18,7 @@ internal static class Verbs
     public const int BadArguments = 64; // sysexits.h: EX_USAGE
     public const int BadSchema = 65; // sysexits.h: EX_DATAERR
     public const int DatabaseUnavailable = 69; // sysexits.h: EX_UNAVAILABLE
+    public const int Failed = 70; // sysexits.h: EX_SOFTWARE
     public const int BadConfiguration = 78; // sysexits.h: EX_CONFIG
 
     public static async Task<int> RunAsync(string[] args, Func<string[], Task<int>> serve)
@@ -91,16 +92,25 @@ internal static class Verbs
             Console.Error.WriteLine($"Database error: {database.Message}{(database.InnerException is { } inner ? $" ({inner.Message})" : "")}");
             return DatabaseUnavailable;
         }
+        catch (Exception e)
+        {
+            // Anything else is a fault to report with its stack trace, but as an exit code of its own: escaping Main, it
+            // aborted the process (134, a core dump under systemd).
+            Console.Error.WriteLine($"Unexpected error: {e}");
+            return Failed;
+        }
     }
 
     /// <summary>
     /// Not reached, or the login refused: no connection (any error but the server's own), a connection error (SQLSTATE class
-    /// 08), a wrong password or role (28xxx), no such database (3D000), the server starting or shutting down (57P03). A
+    /// 08), a wrong password or role (28xxx), no such database (3D000), no connection left (53300, the server's or the role's
+    /// limit), the server starting, shutting down or restarted under it (class 57 but for a cancelled statement). A
     /// statement's error (a script that fails, say) is not this, and keeps its stack trace.
     /// </summary>
     private static bool CannotBeReached(NpgsqlException database) =>
         database is not PostgresException server || server.SqlState.StartsWith("08", StringComparison.Ordinal)
-        || server.SqlState.StartsWith("28", StringComparison.Ordinal) || server.SqlState is "3D000" or "57P03";
+        || server.SqlState.StartsWith("28", StringComparison.Ordinal) || server.SqlState is "3D000" or "53300"
+        || (server.SqlState.StartsWith("57", StringComparison.Ordinal) && server.SqlState != PostgresErrorCodes.QueryCanceled);
 
     private static IEnumerable<Command> AndDescendants(Command command) => command.Subcommands.SelectMany(AndDescendants).Prepend(command);
 
