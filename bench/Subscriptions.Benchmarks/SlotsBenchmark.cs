@@ -70,7 +70,8 @@ internal static class SlotsBenchmark
 
     // Words only, as the single run it is compared with; the meaning benchmark measures what meaning adds to matching.
     private static DeliveryPlanner Planner(NpgsqlDataSource dataSource, DigestOptions digest) =>
-        new(dataSource, BenchData.Matcher(dataSource, semantic: false), Options.Create(digest), TimeProvider.System);
+        new(dataSource, BenchData.Matcher(dataSource, semantic: false), Options.Create(digest), TimeProvider.System,
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<DeliveryPlanner>.Instance);
 
     /// <summary>Plans the 24 slots of <paramref name="day"/> (UTC) one after the other; returns their total time.</summary>
     private static async Task<double> PlanDayAsync(DeliveryPlanner planner, DateOnly day, string label, bool printEachSlot)

@@ -1,6 +1,9 @@
 using System.Globalization;
 using Dapper;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
+using Microsoft.Extensions.Options;
 using Npgsql;
 using Subscriptions.Digest;
 using Subscriptions.Papers;
@@ -403,6 +406,24 @@ public sealed class DeliverySlotTests : IAsyncLifetime
             SELECT p.arxiv_id FROM delivery_papers d CROSS JOIN LATERAL unnest(d.paper_ids) AS listed(id) JOIN papers p ON p.id = listed.id
             WHERE d.subscriber_id = @subscriber ORDER BY p.arxiv_id
             """, new { subscriber });
+    }
+
+    [Fact]
+    public async Task SubscribersInATimeZoneThisMachineDoesNotKnowAreNamedInAnError()
+    {
+        await _database.SaveDayAsync(Day, TestDatabase.LidarPaper);
+        await AddAsync("known@example.org", "UTC", 7);
+        await AddAsync("unknown@example.org", "America/Nowhere_Yet", 7); // as a newer instance's tzdata could have taken it
+        await using var app = new TestApp(_database, _smtp, settings: DefaultTime);
+        var logs = new FakeLogCollector();
+        var planner = new DeliveryPlanner(app.Services.GetRequiredService<NpgsqlDataSource>(), app.Services.GetRequiredService<Matching.TopicMatcher>(),
+            app.Services.GetRequiredService<IOptions<DigestOptions>>(), TimeProvider.System, new FakeLogger<DeliveryPlanner>(logs));
+
+        var plan = await planner.PlanSlotAsync(new DateTimeOffset(2026, 11, 25, 7, 0, 0, TimeSpan.Zero), papersDay: null, CancellationToken.None);
+
+        Assert.Equal(1, plan.Added);
+        var error = Assert.Single(logs.GetSnapshot(), log => log.Level == LogLevel.Error);
+        Assert.Contains("subscribers in time zones this machine does not know (America/Nowhere_Yet) are not planned", error.Message);
     }
 
     private static readonly Dictionary<string, string?> DefaultTime = new() { ["Digest:Schedule"] = "0 0 7 * * ?", ["Digest:TimeZone"] = "UTC" };
