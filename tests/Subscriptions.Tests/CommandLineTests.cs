@@ -22,7 +22,7 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
     {
         var (exitCode, _, error) = await RunAsync(
             ["serve", "--Smtp:Port=99999", "--Mail:From=not an address", "--App:BaseUrl=ftp://example.org", "--App:TokenSecret=short", "--Mail:BounceAddress=bounces+x@example.org",
-             "--Papers:Sources=huggingface,file", "--Metrics:Port=8080"],
+             "--Papers:Sources=huggingface,file", "--Metrics:Port=8080", "--Papers:Arxiv:RequestInterval=3", "--Papers:Http:Timeout=30"],
             new() { ["ConnectionStrings__Postgres"] = database.ConnectionString });
 
         Assert.Equal(78, exitCode);
@@ -33,6 +33,23 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
         Assert.Contains("Mail:BounceAddress", error);
         Assert.Contains("Papers:File:Path is required when Sources lists file", error);
         Assert.Contains("Metrics:Port (8080) must be a port of its own; the app serves on http://localhost:8080", error);
+        Assert.Contains("Papers:Arxiv:RequestInterval must be between 00:00:00 and 00:01:00", error);
+        Assert.Contains("Papers:Http:Timeout must be between 00:00:00.0100000 and 00:10:00", error);
+        Assert.DoesNotContain("HttpStandardResilienceOptions", error);
+    }
+
+    [Theory]
+    [InlineData("https://papers.example.org/?utm_source=mail")]
+    [InlineData("https://papers.example.org/#top")]
+    [InlineData("https://papers.example.org/papers")]
+    [InlineData("https://user:secret@papers.example.org")]
+    public async Task ABaseUrlThatIsNotTheSitesRootIsRefused(string baseUrl)
+    {
+        var (exitCode, _, error) = await RunAsync(["serve", $"--App:BaseUrl={baseUrl}", $"--App:TokenSecret={Secret}"],
+            new() { ["ConnectionStrings__Postgres"] = database.ConnectionString });
+
+        Assert.Equal(78, exitCode);
+        Assert.Contains($"App:BaseUrl must be the site's root, e.g. https://papers.example.org, with no path, query, fragment or user; \"{baseUrl}\" has more", error);
     }
 
     [Fact]

@@ -45,9 +45,19 @@ internal interface IMailTransport
 /// </summary>
 internal sealed class ConfiguredMailSender(IOptions<SmtpOptions> options, DkimMessageSigner dkim, ReturnPaths returnPaths, IServiceProvider services) : IMailSender
 {
-    private readonly Lazy<IMailTransport> _transport = new(() => options.Value.HasHost
-        ? services.GetRequiredService<SmtpMailSender>()
-        : services.GetRequiredService<PickupDirectoryMailSender>());
+    private readonly Lazy<IMailTransport> _transport = new(() =>
+    {
+        if (options.Value.HasHost)
+        {
+            return services.GetRequiredService<SmtpMailSender>();
+        }
+        // Said once, loudly: a relay setting that was never read (a missing or misspelt environment variable, Smtp_Host for
+        // Smtp__Host, lies outside any section of ours) turns every email into a file no one reads.
+        services.GetRequiredService<ILogger<ConfiguredMailSender>>().LogWarning(
+            "Smtp:Host is not set: emails are written as .eml files to {Directory}, not sent (for local runs; set Smtp:Host to send)",
+            Path.GetFullPath(services.GetRequiredService<IOptions<MailOptions>>().Value.PickupDirectory));
+        return services.GetRequiredService<PickupDirectoryMailSender>();
+    });
 
     public Task<bool> SendAsync(MimeMessage message, StillWanted? stillWanted, CancellationToken cancellationToken)
     {

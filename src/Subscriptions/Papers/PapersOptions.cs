@@ -59,9 +59,20 @@ internal sealed class PapersOptions : IValidatableObject
                 yield return new ValidationResult($"must be between {low} and {high}", [key]);
             }
         }
-        if (Http.Timeout <= TimeSpan.Zero || Http.RetryDelay < TimeSpan.Zero || Arxiv.RequestInterval < TimeSpan.Zero)
+        // Each named by its own key, and bounded: a bare number is days to .NET's configuration ("3" for a 3 s interval made
+        // arXiv "not answer in time" at every call, and a 30-day timeout failed the resilience library's own check, which
+        // named its settings rather than ours).
+        foreach (var (value, low, high, key) in new (TimeSpan, TimeSpan, TimeSpan, string)[]
         {
-            yield return new ValidationResult("timeouts must be positive and delays not negative", ["Http"]);
+            (Http.Timeout, TimeSpan.FromMilliseconds(10), TimeSpan.FromMinutes(10), "Http:Timeout"),
+            (Http.RetryDelay, TimeSpan.Zero, TimeSpan.FromMinutes(10), "Http:RetryDelay"),
+            (Arxiv.RequestInterval, TimeSpan.Zero, TimeSpan.FromMinutes(1), "Arxiv:RequestInterval"),
+        })
+        {
+            if (value < low || value > high)
+            {
+                yield return new ValidationResult($"must be between {low} and {high}", [key]);
+            }
         }
     }
 

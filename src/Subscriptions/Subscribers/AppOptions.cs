@@ -35,6 +35,14 @@ internal sealed class AppOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
+        // Links are the base and a path joined as text, and the pages' own links are from the root: a query or fragment
+        // swallowed every emailed link's path (all went to the home page), and a path worked in emails only.
+        if (Uri.TryCreate(BaseUrl, UriKind.Absolute, out var baseUrl) && (baseUrl.AbsolutePath != "/" || baseUrl.Query != "" || baseUrl.Fragment != ""
+            || baseUrl.UserInfo != "" || BaseUrl.TrimEnd('/').Contains('?', StringComparison.Ordinal) || BaseUrl.Contains('#', StringComparison.Ordinal)))
+        {
+            yield return new ValidationResult(
+                $"must be the site's root, e.g. https://papers.example.org, with no path, query, fragment or user; \"{BaseUrl}\" has more", [nameof(BaseUrl)]);
+        }
         foreach (var entry in ProxyEntries().Where(entry => ProxyNetwork(entry) is null))
         {
             yield return new ValidationResult(
