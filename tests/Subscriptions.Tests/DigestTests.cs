@@ -404,9 +404,10 @@ public sealed class DigestTests : IAsyncLifetime
     {
         await AddSubscriberAsync("paused@example.org", "active", "lidar");
         await using var app = new TestApp(_database, _smtp);
-        await _database.ExecuteAsync("UPDATE sending_control SET paused = true");
+        await _database.ExecuteAsync("UPDATE sending_control SET paused = true, changed_by = 'ops@example.org'");
+        var progress = new System.Collections.Concurrent.ConcurrentQueue<string>();
 
-        var run = RunAsync(app);
+        var run = app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: false, progress.Enqueue, CancellationToken.None);
         await Eventually.TrueAsync(async () => await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries") == 1, "the day to be planned");
         await Task.Delay(TimeSpan.FromSeconds(1));
         var before = await TransactionsAsync();
@@ -418,6 +419,9 @@ public sealed class DigestTests : IAsyncLifetime
         Assert.True(transactions < 300, $"{transactions} transactions in 4 s while sending was paused");
         Assert.False(run.IsCompleted);
         Assert.Empty(_smtp.Received);
+        // Said once, not at every pass.
+        Assert.Equal(["Sending is paused (by ops@example.org, in the console): waiting until it is resumed there; Ctrl+C stops this run"],
+            progress.Where(line => line.StartsWith("Sending is paused", StringComparison.Ordinal)));
         await _database.ExecuteAsync("UPDATE sending_control SET paused = false");
         var summary = await run.WaitAsync(TimeSpan.FromSeconds(30));
         Assert.Equal(1, summary.Sent);

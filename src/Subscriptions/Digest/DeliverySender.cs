@@ -118,6 +118,14 @@ internal sealed class DeliverySender(
         }
     }
 
+    /// <summary>Who paused sending (the console's switch, which every claim obeys), or null while it is not paused.</summary>
+    public async Task<string?> PausedByAsync(CancellationToken cancellationToken)
+    {
+        const string sql = "SELECT CASE WHEN paused THEN coalesce(changed_by, 'an operator') END FROM sending_control";
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await connection.ExecuteScalarAsync<string?>(new CommandDefinition(sql, cancellationToken: cancellationToken));
+    }
+
     /// <summary>When the next of the days' open deliveries is due, or null when every one is sent, failed or skipped.</summary>
     public async Task<DateTimeOffset?> NextDueAsync(IReadOnlyList<DateOnly> days, CancellationToken cancellationToken)
     {

@@ -65,6 +65,7 @@ internal sealed class DigestRunner(
         using var reporter = new ProgressReporter(counters, progress);
         // The slot's deliveries, and any left open on the operator's date of it (a run stopped halfway).
         IReadOnlyList<DateOnly> days = [.. plan.DeliveryDays.Append(DigestSchedule.LocalDate(options.Value, plan.Slot)).Distinct()];
+        var pauseReported = false;
         while (days.Count > 0 && !cancellationToken.IsCancellationRequested)
         {
             var actedOn = counters.ActedOn;
@@ -72,6 +73,16 @@ internal sealed class DigestRunner(
             if (await sender.NextDueAsync(days, cancellationToken) is not { } next)
             {
                 break;
+            }
+            // A run that waits out a pause says so once, rather than sit silent after "Planned:".
+            if (counters.ActedOn != actedOn)
+            {
+                pauseReported = false;
+            }
+            else if (!pauseReported && next <= time.GetUtcNow() && await sender.PausedByAsync(cancellationToken) is { } pausedBy)
+            {
+                progress($"Sending is paused (by {pausedBy}, in the console): waiting until it is resumed there; Ctrl+C stops this run");
+                pauseReported = true;
             }
             // Some deliveries wait for a retry, or are being sent by another sender (or were claimed by one
             // that died): look again when the first is due, and at least every second meanwhile. One that is due
