@@ -64,7 +64,8 @@ public sealed class RetentionTests : IAsyncLifetime
             UPDATE subscribers SET confirmation_expires_at = now() - interval '31 days' WHERE id IN (@stale, @active);
             UPDATE subscribers SET confirmation_expires_at = now() - interval '29 days' WHERE id = @recent;
             INSERT INTO suppressions (email, reason, created_at) VALUES ('stale@example.org', 'hard_bounce', now());
-            INSERT INTO topic_embeddings (topic, model, vector) VALUES ('what stale@ alone typed', 'test', '{1}'), ('lidar', 'test', '{1}');
+            INSERT INTO topic_embeddings (topic, model, vector) VALUES ('what stale@ alone typed', 'test', '{1}'), ('lidar', 'test', '{1}'),
+                ('what an erasure racing a save left', 'test', '{1}');
             """, new { stale, recent, active });
 
         await using (var app = RetainingApp())

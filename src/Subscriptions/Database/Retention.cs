@@ -87,6 +87,10 @@ internal sealed class Retention(NpgsqlDataSource dataSource, SubscriberData data
         var now = time.GetUtcNow();
         var (deliveries, moreDeliveries) = settings.Deliveries == TimeSpan.Zero ? (0, false) : await DeleteDeliveriesAsync(now - settings.Deliveries, cancellationToken);
         var (signups, moreSignups) = settings.UnconfirmedSignups == TimeSpan.Zero ? (0, false) : await EraseUnconfirmedAsync(now - settings.UnconfirmedSignups, cancellationToken);
+        if (settings.UnconfirmedSignups != TimeSpan.Zero)
+        {
+            await DeleteUnfollowedTopicVectorsAsync(cancellationToken);
+        }
         if (deliveries + signups > 0)
         {
             logger.LogInformation("Retention: {Deliveries} deliveries planned before {DeliveriesBefore:u} deleted; {Signups} signups never confirmed erased",
@@ -127,6 +131,18 @@ internal sealed class Retention(NpgsqlDataSource dataSource, SubscriberData data
             after = lastId;
         }
         return (deleted, true);
+    }
+
+    /// <summary>
+    /// The stored meaning of topic texts no subscriber follows. An erasure deletes its subscriber's, but one racing a
+    /// preferences save or another erasure, or a signup's vector stored before its topics, can leave one behind. A vector
+    /// deleted just before its signup's topics are written is made again by the next slot's planning.
+    /// </summary>
+    private async Task DeleteUnfollowedTopicVectorsAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await connection.ExecuteAsync(new CommandDefinition(
+            "DELETE FROM topic_embeddings e WHERE NOT EXISTS (SELECT 1 FROM topics t WHERE t.text = e.topic)", cancellationToken: cancellationToken));
     }
 
     private async Task<(long Erased, bool More)> EraseUnconfirmedAsync(DateTimeOffset expiredBefore, CancellationToken cancellationToken)
