@@ -184,7 +184,7 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
         """;
 
     /// <summary>Signing up an address that was suppressed and then erased: the suppression is keyed by the address again.</summary>
-    public static Task RestoreSuppressionAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string emailKey, CancellationToken cancellationToken)
+    public static Task RestoreSuppressionAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string emailKey, CancellationToken cancellationToken)
     {
         const string sql = $"""
             WITH {RestoreSuppressionCtes}

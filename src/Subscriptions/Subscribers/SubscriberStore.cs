@@ -64,9 +64,6 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         if (await SignUpNewAddressAsync(connection, confirmation.emailKey, confirmation, topics, delivery, cancellationToken))
         {
-            // The insert may have waited for an erasure of the address to commit (its row was being deleted): the statement's
-            // own restore came before that erasure had moved the suppression to the hash, so it is moved back now.
-            await SubscriberData.RestoreSuppressionAsync(connection, transaction: null, confirmation.emailKey, cancellationToken);
             outbox.Wake();
             return;
         }
@@ -318,7 +315,12 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
                 SELECT s.id, @kind, @now, @now FROM subscriber s
                 WHERE NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email IN (@emailKey, @erasedKey))
             )
-            SELECT id FROM subscriber
+            SELECT id FROM subscriber;
+            -- A statement of its own, in the same round trip: the insert may have waited for an erasure of the address to
+            -- commit (its row was being deleted), and the restore above, with the statement's snapshot, came before that
+            -- erasure had moved the suppression to the hash. This one sees it, and keys it by the address again.
+            WITH {SubscriberData.RestoreSuppressionCtes}
+            SELECT 1;
             """;
         var parameters = new DynamicParameters(confirmation);
         parameters.AddDynamicParams(new
@@ -331,7 +333,10 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
             delivery.Frequency,
             delivery.Weekday,
         });
-        return await connection.QuerySingleOrDefaultAsync<long?>(new CommandDefinition(sql, parameters, cancellationToken: cancellationToken)) is not null;
+        await using var results = await connection.QueryMultipleAsync(new CommandDefinition(sql, parameters, cancellationToken: cancellationToken));
+        var inserted = await results.ReadSingleOrDefaultAsync<long?>() is not null;
+        await results.ReadAsync<int>();
+        return inserted;
     }
 
     private static Task SetDeliveryAsync(
