@@ -92,10 +92,11 @@ internal static class Verbs
             Console.Error.WriteLine($"Database error: {database.Message}{(database.InnerException is { } inner ? $" ({inner.Message})" : "")}");
             return DatabaseUnavailable;
         }
-        catch (Exception e)
+        catch (Exception e) when (e is not HostAbortedException)
         {
             // Anything else is a fault to report with its stack trace, but as an exit code of its own: escaping Main, it
-            // aborted the process (134, a core dump under systemd).
+            // aborted the process (134, a core dump under systemd). (The test host stops the entry point with
+            // HostAbortedException once it has the app: that one must go on.)
             Console.Error.WriteLine($"Unexpected error: {e}");
             return Failed;
         }
