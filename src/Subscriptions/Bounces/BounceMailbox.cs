@@ -81,11 +81,22 @@ internal sealed class BounceMailbox(
         {
             var read = new List<UniqueId>();
             var events = new List<BounceEvent>();
-            var sizes = (await inbox.FetchAsync(chunk, new FetchRequest(MessageSummaryItems.UniqueId | MessageSummaryItems.Size), cancellationToken))
-                .ToDictionary(summary => summary.UniqueId, summary => summary.Size);
+            // The server may add FETCH lines of its own (another client's flag changes, with no UID): only the chunk's count.
+            var sizes = new Dictionary<UniqueId, uint?>();
+            foreach (var summary in await inbox.FetchAsync(chunk, new FetchRequest(MessageSummaryItems.UniqueId | MessageSummaryItems.Size), cancellationToken))
+            {
+                if (summary.UniqueId.IsValid)
+                {
+                    sizes.TryAdd(summary.UniqueId, summary.Size);
+                }
+            }
             foreach (var uid in chunk)
             {
-                var found = sizes.GetValueOrDefault(uid) is > MaxReportBytes and var size
+                if (!sizes.TryGetValue(uid, out var fetchedSize))
+                {
+                    continue; // expunged since the search (by a person, or another client): nothing to read
+                }
+                var found = fetchedSize is > MaxReportBytes and var size
                     ? LeftAsTooLarge(uid, size)
                     : await ReadAsync(inbox, uid, cancellationToken);
                 if (found is not null)
