@@ -1,12 +1,12 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
-using Dapper;
 using MailKit;
 using MailKit.Net.Imap;
 using MailKit.Search;
 using Microsoft.Extensions.Options;
 using MimeKit;
 using Npgsql;
+using Subscriptions.Database;
 using Subscriptions.Email;
 using Subscriptions.Infrastructure;
 
@@ -43,19 +43,13 @@ internal sealed class BounceMailbox(
     /// <summary>Reads the mailbox once; returns at once, having done nothing, while another instance is reading it.</summary>
     public async Task<MailboxRound> ProcessAsync(CancellationToken cancellationToken)
     {
-        // One reader at a time across instances: two reading the same mailbox would record each report twice. The lock is
-        // held by a transaction left open while the mailbox is read (it takes no snapshot and writes nothing, so it holds
-        // nothing else back), not by the session: behind PgBouncer in transaction mode the unlock of a session's lock could
-        // run on another server connection than the one holding it, which then kept it, and every instance would have seen
-        // the mailbox as being read.
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        if (!await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
-                "SELECT pg_try_advisory_xact_lock(@key)", new { key = ReaderLockKey }, transaction, cancellationToken: cancellationToken)))
+        // One reader at a time across instances: two reading the same mailbox would record each report twice.
+        await using var reading = await RoundLock.TryTakeAsync(dataSource, ReaderLockKey, cancellationToken);
+        if (reading is null)
         {
             return new MailboxRound(0, 0, []);
         }
-        return await ReadMailboxAsync(cancellationToken); // the lock ends with the transaction, as it is disposed
+        return await ReadMailboxAsync(cancellationToken);
     }
 
     private async Task<MailboxRound> ReadMailboxAsync(CancellationToken cancellationToken)

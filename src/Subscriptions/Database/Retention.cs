@@ -74,12 +74,9 @@ internal sealed class Retention(NpgsqlDataSource dataSource, SubscriberData data
     /// <summary>Deletes what is due; returns at once, having done nothing, while another instance is doing it.</summary>
     public async Task<RetentionRound> DeleteDueAsync(CancellationToken cancellationToken)
     {
-        // One instance at a time: the lock is held by a transaction left open for the round, as the bounce mailbox's is
-        // (BounceMailbox.ProcessAsync says why not the session's); the deletes run in transactions of their own.
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        if (!await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
-                "SELECT pg_try_advisory_xact_lock(@key)", new { key = LockKey }, transaction, cancellationToken: cancellationToken)))
+        // One instance at a time; the deletes run in transactions of their own.
+        await using var deleting = await RoundLock.TryTakeAsync(dataSource, LockKey, cancellationToken);
+        if (deleting is null)
         {
             return new RetentionRound(0, 0, More: false);
         }
