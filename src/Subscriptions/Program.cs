@@ -21,8 +21,8 @@ static async Task<int> ServeAsync(string[] settings)
     // Configure metrics (Prometheus scrape at /metrics) and traces (OTLP, when OTEL_EXPORTER_OTLP_ENDPOINT is set)
     var builder = WebApplication.CreateBuilder(settings).WithDefaultUrl().AddObservability();
 
-    // Configure the database; migrations run before anything else starts
-    builder.Services.AddDatabase().AddMigrationsAtStartup().AddHealth().AddShutdownTimeout();
+    // Configure the database (migrated below, before anything starts)
+    builder.Services.AddDatabase().AddHealth().AddShutdownTimeout();
 
     // Configure email (one sender, SMTP or the pickup folder), papers (each day's list) and matching (topics against them)
     builder.Services.AddEmail().AddPapers().AddMatching();
@@ -43,6 +43,8 @@ static async Task<int> ServeAsync(string[] settings)
 
     // Every bad setting at once, before anything starts (or reads one of them to set up a route).
     app.Services.GetRequiredService<IStartupValidator>().Validate();
+    var applied = await app.Services.MigrateAsync();
+    app.Logger.LogInformation("Database schema is current ({Applied} migration(s) applied now)", applied.Count);
 
     app.UseMetricsPort().UseWeb().UseOperatorConsole();
 

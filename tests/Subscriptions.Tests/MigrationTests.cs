@@ -91,7 +91,7 @@ public sealed class MigrationTests
             await connection.ExecuteAsync("INSERT INTO schema_migrations (name, checksum) VALUES ('9999_from_the_future.sql', 'x')");
         }
 
-        var (exitCode, _, error) = await ServiceBinary.RunAsync(["serve", "--urls=http://127.0.0.1:0"], new Dictionary<string, string>
+        var (exitCode, output, error) = await ServiceBinary.RunAsync(["serve", "--urls=http://127.0.0.1:0"], new Dictionary<string, string>
         {
             ["ConnectionStrings__Postgres"] = connectionString,
             ["App__TokenSecret"] = "a-secret-for-the-newer-schema-test-only",
@@ -101,5 +101,64 @@ public sealed class MigrationTests
         Assert.True(exitCode == 65, $"exited with {exitCode}:\n{error}"); // the whole error, should it end otherwise
         Assert.Contains("migrated by a newer version of this service (9999_from_the_future.sql applied)", error);
         Assert.DoesNotContain("   at ", error);
+        // Nor the host's "Hosting failed to start" and its stack trace in the log.
+        Assert.DoesNotContain("   at ", output);
+    }
+
+    [Theory]
+    [InlineData("serve", 0)]
+    [InlineData("migrate", 130)]
+    public async Task SigtermWhileAnotherInstanceMigratesStopsTheWaitWithNothingHalfApplied(string verb, int exitCode)
+    {
+        var connectionString = await PostgresServer.CreateDatabaseAsync("migrations", migrated: false);
+        try
+        {
+            await using var other = new NpgsqlConnection(connectionString);
+            await other.OpenAsync();
+            await using var otherMigrating = await other.BeginTransactionAsync();
+            await other.ExecuteAsync("SELECT pg_advisory_xact_lock(@key)", new { key = MigrationRunner.AdvisoryLockKey }, otherMigrating);
+
+            using var process = ServiceBinary.Start([verb, "--urls=http://127.0.0.1:0"], new Dictionary<string, string>
+            {
+                ["ConnectionStrings__Postgres"] = connectionString,
+                ["App__TokenSecret"] = "a-secret-for-the-migration-tests-only",
+                ["Digest__Enabled"] = "false",
+            });
+            var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
+            process.OutputDataReceived += (_, e) => lines.Enqueue(e.Data ?? "");
+            process.ErrorDataReceived += (_, e) => lines.Enqueue(e.Data ?? "");
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            try
+            {
+                await Eventually.TrueAsync(() => lines.Any(line => line.Contains("Another instance is migrating the database", StringComparison.Ordinal)),
+                    "the instance to say it waits for the other's migrations", TimeSpan.FromSeconds(60));
+
+                using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+                {
+                    await kill.WaitForExitAsync();
+                }
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+                await process.WaitForExitAsync(timeout.Token);
+            }
+            finally
+            {
+                if (!process.HasExited)
+                {
+                    process.Kill(entireProcessTree: true);
+                }
+            }
+
+            var output = string.Join('\n', lines);
+            Assert.True(process.ExitCode == exitCode, $"exited with {process.ExitCode}:\n{output}");
+            Assert.Contains("Stopped before the database schema was brought up to date", output);
+            Assert.DoesNotContain("   at ", output);
+            await otherMigrating.RollbackAsync();
+            Assert.Equal(0, await other.ExecuteScalarAsync<long>("SELECT count(*) FROM pg_tables WHERE tablename = 'schema_migrations'"));
+        }
+        finally
+        {
+            await PostgresServer.DropDatabaseAsync(connectionString);
+        }
     }
 }

@@ -26,9 +26,16 @@ internal sealed class CommandHost : IDisposable
         addServices(builder.Services);
         var host = builder.Build();
         // Every bad setting at once, before anything runs.
-        host.Services.GetRequiredService<IStartupValidator>().Validate();
-        var applied = await host.Services.GetRequiredService<MigrationRunner>().ApplyPendingAsync(CancellationToken.None);
-        return new CommandHost(host, applied);
+        try
+        {
+            host.Services.GetRequiredService<IStartupValidator>().Validate();
+            return new CommandHost(host, await host.Services.MigrateAsync());
+        }
+        catch
+        {
+            host.Dispose();
+            throw;
+        }
     }
 
     public void Dispose() => _host.Dispose();

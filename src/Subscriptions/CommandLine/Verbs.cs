@@ -72,6 +72,12 @@ internal static class Verbs
             // intercepts the web host), and no termination timeout: serve stops on SIGTERM as the host decides.
             return await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null });
         }
+        catch (Exception e) when (Unwrap<StoppedWhileMigratingException>(e) is { } stopped)
+        {
+            // serve exits 0 on SIGTERM at any other time too.
+            Console.Error.WriteLine(stopped.Message);
+            return parsed.CommandResult.Command == root || parsed.CommandResult.Command == serveCommand ? Done : Interrupted;
+        }
         catch (Exception e) when (Unwrap<SchemaMismatchException>(e) is { } mismatch)
         {
             Console.Error.WriteLine($"Database schema error: {mismatch.Message}");

@@ -1,4 +1,6 @@
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Options;
+using Npgsql;
 using Subscriptions.Infrastructure;
 
 namespace Subscriptions.Database;
@@ -30,18 +32,33 @@ internal static class DatabaseExtensions
         services.AddLogging(logging => logging.AddFilter("Npgsql", LogLevel.Warning));
     });
 
-    /// <summary>Applies pending migrations before the other background services start.</summary>
-    public static IServiceCollection AddMigrationsAtStartup(this IServiceCollection services) =>
-        services.AddHostedService<MigrateAtStartup>();
-
-    private sealed class MigrateAtStartup(MigrationRunner runner, ILogger<MigrateAtStartup> logger) : IHostedService
+    /// <summary>
+    /// Applies pending migrations before a host runs. SIGTERM or Ctrl+C meanwhile (the host handles them only once it runs)
+    /// cancels the wait for another instance's migrations, or the script being applied, which rolls back: then
+    /// <see cref="StoppedWhileMigratingException"/>. Without this, a stop while another instance migrated was an
+    /// "unexpected error" with two stack traces, and a verb waiting on the lock could not be stopped at all.
+    /// </summary>
+    public static async Task<IReadOnlyList<string>> MigrateAsync(this IServiceProvider services)
     {
-        public async Task StartAsync(CancellationToken cancellationToken)
+        using var stop = new CancellationTokenSource();
+        void Stop(PosixSignalContext context)
         {
-            var applied = await runner.ApplyPendingAsync(cancellationToken);
-            logger.LogInformation("Database schema is current ({Applied} migration(s) applied now)", applied.Count);
+            context.Cancel = true;
+            stop.Cancel();
         }
-
-        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        try
+        {
+            return await services.GetRequiredService<MigrationRunner>().ApplyPendingAsync(stop.Token);
+        }
+        catch (Exception e) when (stop.IsCancellationRequested && e is OperationCanceledException or NpgsqlException)
+        {
+            throw new StoppedWhileMigratingException(e);
+        }
     }
 }
+
+/// <summary>SIGTERM or Ctrl+C came while migrating: nothing was half applied, and nothing else was started.</summary>
+internal sealed class StoppedWhileMigratingException(Exception inner)
+    : OperationCanceledException("Stopped before the database schema was brought up to date; no migration was left half applied.", inner);

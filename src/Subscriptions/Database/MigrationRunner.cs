@@ -113,14 +113,20 @@ internal sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<Migra
         return true;
     }
 
-    /// <summary>A transaction holding the migrations' lock until it ends.</summary>
-    private static async Task<NpgsqlTransaction> LockedTransactionAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    /// <summary>A transaction holding the migrations' lock until it ends; while another runner holds it, logged and waited for.</summary>
+    private async Task<NpgsqlTransaction> LockedTransactionAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
     {
         var transaction = await connection.BeginTransactionAsync(cancellationToken);
         try
         {
-            await connection.ExecuteAsync(new CommandDefinition(
-                "SELECT pg_advisory_xact_lock(@key)", new { key = AdvisoryLockKey }, transaction, commandTimeout: NoTimeout, cancellationToken: cancellationToken));
+            var key = new { key = AdvisoryLockKey };
+            if (!await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
+                "SELECT pg_try_advisory_xact_lock(@key)", key, transaction, cancellationToken: cancellationToken)))
+            {
+                logger.LogInformation("Another instance is migrating the database; waiting for it to finish");
+                await connection.ExecuteAsync(new CommandDefinition(
+                    "SELECT pg_advisory_xact_lock(@key)", key, transaction, commandTimeout: NoTimeout, cancellationToken: cancellationToken));
+            }
             return transaction;
         }
         catch
