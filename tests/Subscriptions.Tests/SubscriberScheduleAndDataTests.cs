@@ -398,6 +398,31 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AnErasureWaitingForASendInFlightHoldsUpNoPlanning()
+    {
+        var (id, _) = await AddActiveAsync("erased-while-sending@example.org");
+        await using var sender = await _database.DataSource.OpenConnectionAsync();
+        await using var sending = await sender.BeginTransactionAsync();
+        await sender.ExecuteAsync(SubscriberDeletion.WaitForDeletionOfOne.Replace("$1", "@id", StringComparison.Ordinal), new { id }, sending);
+        var erasure = _app.Services.GetRequiredService<SubscriberData>().EraseAsync(id, CancellationToken.None);
+        await OneWaitsForTheDeletionLockAsync("the erasure to wait for the send in flight");
+
+        // A batch of another slot's deliveries, as the planner starts one: it must not queue behind the waiting erasure.
+        await using var batch = await _database.DataSource.OpenConnectionAsync();
+        await using (var transaction = await batch.BeginTransactionAsync())
+        {
+            await batch.ExecuteAsync("SET LOCAL lock_timeout = '3s'", transaction: transaction);
+            await batch.ExecuteAsync(SubscriberDeletion.WaitForDeletions, transaction: transaction);
+            await transaction.CommitAsync();
+        }
+        Assert.False(erasure.IsCompleted);
+
+        await sending.CommitAsync();
+        Assert.True(await erasure);
+        Assert.Equal(0, await _database.ScalarAsync<long>("SELECT count(*) FROM subscribers WHERE id = @id", new { id }));
+    }
+
+    [Fact]
     public async Task AnErasureWhileASlotIsBeingPlannedWaitsForItsBatchAndThenLeavesNoRows()
     {
         var (erased, _) = await AddActiveAsync("erased-while-planned@example.org");
