@@ -63,6 +63,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
     public async Task AStoppedInstanceHandsItsClaimsBackWhileItsMessagesInFlightAreStillGoing()
     {
         using var first = await StartUntilHeldAsync(_database, "early", 40, plan: true, accepted: 5, Environment(claimTimeout: "00:10:00"));
+        await first.WaitAsync(() => _smtp.Held == 2, "a message in flight on each of the 2 connections", TimeSpan.FromSeconds(15));
         first.Terminate();
 
         // The relay still holds what is in flight: the rest of each batch (5) is handed back now, not once those messages are
@@ -76,6 +77,8 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
         Assert.True(await first.WaitForExitAsync(TimeSpan.FromSeconds(40)), "The instance stopped within its shutdown timeout.");
         Assert.Equal(0, await _database.ScalarAsync<long>(claimed));
         Assert.Equal(_smtp.Received.Count, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status = 'sent'"));
+        // The two messages that waited for a connection were not in flight: they went back too, unsent.
+        Assert.Equal(5 + 2, _smtp.Received.Count);
     }
 
     [Fact]

@@ -216,7 +216,7 @@ internal sealed class DeliverySender(
                 {
                     if (handBack.TryBegin(i))
                     {
-                        (outcome, checkedAhead) = await SendOneAsync(connection, statements, sender, batch[i], checkedAhead, following, counters);
+                        (outcome, checkedAhead) = await SendOneAsync(connection, statements, sender, batch[i], checkedAhead, following, counters, cancellationToken);
                     }
                     else if (checkedAhead is not null)
                     {
@@ -303,7 +303,7 @@ internal sealed class DeliverySender(
     /// </summary>
     private async Task<(SendOutcome Outcome, StillWantedCheck? FollowingCheck)> SendOneAsync(
         NpgsqlConnection connection, SendStatements statements, string sender, ClaimedDelivery delivery, StillWantedCheck? check, ClaimedDelivery? following,
-        SendCounters counters)
+        SendCounters counters, CancellationToken stopping)
     {
         if (delivery.SubscriberStatus != "active")
         {
@@ -328,12 +328,24 @@ internal sealed class DeliverySender(
         // ~40 KB alive through a collection (every collection became a gen1 one, and ~11 % of the run was spent paused).
         using var message = emails.Render(delivery.Id, delivery.Email, delivery.SubscriberId, delivery.SubscriptionKey, delivery.Day, planned, papersShown);
         check ??= new StillWantedCheck(statements.LockIfStillWanted, delivery.Id, delivery.SubscriberId, SendDeadline);
+        var stopped = false;
+        ValueTask<bool> StillWantedUnlessStopping()
+        {
+            // Asked once the message has its connection: stopping while it waited for one (or for its turn under
+            // Smtp:MaxPerSecond), it was not in flight yet, and goes back with the rest of the batch.
+            if (stopping.IsCancellationRequested)
+            {
+                stopped = true;
+                return ValueTask.FromResult(false);
+            }
+            return check.AskAsync();
+        }
         bool sent;
         try
         {
             // Not cancelled by shutdown: a message half-sent when the process stops is the one case that
             // could reach the server unrecorded, so the send in flight is always finished and recorded.
-            sent = await mailSender.SendAsync(message, check.AskAsync, CancellationToken.None);
+            sent = await mailSender.SendAsync(message, StillWantedUnlessStopping, CancellationToken.None);
         }
         catch (PermanentMailException e)
         {
@@ -366,6 +378,11 @@ internal sealed class DeliverySender(
 
         if (!sent)
         {
+            if (stopped)
+            {
+                await check.EndAsync(connection); // asked ahead, with the message before it, perhaps
+                return (SendOutcome.Stopping, null);
+            }
             if (check.ClaimRunShort)
             {
                 await check.EndAsync(connection);
