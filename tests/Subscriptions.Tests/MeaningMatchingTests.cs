@@ -2,6 +2,8 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Numerics.Tensors;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Testing;
+using Npgsql;
 using Subscriptions.Meaning;
 using Subscriptions.Papers;
 using Subscriptions.Tests.Infrastructure;
@@ -203,6 +205,25 @@ public sealed class MeaningMatchingTests(TestDatabase database) : IClassFixture<
 
         Assert.Equal(0.5f, await database.ScalarAsync<float>("SELECT max(v) FROM topic_embeddings, unnest(vector) AS v WHERE topic = 'sound event detection'"));
         Assert.Equal(0.5f, await database.ScalarAsync<float>("SELECT min(v) FROM topic_embeddings, unnest(vector) AS v WHERE topic = 'sound event detection'"));
+    }
+
+    [Fact]
+    public async Task ADayWithoutVectorsIsEmbeddedOnceHoweverManyAskForItAtOnce()
+    {
+        // As previews of a day before `embed` ran for a new model: each embedded the whole day anew.
+        var otherDay = new DateOnly(2026, 11, 6);
+        var papers = Titles.Take(6).Select((title, i) => PaperRecord.Create($"2612.{i + 1:00000}", $"{title} (revisited)",
+            $"We revisit {title}.", ["Ada Lovelace"], null, upvotes: 1, categories: ["cs.CL"])).ToArray();
+        await database.SaveDayAsync(otherDay, papers);
+        var logs = new FakeLogCollector();
+        var store = new EmbeddingStore(_app.Services.GetRequiredService<NpgsqlDataSource>(), _app.Services.GetRequiredService<TextEmbedder>(),
+            new FakeLogger<EmbeddingStore>(logs));
+
+        var vectors = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => store.DayVectorsAsync(otherDay, CancellationToken.None))));
+
+        Assert.All(vectors, dayVectors => Assert.Equal(6, dayVectors.Count));
+        var embedded = Assert.Single(logs.GetSnapshot(), log => log.Message.StartsWith("Embedded", StringComparison.Ordinal));
+        Assert.StartsWith("Embedded 6 papers", embedded.Message);
     }
 
     [Fact]

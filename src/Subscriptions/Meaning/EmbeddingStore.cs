@@ -20,6 +20,11 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
     private const int KnownTopicsLimit = 100_000;
     private readonly ConcurrentDictionary<string, bool> _knownTopics = new(StringComparer.Ordinal);
 
+    // Papers are embedded by one caller at a time in this process. A day without vectors of the model (a new model before
+    // `embed` ran) was embedded anew by every preview of it that came before the first had stored its vectors, each
+    // holding the model's memory for a batch: twenty concurrent previews, twenty times the work.
+    private readonly SemaphoreSlim _embeddingPapers = new(1, 1);
+
     /// <summary>Embeds the papers listed on the day that have no vector of the current model yet; returns how many.</summary>
     public async Task<int> EmbedDayAsync(DateOnly day, CancellationToken cancellationToken)
     {
@@ -40,7 +45,7 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
             WHERE @all OR NOT EXISTS (SELECT 1 FROM paper_embeddings e WHERE e.paper_id = p.id AND e.model = @model)
             ORDER BY p.id
             """;
-        var paperCount = await EmbedPapersAsync(papers, new { all }, cancellationToken);
+        var paperCount = await EmbedPapersAsync(papers, new { all }, cancellationToken, askFirst: false);
 
         const string topics = """
             SELECT DISTINCT t.text FROM topics t
@@ -58,16 +63,38 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
         return (paperCount, stale.Count);
     }
 
-    private async Task<int> EmbedPapersAsync(string sql, object parameters, CancellationToken cancellationToken)
+    /// <summary>
+    /// Embeds the papers <paramref name="sql"/> lists. With <paramref name="askFirst"/>, it lists them before waiting its turn
+    /// too, so that a caller with nothing missing (most) does not wait for another's embedding.
+    /// </summary>
+    private async Task<int> EmbedPapersAsync(string sql, object parameters, CancellationToken cancellationToken, bool askFirst = true)
     {
         var model = embedder.ModelName;
         var arguments = new DynamicParameters(parameters);
         arguments.Add("model", model);
-        List<(long Id, string Title, string Abstract)> papers;
-        await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
+        async Task<List<(long Id, string Title, string Abstract)>> PapersAsync()
         {
-            papers = [.. await connection.QueryAsync<(long, string, string)>(new CommandDefinition(sql, arguments, cancellationToken: cancellationToken))];
+            await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+            return [.. await connection.QueryAsync<(long, string, string)>(new CommandDefinition(sql, arguments, cancellationToken: cancellationToken))];
         }
+        if (askFirst && (await PapersAsync()).Count == 0)
+        {
+            return 0; // the usual case, without waiting for another caller's embedding
+        }
+        await _embeddingPapers.WaitAsync(cancellationToken);
+        try
+        {
+            // Asked (again) once it is this caller's turn: what the one before embedded is not missing any more.
+            return await EmbedPapersAsync(await PapersAsync(), model, cancellationToken);
+        }
+        finally
+        {
+            _embeddingPapers.Release();
+        }
+    }
+
+    private async Task<int> EmbedPapersAsync(List<(long Id, string Title, string Abstract)> papers, string model, CancellationToken cancellationToken)
+    {
         foreach (var chunk in papers.Chunk(PaperBatch))
         {
             var vectors = embedder.Embed([.. chunk.Select(paper => TextEmbedder.PaperText(paper.Title, paper.Abstract))], cancellationToken);
