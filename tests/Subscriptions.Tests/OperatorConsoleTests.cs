@@ -406,6 +406,30 @@ public sealed partial class OperatorConsoleTests(TestDatabase database) : IClass
     }
 
     [Fact]
+    public async Task GuessesAtTheCurrentPasswordWithACopiedSessionCountAsSignIns()
+    {
+        await _app.Services.GetRequiredService<OperatorAccounts>().AddOrResetAsync("copied@example.org", Password, CancellationToken.None);
+        var session = new System.Net.CookieContainer();
+        using (var owner = ClientFrom(IPAddress.Parse("203.0.113.20"), session))
+        {
+            Assert.Equal("/admin", (await SignInAsync(owner, "copied@example.org", Password)).Headers.Location?.OriginalString);
+        }
+
+        // The session's cookie, used from many clients: the per-client limit (5 a minute) never comes into it. The sign-in counted too.
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < SignInThrottle.AttemptsPerAddress; i++)
+        {
+            using var guesser = ClientFrom(IPAddress.Parse($"198.51.100.{i + 40}"), session);
+            var page = await guesser.GetStringAsync("/admin/password");
+            var current = i < SignInThrottle.AttemptsPerAddress - 1 ? $"guess number {i}" : Password;
+            statuses.Add((await ChoosePasswordAsync(guesser, page, "a-taken-over-password", "a-taken-over-password", current)).StatusCode);
+        }
+
+        Assert.Equal([.. Enumerable.Repeat(HttpStatusCode.BadRequest, SignInThrottle.AttemptsPerAddress - 1), HttpStatusCode.TooManyRequests], statuses);
+        Assert.NotNull(await _app.Services.GetRequiredService<OperatorAccounts>().VerifyAsync("copied@example.org", Password, CancellationToken.None));
+    }
+
+    [Fact]
     public async Task ASessionAndAFormOfOneInstanceAreGoodOnAnother()
     {
         // Two replicas: processes of their own, each with its own home folder (where ASP.NET Core kept its keys), one database.
@@ -452,9 +476,13 @@ public sealed partial class OperatorConsoleTests(TestDatabase database) : IClass
             KeyValuePair.Create("repeat", repeat),
         ]));
 
-    /// <summary>A browser at <paramref name="address"/> (the connection's remote address), keeping its cookies.</summary>
-    private HttpClient ClientFrom(IPAddress address) =>
-        new(new CookieContainerHandler { InnerHandler = _app.Server.CreateHandler(context => context.Connection.RemoteIpAddress = address) }) { BaseAddress = new Uri(TestApp.BaseUrl) };
+    /// <summary>A browser at <paramref name="address"/> (the connection's remote address), keeping its cookies (in <paramref name="cookies"/>, when given).</summary>
+    private HttpClient ClientFrom(IPAddress address, System.Net.CookieContainer? cookies = null) =>
+        new(new CookieContainerHandler(cookies ?? new System.Net.CookieContainer())
+        {
+            InnerHandler = _app.Server.CreateHandler(context => context.Connection.RemoteIpAddress = address),
+        })
+        { BaseAddress = new Uri(TestApp.BaseUrl) };
 
     private HttpClient BrowserClient() =>
         _app.CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = false, HandleCookies = true, BaseAddress = new Uri(TestApp.BaseUrl) });

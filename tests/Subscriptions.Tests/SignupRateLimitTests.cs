@@ -1,4 +1,5 @@
 using System.Net;
+using Microsoft.Extensions.DependencyInjection;
 using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
@@ -45,6 +46,26 @@ public sealed class SignupRateLimitTests(TestDatabase database) : IClassFixture<
         {
             Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/")).StatusCode);
         }
+    }
+
+    [Fact]
+    public async Task SavedPreferencesCountAgainstTheSignupLimit()
+    {
+        // Saving embeds new topics as a signup does; it had no limit at all.
+        await using var app = new TestApp(database, settings: new Dictionary<string, string?> { ["App:SignupsPerMinute"] = "2" });
+        using var client = app.CreatePlainClient();
+        client.DefaultRequestHeaders.Accept.ParseAdd("text/html");
+        var (id, key) = await database.AddSubscriberAsync("saver@example.org", "active", maxPapers: null, "lidar");
+        var link = $"/preferences?token={app.Services.GetRequiredService<Subscriptions.Subscribers.LinkTokens>().Create(Subscriptions.Subscribers.LinkPurpose.Preferences, id, key)}";
+
+        var saved = new List<HttpStatusCode>();
+        for (var i = 0; i < 3; i++)
+        {
+            saved.Add((await client.PostFormAsync(link, ("topics", $"topic number {i}"), ("max_papers", "5"))).StatusCode);
+        }
+
+        Assert.Equal([HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.TooManyRequests], saved);
+        Assert.Equal(["topic number 1"], await database.QueryAsync<string>("SELECT text FROM topics WHERE subscriber_id = @id", new { id }));
     }
 
     [Fact]

@@ -102,10 +102,11 @@ internal static class OperatorEndpoints
         };
 
     private static async Task<Results<RedirectHttpResult, RazorComponentResult>> ChangePasswordAsync(
-        HttpContext context, OperatorAccounts accounts, ILogger<OperatorAccounts> logger, CancellationToken cancellationToken)
+        HttpContext context, OperatorAccounts accounts, SignInThrottle throttle, ILogger<OperatorAccounts> logger, CancellationToken cancellationToken)
     {
         var form = await context.Request.ReadFormAsync(cancellationToken);
         string password = form["password"].ToString(), repeated = form["repeat"].ToString(), current = form["current"].ToString();
+        var name = context.User.FindFirstValue(ClaimTypes.Name) ?? "";
         var error = password.Length < OperatorAccounts.MinPasswordLength || password.Length > OperatorAccounts.MaxPasswordLength
             ? $"The password must be {OperatorAccounts.MinPasswordLength} to {OperatorAccounts.MaxPasswordLength} characters long."
             : !string.Equals(password, repeated, StringComparison.Ordinal) ? "The two passwords differ." : null;
@@ -113,10 +114,19 @@ internal static class OperatorEndpoints
         {
             return PasswordPage(error ?? "Sign in again.", context, StatusCodes.Status400BadRequest);
         }
-        if (AsksForCurrentPassword(context) && (current.Length > OperatorAccounts.MaxPasswordLength
-            || await accounts.VerifyAsync(context.User.FindFirstValue(ClaimTypes.Name) ?? "", current, cancellationToken) is not { } verified || verified.Id != id))
+        // A guess at the current password counts as a sign-in of the account: a copied session cookie, spread over many
+        // clients, would otherwise guess it faster than sign-in allows.
+        if (AsksForCurrentPassword(context) && !throttle.TryAttempt(name))
         {
-            logger.LogWarning("Operator {Operator}: a new password was refused, the current one given was wrong", context.User.FindFirstValue(ClaimTypes.Name));
+            logger.LogWarning("Operator {Operator}: a new password was refused, {Attempts} sign-ins or password checks within {Window}",
+                name, SignInThrottle.AttemptsPerAddress, SignInThrottle.Window);
+            return PasswordPage($"Too many attempts for this account: try again in {SignInThrottle.Window.TotalMinutes:N0} minutes.", context,
+                StatusCodes.Status429TooManyRequests);
+        }
+        if (AsksForCurrentPassword(context) && (current.Length > OperatorAccounts.MaxPasswordLength
+            || await accounts.VerifyAsync(name, current, cancellationToken) is not { } verified || verified.Id != id))
+        {
+            logger.LogWarning("Operator {Operator}: a new password was refused, the current one given was wrong", name);
             return PasswordPage("The current password is not right.", context, StatusCodes.Status400BadRequest);
         }
         // A new stamp ends every other session of the account; this one goes on with it.

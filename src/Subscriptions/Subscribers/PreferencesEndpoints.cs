@@ -12,14 +12,15 @@ internal static class PreferencesEndpoints
     {
         var preferences = endpoints.MapGroup("/preferences");
         preferences.MapGet("", ShowAsync).RequireRateLimiting(MatchingExtensions.PreviewRateLimit);
-        preferences.MapPost("", SaveAsync).WithSmallBody();
+        // Saving embeds the topics as a signup does, and counts against the same limit.
+        preferences.MapPost("", SaveAsync).RequireRateLimiting(SubscriberExtensions.SignupRateLimit).WithSmallBody();
         preferences.MapGet("/export", ExportAsync);
         preferences.MapPost("/erase", EraseAsync).WithSmallBody();
 
         // "More/less like this" links of each paper in an email, signed as the preferences link is; ?remove=1 (POST) forgets one.
         var feedback = endpoints.MapGroup("/feedback");
         feedback.MapGet("", ShowFeedbackAsync);
-        feedback.MapPost("", RateAsync).WithSmallBody();
+        feedback.MapPost("", RateAsync).RequireRateLimiting(MatchingExtensions.PreviewRateLimit).WithSmallBody();
         return endpoints.MapFeed();
     }
 
