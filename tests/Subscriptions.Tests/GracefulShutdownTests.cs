@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
+using Dapper;
 using Microsoft.Extensions.DependencyInjection;
 using Subscriptions.Digest;
 using Subscriptions.Tests.Infrastructure;
@@ -120,6 +121,50 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
             // Its log lines without the stack traces' frames: one logged exception's frames filled the last 40 lines once.
             string.Join('\n', instance.Output.Where(line => !line.TrimStart().StartsWith("at ", StringComparison.Ordinal)).TakeLast(40)));
         Assert.Equal(verb == "serve" ? 0 : 130, instance.ExitCode);
+    }
+
+    [Fact]
+    public async Task AnInstanceStoppedWhilePlanningASlotHandsTheFiringToTheNextInstance()
+    {
+        // A subscriber due this hour, and the hour before as the last slot the schedule planned.
+        var slot = Digest.DeliverySlots.SlotOf(DateTimeOffset.UtcNow);
+        var (id, _) = await _database.AddSubscriberAsync("recovered@example.org", "active", maxPapers: null, "lidar");
+        await _database.ExecuteAsync("UPDATE subscribers SET time_zone = 'UTC', delivery_hour = @hour WHERE id = @id", new { id, hour = slot.Hour });
+        await _database.SaveDayAsync(DateOnly.FromDateTime(slot.UtcDateTime), TestDatabase.LidarPaper);
+        await _database.ExecuteAsync("INSERT INTO digest_slots (slot, planned_at, matched, planned, by_schedule) VALUES (@previous, now(), 0, 0, true)",
+            new { previous = slot - Digest.DeliverySlots.Length });
+        var environment = Environment(claimTimeout: "00:10:00");
+        environment["Digest__Schedule"] = "0 0 3 * * ?";
+        environment["Papers__Sources"] = "file";
+        environment["Papers__File__Path"] = Path.Combine(AppContext.BaseDirectory, "Payloads", "trending-page.txt");
+        environment["HostOptions__ShutdownTimeout"] = "00:00:05";
+        const string trigger = "SELECT count(*) FROM qrtz_triggers WHERE trigger_name = 'daily-digest'";
+        using (var scheduling = new RunningInstance(environment))
+        {
+            await scheduling.WaitAsync(() => _database.ScalarAsync<long>(trigger).GetAwaiter().GetResult() == 1, "the hourly trigger to be stored", TimeSpan.FromSeconds(60));
+            scheduling.Terminate();
+            Assert.True(await scheduling.WaitForExitAsync(TimeSpan.FromSeconds(20)));
+        }
+
+        // Planning waits: a batch's lock is held by an erasure that takes its time. The trigger is due: the instance fires it as it starts.
+        await using var erasure = await _database.DataSource.OpenConnectionAsync();
+        await using var erasing = await erasure.BeginTransactionAsync();
+        await erasure.ExecuteAsync("SELECT pg_advisory_xact_lock(hashtextextended('subscriptions.subscriber_deletion', 0))", transaction: erasing);
+        await _database.ExecuteAsync("UPDATE qrtz_triggers SET next_fire_time = @due WHERE trigger_name = 'daily-digest'",
+            new { due = DateTimeOffset.UtcNow.AddMinutes(-1).UtcTicks });
+        using var first = new RunningInstance(environment);
+        await first.WaitAsync(() => _database.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'advisory'").GetAwaiter().GetResult() == 1,
+            "the firing to wait in planning", TimeSpan.FromSeconds(60));
+        first.Terminate();
+        Assert.True(await first.WaitForExitAsync(TimeSpan.FromSeconds(8)), "The instance stopped its firing rather than waiting for it.");
+        Assert.Equal(0, first.ExitCode);
+        await erasing.RollbackAsync();
+
+        // Another instance runs the firing now, not at the next hour.
+        using var second = new RunningInstance(environment);
+        await second.WaitAsync(() => _smtp.MessagesTo("recovered@example.org").Count == 1, "the handed-back firing's digest", TimeSpan.FromSeconds(60));
+        Assert.Equal(1, await _database.ScalarAsync<long>("SELECT count(*) FROM digest_slots WHERE slot = @slot", new { slot }));
     }
 
     /// <summary>

@@ -26,12 +26,20 @@ internal static class DigestSchedule
             {
                 scheduler.InstanceName = SchedulerName;
                 scheduler.GenerateInstanceId = true;
+                // A firing still planning at shutdown is asked to stop (its batches so far are committed; planning again adds
+                // nothing), and handed back for another instance to run now (RecoverFiringsCancelledByShutdown, below),
+                // rather than run on until the process exits and then wait for the next hour.
+                scheduler.ShutdownJobInterruption = ShutdownJobInterruption.WhenWaitingForJobs;
             });
             quartz.UsePersistentStore(store =>
             {
                 // Job data as strings, stored with Quartz's own System.Text.Json serializer; the tables of
                 // sql/0005 and 0006 are validated at start-up (Quartz's default).
-                store.ConfigureStore(options => options.StoreJobDataAsStrings = true);
+                store.ConfigureStore(options =>
+                {
+                    options.StoreJobDataAsStrings = true;
+                    options.RecoverFiringsCancelledByShutdown = true;
+                });
                 store.UseSystemTextJsonSerializer();
                 // The app's one data source: one pool, and Npgsql logging through the host.
                 store.UsePostgres(postgres => postgres.DataSourceFactory = provider => provider.GetRequiredService<NpgsqlDataSource>());
@@ -73,7 +81,9 @@ internal static class DigestSchedule
         {
             var scheduler = await schedulers.GetScheduler(cancellationToken);
             var digest = options.Value;
-            var job = JobBuilder.Create<DailyDigestJob>().WithIdentity(Job).StoreDurably().Build();
+            // Recovered: a firing whose instance died (or was stopped) while planning is run again at once by another, not
+            // left for the next hour's catch-up.
+            var job = JobBuilder.Create<DailyDigestJob>().WithIdentity(Job).StoreDurably().RequestRecovery().Build();
             var trigger = TriggerBuilder.Create()
                 .WithIdentity(Trigger)
                 .ForJob(Job)
@@ -85,7 +95,8 @@ internal static class DigestSchedule
             var next = trigger.GetFireTimeAfter(DateTimeOffset.UtcNow);
             try
             {
-                if (!await scheduler.Exists(Job, cancellationToken))
+                // Also the job stored by an earlier version, which did not ask for recovery.
+                if (await scheduler.GetJobDetail(Job, cancellationToken) is not { RequestsRecovery: true })
                 {
                     await scheduler.AddJob(job, AddJobOptions.Replacing, cancellationToken);
                 }
