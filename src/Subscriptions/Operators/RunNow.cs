@@ -34,7 +34,12 @@ internal sealed class RunNow(
                 metrics.DigestRunFinished(Stopwatch.GetElapsedTime(started)); // its planning, as for the scheduled run
                 signal.Wake();
             }
-            catch (Exception e) when (e is not OperationCanceledException)
+            catch (OperationCanceledException) when (lifetime.ApplicationStopping.IsCancellationRequested)
+            {
+                // Unlike a scheduled firing, no other instance takes it over: what is planned so far is sent, the rest waits for this.
+                logger.LogError("Digest of {Day} started from the console was stopped with the service before it was planned; run it again", day);
+            }
+            catch (Exception e)
             {
                 logger.LogError(e, "Digest of {Day} started from the console failed", day);
             }
