@@ -65,6 +65,8 @@ public sealed class DeploymentFilesTests(TestDatabase database) : IClassFixture<
             environment[key] = TestSecretValue;
         }
         environment["ConnectionStrings__Postgres"] = database.ConnectionString;
+        // The scrape's port as well as the app's is a free one here, where another test may hold 9090.
+        environment["Metrics__Port"] = LocalPrograms.FreePort().ToString(CultureInfo.InvariantCulture);
         await AssertServesAsync(environment);
     }
 
@@ -81,14 +83,32 @@ public sealed class DeploymentFilesTests(TestDatabase database) : IClassFixture<
         var container = Map(List(Map(template["spec"])["containers"]).Single());
         Assert.Equal("/healthz/live", ProbePath(container, "livenessProbe"));
         Assert.Equal("/healthz/ready", ProbePath(container, "readinessProbe"));
-        var portName = Scalar(Map(List(container["ports"]).Single())["name"]);
+        var ports = List(container["ports"]).Select(Map).ToDictionary(port => Scalar(port["name"]), port => Scalar(port["containerPort"]));
+        var settings = Map(manifests.Single(m => Kind(m) == "ConfigMap")["data"]);
+        Assert.Equal(Scalar(settings["Metrics__Port"]), ports["metrics"]);
+        Assert.Equal(ports["metrics"], Scalar(Map(Map(template["metadata"])["annotations"])["prometheus.io/port"]));
 
+        // The public port, and not the scrape's.
         var service = Map(manifests.Single(m => Kind(m) == "Service")["spec"]);
         Assert.Equal(podLabels, Map(service["selector"]));
-        Assert.Equal(portName, Scalar(Map(List(service["ports"]).Single())["targetPort"]));
+        Assert.Equal("http", Scalar(Map(List(service["ports"]).Single())["targetPort"]));
+        Assert.Equal("8080", ports["http"]); // the image's ASPNETCORE_HTTP_PORTS
         var budget = Map(manifests.Single(m => Kind(m) == "PodDisruptionBudget")["spec"]);
         Assert.Equal(podLabels, Map(Map(budget["selector"])["matchLabels"]));
         Assert.Equal(podLabels, Map(Map(deployment["selector"])["matchLabels"]));
+    }
+
+    [Fact]
+    public void TheSystemdUnitTrustsItsLocalProxyWithKnownSettings()
+    {
+        var settings = File.ReadLines(Path.Combine(Deploy, "subscriptions.service"))
+            .Where(line => line.StartsWith("Environment=", StringComparison.Ordinal))
+            .Select(line => line["Environment=".Length..].Split('=', 2))
+            .Where(pair => pair[0].Contains("__", StringComparison.Ordinal)) // ASPNETCORE_URLS is the host's
+            .ToDictionary(pair => pair[0], pair => pair[1]);
+
+        Assert.Equal("127.0.0.1,::1", settings["App__KnownProxies"]);
+        AssertKnownSettings(settings);
     }
 
     [Fact]
