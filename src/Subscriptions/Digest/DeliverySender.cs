@@ -75,8 +75,13 @@ internal sealed class DeliverySender(
         await Task.WhenAll(senders);
     }
 
-    /// <summary>Connections of the pool left to all but the senders: a day's papers, the run's own queries, the web, the workers.</summary>
-    private const int ConnectionsLeftToOthers = 4;
+    /// <summary>
+    /// Connections of the pool left to all but the senders: planning a slot holds four at once (its read, two writers, the
+    /// matcher's), and the web, the confirmation outbox, Quartz, the health checks, Retention and the bounce reader need theirs.
+    /// With only four left, Smtp:Connections=10 on the default pool had hourly planning take the rest, and web requests and
+    /// readiness waited for a connection until they failed.
+    /// </summary>
+    private const int ConnectionsLeftToOthers = 10;
 
     private int _senderCountLogged;
 
