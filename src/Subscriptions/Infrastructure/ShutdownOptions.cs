@@ -13,7 +13,11 @@ internal static class ShutdownOptions
     {
         // Above 30 s an orchestrator's default grace period kills the process first; zero or less leaves nothing to finish,
         // and a negative one made the bound below throw instead of stopping.
-        services.AddOptions<HostOptions>().BindConfiguration("HostOptions")
+        services.AddOptions<HostOptions>()
+            // Every service is told at once: one after another, the confirmation outbox went on claiming and sending until
+            // Quartz had waited for a running firing, and was then cut off mid-send.
+            .Configure(options => options.ServicesStopConcurrently = true)
+            .BindConfiguration("HostOptions")
             .Validate(options => options.ShutdownTimeout > TimeSpan.Zero && options.ShutdownTimeout <= MaxShutdownTimeout,
                 $"HostOptions:ShutdownTimeout must be more than 0 and at most {MaxShutdownTimeout} (30 seconds).")
             .ValidateOnStart();
