@@ -86,6 +86,32 @@ public sealed class DkimTests(TestDatabase database) : IClassFixture<TestDatabas
     }
 
     [Fact]
+    public async Task WithoutDateAndMessageIdSignedARelayMayReplaceBothAndTheSignatureStillVerifies()
+    {
+        // As Amazon SES does to every message it accepts: its own Date and Message-ID in place of ours.
+        using var key = DkimKey.CreateRsa(2048);
+        var settings = DkimSettings(WriteKey(key));
+        settings["Dkim:SignDateAndMessageId"] = "false";
+        await using var app = new TestApp(database, _smtp, settings: settings);
+        using var client = app.CreatePlainClient();
+
+        await client.SignUpAsync("relayed-through-ses@example.org", "depth estimation");
+        var wire = Encoding.ASCII.GetString(_smtp.RawOf(await _smtp.WaitForMessageToAsync("relayed-through-ses@example.org")));
+        var message = Parse(Encoding.ASCII.GetBytes(wire));
+        var signed = Tags(message.Headers[HeaderId.DkimSignature]!)["h"].Split(':');
+        var rewritten = Parse(Encoding.ASCII.GetBytes(wire
+            .Replace($"Message-Id: <{message.MessageId}>", "Message-ID: <0100019abc-123@email.amazonses.com>", StringComparison.OrdinalIgnoreCase)
+            .Replace(message.Headers[HeaderId.Date]!, "Sat, 28 Nov 2026 05:00:00 +0000", StringComparison.Ordinal)));
+
+        Assert.DoesNotContain("date", signed);
+        Assert.DoesNotContain("message-id", signed);
+        Assert.Contains("from", signed);
+        Assert.Equal("0100019abc-123@email.amazonses.com", rewritten.MessageId);
+        var locator = new PublishedKeyLocator(key.DnsRecordValue);
+        Assert.True(await new DkimVerifier(locator).VerifyAsync(rewritten, rewritten.Headers[rewritten.Headers.IndexOf(HeaderId.DkimSignature)]));
+    }
+
+    [Fact]
     public async Task WithoutDkimSettingsNothingIsSigned()
     {
         await using var app = new TestApp(database, _smtp);

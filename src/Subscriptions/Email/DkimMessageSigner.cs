@@ -73,6 +73,10 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
         var names = new List<string>(SignedHeaders.Length);
         foreach (var name in SignedHeaders)
         {
+            if (!dkim.SignDateAndMessageId && name is "date" or "message-id")
+            {
+                continue;
+            }
             // MIME-Version is the message's; Content-Type and Content-Transfer-Encoding belong to its body.
             var headers = name.StartsWith("content-", StringComparison.Ordinal) ? message.Body?.Headers : message.Headers;
             // The physically last instance is the one a verifier takes for a name listed once (RFC 6376 §5.4.2).

@@ -16,6 +16,12 @@ internal sealed class DkimOptions : IValidatableObject
     /// <summary>A PEM file holding the private key: RSA (2048 bits or more; rsa-sha256) or Ed25519 (ed25519-sha256).</summary>
     public string? PrivateKeyPath { get; set; }
 
+    /// <summary>
+    /// Whether Date and Message-ID are among the signed headers (the default). Amazon SES replaces both with its own, which
+    /// broke every signature made with them: false for such a relay.
+    /// </summary>
+    public bool SignDateAndMessageId { get; set; } = true;
+
     public bool IsEnabled => !string.IsNullOrWhiteSpace(Domain) && !string.IsNullOrWhiteSpace(Selector) && !string.IsNullOrWhiteSpace(PrivateKeyPath);
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
