@@ -19,9 +19,7 @@ return await Verbs.RunAsync(args, ServeAsync);
 static async Task<int> ServeAsync(string[] settings)
 {
     // Configure metrics (Prometheus scrape at /metrics) and traces (OTLP, when OTEL_EXPORTER_OTLP_ENDPOINT is set)
-    // The content root (where appsettings.json is read) is the binary's folder, as for the other verbs: not the working
-    // directory, which `dotnet run --project src/Subscriptions` leaves at the repository's root.
-    var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = settings, ContentRootPath = AppContext.BaseDirectory })
+    var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = settings, ContentRootPath = WebExtensions.DefaultContentRoot(settings) })
         .WithDefaultUrl().AddObservability();
 
     // Configure the database (migrated below, before anything starts)

@@ -70,6 +70,26 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
     }
 
     [Fact]
+    public async Task ServeReadsTheAppsettingsOfTheContentRootItIsGiven()
+    {
+        // By default appsettings.json is read beside the binary; one given elsewhere is read there, as the host documents.
+        var root = Directory.CreateTempSubdirectory("subscriptions-content-root-");
+        try
+        {
+            await File.WriteAllTextAsync(Path.Combine(root.FullName, "appsettings.json"), """{ "Smtp": { "Hostname": "relay.example.org" } }""");
+            var (exitCode, _, error) = await RunAsync(["serve", $"--contentRoot={root.FullName}", $"--App:TokenSecret={Secret}"],
+                new() { ["ConnectionStrings__Postgres"] = database.ConnectionString });
+
+            Assert.Equal(78, exitCode);
+            Assert.Contains("Smtp:Hostname is not a setting", error);
+        }
+        finally
+        {
+            root.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task AClaimShorterThanTheLongestSendIsRefused()
     {
         // 30 s × (3 retries + 1) and waits of up to 1 s × 2³ between them, twice (waiting for a connection another message's

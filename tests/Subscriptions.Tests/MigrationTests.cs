@@ -151,7 +151,7 @@ public sealed class MigrationTests
 
             var output = string.Join('\n', lines);
             Assert.True(process.ExitCode == exitCode, $"exited with {process.ExitCode}:\n{output}");
-            Assert.Contains("Stopped before the database schema was brought up to date", output);
+            Assert.Contains("Stopped while migrating the database, before anything else started", output);
             Assert.DoesNotContain("   at ", output);
             await otherMigrating.RollbackAsync();
             Assert.Equal(0, await other.ExecuteScalarAsync<long>("SELECT count(*) FROM pg_tables WHERE tablename = 'schema_migrations'"));

@@ -40,25 +40,31 @@ internal static class DatabaseExtensions
     /// </summary>
     public static async Task<IReadOnlyList<string>> MigrateAsync(this IServiceProvider services)
     {
-        using var stop = new CancellationTokenSource();
+        // Not disposed: a handler already running on the signal's thread may cancel it after the registrations are gone.
+        var stop = new CancellationTokenSource();
         void Stop(PosixSignalContext context)
         {
             context.Cancel = true;
             stop.Cancel();
         }
-        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
-        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
-        try
+        IReadOnlyList<string> applied;
+        using (PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop))
+        using (PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop))
         {
-            return await services.GetRequiredService<MigrationRunner>().ApplyPendingAsync(stop.Token);
+            try
+            {
+                applied = await services.GetRequiredService<MigrationRunner>().ApplyPendingAsync(stop.Token);
+            }
+            catch (Exception e) when (stop.IsCancellationRequested && e is OperationCanceledException or NpgsqlException)
+            {
+                throw new StoppedWhileMigratingException(e);
+            }
         }
-        catch (Exception e) when (stop.IsCancellationRequested && e is OperationCanceledException or NpgsqlException)
-        {
-            throw new StoppedWhileMigratingException(e);
-        }
+        // A signal that came as the last migration committed was taken from the default handling: it still stops.
+        return stop.IsCancellationRequested ? throw new StoppedWhileMigratingException(null) : applied;
     }
 }
 
 /// <summary>SIGTERM or Ctrl+C came while migrating: nothing was half applied, and nothing else was started.</summary>
-internal sealed class StoppedWhileMigratingException(Exception inner)
-    : OperationCanceledException("Stopped before the database schema was brought up to date; no migration was left half applied.", inner);
+internal sealed class StoppedWhileMigratingException(Exception? inner)
+    : OperationCanceledException("Stopped while migrating the database, before anything else started; no migration was left half applied.", inner);
