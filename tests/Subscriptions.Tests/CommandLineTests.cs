@@ -22,7 +22,8 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
     {
         var (exitCode, _, error) = await RunAsync(
             ["serve", "--Smtp:Port=99999", "--Mail:From=not an address", "--App:BaseUrl=ftp://example.org", "--App:TokenSecret=short", "--Mail:BounceAddress=bounces+x@example.org",
-             "--Papers:Sources=huggingface,file", "--Metrics:Port=8080", "--Papers:Arxiv:RequestInterval=3", "--Papers:Http:Timeout=30"],
+             "--Papers:Sources=huggingface,file", "--Metrics:Port=8080", "--Papers:Arxiv:RequestInterval=3", "--Papers:Http:Timeout=30",
+             "--Mail:UnsubscribeMailto=<leave@example.org>"],
             new() { ["ConnectionStrings__Postgres"] = database.ConnectionString });
 
         Assert.Equal(78, exitCode);
@@ -31,6 +32,7 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
         Assert.Contains("App:BaseUrl must be an absolute http:// or https:// URL", error);
         Assert.Contains("App:TokenSecret must be at least 32 characters long", error);
         Assert.Contains("Mail:BounceAddress", error);
+        Assert.Contains("Mail:UnsubscribeMailto \"<leave@example.org>\" is not a bare address", error);
         Assert.Contains("Papers:File:Path is required when Sources lists file", error);
         Assert.Contains("Metrics:Port (8080) must be a port of its own; the app serves on http://localhost:8080", error);
         Assert.Contains("Papers:Arxiv:RequestInterval must be between 00:00:00 and 00:01:00", error);

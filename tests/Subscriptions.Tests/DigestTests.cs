@@ -105,6 +105,7 @@ public sealed class DigestTests : IAsyncLifetime
         Assert.Equal($"<{unsubscribeUrl}>, <mailto:leave@subscriptions.test?subject=unsubscribe>", headers["List-Unsubscribe"]);
         Assert.Equal("List-Unsubscribe=One-Click", headers["List-Unsubscribe-Post"]);
         Assert.Equal("Daily trending papers <daily-papers.subscriptions.test>", headers["List-Id"]);
+        Assert.Equal("auto-generated", headers["Auto-Submitted"]);
 
         // The links work against the running app.
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(TestApp.LinkIn(ada, "/preferences"))).StatusCode);

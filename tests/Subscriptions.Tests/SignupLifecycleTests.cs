@@ -38,6 +38,7 @@ public sealed class SignupLifecycleTests(TestDatabase database) : IClassFixture<
         Assert.Equal("papers@subscriptions.test", Assert.Single(confirmation.From.Mailboxes).Address);
         Assert.Contains("/subscriptions/confirm?token=", confirmation.HtmlBody);
         Assert.False(string.IsNullOrEmpty(confirmation.MessageId));
+        Assert.Equal("auto-generated", confirmation.Headers["Auto-Submitted"]);
 
         var confirm = await _client.GetAsync(TestApp.LinkIn(confirmation, "/subscriptions/confirm"));
         Assert.Equal(HttpStatusCode.OK, confirm.StatusCode);

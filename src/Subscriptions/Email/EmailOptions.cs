@@ -129,7 +129,7 @@ internal sealed class MailOptions : IValidatableObject
     [Range(1, 100, ErrorMessage = "must be between {1} and {2}")]
     public int MaxAttempts { get; set; } = 16;
 
-    /// <summary>An address that unsubscribes on receipt, offered in List-Unsubscribe beside the link (optional).</summary>
+    /// <summary>An address offered in List-Unsubscribe beside the link (optional): the operator acts on its mail; this service does not read it.</summary>
     public string? UnsubscribeMailto { get; set; }
 
     /// <summary>
@@ -149,7 +149,9 @@ internal sealed class MailOptions : IValidatableObject
             yield return new ValidationResult(
                 $"\"{From}\" is not one mailbox, e.g. \"Trending Papers <papers@example.org>\"", [nameof(From)]);
         }
-        if (!string.IsNullOrEmpty(UnsubscribeMailto) && (!MailboxAddress.TryParse(UnsubscribeMailto, out var mailto) || !string.IsNullOrEmpty(mailto.Name)))
+        // Exactly an address: MimeKit also takes "<a@b>" (and a stray ">"), which would go into the header as it was written.
+        if (!string.IsNullOrEmpty(UnsubscribeMailto) && (!MailboxAddress.TryParse(UnsubscribeMailto, out var mailto) || !string.IsNullOrEmpty(mailto.Name)
+            || mailto.Address != UnsubscribeMailto || string.IsNullOrEmpty(mailto.Domain)))
         {
             yield return new ValidationResult($"\"{UnsubscribeMailto}\" is not a bare address, e.g. unsubscribe@example.org", [nameof(UnsubscribeMailto)]);
         }

@@ -85,8 +85,13 @@ internal static class MailEnvelope
         };
         message.From.Add(from);
         message.To.Add(MailboxAddress.Parse(to));
+        // RFC 3834: made by a program, not a person, so autoresponders (out of office) do not answer it; their replies went
+        // to the bounce mailbox, where they stay as unreadable reports.
+        message.Headers.Add(AutoSubmitted, "auto-generated");
         return message;
     }
+
+    private const string AutoSubmitted = "Auto-Submitted";
 
     /// <summary>
     /// Text that looks like an RFC 2047 encoded-word (<c>=?utf-8?B?…?=</c>), say in a topic someone typed, would
