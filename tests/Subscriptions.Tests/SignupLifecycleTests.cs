@@ -39,6 +39,9 @@ public sealed class SignupLifecycleTests(TestDatabase database) : IClassFixture<
         Assert.Contains("/subscriptions/confirm?token=", confirmation.HtmlBody);
         Assert.False(string.IsNullOrEmpty(confirmation.MessageId));
         Assert.Equal("auto-generated", confirmation.Headers["Auto-Submitted"]);
+        // Until the moment the link stops working, counted from the signup.
+        var expires = await database.ScalarAsync<DateTime>("SELECT confirmation_expires_at FROM subscribers WHERE email = 'ada@example.org'");
+        Assert.Contains($"The link works until {expires.ToString("d MMMM yyyy, HH:mm", System.Globalization.CultureInfo.InvariantCulture)} UTC.", confirmation.TextBody);
 
         var confirm = await _client.GetAsync(TestApp.LinkIn(confirmation, "/subscriptions/confirm"));
         Assert.Equal(HttpStatusCode.OK, confirm.StatusCode);

@@ -131,7 +131,8 @@ internal sealed class EmailOutbox(
     {
         { Suppressed: true } => null,
         { Kind: EmailQueue.Confirmation, Status: "pending", ConfirmationNonce: { } nonce, ConfirmationExpiresAt: { } expiresAt }
-            when expiresAt > now.UtcDateTime => emails.Confirmation(row.Id, row.Email, row.SubscriberId, nonce),
+            when expiresAt > now.UtcDateTime => emails.Confirmation(row.Id, row.Email, row.SubscriberId, nonce,
+                new DateTimeOffset(DateTime.SpecifyKind(expiresAt, DateTimeKind.Utc))),
         { Kind: EmailQueue.AlreadySubscribed, Status: "active" } => emails.AlreadySubscribed(row.Id, row.Email, row.SubscriberId, row.SubscriptionKey),
         _ => null,
     };

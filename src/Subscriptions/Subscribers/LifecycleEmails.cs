@@ -9,10 +9,11 @@ namespace Subscriptions.Subscribers;
 internal sealed class LifecycleEmails(IOptions<MailOptions> mail, LinkTokens tokens, MessageIds messageIds, TimeProvider time)
 {
     // Each email's Message-ID comes from its outbox row, so the one a crash makes us send again repeats it.
-    public MimeMessage Confirmation(long outboxId, string email, long subscriberId, byte[] confirmationNonce)
+    public MimeMessage Confirmation(long outboxId, string email, long subscriberId, byte[] confirmationNonce, DateTimeOffset expiresAt)
     {
         var link = tokens.Link(LinkPurpose.Confirm, subscriberId, confirmationNonce);
-        var days = (int)SubscriberStore.ConfirmationLifetime.TotalDays;
+        // When it ends, not "for 7 days": those count from the signup, and an email held up by the relay arrives later.
+        var until = expiresAt.ToUniversalTime().ToString("d MMMM yyyy, HH:mm 'UTC'", System.Globalization.CultureInfo.InvariantCulture);
         var body = new BodyBuilder
         {
             TextBody = $"""
@@ -21,13 +22,13 @@ internal sealed class LifecycleEmails(IOptions<MailOptions> mail, LinkTokens tok
                 Open this link to confirm:
                 {link}
 
-                The link works for {days} days. If you did not ask for this, ignore this email
+                The link works until {until}. If you did not ask for this, ignore this email
                 and you will hear nothing more from us.
                 """,
             HtmlBody = Html.Document("Confirm your subscription", $"""
                 <p>Please confirm your subscription to the daily trending papers.</p>
                 <p><a href="{Html.Encode(link.AbsoluteUri)}" style="display:inline-block;padding:10px 18px;background:#1a56db;color:#ffffff;text-decoration:none;border-radius:4px">Confirm my subscription</a></p>
-                <p style="color:#555">The link works for {days} days. If you did not ask for this, ignore this email and you will hear nothing more from us.</p>
+                <p style="color:#555">The link works until {until}. If you did not ask for this, ignore this email and you will hear nothing more from us.</p>
                 """),
         };
         return Compose(outboxId, email, "Confirm your subscription to daily trending papers", body);
