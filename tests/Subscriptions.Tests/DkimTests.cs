@@ -73,6 +73,13 @@ public sealed class DkimTests(TestDatabase database) : IClassFixture<TestDatabas
             var otherSubject = Parse(Encoding.ASCII.GetBytes(body.Replace("Subject: ", "Subject: Re: ", StringComparison.Ordinal)));
             Assert.False(await new DkimVerifier(locator).VerifyAsync(otherSubject, otherSubject.Headers[otherSubject.Headers.IndexOf(HeaderId.DkimSignature)]),
                 "A changed subject must fail verification.");
+            // Nor may a header be added that the email did not have, or one it had be added again (oversigned).
+            foreach (var added in new[] { "Reply-To: someone-else@example.net\r\n", "Subject: Something else\r\n", "List-Unsubscribe: <https://example.net/u>\r\n" })
+            {
+                var more = Parse(Encoding.ASCII.GetBytes(added + body));
+                Assert.False(await new DkimVerifier(locator).VerifyAsync(more, more.Headers[more.Headers.IndexOf(HeaderId.DkimSignature)]),
+                    $"An email with \"{added.TrimEnd()}\" added must fail verification.");
+            }
         }
 
         // Encoded once for the signature and sent as encoded: what arrives decodes to the text as written.

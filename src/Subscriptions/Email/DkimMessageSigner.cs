@@ -27,6 +27,13 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
         "content-transfer-encoding", "list-id", "list-unsubscribe", "list-unsubscribe-post",
     ];
 
+    // Listed once more than the message has them (RFC 6376 §8.15): a verifier takes the extra name as an empty header, so
+    // a copy of the email with one added (a Reply-To to someone else, a second List-Unsubscribe or Subject) fails.
+    private static readonly string[] Oversigned =
+    [
+        "from", "sender", "reply-to", "to", "cc", "subject", "list-id", "list-unsubscribe", "list-unsubscribe-post",
+    ];
+
     // As MimeKit's signer writes the body for its hash, and as MailKit sends a signed message: CRLF line ends,
     // headers as encoded words (MailKit turns SMTPUTF8 off for signed messages so that none is re-encoded).
     private static readonly FormatOptions Canonical = CreateCanonicalFormat();
@@ -70,7 +77,7 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
         }
 
         var signed = new ArrayBufferWriter<byte>(2048);
-        var names = new List<string>(SignedHeaders.Length);
+        var names = new List<string>(SignedHeaders.Length + Oversigned.Length);
         foreach (var name in SignedHeaders)
         {
             if (!dkim.SignDateAndMessageId && name is "date" or "message-id")
@@ -87,6 +94,8 @@ internal sealed class DkimMessageSigner(IOptions<DkimOptions> options, TimeProvi
                 names.Add(name);
             }
         }
+
+        names.AddRange(Oversigned);
 
         var timestamp = time.GetUtcNow().ToUnixTimeSeconds();
         var signature = new Header(HeaderId.DkimSignature, string.Create(CultureInfo.InvariantCulture,
