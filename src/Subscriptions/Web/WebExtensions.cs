@@ -13,7 +13,6 @@ internal static class WebExtensions
     public const int MaxFormFields = 64;
     public const int MaxFormKeyLength = 256;
 
-    /// <summary>Serves on http://localhost:8080 unless <c>urls</c> (or <c>ASPNETCORE_URLS</c>, <c>http_ports</c>, <c>https_ports</c>) says otherwise.</summary>
     /// <summary>
     /// The content root (where appsettings.json is read) unless one is given (<c>--contentRoot</c>, or the host's
     /// environment variables): the binary's folder, not the working directory, which <c>dotnet run --project
@@ -26,6 +25,7 @@ internal static class WebExtensions
             ? null
             : AppContext.BaseDirectory;
 
+    /// <summary>Serves on http://localhost:8080 unless <c>urls</c> (or <c>ASPNETCORE_URLS</c>, <c>http_ports</c>, <c>https_ports</c>) says otherwise.</summary>
     public static WebApplicationBuilder WithDefaultUrl(this WebApplicationBuilder builder)
     {
         if (new[] { "urls", "http_ports", "https_ports" }.All(key => string.IsNullOrEmpty(builder.Configuration[key])))
