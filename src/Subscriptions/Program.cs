@@ -19,7 +19,7 @@ return await Verbs.RunAsync(args, ServeAsync);
 static async Task<int> ServeAsync(string[] settings)
 {
     // Configure metrics (Prometheus scrape at /metrics) and traces (OTLP, when OTEL_EXPORTER_OTLP_ENDPOINT is set)
-    var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = settings, ContentRootPath = WebExtensions.DefaultContentRoot(settings) })
+    var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = settings, ContentRootPath = ContentRoot.Default(settings) })
         .WithDefaultUrl().AddObservability();
 
     // Configure the database (migrated below, before anything starts)

@@ -71,24 +71,42 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
         Assert.Equal(2, error.Split("is not a setting").Length - 1);
     }
 
-    [Fact]
-    public async Task ServeReadsTheAppsettingsOfTheContentRootItIsGiven()
+    [Theory]
+    [InlineData("serve")]
+    [InlineData("migrate")]
+    public async Task ServeAndTheVerbsReadTheAppsettingsOfTheContentRootTheyAreGiven(string verb)
     {
         // By default appsettings.json is read beside the binary; one given elsewhere is read there, as the host documents.
         var root = Directory.CreateTempSubdirectory("subscriptions-content-root-");
         try
         {
-            await File.WriteAllTextAsync(Path.Combine(root.FullName, "appsettings.json"), """{ "Smtp": { "Hostname": "relay.example.org" } }""");
-            var (exitCode, _, error) = await RunAsync(["serve", $"--contentRoot={root.FullName}", $"--App:TokenSecret={Secret}"],
+            await File.WriteAllTextAsync(Path.Combine(root.FullName, "appsettings.json"), """{ "HostOptions": { "ShutdownTimeout": "00:05:00" } }""");
+            var (exitCode, _, error) = await RunAsync([verb, $"--contentRoot={root.FullName}", $"--App:TokenSecret={Secret}"],
                 new() { ["ConnectionStrings__Postgres"] = database.ConnectionString });
 
             Assert.Equal(78, exitCode);
-            Assert.Contains("Smtp:Hostname is not a setting", error);
+            Assert.Contains("HostOptions:ShutdownTimeout must be more than 0 and at most", error);
         }
         finally
         {
             root.Delete(recursive: true);
         }
+    }
+
+    [Theory]
+    [InlineData("unsubscribe@example.org", true)]
+    [InlineData("unsubscribe@xn--bcher-kva.de", true)] // a Unicode domain, as the header must carry it
+    [InlineData("<unsubscribe@example.org>", false)]
+    [InlineData("unsubscribe@example.org>", false)]
+    [InlineData("unsubscribe@bücher.de", false)]
+    [InlineData("Leave <unsubscribe@example.org>", false)]
+    public void AnUnsubscribeMailtoIsExactlyAnAddressInAscii(string mailto, bool accepted)
+    {
+        var options = new Subscriptions.Email.MailOptions { From = "papers@example.org", UnsubscribeMailto = mailto };
+
+        var problems = options.Validate(new System.ComponentModel.DataAnnotations.ValidationContext(options)).ToList();
+
+        Assert.Equal(accepted, problems.Count == 0);
     }
 
     [Fact]

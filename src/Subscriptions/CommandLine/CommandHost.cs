@@ -21,7 +21,7 @@ internal sealed class CommandHost : IDisposable
 
     public static async Task<CommandHost> StartAsync(string[] settings, Action<IServiceCollection> addServices)
     {
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = settings, ContentRootPath = AppContext.BaseDirectory });
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = settings, ContentRootPath = ContentRoot.Default(settings) });
         builder.Services.AddDatabase().AddShutdownTimeout();
         addServices(builder.Services);
         var host = builder.Build();

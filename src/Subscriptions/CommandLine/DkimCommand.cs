@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Subscriptions.Email;
+using Subscriptions.Infrastructure;
 
 namespace Subscriptions.CommandLine;
 
@@ -154,5 +155,5 @@ internal static class DkimCommand
 
     /// <summary>The service's configuration (appsettings.json, environment, <c>--Key=Value</c>), without starting anything.</summary>
     private static IConfiguration Settings(ParseResult result) =>
-        Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = Verbs.Settings(result), ContentRootPath = AppContext.BaseDirectory }).Configuration;
+        Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = Verbs.Settings(result), ContentRootPath = ContentRoot.Default(Verbs.Settings(result)) }).Configuration;
 }

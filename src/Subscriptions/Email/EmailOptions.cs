@@ -149,9 +149,10 @@ internal sealed class MailOptions : IValidatableObject
             yield return new ValidationResult(
                 $"\"{From}\" is not one mailbox, e.g. \"Trending Papers <papers@example.org>\"", [nameof(From)]);
         }
-        // Exactly an address: MimeKit also takes "<a@b>" (and a stray ">"), which would go into the header as it was written.
+        // It goes into the header as written: MimeKit also takes "<a@b>" (and a stray ">"), which would break the header, and
+        // a domain in Unicode has to be given as punycode (xn--…) there.
         if (!string.IsNullOrEmpty(UnsubscribeMailto) && (!MailboxAddress.TryParse(UnsubscribeMailto, out var mailto) || !string.IsNullOrEmpty(mailto.Name)
-            || mailto.Address != UnsubscribeMailto || string.IsNullOrEmpty(mailto.Domain)))
+            || string.IsNullOrEmpty(mailto.Domain) || UnsubscribeMailto.Any(c => c is '<' or '>' or ',' or '"' or '?' || char.IsWhiteSpace(c) || !char.IsAscii(c))))
         {
             yield return new ValidationResult($"\"{UnsubscribeMailto}\" is not a bare address, e.g. unsubscribe@example.org", [nameof(UnsubscribeMailto)]);
         }

@@ -13,18 +13,6 @@ internal static class WebExtensions
     public const int MaxFormFields = 64;
     public const int MaxFormKeyLength = 256;
 
-    /// <summary>
-    /// The content root (where appsettings.json is read) unless one is given (<c>--contentRoot</c>, or the host's
-    /// environment variables): the binary's folder, not the working directory, which <c>dotnet run --project
-    /// src/Subscriptions</c> leaves at the repository's root. A root given by the options would override one given.
-    /// </summary>
-    public static string? DefaultContentRoot(string[] settings) =>
-        settings.Any(setting => setting.TrimStart('-', '/').StartsWith("contentRoot", StringComparison.OrdinalIgnoreCase))
-        || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("ASPNETCORE_CONTENTROOT"))
-        || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("DOTNET_CONTENTROOT"))
-            ? null
-            : AppContext.BaseDirectory;
-
     /// <summary>Serves on http://localhost:8080 unless <c>urls</c> (or <c>ASPNETCORE_URLS</c>, <c>http_ports</c>, <c>https_ports</c>) says otherwise.</summary>
     public static WebApplicationBuilder WithDefaultUrl(this WebApplicationBuilder builder)
     {
