@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Runtime.InteropServices;
 using Microsoft.Extensions.Options;
 using Subscriptions.Database;
 using Subscriptions.Digest;
@@ -49,16 +48,8 @@ internal static class DigestCommand
         command.SetAction(async result =>
         {
             var host = await CommandHost.StartAsync(Verbs.Settings(result), services => services.AddDigest());
-            using var stop = new CancellationTokenSource();
             // Ctrl+C and SIGTERM alike: finish the messages in flight, hand the other claims back, exit.
-            void Stop(PosixSignalContext context)
-            {
-                context.Cancel = true;
-                Console.WriteLine("Stopping after the messages in flight; run digest again to finish the day.");
-                stop.Cancel();
-            }
-            using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
-            using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+            using var stop = new StopSignals(() => Console.WriteLine("Stopping after the messages in flight; run digest again to finish the day."));
             var isDryRun = result.GetValue(dryRun);
             var options = host.Services.GetRequiredService<IOptions<DigestOptions>>().Value;
             var instant = result.GetValue(at);
@@ -92,7 +83,7 @@ internal static class DigestCommand
                         $"{summary.Sent:N0} sent, {summary.Failed:N0} failed, {summary.Skipped:N0} skipped, {summary.Waiting:N0} still open");
                     return summary.Sources.Any(source => source.Failed) ? Verbs.SourceFailed : Verbs.Done;
                 }
-                catch (OperationCanceledException) when (stop.IsCancellationRequested)
+                catch (OperationCanceledException) when (stop.IsStopping)
                 {
                     return Verbs.Interrupted;
                 }

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using Subscriptions.Infrastructure;
@@ -40,28 +39,21 @@ internal static class DatabaseExtensions
     /// </summary>
     public static async Task<IReadOnlyList<string>> MigrateAsync(this IServiceProvider services)
     {
-        // Not disposed: a handler already running on the signal's thread may cancel it after the registrations are gone.
-        var stop = new CancellationTokenSource();
-        void Stop(PosixSignalContext context)
-        {
-            context.Cancel = true;
-            stop.Cancel();
-        }
+        var stop = new StopSignals();
         IReadOnlyList<string> applied;
-        using (PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop))
-        using (PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop))
+        using (stop)
         {
             try
             {
                 applied = await services.GetRequiredService<MigrationRunner>().ApplyPendingAsync(stop.Token);
             }
-            catch (Exception e) when (stop.IsCancellationRequested && e is OperationCanceledException or NpgsqlException)
+            catch (Exception e) when (stop.IsStopping && e is OperationCanceledException or NpgsqlException)
             {
                 throw new StoppedWhileMigratingException(e);
             }
         }
         // A signal that came as the last migration committed was taken from the default handling: it still stops.
-        return stop.IsCancellationRequested ? throw new StoppedWhileMigratingException(null) : applied;
+        return stop.IsStopping ? throw new StoppedWhileMigratingException(null) : applied;
     }
 }
 
