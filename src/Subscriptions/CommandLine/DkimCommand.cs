@@ -154,6 +154,9 @@ internal static class DkimCommand
     }
 
     /// <summary>The service's configuration (appsettings.json, environment, <c>--Key=Value</c>), without starting anything.</summary>
-    private static IConfiguration Settings(ParseResult result) =>
-        Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = Verbs.Settings(result), ContentRootPath = ContentRoot.Default(Verbs.Settings(result)) }).Configuration;
+    private static IConfiguration Settings(ParseResult result)
+    {
+        var settings = Verbs.Settings(result);
+        return Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = settings, ContentRootPath = ContentRoot.Default(settings) }).Configuration;
+    }
 }
