@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using Subscriptions.Bounces;
 using Subscriptions.Database;
 using Subscriptions.Subscribers;
 using Subscriptions.Tests.Infrastructure;
@@ -98,6 +99,41 @@ public sealed class RetentionTests : IAsyncLifetime
 
         Assert.Equal("pending", await _database.SubscriberStatusAsync("former@example.org"));
         Assert.Equal(1, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE subscriber_id = @former", new { former }));
+    }
+
+    [Fact]
+    public async Task ASignupWhoseConfirmationBouncedOrDrewAComplaintIsErasedLikeAnyUnconfirmedOne()
+    {
+        var (bounced, _) = await _database.AddSubscriberAsync("typo@example.org", "pending", null, "lidar");
+        var (complained, _) = await _database.AddSubscriberAsync("never-asked@example.org", "pending", null, "lidar");
+        var (former, _) = await _database.AddSubscriberAsync("former@example.org", "unsubscribed", null, "lidar");
+        await _database.ExecuteAsync("""
+            UPDATE subscribers SET confirmation_expires_at = now() - interval '31 days';
+            UPDATE subscribers SET confirmed_at = now() - interval '90 days' WHERE id = @former;
+            """, new { former });
+        await using (var app = new TestApp(_database))
+        {
+            await app.Services.GetRequiredService<SuppressionStore>().RecordAsync(
+            [
+                new BounceEvent(BounceKind.Hard, "typo@example.org", Status: "5.1.1"),
+                new BounceEvent(BounceKind.Complaint, "never-asked@example.org"),
+            ], SuppressionStore.WebhookSource, CancellationToken.None);
+        }
+        Assert.Equal("bounced", await _database.SubscriberStatusAsync("typo@example.org"));
+        Assert.Equal("unsubscribed", await _database.SubscriberStatusAsync("never-asked@example.org"));
+
+        await using (var app = RetainingApp())
+        {
+            await app.WaitForFreshRoundAsync<RetentionWorker>();
+        }
+
+        Assert.Equal(["former@example.org"], await _database.QueryAsync<string>("SELECT email FROM subscribers ORDER BY email"));
+        Assert.Equal(0, await _database.ScalarAsync<long>(
+            "SELECT count(*) FROM topics WHERE subscriber_id IN (@bounced, @complained)", new { bounced, complained }));
+        var suppressions = await _database.QueryAsync<string>("SELECT email FROM suppressions");
+        Assert.Equal(
+            [.. new[] { SubscriberData.ErasedKey("never-asked@example.org"), SubscriberData.ErasedKey("typo@example.org") }.Order(StringComparer.Ordinal)],
+            [.. suppressions.Order(StringComparer.Ordinal)]);
     }
 
     [Fact]

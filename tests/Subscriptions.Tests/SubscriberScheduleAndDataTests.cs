@@ -218,6 +218,13 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
         await _app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
         var paperId = await _database.ScalarAsync<long>("SELECT id FROM papers WHERE title = 'Lidar Odometry at Night'");
         await _app.Services.GetRequiredService<FeedbackStore>().RateAsync(id, paperId, liked: false, CancellationToken.None);
+        // The mail servers' replies the console shows are the subscriber's data too.
+        await _database.ExecuteAsync("""
+            UPDATE deliveries SET last_error = '452 4.2.2 mailbox full', attempts = 2 WHERE subscriber_id = @id;
+            UPDATE subscribers SET permanent_failures = 1 WHERE id = @id;
+            INSERT INTO email_outbox (subscriber_id, kind, status, attempts, next_attempt_at, last_error, created_at)
+            VALUES (@id, 'already_subscribed', 'failed', 5, now(), '421 4.7.0 try again later', now());
+            """, new { id });
 
         var response = await _client.GetAsync($"/preferences/export?token={token}");
 
@@ -231,6 +238,10 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
         Assert.Contains(data.GetProperty("history").EnumerateArray(), e => e.GetProperty("event").GetString() == "confirmed");
         var delivery = Assert.Single(data.GetProperty("deliveries").EnumerateArray());
         Assert.Equal("sent", delivery.GetProperty("status").GetString());
+        Assert.Equal(("452 4.2.2 mailbox full", 2), (delivery.GetProperty("lastError").GetString(), delivery.GetProperty("attempts").GetInt32()));
+        Assert.Equal(1, data.GetProperty("permanentFailures").GetInt32());
+        var email = Assert.Single(data.GetProperty("emails").EnumerateArray());
+        Assert.Equal(("421 4.7.0 try again later", 5), (email.GetProperty("lastError").GetString(), email.GetProperty("attempts").GetInt32()));
         Assert.Equal("Lidar Odometry at Night", delivery.GetProperty("papers")[0].GetProperty("title").GetString());
         Assert.Equal("lidar", delivery.GetProperty("papers")[0].GetProperty("matchedTopics")[0].GetString());
         var rating = Assert.Single(data.GetProperty("ratings").EnumerateArray());

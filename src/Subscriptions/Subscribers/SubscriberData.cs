@@ -9,7 +9,7 @@ namespace Subscriptions.Subscribers;
 
 /// <summary>Everything stored about one subscriber, as <c>GET /preferences/export</c> gives it.</summary>
 internal sealed record SubscriberExport(
-    string Email, string Status, IReadOnlyList<string> Topics, ExportSettings Settings, IReadOnlyList<ExportEvent> History,
+    string Email, string Status, int PermanentFailures, IReadOnlyList<string> Topics, ExportSettings Settings, IReadOnlyList<ExportEvent> History,
     IReadOnlyList<ExportEmail> Emails, IReadOnlyList<ExportDelivery> Deliveries, IReadOnlyList<ExportRating> Ratings, IReadOnlyList<ExportBounce> Bounces,
     ExportSuppression? Suppression);
 
@@ -17,9 +17,11 @@ internal sealed record ExportSettings(int? MaxPapers, string? TimeZone, int? Del
 
 internal sealed record ExportEvent(string Event, DateTime At);
 
-internal sealed record ExportEmail(string Kind, string Status, DateTime CreatedAt, DateTime? SentAt, string? MessageId);
+/// <summary>An email of the subscription's lifecycle; <c>LastError</c> is the mail server's last refusal, as the console shows it.</summary>
+internal sealed record ExportEmail(string Kind, string Status, int Attempts, DateTime CreatedAt, DateTime? SentAt, string? MessageId, string? LastError);
 
-internal sealed record ExportDelivery(DateOnly Day, string Status, int Attempts, DateTime CreatedAt, DateTime? SentAt, string? MessageId, IReadOnlyList<ExportPaper> Papers);
+internal sealed record ExportDelivery(
+    DateOnly Day, string Status, int Attempts, DateTime CreatedAt, DateTime? SentAt, string? MessageId, string? LastError, IReadOnlyList<ExportPaper> Papers);
 
 internal sealed record ExportPaper(long Id, string? ArxivId, string Title, string? Url, IReadOnlyList<string> MatchedTopics);
 
@@ -52,7 +54,7 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
         // One snapshot: the subscriber's rows as they were at one instant.
         await using var transaction = await connection.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken);
         const string subscriber = """
-            SELECT email, email_key, status, max_papers, time_zone, delivery_hour, frequency, weekday,
+            SELECT email, email_key, status, permanent_failures, max_papers, time_zone, delivery_hour, frequency, weekday,
                    created_at, confirmed_at, unsubscribed_at, updated_at
             FROM subscribers WHERE id = @subscriberId
             """;
@@ -66,10 +68,11 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
         var topics = await connection.QueryAsync<string>(new CommandDefinition(
             "SELECT text FROM topics WHERE subscriber_id = @subscriberId ORDER BY position", parameters, transaction, cancellationToken: cancellationToken));
         var emails = await connection.QueryAsync<ExportEmail>(new CommandDefinition("""
-            SELECT kind, status, created_at, sent_at, message_id FROM email_outbox WHERE subscriber_id = @subscriberId ORDER BY id
+            SELECT kind, status, attempts, created_at, sent_at, message_id, last_error
+            FROM email_outbox WHERE subscriber_id = @subscriberId ORDER BY id
             """, parameters, transaction, cancellationToken: cancellationToken));
         var deliveries = await connection.QueryAsync<DeliveryRow>(new CommandDefinition("""
-            SELECT id, day, status, attempts, created_at, sent_at, message_id, papers::text AS papers
+            SELECT id, day, status, attempts, created_at, sent_at, message_id, last_error, papers::text AS papers
             FROM deliveries WHERE subscriber_id = @subscriberId ORDER BY day, id
             """, parameters, transaction, cancellationToken: cancellationToken));
         var papers = (await connection.QueryAsync<(long Id, string? ArxivId, string Title, string? PageUrl)>(new CommandDefinition("""
@@ -99,11 +102,11 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
         history.Add(new($"last changed (now {row.Status})", row.UpdatedAt));
 
         return new SubscriberExport(
-            row.Email, row.Status, [.. topics],
+            row.Email, row.Status, row.PermanentFailures, [.. topics],
             new ExportSettings(row.MaxPapers, row.TimeZone, row.DeliveryHour, row.Frequency, row.Weekday is { } day ? DeliveryChoice.Weekdays[day - 1] : null),
             [.. history.OrderBy(e => e.At)],
             [.. emails],
-            [.. deliveries.Select(d => new ExportDelivery(d.Day, d.Status, d.Attempts, d.CreatedAt, d.SentAt, d.MessageId,
+            [.. deliveries.Select(d => new ExportDelivery(d.Day, d.Status, d.Attempts, d.CreatedAt, d.SentAt, d.MessageId, d.LastError,
                 [.. PlannedPapers(d.Papers).Select(p => papers.TryGetValue(p.PaperId, out var paper)
                     ? new ExportPaper(p.PaperId, paper.ArxivId, paper.Title, paper.PageUrl, p.Topics)
                     : new ExportPaper(p.PaperId, null, "", null, p.Topics))]))],
@@ -128,11 +131,12 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
         EraseAsync(subscriberId, expiredBefore, cancellationToken);
 
     /// <summary>
-    /// A signup never confirmed whose link expired before <c>@unconfirmedSince</c>. A former subscriber signed up again is
-    /// pending too, but keeps a renewed key until the confirmation (sql/0021): their earlier subscription's data is theirs.
+    /// A signup never confirmed whose link expired before <c>@unconfirmedSince</c>: still pending, or bounced or unsubscribed
+    /// by a bounce or complaint about its confirmation email. A former subscriber signed up again is unconfirmed too, but
+    /// keeps a renewed key until the confirmation (sql/0021): their earlier subscription's data is theirs.
     /// </summary>
     public const string NeverConfirmedSince =
-        "status = 'pending' AND renewed_subscription_key IS NULL AND confirmed_at IS NULL AND confirmation_expires_at < @unconfirmedSince";
+        "status <> 'active' AND renewed_subscription_key IS NULL AND confirmed_at IS NULL AND confirmation_expires_at < @unconfirmedSince";
 
     private async Task<bool> EraseAsync(long subscriberId, DateTimeOffset? unconfirmedSince, CancellationToken cancellationToken)
     {
@@ -206,6 +210,7 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
         public string Email { get; set; } = "";
         public string EmailKey { get; set; } = "";
         public string Status { get; set; } = "";
+        public int PermanentFailures { get; set; }
         public int? MaxPapers { get; set; }
         public string? TimeZone { get; set; }
         public int? DeliveryHour { get; set; }
@@ -226,6 +231,7 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
         public DateTime CreatedAt { get; set; }
         public DateTime? SentAt { get; set; }
         public string? MessageId { get; set; }
+        public string? LastError { get; set; }
         public string Papers { get; set; } = "[]";
     }
 }
