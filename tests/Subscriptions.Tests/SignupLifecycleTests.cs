@@ -1,4 +1,5 @@
 using System.Net;
+using System.Text.RegularExpressions;
 using Dapper;
 using Subscriptions.Tests.Infrastructure;
 
@@ -86,6 +87,30 @@ public sealed class SignupLifecycleTests(TestDatabase database) : IClassFixture<
 
         Assert.Equal(HttpStatusCode.OK, oneClick.StatusCode);
         Assert.Equal("unsubscribed", await database.SubscriberStatusAsync("grace@example.org"));
+    }
+
+    [Fact]
+    public async Task AfterUnsubscribingThePagesLeadToTheSubscribersDataAndItsErasure()
+    {
+        var notice = await ActiveSubscriberNoticeAsync("hedy@example.org");
+        var unsubscribed = await (await _client.PostAsync(TestApp.LinkIn(notice, "/unsubscribe"), content: null)).Content.ReadAsStringAsync();
+        var exportLink = Regex.Match(unsubscribed, "href=\"(/preferences/export\\?token=[^\"]+)\"").Groups[1].Value;
+        var eraseLink = Regex.Match(unsubscribed, "action=\"(/preferences/erase\\?token=[^\"]+)\"").Groups[1].Value;
+
+        // An old email's "change topics" link leads to the same page, not to "this link is not valid".
+        var preferences = await _client.GetAsync(TestApp.LinkIn(notice, "/preferences"));
+        Assert.Equal(HttpStatusCode.OK, preferences.StatusCode);
+        var preferencesPage = await preferences.Content.ReadAsStringAsync();
+        Assert.Contains("You are unsubscribed", preferencesPage);
+        Assert.Contains("/preferences/export?token=", preferencesPage);
+        Assert.Contains("/preferences/export?token=", await (await _client.GetAsync(TestApp.LinkIn(notice, "/unsubscribe"))).Content.ReadAsStringAsync());
+
+        var export = await _client.GetAsync(exportLink);
+        Assert.Equal(HttpStatusCode.OK, export.StatusCode);
+        Assert.Equal("hedy@example.org", (await export.ReadJsonAsync()).GetProperty("email").GetString());
+        Assert.Contains("Delete everything?", await (await _client.PostAsync(eraseLink, content: null)).Content.ReadAsStringAsync());
+        await _client.PostFormAsync(eraseLink, ("confirm", "yes"));
+        Assert.Equal(0, await database.ScalarAsync<long>("SELECT count(*) FROM subscribers WHERE email = 'hedy@example.org'"));
     }
 
     [Fact]

@@ -68,7 +68,7 @@ internal static class PreferencesEndpoints
     {
         if (await link.FindAsync(cancellationToken) is not ({ } subscriber, _))
         {
-            return link.Refusal;
+            return await link.UnsubscribedPageAsync(cancellationToken) ?? link.Refusal;
         }
         var token = link.Token!;
         var saved = subscriber.MaxPapers ?? previews.DefaultMaxPapers;
@@ -201,6 +201,16 @@ internal static class PreferencesEndpoints
         /// <summary>The subscriber's feed link, signed over the same subscription as this link.</summary>
         public Uri Feed(SubscriberPreferences subscriber) =>
             Tokens.TryRead(LinkPurpose.Preferences, Token, out var link) ? Tokens.Link(LinkPurpose.Feed, subscriber.Subscriber.Id, link.Nonce) : throw new InvalidOperationException("No valid link.");
+
+        /// <summary>
+        /// For a subscription that ended by unsubscribing, the page that says so with the links to its data (which this
+        /// link still reaches); null for any other.
+        /// </summary>
+        public async Task<RazorComponentResult?> UnsubscribedPageAsync(CancellationToken cancellationToken) =>
+            Tokens.TryRead(LinkPurpose.Preferences, Token, out var link)
+                && await Store.FindBySubscriptionAsync(link, cancellationToken) is { Status: "unsubscribed" }
+                ? SubscriberPages.Unsubscribed(UnsubscribeOutcome.AlreadyUnsubscribed, Token!)
+                : null;
 
         public async Task<(SubscriberPreferences? Subscriber, LinkToken Link)> FindAsync(CancellationToken cancellationToken) =>
             SubscriberEndpoints.RefuseLink(Token, LinkPurpose.Preferences, Tokens, out var link) is null

@@ -106,7 +106,7 @@ internal static class SubscriberEndpoints
             return refusal;
         }
         return await store.FindBySubscriptionAsync(link, cancellationToken) is { } subscriber
-            ? SubscriberPages.UnsubscribeForm(subscriber, token!)
+            ? SubscriberPages.UnsubscribeForm(subscriber, token!, tokens.Create(LinkPurpose.Preferences, link.SubscriberId, link.Nonce))
             : SubscriberPages.InvalidLink(LinkPurpose.Unsubscribe);
     }
 
@@ -126,7 +126,7 @@ internal static class SubscriberEndpoints
         }
         return outcome == UnsubscribeOutcome.Unknown
             ? SubscriberPages.InvalidLink(LinkPurpose.Unsubscribe)
-            : SubscriberPages.Unsubscribed(outcome);
+            : SubscriberPages.Unsubscribed(outcome, tokens.Create(LinkPurpose.Preferences, link.SubscriberId, link.Nonce));
     }
 
     private sealed record SignupAccepted(string Status, string Message);

@@ -40,12 +40,20 @@ internal static class SubscriberPages
     public static RazorComponentResult InvalidLink(LinkPurpose purpose) =>
         new RazorComponentResult<LifecyclePage>(new { Message = LifecycleMessage.InvalidLink, Purpose = purpose }) { StatusCode = StatusCodes.Status404NotFound };
 
-    public static RazorComponentResult UnsubscribeForm(SubscriberLink subscriber, string token) => subscriber.Status == "unsubscribed"
-        ? Unsubscribed(UnsubscribeOutcome.AlreadyUnsubscribed)
+    public static RazorComponentResult UnsubscribeForm(SubscriberLink subscriber, string token, string preferencesToken) => subscriber.Status == "unsubscribed"
+        ? Unsubscribed(UnsubscribeOutcome.AlreadyUnsubscribed, preferencesToken)
         : new RazorComponentResult<UnsubscribePage>(new { subscriber.Email, Token = token });
 
-    public static RazorComponentResult Unsubscribed(UnsubscribeOutcome outcome) =>
-        Message(outcome == UnsubscribeOutcome.AlreadyUnsubscribed ? LifecycleMessage.AlreadyUnsubscribed : LifecycleMessage.Unsubscribed);
+    /// <summary>
+    /// The page after unsubscribing, with the links to the subscriber's data (<c>preferencesToken</c>): kept until they
+    /// erase it, so the page that ends the subscription is where they find them.
+    /// </summary>
+    public static RazorComponentResult Unsubscribed(UnsubscribeOutcome outcome, string preferencesToken) =>
+        new RazorComponentResult<LifecyclePage>(new
+        {
+            Message = outcome == UnsubscribeOutcome.AlreadyUnsubscribed ? LifecycleMessage.AlreadyUnsubscribed : LifecycleMessage.Unsubscribed,
+            DataToken = preferencesToken,
+        });
 
     public static RazorComponentResult Preferences(
         SubscriberPreferences subscriber, string token, Uri feed, string topics, int? maxPapers, IReadOnlyDictionary<string, string[]>? errors = null,
