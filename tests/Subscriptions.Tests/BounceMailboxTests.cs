@@ -258,6 +258,22 @@ public sealed class BounceMailboxTests(TestDatabase database, DovecotServer dove
     }, folderPrefix: "INBOX.");
 
     [Fact]
+    public Task ThePasswordIsNotSentToAMailboxThatOfferedNoTlsUnlessSecurityIsNone() => WithOwnMailboxAsync(async (ownDatabase, ownDovecot) =>
+    {
+        await ownDatabase.AddSubscriberAsync("gmail-hard@example.org", "active", null, "lidar");
+        ownDovecot.Deliver(Path.Combine(Samples, "gmail-no-such-user.eml"));
+        // The fixture's Dovecot has no TLS, as a server whose STARTTLS offer was struck out on the way.
+        var settings = new Dictionary<string, string?>(ownDovecot.Settings) { ["Bounces:PollInterval"] = "00:00:00.050", ["Bounces:Imap:Security"] = "Auto" };
+        await using (var app = new TestApp(ownDatabase, settings: settings))
+        {
+            await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
+        }
+
+        Assert.Equal(0, await ownDatabase.ScalarAsync<long>("SELECT count(*) FROM bounce_events"));
+        Assert.Single(await ownDovecot.SubjectsAsync("INBOX"));
+    });
+
+    [Fact]
     public async Task NoImapHostMeansNoMailboxReader()
     {
         await using var app = new TestApp(database);

@@ -23,7 +23,7 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
         var (exitCode, _, error) = await RunAsync(
             ["serve", "--Smtp:Port=99999", "--Mail:From=not an address", "--App:BaseUrl=ftp://example.org", "--App:TokenSecret=short", "--Mail:BounceAddress=bounces+x@example.org",
              "--Papers:Sources=huggingface,file", "--Metrics:Port=8080", "--Papers:Arxiv:RequestInterval=3", "--Papers:Http:Timeout=30",
-             "--Mail:UnsubscribeMailto=<leave@example.org>"],
+             "--Mail:UnsubscribeMailto=<leave@example.org>", "--Papers:HuggingFace:BaseUrl=hf-mirror.internal:8080"],
             new() { ["ConnectionStrings__Postgres"] = database.ConnectionString });
 
         Assert.Equal(78, exitCode);
@@ -37,7 +37,18 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
         Assert.Contains("Metrics:Port (8080) must be a port of its own; the app serves on http://localhost:8080", error);
         Assert.Contains("Papers:Arxiv:RequestInterval must be between 00:00:00 and 00:01:00", error);
         Assert.Contains("Papers:Http:Timeout must be between 00:00:00.0100000 and 00:10:00", error);
+        Assert.Contains("Papers:HuggingFace:BaseUrl must be an absolute http:// or https:// URL", error);
         Assert.DoesNotContain("HttpStandardResilienceOptions", error);
+    }
+
+    [Fact]
+    public async Task AnArxivPauseTheRequestTimeoutWouldCutShortIsRefusedAtStart()
+    {
+        var (exitCode, _, error) = await RunAsync(["serve", $"--App:TokenSecret={Secret}", "--Papers:Arxiv:RequestInterval=00:00:20"],
+            new() { ["ConnectionStrings__Postgres"] = database.ConnectionString });
+
+        Assert.Equal(78, exitCode);
+        Assert.Contains("Papers:Arxiv:RequestInterval must be at most half of Papers:Http:Timeout (00:00:30)", error);
     }
 
     [Theory]
@@ -72,17 +83,28 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
     }
 
     [Theory]
-    [InlineData("serve")]
-    [InlineData("migrate")]
-    public async Task ServeAndTheVerbsReadTheAppsettingsOfTheContentRootTheyAreGiven(string verb)
+    [InlineData("serve", false)]
+    [InlineData("migrate", false)]
+    [InlineData("serve", true)]
+    [InlineData("migrate", true)]
+    public async Task ServeAndTheVerbsReadTheAppsettingsOfTheContentRootTheyAreGiven(string verb, bool inAspNetCoreVariable)
     {
         // By default appsettings.json is read beside the binary; one given elsewhere is read there, as the host documents.
         var root = Directory.CreateTempSubdirectory("subscriptions-content-root-");
         try
         {
             await File.WriteAllTextAsync(Path.Combine(root.FullName, "appsettings.json"), """{ "HostOptions": { "ShutdownTimeout": "00:05:00" } }""");
-            var (exitCode, _, error) = await RunAsync([verb, $"--contentRoot={root.FullName}", $"--App:TokenSecret={Secret}"],
-                new() { ["ConnectionStrings__Postgres"] = database.ConnectionString });
+            var environment = new Dictionary<string, string> { ["ConnectionStrings__Postgres"] = database.ConnectionString };
+            string[] arguments = [verb, $"--App:TokenSecret={Secret}"];
+            if (inAspNetCoreVariable)
+            {
+                environment["ASPNETCORE_CONTENTROOT"] = root.FullName;
+            }
+            else
+            {
+                arguments = [.. arguments, $"--contentRoot={root.FullName}"];
+            }
+            var (exitCode, _, error) = await RunAsync(arguments, environment);
 
             Assert.Equal(78, exitCode);
             Assert.Contains("HostOptions:ShutdownTimeout must be more than 0 and at most", error);

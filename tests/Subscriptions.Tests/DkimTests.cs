@@ -197,7 +197,12 @@ public sealed class DkimTests(TestDatabase database) : IClassFixture<TestDatabas
         var generate = await ServiceBinary.RunAsync(["dkim", "generate", "--key", keyPath, "--selector", "papers2026", "--domain", "subscriptions.test"], NoSettings);
         var record = await ServiceBinary.RunAsync(["dkim", "record", "--key", keyPath, "--Dkim:Selector=papers2026"], new Dictionary<string, string> { ["Dkim__Domain"] = "subscriptions.test" });
         var again = await ServiceBinary.RunAsync(["dkim", "generate", "--key", keyPath, "--selector", "papers2026", "--domain", "subscriptions.test"], NoSettings);
+        // As from --key "$KEYFILE" with the variable unset.
+        var emptyPath = await ServiceBinary.RunAsync(["dkim", "generate", "--key", "", "--selector", "papers2026", "--domain", "subscriptions.test"], NoSettings);
 
+        Assert.Equal((64, ""), (emptyPath.ExitCode, emptyPath.Output));
+        Assert.StartsWith("--key \"\" cannot be written:", emptyPath.Error);
+        Assert.DoesNotContain("   at ", emptyPath.Error);
         Assert.Equal(0, generate.ExitCode);
         if (!OperatingSystem.IsWindows())
         {

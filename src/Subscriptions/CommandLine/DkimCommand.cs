@@ -80,9 +80,9 @@ internal static class DkimCommand
                 Console.Error.WriteLine($"--key {path} already exists; refusing to overwrite a key (remove it first, or choose another path).");
                 return Verbs.BadArguments;
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
             {
-                Console.Error.WriteLine($"--key {path} cannot be written: {e.Message}");
+                Console.Error.WriteLine($"--key \"{path}\" cannot be written: {e.Message}");
                 return Verbs.BadArguments;
             }
             Console.WriteLine($"Wrote a new {dkimKey.Description} private key to {path} (readable by its owner only).");

@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using Subscriptions.Infrastructure;
 
 namespace Subscriptions.Papers;
 
@@ -33,13 +34,15 @@ internal sealed class PapersOptions : IValidatableObject
         {
             yield return new ValidationResult($"is required when {nameof(Sources)} lists {FileSource.SourceName}: the file its daily run reads", ["File:Path"]);
         }
-        if (!Uri.TryCreate(HuggingFace.BaseUrl, UriKind.Absolute, out _))
+        // "host:8080/api" is an absolute URL too, of the scheme "host": every fetch would fail, not the start.
+        var httpUrl = new HttpUrlAttribute();
+        if (!httpUrl.IsValid(HuggingFace.BaseUrl))
         {
-            yield return new ValidationResult("must be an absolute URL", ["HuggingFace:BaseUrl"]);
+            yield return new ValidationResult(httpUrl.FormatErrorMessage(""), ["HuggingFace:BaseUrl"]);
         }
-        if (!Uri.TryCreate(Arxiv.BaseUrl, UriKind.Absolute, out _))
+        if (!httpUrl.IsValid(Arxiv.BaseUrl))
         {
-            yield return new ValidationResult("must be an absolute URL", ["Arxiv:BaseUrl"]);
+            yield return new ValidationResult(httpUrl.FormatErrorMessage(""), ["Arxiv:BaseUrl"]);
         }
         if (Arxiv.CategoryList.Count == 0)
         {
@@ -73,6 +76,13 @@ internal sealed class PapersOptions : IValidatableObject
             {
                 yield return new ValidationResult($"must be between {low} and {high}", [key]);
             }
+        }
+        // Each attempt waits its turn inside its own timeout (a retry of a throttled source is throttled too).
+        if (Arxiv.RequestInterval > TimeSpan.Zero && Arxiv.RequestInterval * 2 > Http.Timeout)
+        {
+            yield return new ValidationResult(
+                $"must be at most half of Papers:Http:Timeout ({Http.Timeout}): a request's wait for its turn counts in its timeout",
+                ["Arxiv:RequestInterval"]);
         }
     }
 
