@@ -1,3 +1,4 @@
+using Npgsql;
 using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
@@ -39,6 +40,21 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
         Assert.Contains("Papers:Http:Timeout must be between 00:00:00.0100000 and 00:10:00", error);
         Assert.Contains("Papers:HuggingFace:BaseUrl must be an absolute http:// or https:// URL", error);
         Assert.DoesNotContain("HttpStandardResilienceOptions", error);
+    }
+
+    [Fact]
+    public async Task AConnectionStringNpgsqlRefusesOnlyWhenBuildingThePoolIsRefusedAtStart()
+    {
+        // Valid to Npgsql's own defaults (a maximum of 100), not to this service's (20).
+        var connectionString = new NpgsqlConnectionStringBuilder(database.ConnectionString) { MinPoolSize = 25 };
+        connectionString.Remove("Maximum Pool Size");
+        var (exitCode, output, error) = await RunAsync(["migrate", $"--App:TokenSecret={Secret}"],
+            new() { ["ConnectionStrings__Postgres"] = connectionString.ConnectionString });
+
+        Assert.Equal(78, exitCode);
+        Assert.Contains("ConnectionStrings:Postgres is not a valid connection string:", error);
+        Assert.Contains("(Maximum Pool Size is 20 unless it is set)", error);
+        Assert.DoesNotContain("   at ", error + output);
     }
 
     [Fact]

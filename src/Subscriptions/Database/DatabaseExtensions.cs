@@ -14,18 +14,7 @@ internal static class DatabaseExtensions
         services.AddSection<DatabaseOptions>(DatabaseOptions.Section);
         // The connection string comes from the validated options, read when the data source is first needed.
         services.AddNpgsqlDataSource("", (provider, dataSource) =>
-        {
-            var connectionString = provider.GetRequiredService<IOptions<DatabaseOptions>>().Value.Postgres;
-            dataSource.ConnectionStringBuilder.ConnectionString = connectionString;
-            if (!DatabaseOptions.SetsPoolSize(connectionString))
-            {
-                dataSource.ConnectionStringBuilder.MaxPoolSize = DatabaseOptions.DefaultMaxPoolSize;
-            }
-            if (!DatabaseOptions.SetsAutoPrepare(connectionString))
-            {
-                dataSource.ConnectionStringBuilder.MaxAutoPrepare = DatabaseOptions.DefaultMaxAutoPrepare;
-            }
-        });
+            DatabaseOptions.Configure(dataSource, provider.GetRequiredService<IOptions<DatabaseOptions>>().Value.Postgres));
         services.AddSingleton<MigrationRunner>();
         // Npgsql logs every command at Information; what an operator needs from it are its warnings and errors.
         services.AddLogging(logging => logging.AddFilter("Npgsql", LogLevel.Warning));

@@ -43,16 +43,34 @@ internal sealed class DatabaseOptions : IValidatableObject
             .Any(keys.Contains);
     }
 
+    /// <summary>The connection string with this service's defaults where it sets none (<see cref="DefaultMaxPoolSize"/>, <see cref="DefaultMaxAutoPrepare"/>).</summary>
+    public static void Configure(NpgsqlDataSourceBuilder dataSource, string connectionString)
+    {
+        dataSource.ConnectionStringBuilder.ConnectionString = connectionString;
+        if (!SetsPoolSize(connectionString))
+        {
+            dataSource.ConnectionStringBuilder.MaxPoolSize = DefaultMaxPoolSize;
+        }
+        if (!SetsAutoPrepare(connectionString))
+        {
+            dataSource.ConnectionStringBuilder.MaxAutoPrepare = DefaultMaxAutoPrepare;
+        }
+    }
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         string? problem = null;
         try
         {
-            _ = new NpgsqlConnectionStringBuilder(Postgres);
+            // Built as the service builds it, defaults included, without connecting: Npgsql checks the settings together
+            // (a Minimum Pool Size above the maximum, say) only when the pool is built, which would be a stack trace later.
+            var dataSource = new NpgsqlDataSourceBuilder();
+            Configure(dataSource, Postgres);
+            using var probe = dataSource.Build();
         }
-        catch (ArgumentException e)
+        catch (Exception e) when (e is ArgumentException or NotSupportedException or InvalidOperationException)
         {
-            problem = e.Message;
+            problem = e.Message + (SetsPoolSize(Postgres) ? "" : $" (Maximum Pool Size is {DefaultMaxPoolSize} unless it is set)");
         }
         if (problem is not null)
         {
