@@ -97,6 +97,21 @@ public sealed class MeaningMatchingTests(TestDatabase database) : IClassFixture<
     }
 
     [Fact]
+    public async Task AnExcludedTermKeepsAPaperOutEvenWhenItIsCloseInMeaning()
+    {
+        // The depth papers are close in meaning to the topic's words; the one about the fourth challenge holds the excluded
+        // term, which the words refuse, and meaning must not bring it back.
+        var papers = (await PreviewAsync("monocular depth estimation -fourth")).Select(paper => paper.ArxivId).ToList();
+        var quoted = (await PreviewAsync("monocular depth estimation -\"fourth edition\"")).Select(paper => paper.ArxivId).ToList();
+
+        Assert.DoesNotContain("2611.00005", papers);
+        Assert.Contains("2611.00004", papers);
+        Assert.Contains("2611.00006", papers);
+        Assert.DoesNotContain("2611.00005", quoted);
+        Assert.Contains("2611.00005", (await PreviewAsync("monocular depth estimation")).Select(paper => paper.ArxivId));
+    }
+
+    [Fact]
     public async Task ATopicOnAFieldAbsentFromTheDayMatchesNothing()
     {
         Assert.Empty(await PreviewAsync("protein folding"));

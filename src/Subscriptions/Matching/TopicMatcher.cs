@@ -297,11 +297,13 @@ internal sealed class TopicMatcher(
             return hits;
         }
         var parsed = distinct.ToDictionary(topic => topic, TopicSyntax.Parse, StringComparer.Ordinal);
+        // A paper the words refuse for an excluded term comes back with the score -1, so that meaning cannot find it either.
         const string wordHits = """
             WITH queries AS (
                 -- Words that leave no term ("the") are none: an empty query matches no paper, and the filters would go unused.
-                SELECT topic, CASE WHEN words <> '' AND numnode(topic_query(words)) > 0 THEN topic_query(words) END AS query, authors, categories
-                FROM jsonb_to_recordset(@queries::jsonb) AS q(topic text, words text, authors text[], categories text[])
+                SELECT topic, CASE WHEN words <> '' AND numnode(topic_query(words)) > 0 THEN topic_query(words) END AS query, authors, categories,
+                       CASE WHEN exclusions <> '' AND numnode(topic_query(exclusions)) > 0 THEN topic_query(exclusions) END AS excluded
+                FROM jsonb_to_recordset(@queries::jsonb) AS q(topic text, words text, authors text[], categories text[], exclusions text)
             ), day_papers AS (
                 SELECT DISTINCT p.id, p.search_vector, p.authors, p.categories
                 FROM paper_days d JOIN papers p ON p.id = d.paper_id
@@ -320,6 +322,8 @@ internal sealed class TopicMatcher(
               AND NOT EXISTS (SELECT 1 FROM unnest(q.categories) AS wanted(name)
                               WHERE NOT EXISTS (SELECT 1 FROM unnest(p.categories) AS category(name)
                                                 WHERE lower(category.name) = lower(wanted.name)))
+            UNION ALL
+            SELECT q.topic, p.id, -1 FROM queries q JOIN day_papers p ON q.excluded IS NOT NULL AND p.search_vector @@ q.excluded
             """;
         var queries = JsonSerializer.Serialize(parsed.Select(pair => new
         {
@@ -327,6 +331,7 @@ internal sealed class TopicMatcher(
             words = pair.Value.Words,
             authors = pair.Value.Authors,
             categories = pair.Value.Categories,
+            exclusions = pair.Value.Exclusions,
         }));
         List<(string Topic, long PaperId, double Score)> words;
         await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
@@ -357,7 +362,10 @@ internal sealed class TopicMatcher(
                     : 0;
                 if (topicWords is not null && topicWords.TryGetValue(paper.Id, out var wordScore))
                 {
-                    found.Add(new TopicHit(place, wordScore + MeaningWeight * cosine + trendWeight * paper.Trend, ByMeaning: false));
+                    if (wordScore >= 0)
+                    {
+                        found.Add(new TopicHit(place, wordScore + MeaningWeight * cosine + trendWeight * paper.Trend, ByMeaning: false));
+                    }
                 }
                 else if (cosine >= threshold && MeetsFilters(syntax, paper.Authors, paper.Categories))
                 {

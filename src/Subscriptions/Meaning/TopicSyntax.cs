@@ -10,6 +10,9 @@ internal sealed partial record TopicSyntax(string Words, IReadOnlyList<string> A
 {
     public bool HasFilters => Authors.Count > 0 || Categories.Count > 0;
 
+    /// <summary>The words' exclusions (<c>-medical</c>, <c>-"medical imaging"</c>) as one query of any of them ("" when none).</summary>
+    public string Exclusions => string.Join(" OR ", Excluded().Matches(Words).Select(match => match.Value.TrimStart()[1..]));
+
     public static TopicSyntax Parse(string topic)
     {
         var authors = new List<string>();
