@@ -181,9 +181,13 @@ public sealed class PreviewAndPreferencesTests(TestDatabase database) : IClassFi
         Assert.Equal(HttpStatusCode.OK, (await _client.GetAsync($"/preferences/export?token={own}")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await _client.GetAsync($"/feedback?token={own}&paper={paper}&more=1")).StatusCode);
 
-        // After unsubscribing, the link shows nothing any more.
+        // After unsubscribing, the link shows no preferences any more, only the way to the subscriber's data, and saves nothing.
         await database.ExecuteAsync("UPDATE subscribers SET status = 'unsubscribed' WHERE email = 'attacker@example.org'");
-        Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync($"/preferences?token={token}")).StatusCode);
+        var unsubscribed = await (await _client.GetAsync($"/preferences?token={token}")).Content.ReadAsStringAsync();
+        Assert.Contains("You are unsubscribed", unsubscribed);
+        Assert.DoesNotContain("radar", unsubscribed);
+        Assert.Equal(HttpStatusCode.NotFound,
+            (await _client.PostFormAsync($"/preferences?token={token}", ("topics", "hacked"), ("max_papers", "1"))).StatusCode);
     }
 
     private async Task<(long Id, string Token)> AddActiveSubscriberAsync(string email, params string[] topics)
