@@ -271,12 +271,11 @@ public sealed class DigestTests : IAsyncLifetime
             ["Smtp__Security"] = "None",
             ["Smtp__Connections"] = "2",
             ["Digest__BatchSize"] = "3",
-            // A claim must outlast the longest send (2 s, one retry at once, and as long again waiting for a connection: 8 s),
-            // and runs out soon after the crash.
-            ["Digest__ClaimTimeout"] = "00:00:09",
-            ["Smtp__Timeout"] = "00:00:02",
-            ["Smtp__Retries"] = "1",
-            ["Smtp__RetryDelay"] = "00:00:00",
+            // A claim must outlast the longest send (10 s, and as long again waiting for a connection: 20 s); the test ends the
+            // killed run's claims itself. No retry: a send slower than its timeout on a loaded machine would be sent twice.
+            ["Digest__ClaimTimeout"] = "00:00:21",
+            ["Smtp__Timeout"] = "00:00:10",
+            ["Smtp__Retries"] = "0",
         };
 
         using (var first = ServiceBinary.Start(["digest", "--date", "2026-11-25", "--no-ingest"], environment))
@@ -293,6 +292,8 @@ public sealed class DigestTests : IAsyncLifetime
         Assert.Equal(4, _smtp.Received.Count);
         Assert.True(await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries WHERE status = 'sending'") > 0,
             "The killed run should have left claimed deliveries behind.");
+        // As when Digest:ClaimTimeout has passed since the crash.
+        await _database.ExecuteAsync("UPDATE deliveries SET claimed_until = now() - interval '1 second' WHERE status = 'sending'");
 
         var second = await ServiceBinary.RunAsync(["digest", "--date", "2026-11-25", "--no-ingest"], environment);
 

@@ -25,6 +25,8 @@ public static class ServiceBinary
         {
             start.Environment.Remove(key);
         }
+        // Numbers in messages are formatted in the current culture; the tests read them in English.
+        start.Environment["LC_ALL"] = "C.UTF-8";
         foreach (var (key, value) in environment)
         {
             start.Environment[key] = value;
