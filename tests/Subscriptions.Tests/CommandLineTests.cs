@@ -60,7 +60,7 @@ public sealed class CommandLineTests(TestDatabase database) : IClassFixture<Test
     [Fact]
     public async Task AnArxivPauseTheRequestTimeoutWouldCutShortIsRefusedAtStart()
     {
-        var (exitCode, _, error) = await RunAsync(["serve", $"--App:TokenSecret={Secret}", "--Papers:Arxiv:RequestInterval=00:00:20"],
+        var (exitCode, _, error) = await RunAsync(["serve", $"--App:TokenSecret={Secret}", "--Papers:Sources=huggingface,arxiv", "--Papers:Arxiv:RequestInterval=00:00:20"],
             new() { ["ConnectionStrings__Postgres"] = database.ConnectionString });
 
         Assert.Equal(78, exitCode);

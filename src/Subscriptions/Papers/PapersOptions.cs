@@ -78,7 +78,7 @@ internal sealed class PapersOptions : IValidatableObject
             }
         }
         // Each attempt waits its turn inside its own timeout (a retry of a throttled source is throttled too).
-        if (Arxiv.RequestInterval > TimeSpan.Zero && Arxiv.RequestInterval * 2 > Http.Timeout)
+        if (SourceList.Contains(ArxivSource.SourceName, StringComparer.OrdinalIgnoreCase) && Arxiv.RequestInterval * 2 > Http.Timeout)
         {
             yield return new ValidationResult(
                 $"must be at most half of Papers:Http:Timeout ({Http.Timeout}): a request's wait for its turn counts in its timeout",
