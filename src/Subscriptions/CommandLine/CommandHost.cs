@@ -19,9 +19,13 @@ internal sealed class CommandHost : IDisposable
 
     public IServiceProvider Services => _host.Services;
 
+    /// <summary>A verb's host builder: its configuration (appsettings.json of the content root, environment, <c>--Key=Value</c>).</summary>
+    public static HostApplicationBuilder CreateBuilder(string[] settings) =>
+        Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = settings, ContentRootPath = ContentRoot.Default(settings) });
+
     public static async Task<CommandHost> StartAsync(string[] settings, Action<IServiceCollection> addServices)
     {
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = settings, ContentRootPath = ContentRoot.Default(settings) });
+        var builder = CreateBuilder(settings);
         builder.Services.AddDatabase().AddShutdownTimeout();
         addServices(builder.Services);
         var host = builder.Build();

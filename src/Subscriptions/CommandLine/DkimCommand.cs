@@ -1,6 +1,5 @@
 using System.CommandLine;
 using Subscriptions.Email;
-using Subscriptions.Infrastructure;
 
 namespace Subscriptions.CommandLine;
 
@@ -154,9 +153,5 @@ internal static class DkimCommand
     }
 
     /// <summary>The service's configuration (appsettings.json, environment, <c>--Key=Value</c>), without starting anything.</summary>
-    private static IConfiguration Settings(ParseResult result)
-    {
-        var settings = Verbs.Settings(result);
-        return Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = settings, ContentRootPath = ContentRoot.Default(settings) }).Configuration;
-    }
+    private static IConfiguration Settings(ParseResult result) => CommandHost.CreateBuilder(Verbs.Settings(result)).Configuration;
 }
