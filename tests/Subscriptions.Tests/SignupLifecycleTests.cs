@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using System.Text.RegularExpressions;
 using Dapper;
 using Subscriptions.Tests.Infrastructure;
@@ -121,23 +122,51 @@ public sealed class SignupLifecycleTests(TestDatabase database) : IClassFixture<
         var oldExport = TestApp.LinkIn(notice, "/preferences").Replace("/preferences?", "/preferences/export?", StringComparison.Ordinal);
         await _client.PostAsync(oldUnsubscribe, content: null);
 
-        // Anyone may type the address: until the new subscription is confirmed, its owner's links still reach their data.
-        await _client.SignUpAsync("emmy@example.org", "algebraic topology");
+        // Anyone may type the address: until the new subscription is confirmed, its owner's links still reach their data,
+        // and their topics and delivery time are as they left them.
+        await _client.PostAsJsonAsync("/subscriptions", new
+        {
+            email = "emmy@example.org",
+            topics = new[] { "algebraic topology", "knot theory" },
+            timeZone = "Europe/Berlin",
+            deliveryHour = 7,
+            frequency = "weekly",
+            weekday = "friday",
+        });
         var messages = await WaitForMessagesAsync("emmy@example.org", 3);
         var newConfirmation = messages[2];
         Assert.Contains("Confirm", newConfirmation.Subject);
         Assert.Equal("pending", await database.SubscriberStatusAsync("emmy@example.org"));
         Assert.Equal(1, await database.ScalarAsync<long>("SELECT count(*) FROM subscribers WHERE email = 'emmy@example.org'"));
-        Assert.Equal(HttpStatusCode.OK, (await _client.GetAsync(oldExport)).StatusCode);
+        var export = await _client.GetAsync(oldExport);
+        Assert.Equal(HttpStatusCode.OK, export.StatusCode);
+        var data = await export.ReadJsonAsync();
+        Assert.Equal(["topic modelling"], data.GetProperty("topics").EnumerateArray().Select(t => t.GetString()));
+        Assert.Equal("daily", data.GetProperty("settings").GetProperty("frequency").GetString());
+        var pending = data.GetProperty("pendingSignup");
+        Assert.Equal(["algebraic topology", "knot theory"], pending.GetProperty("topics").EnumerateArray().Select(t => t.GetString()));
+        Assert.Equal("Europe/Berlin", pending.GetProperty("settings").GetProperty("timeZone").GetString());
+        Assert.Equal("friday", pending.GetProperty("settings").GetProperty("weekday").GetString());
+        Assert.Equal(["topic modelling"], await database.QueryAsync<string>(
+            "SELECT t.text FROM topics t JOIN subscribers s ON s.id = t.subscriber_id WHERE s.email = 'emmy@example.org'"));
         Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync(TestApp.LinkIn(messages[0], "/subscriptions/confirm"))).StatusCode);
 
-        Assert.Equal(HttpStatusCode.OK, (await _client.GetAsync(TestApp.LinkIn(newConfirmation, "/subscriptions/confirm"))).StatusCode);
+        // Signed up again before that confirmation (a day later: two confirmations a day at most), the first signup's topics
+        // still wait, as for any pending address.
+        await database.ExecuteAsync(
+            "UPDATE email_outbox o SET created_at = o.created_at - interval '1 day' FROM subscribers s WHERE s.id = o.subscriber_id AND s.email = 'emmy@example.org'");
+        await _client.SignUpAsync("emmy@example.org", "something else");
+        var lastConfirmation = (await WaitForMessagesAsync("emmy@example.org", 4))[3];
+        Assert.Equal(HttpStatusCode.OK, (await _client.GetAsync(TestApp.LinkIn(lastConfirmation, "/subscriptions/confirm"))).StatusCode);
         Assert.Equal("active", await database.SubscriberStatusAsync("emmy@example.org"));
         // The links of the old subscription died with it, once the new one began.
         Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync(oldUnsubscribe)).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync(oldExport)).StatusCode);
-        Assert.Equal(["algebraic topology"], await database.QueryAsync<string>(
-            "SELECT t.text FROM topics t JOIN subscribers s ON s.id = t.subscriber_id WHERE s.email = 'emmy@example.org'"));
+        Assert.Equal(["algebraic topology", "knot theory"], await database.QueryAsync<string>(
+            "SELECT t.text FROM topics t JOIN subscribers s ON s.id = t.subscriber_id WHERE s.email = 'emmy@example.org' ORDER BY position"));
+        var (timeZone, hour, frequency, weekday, renewedTopics) = (await database.QueryAsync<(string, int, string, int, string[]?)>(
+            "SELECT time_zone, delivery_hour::int, frequency, weekday::int, renewed_topics FROM subscribers WHERE email = 'emmy@example.org'")).Single();
+        Assert.Equal(("Europe/Berlin", 7, "weekly", 5, null), (timeZone, hour, frequency, weekday, renewedTopics));
     }
 
     [Fact]

@@ -11,7 +11,10 @@ namespace Subscriptions.Subscribers;
 internal sealed record SubscriberExport(
     string Email, string Status, int PermanentFailures, IReadOnlyList<string> Topics, ExportSettings Settings, IReadOnlyList<ExportEvent> History,
     IReadOnlyList<ExportEmail> Emails, IReadOnlyList<ExportDelivery> Deliveries, IReadOnlyList<ExportRating> Ratings, IReadOnlyList<ExportBounce> Bounces,
-    ExportSuppression? Suppression);
+    ExportSuppression? Suppression, ExportPendingSignup? PendingSignup);
+
+/// <summary>A signup of the address since the subscription ended, not yet confirmed: what it asked for replaces the topics and settings once it is (sql/0026).</summary>
+internal sealed record ExportPendingSignup(IReadOnlyList<string> Topics, ExportSettings Settings);
 
 internal sealed record ExportSettings(int? MaxPapers, string? TimeZone, int? DeliveryHour, string Frequency, string? Weekday);
 
@@ -55,7 +58,8 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
         await using var transaction = await connection.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken);
         const string subscriber = """
             SELECT email, email_key, status, permanent_failures, max_papers, time_zone, delivery_hour, frequency, weekday,
-                   created_at, confirmed_at, unsubscribed_at, updated_at
+                   created_at, confirmed_at, unsubscribed_at, updated_at,
+                   renewed_topics, renewed_time_zone, renewed_delivery_hour, renewed_frequency, renewed_weekday
             FROM subscribers WHERE id = @subscriberId
             """;
         var row = await connection.QuerySingleOrDefaultAsync<SubscriberRow>(
@@ -103,7 +107,7 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
 
         return new SubscriberExport(
             row.Email, row.Status, row.PermanentFailures, [.. topics],
-            new ExportSettings(row.MaxPapers, row.TimeZone, row.DeliveryHour, row.Frequency, row.Weekday is { } day ? DeliveryChoice.Weekdays[day - 1] : null),
+            Settings(row.MaxPapers, row.TimeZone, row.DeliveryHour, row.Frequency, row.Weekday),
             [.. history.OrderBy(e => e.At)],
             [.. emails],
             [.. deliveries.Select(d => new ExportDelivery(d.Day, d.Status, d.Attempts, d.CreatedAt, d.SentAt, d.MessageId, d.LastError,
@@ -112,8 +116,15 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
                     : new ExportPaper(p.PaperId, null, "", null, p.Topics))]))],
             [.. ratings],
             [.. bounces],
-            suppression);
+            suppression,
+            row.RenewedTopics is { } renewedTopics
+                ? new ExportPendingSignup(renewedTopics, Settings(
+                    row.MaxPapers, row.RenewedTimeZone, row.RenewedDeliveryHour, row.RenewedFrequency ?? DeliveryChoice.Daily, row.RenewedWeekday))
+                : null);
     }
+
+    private static ExportSettings Settings(int? maxPapers, string? timeZone, int? deliveryHour, string frequency, int? weekday) =>
+        new(maxPapers, timeZone, deliveryHour, frequency, weekday is { } day ? DeliveryChoice.Weekdays[day - 1] : null);
 
     /// <summary>
     /// Erases the subscriber; false when there was none. Their deliveries go with them (foreign keys and triggers cascade,
@@ -220,6 +231,11 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
         public DateTime? ConfirmedAt { get; set; }
         public DateTime? UnsubscribedAt { get; set; }
         public DateTime UpdatedAt { get; set; }
+        public string[]? RenewedTopics { get; set; }
+        public string? RenewedTimeZone { get; set; }
+        public int? RenewedDeliveryHour { get; set; }
+        public string? RenewedFrequency { get; set; }
+        public int? RenewedWeekday { get; set; }
     }
 
     private sealed class DeliveryRow

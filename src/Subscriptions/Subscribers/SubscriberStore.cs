@@ -28,6 +28,17 @@ internal sealed class ConfirmationRow
     public string Status { get; set; } = "";
 
     public DateTime? ConfirmationExpiresAt { get; set; }
+
+    /// <summary>What a former subscriber's address signed up again asked for (sql/0026); null for a first signup.</summary>
+    public string[]? RenewedTopics { get; set; }
+
+    public string? RenewedTimeZone { get; set; }
+
+    public int? RenewedDeliveryHour { get; set; }
+
+    public string? RenewedFrequency { get; set; }
+
+    public int? RenewedWeekday { get; set; }
 }
 
 internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal outbox, EmbeddingStore embeddings, TimeProvider time)
@@ -83,7 +94,6 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
 
         long id;
         string kind;
-        var newSubscription = true;
         if (newId is { } inserted)
         {
             id = inserted;
@@ -125,13 +135,18 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
             {
                 // Pending: a fresh confirmation link replaces the last one, and the topics stay those of the
                 // first signup (anyone can sign up any address; only its owner's link changes what it gets).
-                // Unsubscribed or bounced: a new subscription begins, with a new key so the old subscription's links
-                // stop working, once it is confirmed: until then the owner's own links (their data) still work.
-                newSubscription = status != "pending";
+                // Unsubscribed or bounced: a new subscription begins once it is confirmed, with a new key so the old
+                // subscription's links stop working, and with the topics and delivery time asked for now (sql/0026). Until
+                // then the owner's own links (their data) still work, and their data is as they left it.
                 const string renew = """
                     UPDATE subscribers
                     SET status = 'pending',
                         renewed_subscription_key = CASE WHEN status = 'pending' THEN renewed_subscription_key ELSE @key END,
+                        renewed_topics = CASE WHEN status = 'pending' THEN renewed_topics ELSE @topics END,
+                        renewed_time_zone = CASE WHEN status = 'pending' THEN renewed_time_zone ELSE @TimeZone END,
+                        renewed_delivery_hour = CASE WHEN status = 'pending' THEN renewed_delivery_hour ELSE @Hour END,
+                        renewed_frequency = CASE WHEN status = 'pending' THEN renewed_frequency ELSE @Frequency END,
+                        renewed_weekday = CASE WHEN status = 'pending' THEN renewed_weekday ELSE @Weekday END,
                         confirmation_nonce = @nonce,
                         confirmation_expires_at = @expires,
                         confirmed_at = NULL,
@@ -139,12 +154,25 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
                     WHERE id = @id
                     """;
                 await connection.ExecuteAsync(new CommandDefinition(
-                    renew, new { id, confirmation.key, confirmation.nonce, confirmation.expires, now }, transaction,
-                    cancellationToken: cancellationToken));
+                    renew,
+                    new
+                    {
+                        id,
+                        confirmation.key,
+                        confirmation.nonce,
+                        confirmation.expires,
+                        now,
+                        topics = topics.ToArray(),
+                        delivery.TimeZone,
+                        delivery.Hour,
+                        delivery.Frequency,
+                        delivery.Weekday,
+                    },
+                    transaction, cancellationToken: cancellationToken));
             }
         }
 
-        if (kind == EmailQueue.Confirmation && newSubscription)
+        if (newId is not null)
         {
             await ReplaceTopicsAsync(connection, transaction, id, topics, cancellationToken);
             await SetDeliveryAsync(connection, transaction, id, delivery, cancellationToken);
@@ -162,7 +190,9 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
 
         const string find = """
-            SELECT status, confirmation_expires_at FROM subscribers
+            SELECT status, confirmation_expires_at,
+                   renewed_topics, renewed_time_zone, renewed_delivery_hour, renewed_frequency, renewed_weekday
+            FROM subscribers
             WHERE id = @SubscriberId AND confirmation_nonce = @Nonce
             FOR UPDATE
             """;
@@ -183,11 +213,18 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
             const string activate = """
                 UPDATE subscribers
                 SET status = 'active', confirmed_at = @now, updated_at = @now, permanent_failures = 0,
-                    subscription_key = coalesce(renewed_subscription_key, subscription_key), renewed_subscription_key = NULL
+                    subscription_key = coalesce(renewed_subscription_key, subscription_key), renewed_subscription_key = NULL,
+                renewed_topics = NULL, renewed_time_zone = NULL, renewed_delivery_hour = NULL, renewed_frequency = NULL, renewed_weekday = NULL
                 WHERE id = @id
                 """;
             await connection.ExecuteAsync(new CommandDefinition(
                 activate, new { id = token.SubscriberId, now }, transaction, cancellationToken: cancellationToken));
+            if (row!.RenewedTopics is { } renewedTopics)
+            {
+                await ReplaceTopicsAsync(connection, transaction, token.SubscriberId, renewedTopics, cancellationToken);
+                await SetDeliveryAsync(connection, transaction, token.SubscriberId, new DeliveryChoice(
+                    row.RenewedTimeZone, row.RenewedDeliveryHour, row.RenewedFrequency ?? DeliveryChoice.Daily, row.RenewedWeekday), cancellationToken);
+            }
         }
         await transaction.CommitAsync(cancellationToken);
         return outcome;
