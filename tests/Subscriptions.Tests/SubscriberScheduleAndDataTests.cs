@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Xml.Linq;
 using Dapper;
 using Microsoft.Extensions.DependencyInjection;
+using Subscriptions.Bounces;
 using Subscriptions.Database;
 using Subscriptions.Digest;
 using Subscriptions.Subscribers;
@@ -458,6 +459,43 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
         Assert.Equal(0, await _database.ScalarAsync<long>(
             "SELECT (SELECT count(*) FROM deliveries) + (SELECT count(*) FROM delivery_queue) + (SELECT count(*) FROM delivery_papers)"));
     }
+
+    [Fact]
+    public async Task ABounceRecordedWhileItsSubscriberIsErasedLeavesTheAddressOnlyAsAHash()
+    {
+        var (id, _) = await AddActiveAsync("bounced-while-erased@example.org");
+        // Holds the bounce's recording between its statements: it has recorded the event, and its suppression (the next
+        // statement) waits for this lock; so does the erasure's first write, after the erasure has locked its subscriber.
+        await using var holder = await _database.DataSource.OpenConnectionAsync();
+        await using var holding = await holder.BeginTransactionAsync();
+        await holder.ExecuteAsync("LOCK TABLE suppressions IN ACCESS EXCLUSIVE MODE", transaction: holding);
+
+        var recording = _app.Services.GetRequiredService<SuppressionStore>().RecordAsync(
+            [new BounceEvent(BounceKind.Hard, "bounced-while-erased@example.org", Status: "5.1.1")], SuppressionStore.WebhookSource, CancellationToken.None);
+        await Eventually.TrueAsync(() => WaitsAsync("%WITH verdicts AS%"), "the recording to wait for the suppressions");
+        var erasure = _app.Services.GetRequiredService<SubscriberData>().EraseAsync(id, CancellationToken.None);
+        // For its subscriber's row (now) or for the suppressions (before).
+        await Eventually.TrueAsync(async () => await WaitsAsync("SELECT email_key FROM subscribers%") || await WaitsAsync("WITH moved AS%"),
+            "the erasure to wait");
+        // Let go, the erasure ran to its end before the recording did, missing the bounce it had recorded, uncommitted, and
+        // the recording then wrote the address's suppression. It must wait for the recording instead.
+        await holding.CommitAsync();
+        Assert.Equal(["bounced-while-erased@example.org"], (await recording).Suppressed);
+        Assert.True(await erasure);
+
+        Assert.Equal(0, await _database.ScalarAsync<long>("""
+            SELECT (SELECT count(*) FROM subscribers WHERE id = @id)
+                 + (SELECT count(*) FROM bounce_events WHERE email = 'bounced-while-erased@example.org')
+                 + (SELECT count(*) FROM suppressions WHERE email = 'bounced-while-erased@example.org')
+            """, new { id }));
+        Assert.Equal("hard_bounce", await _database.ScalarAsync<string>(
+            "SELECT reason FROM suppressions WHERE email = @erased", new { erased = SubscriberData.ErasedKey("bounced-while-erased@example.org") }));
+    }
+
+    /// <summary>Whether a session of this database waits for a lock in a statement like <paramref name="statement"/>.</summary>
+    private async Task<bool> WaitsAsync(string statement) => await _database.ScalarAsync<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE @statement)",
+        new { statement });
 
     /// <summary>Until one session of this database waits for an advisory lock (the subscriber-deletion lock, sql/0016).</summary>
     private Task OneWaitsForTheDeletionLockAsync(string waitingFor) =>

@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
+using Subscriptions.Bounces;
 using Subscriptions.Digest;
 using Subscriptions.Subscribers;
 using Subscriptions.Tests.Infrastructure;
@@ -50,6 +51,23 @@ public sealed class SuppressionTests : IAsyncLifetime
         Assert.Empty(_smtp.MessagesTo("bounced@example.org"));
         Assert.Empty(_smtp.MessagesTo("never-seen@example.org"));
         Assert.Single(_smtp.Received);
+    }
+
+    [Fact]
+    public async Task OnlyAnAddressNotSuppressedBeforeIsReportedAsSuppressed()
+    {
+        await using var app = new TestApp(_database, _smtp);
+        var store = app.Services.GetRequiredService<SuppressionStore>();
+
+        var first = await store.RecordAsync([new BounceEvent(BounceKind.Hard, "twice@example.org", Status: "5.1.1")], SuppressionStore.WebhookSource, CancellationToken.None);
+        // The same bounce by the other way (a DSN in the mailbox after the provider's webhook), or a later one.
+        var second = await store.RecordAsync(
+            [new BounceEvent(BounceKind.Hard, "twice@example.org", Status: "5.1.1"), new BounceEvent(BounceKind.Complaint, "new@example.org")],
+            SuppressionStore.ImapSource, CancellationToken.None);
+
+        Assert.Equal(["twice@example.org"], first.Suppressed);
+        Assert.Equal(["new@example.org"], second.Suppressed);
+        Assert.Equal(2, await _database.ScalarAsync<long>("SELECT count(*) FROM suppressions"));
     }
 
     [Fact]

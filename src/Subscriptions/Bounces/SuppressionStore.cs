@@ -9,7 +9,7 @@ namespace Subscriptions.Bounces;
 internal sealed record Suppression(string Email, string Reason, string? Detail, DateTime CreatedAt);
 
 /// <summary>
-/// What recording a batch of events did: the addresses now suppressed, the events that named no one, and those left
+/// What recording a batch of events did: the addresses suppressed by it (not those suppressed before), the events that named no one, and those left
 /// out because their report had been recorded before.
 /// </summary>
 internal sealed record BounceOutcome(IReadOnlyList<string> Suppressed, int Unmatched, int RecordedBefore);
@@ -43,6 +43,32 @@ internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<Bou
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         var events = await FirstRecordedAsync(received, now, connection, transaction, cancellationToken);
+        var batch = new
+        {
+            kinds = events.Select(e => e.Kind.ToString().ToLowerInvariant()).ToArray(),
+            statuses = events.Select(e => e.Status).ToArray(),
+            deliveryIds = events.Select(e => e.Sent is { Kind: SentEmailKind.Delivery } sent ? sent.Id : (long?)null).ToArray(),
+            deliveryDays = events.Select(e => e.Sent?.Day).ToArray(),
+            outboxIds = events.Select(e => e.Sent is { Kind: SentEmailKind.Outbox } sent ? sent.Id : (long?)null).ToArray(),
+            recipients = events.Select(e => e.Recipient is { } address ? KeyOf(address) : null).ToArray(),
+            subscribersOnly = events.Select(e => e.RecipientMustBeSubscriber).ToArray(),
+            source,
+            now,
+        };
+
+        // The subscribers the events may be about stay until this transaction ends: an erasure of one (which first locks
+        // its row for update, SubscriberData.EraseAsync) waits, and then moves or deletes what was recorded here about its
+        // address. Without this, an erasure committed between the statements below left that address's bounce and
+        // suppression in plain text.
+        const string holdSubscribers = """
+            SELECT 1 FROM subscribers s
+            WHERE s.email_key = ANY(@recipients)
+               OR s.id IN (SELECT d.subscriber_id FROM deliveries d WHERE d.id = ANY(@deliveryIds))
+               OR s.id IN (SELECT o.subscriber_id FROM email_outbox o WHERE o.id = ANY(@outboxIds))
+            ORDER BY s.id
+            FOR KEY SHARE OF s
+            """;
+        await connection.ExecuteAsync(new CommandDefinition(holdSubscribers, batch, transaction, cancellationToken: cancellationToken));
 
         // Whom each event is about: the subscriber the email it names (a delivery, an outbox email) was sent to, else the
         // recipient address it names (only a subscriber's, for the events that say so). One pass for the whole batch.
@@ -65,18 +91,7 @@ internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<Bou
             SELECT email, kind, status, @source, @now FROM resolved WHERE email IS NOT NULL
             RETURNING id
             """;
-        var ids = (await connection.QueryAsync<long>(new CommandDefinition(record, new
-        {
-            kinds = events.Select(e => e.Kind.ToString().ToLowerInvariant()).ToArray(),
-            statuses = events.Select(e => e.Status).ToArray(),
-            deliveryIds = events.Select(e => e.Sent is { Kind: SentEmailKind.Delivery } sent ? sent.Id : (long?)null).ToArray(),
-            deliveryDays = events.Select(e => e.Sent?.Day).ToArray(),
-            outboxIds = events.Select(e => e.Sent is { Kind: SentEmailKind.Outbox } sent ? sent.Id : (long?)null).ToArray(),
-            recipients = events.Select(e => e.Recipient is { } address ? KeyOf(address) : null).ToArray(),
-            subscribersOnly = events.Select(e => e.RecipientMustBeSubscriber).ToArray(),
-            source,
-            now,
-        }, transaction, cancellationToken: cancellationToken))).ToArray();
+        var ids = (await connection.QueryAsync<long>(new CommandDefinition(record, batch, transaction, cancellationToken: cancellationToken))).ToArray();
 
         // The verdict per address: this batch's complaint or hard bounce, or enough soft bounces lately.
         const string act = """
@@ -95,6 +110,7 @@ internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<Bou
                 INSERT INTO suppressions (email, reason, detail, created_at)
                 SELECT email, reason, detail, @now FROM verdicts
                 ON CONFLICT (email) DO NOTHING
+                RETURNING email
             ), unsubscribed AS (
                 UPDATE subscribers s
                 SET status = 'unsubscribed', unsubscribed_at = @now, updated_at = @now, confirmation_nonce = NULL
@@ -106,7 +122,7 @@ internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<Bou
                 FROM verdicts v
                 WHERE s.email_key = v.email AND v.reason <> 'complaint' AND s.status IN ('pending', 'active')
             )
-            SELECT email FROM verdicts ORDER BY email
+            SELECT email FROM suppressed ORDER BY email
             """;
         var settings = options.Value;
         var suppressed = (await connection.QueryAsync<string>(new CommandDefinition(act, new
@@ -120,9 +136,10 @@ internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<Bou
 
         var unmatched = events.Count - ids.Length;
         var recordedBefore = received.Count - events.Count;
-        foreach (var email in suppressed)
+        // The count, not the addresses: logs outlive an erasure, which keeps a suppressed address only as a hash.
+        if (suppressed.Count > 0)
         {
-            logger.LogInformation("Suppressed {Email} after a {Source} bounce or complaint", email, source);
+            logger.LogInformation("Suppressed {Count} address(es) after {Source} bounces or complaints (`suppressions list` shows them)", suppressed.Count, source);
         }
         if (unmatched > 0)
         {
