@@ -1,5 +1,6 @@
 using Dapper;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging.Testing;
 using Npgsql;
 using Subscriptions.Database;
 using Subscriptions.Tests.Infrastructure;
@@ -61,6 +62,45 @@ public sealed class MigrationTests
             {
                 await dataSource.DisposeAsync();
             }
+            await PostgresServer.DropDatabaseAsync(connectionString);
+        }
+    }
+
+    [Fact]
+    public async Task AMigrationWaitingForATableInUseLetsTheServiceGoOnAndTriesAgain()
+    {
+        var connectionString = await PostgresServer.CreateDatabaseAsync("busy");
+        await using var dataSource = NpgsqlDataSource.Create(connectionString + ";Command Timeout=20");
+        var alter = new MigrationScript("9000_alter_a_table_in_use.sql", "ALTER TABLE subscribers ADD COLUMN added_later integer", "checksum");
+        try
+        {
+            // An older replica's long transaction on the table, as a slot's planning reads the subscribers for its whole length.
+            await using var planner = await dataSource.OpenConnectionAsync();
+            await using var planning = await planner.BeginTransactionAsync();
+            await planner.ExecuteAsync("SELECT count(*) FROM subscribers", transaction: planning);
+
+            var logs = new FakeLogCollector();
+            var applying = Task.Run(() => new MigrationRunner(dataSource, new FakeLogger<MigrationRunner>(logs), [.. MigrationRunner.Scripts, alter])
+                .ApplyPendingAsync(CancellationToken.None));
+            await using var service = await dataSource.OpenConnectionAsync();
+            await Eventually.TrueAsync(() => service.ExecuteScalarAsync<bool>("""
+                SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE subscribers%')
+                """), "the migration to wait for the table");
+
+            // The service's next statement on the table queued behind the waiting ALTER TABLE until the planning ended; as the
+            // planning waited for statements of its own on the table, for good. Now the ALTER TABLE lets go within its lock timeout.
+            Assert.Equal(0, await service.ExecuteScalarAsync<long>("SELECT count(*) FROM subscribers"));
+            Assert.False(applying.IsCompleted, applying.Exception?.ToString());
+            await Eventually.TrueAsync(() => Task.FromResult(logs.GetSnapshot().Any(log => log.Message.StartsWith(
+                "sql/9000_alter_a_table_in_use.sql waited 5 s for a table the running service is using", StringComparison.Ordinal))),
+                "the migration to say it waited");
+
+            await planning.CommitAsync();
+            Assert.Equal(["9000_alter_a_table_in_use.sql"], await applying);
+            Assert.Equal(0, await service.ExecuteScalarAsync<long>("SELECT count(added_later) FROM subscribers"));
+        }
+        finally
+        {
             await PostgresServer.DropDatabaseAsync(connectionString);
         }
     }

@@ -1,8 +1,11 @@
+using System.Globalization;
 using System.Reflection;
 using System.Security.Cryptography;
 using System.Text;
 using Dapper;
 using Npgsql;
+using Polly;
+using Polly.Retry;
 
 namespace Subscriptions.Database;
 
@@ -16,8 +19,13 @@ namespace Subscriptions.Database;
 /// the statements of one connection outside a transaction may each run on another server connection, so a session's
 /// lock could be released on one that did not hold it, and stay held on the one that did, for every later start to wait on.
 /// </remarks>
-internal sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<MigrationRunner> logger)
+internal sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<MigrationRunner> logger, IReadOnlyList<MigrationScript> scripts)
 {
+    public MigrationRunner(NpgsqlDataSource dataSource, ILogger<MigrationRunner> logger)
+        : this(dataSource, logger, Scripts)
+    {
+    }
+
     // Any fixed number works; it only has to be the same for every instance of this service.
     internal const long AdvisoryLockKey = 0x5355_4253_4352_4950; // "SUBSCRIP"
 
@@ -25,7 +33,18 @@ internal sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<Migra
     // large table takes longer, and a migration stopped at 30 s was rolled back at every start, the instance never up.
     private const int NoTimeout = 0;
 
+    /// <summary>
+    /// How long a script waits for a table lock before it lets go and tries again. During a rolling upgrade the older
+    /// instances still use the tables: an <c>ALTER TABLE</c> waiting for a send's or a slot planning's transaction to end
+    /// makes every later statement on that table queue behind it, and a planning that waits for its own queued inserts
+    /// never ends, a wait PostgreSQL cannot see as a deadlock. So the wait is short, and retried with growing pauses.
+    /// </summary>
+    internal static readonly TimeSpan LockTimeout = TimeSpan.FromSeconds(5);
+
+    private static readonly TimeSpan LongestPauseBetweenTries = TimeSpan.FromSeconds(30);
+
     public static IReadOnlyList<MigrationScript> Scripts { get; } = LoadEmbeddedScripts();
+
 
     public async Task<IReadOnlyList<string>> ApplyPendingAsync(CancellationToken cancellationToken)
     {
@@ -51,29 +70,49 @@ internal sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<Migra
 
         // A replica older than the schema must not run against it (a rolling upgrade half done, or a rollback):
         // it would write what the newer version no longer expects.
-        var unknown = applied.Keys.Except(Scripts.Select(script => script.Name), StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        var unknown = applied.Keys.Except(scripts.Select(script => script.Name), StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
         if (unknown.Count > 0)
         {
             throw new SchemaMismatchException(
                 $"The database was migrated by a newer version of this service ({string.Join(", ", unknown)} applied); " +
-                "this version knows migrations up to " + Scripts[^1].Name + ". Run the newer version, or restore a backup taken before it.");
+                "this version knows migrations up to " + scripts[^1].Name + ". Run the newer version, or restore a backup taken before it.");
         }
 
         var appliedNow = new List<string>();
-        foreach (var script in Scripts)
+        foreach (var script in scripts)
         {
             if (applied.TryGetValue(script.Name, out var checksum))
             {
                 CheckUnchanged(script, checksum);
                 continue;
             }
-            if (await ApplyAsync(connection, script, cancellationToken))
+            if (await RetriedWhileTablesAreBusy(script).ExecuteAsync(
+                    async (state, token) => await ApplyAsync(state.connection, state.script, token), (connection, script), cancellationToken))
             {
                 appliedNow.Add(script.Name);
             }
         }
         return appliedNow;
     }
+
+    private ResiliencePipeline RetriedWhileTablesAreBusy(MigrationScript script) => new ResiliencePipelineBuilder()
+        .AddRetry(new RetryStrategyOptions
+        {
+            ShouldHandle = new PredicateBuilder().Handle<PostgresException>(e => e.SqlState == PostgresErrorCodes.LockNotAvailable),
+            MaxRetryAttempts = int.MaxValue,
+            BackoffType = DelayBackoffType.Exponential,
+            Delay = TimeSpan.FromSeconds(1),
+            MaxDelay = LongestPauseBetweenTries,
+            UseJitter = true,
+            OnRetry = retry =>
+            {
+                logger.LogWarning(
+                    "sql/{Script} waited {LockTimeoutSeconds} s for a table the running service is using (a send, or a slot's planning); rolled back, trying again in {DelaySeconds:0.0} s",
+                    script.Name, LockTimeout.TotalSeconds, retry.RetryDelay.TotalSeconds);
+                return ValueTask.CompletedTask;
+            },
+        })
+        .Build();
 
     private static void CheckUnchanged(MigrationScript script, string appliedChecksum)
     {
@@ -98,11 +137,14 @@ internal sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<Migra
         }
 
         logger.LogInformation("Applying migration {Script}", script.Name);
+        await connection.ExecuteAsync(new CommandDefinition(
+            "SELECT set_config('lock_timeout', @milliseconds, true)", new { milliseconds = ((int)LockTimeout.TotalMilliseconds).ToString(CultureInfo.InvariantCulture) },
+            transaction, cancellationToken: cancellationToken));
         try
         {
             await connection.ExecuteAsync(new CommandDefinition(script.Sql, transaction: transaction, commandTimeout: NoTimeout, cancellationToken: cancellationToken));
         }
-        catch (PostgresException e)
+        catch (PostgresException e) when (e.SqlState != PostgresErrorCodes.LockNotAvailable)
         {
             throw new InvalidOperationException($"sql/{script.Name} failed: {e.MessageText}", e);
         }
