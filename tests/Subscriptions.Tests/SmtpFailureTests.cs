@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Net;
+using Microsoft.Extensions.Logging;
 using SmtpServer.Protocol;
 using Subscriptions.Subscribers;
 using Subscriptions.Tests.Infrastructure;
@@ -117,5 +118,8 @@ public sealed class SmtpFailureTests(TestDatabase database) : IClassFixture<Test
         Assert.Empty(smtp.MessagesTo("nobody@example.org"));
         Assert.Equal(1, await database.ScalarAsync<int>(
             "SELECT o.attempts FROM email_outbox o JOIN subscribers s ON s.id = o.subscriber_id WHERE s.email = 'nobody@example.org'"));
+        // Anyone can sign up a made-up address: its refusal is a warning, as a digest's is, not an error that pages someone.
+        var gaveUp = Assert.Single(app.Logs.GetSnapshot(), log => log.Message.StartsWith("Gave up on confirmation email", StringComparison.Ordinal));
+        Assert.Equal(LogLevel.Warning, gaveUp.Level);
     }
 }

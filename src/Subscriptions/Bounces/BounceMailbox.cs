@@ -14,7 +14,8 @@ using Subscriptions.Infrastructure;
 namespace Subscriptions.Bounces;
 
 /// <summary>What one read of the bounce mailbox did.</summary>
-internal sealed record MailboxRound(int Processed, int Unreadable, IReadOnlyList<string> Suppressed);
+/// <summary>What a round of the bounce mailbox did; <c>Skipped</c> when another instance was reading it.</summary>
+internal sealed record MailboxRound(int Processed, int Unreadable, IReadOnlyList<string> Suppressed, bool Skipped = false);
 
 /// <summary>
 /// Reads the bounce mailbox over IMAP: the reports it can read are recorded, one transaction for each chunk of
@@ -48,7 +49,7 @@ internal sealed class BounceMailbox(
         await using var reading = await RoundLock.TryTakeAsync(dataSource, ReaderLockKey, cancellationToken);
         if (reading is null)
         {
-            return new MailboxRound(0, 0, []);
+            return new MailboxRound(0, 0, [], Skipped: true);
         }
         return await ReadMailboxAsync(cancellationToken);
     }
@@ -190,7 +191,7 @@ internal sealed class BounceMailboxWorker(BounceMailbox mailbox, BounceMailboxSi
 {
     protected override TimeSpan PollInterval => options.Value.PollInterval;
 
-    protected override async Task WorkAsync(CancellationToken stoppingToken)
+    protected override async Task<bool> WorkAsync(CancellationToken stoppingToken)
     {
         var round = await mailbox.ProcessAsync(stoppingToken);
         if (round.Processed > 0 || round.Unreadable > 0)
@@ -198,5 +199,6 @@ internal sealed class BounceMailboxWorker(BounceMailbox mailbox, BounceMailboxSi
             logger.LogInformation("Bounce mailbox: {Processed} report(s) processed, {Unreadable} new unreadable message(s), {Suppressed} address(es) suppressed",
                 round.Processed, round.Unreadable, round.Suppressed.Count);
         }
+        return !round.Skipped;
     }
 }

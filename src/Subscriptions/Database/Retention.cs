@@ -54,7 +54,8 @@ internal sealed class RetentionOptions : IValidatableObject
 }
 
 /// <summary>What a round deleted; <see cref="More"/> when it stopped at its limit with more due.</summary>
-internal sealed record RetentionRound(long Deliveries, long UnconfirmedSignups, bool More);
+/// <summary>What a round deleted; <c>Skipped</c> when another instance was doing the round.</summary>
+internal sealed record RetentionRound(long Deliveries, long UnconfirmedSignups, bool More, bool Skipped = false);
 
 /// <summary>
 /// Deletes what is older than <see cref="RetentionOptions"/> keeps: finished deliveries (with their papers' record, by
@@ -78,7 +79,7 @@ internal sealed class Retention(NpgsqlDataSource dataSource, SubscriberData data
         await using var deleting = await RoundLock.TryTakeAsync(dataSource, LockKey, cancellationToken);
         if (deleting is null)
         {
-            return new RetentionRound(0, 0, More: false);
+            return new RetentionRound(0, 0, More: false, Skipped: true);
         }
         var settings = options.Value;
         var now = time.GetUtcNow();
@@ -178,12 +179,14 @@ internal sealed class RetentionWorker(Retention retention, RetentionSignal signa
 {
     protected override TimeSpan PollInterval => options.Value.Interval;
 
-    protected override async Task WorkAsync(CancellationToken stoppingToken)
+    protected override async Task<bool> WorkAsync(CancellationToken stoppingToken)
     {
-        if ((await retention.DeleteDueAsync(stoppingToken)).More)
+        var round = await retention.DeleteDueAsync(stoppingToken);
+        if (round.More)
         {
             signal.Wake();
         }
+        return !round.Skipped;
     }
 }
 

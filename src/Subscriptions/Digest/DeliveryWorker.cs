@@ -12,7 +12,7 @@ internal sealed class DeliveryWorker(DeliverySender sender, DeliverySignal signa
 {
     protected override TimeSpan PollInterval => options.Value.PollInterval;
 
-    protected override async Task WorkAsync(CancellationToken stoppingToken)
+    protected override async Task<bool> WorkAsync(CancellationToken stoppingToken)
     {
         var counters = new SendCounters();
         await sender.SendDueAsync(days: null, counters, stoppingToken);
@@ -21,5 +21,6 @@ internal sealed class DeliveryWorker(DeliverySender sender, DeliverySignal signa
             logger.LogInformation("Deliveries: {Sent} sent, {Failed} failed, {Skipped} skipped, {Retrying} retries scheduled",
                 counters.Sent, counters.Failed, counters.Skipped, counters.Retrying);
         }
+        return true;
     }
 }

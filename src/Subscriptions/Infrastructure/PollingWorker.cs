@@ -4,7 +4,8 @@ namespace Subscriptions.Infrastructure;
 /// A background worker that does whatever is due, then sleeps until its signal wakes it or the poll
 /// interval passes. A failure (the database unreachable, most likely) is logged and tried again after
 /// the interval: the work waits in the database until then. The first failure of a run of them is logged with
-/// its exception; the next ones, one line each, and the recovery once.
+/// its exception; the next ones, one line each, and the recovery once: when a round has run again, not when it was
+/// skipped because another instance was doing that work (which says nothing about whether it works here).
 /// </summary>
 internal abstract class PollingWorker(WakeSignal signal, ILogger logger) : BackgroundService
 {
@@ -16,8 +17,8 @@ internal abstract class PollingWorker(WakeSignal signal, ILogger logger) : Backg
 
     protected abstract TimeSpan PollInterval { get; }
 
-    /// <summary>Does all the work that is due now.</summary>
-    protected abstract Task WorkAsync(CancellationToken stoppingToken);
+    /// <summary>Does all the work that is due now; false when it did not run because another instance was doing it.</summary>
+    protected abstract Task<bool> WorkAsync(CancellationToken stoppingToken);
 
     protected sealed override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -25,8 +26,7 @@ internal abstract class PollingWorker(WakeSignal signal, ILogger logger) : Backg
         {
             try
             {
-                await WorkAsync(stoppingToken);
-                if (_failuresInARow > 0)
+                if (await WorkAsync(stoppingToken) && _failuresInARow > 0)
                 {
                     logger.LogInformation("{Worker} works again after {Failures} failures in a row", GetType().Name, _failuresInARow);
                     _failuresInARow = 0;

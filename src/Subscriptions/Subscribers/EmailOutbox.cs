@@ -92,7 +92,8 @@ internal sealed class EmailOutbox(
         }
         catch (PermanentMailException e)
         {
-            await FailAsync(connection, transaction, row, e.Reply);
+            // A warning, as for a digest: anyone can sign up a mistyped or made-up address, and its refusal is no outage.
+            await FailAsync(connection, transaction, row, e.Reply, LogLevel.Warning);
             metrics.EmailFailed(row.Kind, "refused");
         }
         catch (BrokenCircuitException) when (!cancellationToken.IsCancellationRequested)
@@ -108,7 +109,7 @@ internal sealed class EmailOutbox(
             var attempts = row.Attempts + 1;
             if (attempts >= options.Value.MaxAttempts)
             {
-                await FailAsync(connection, transaction, row, e.Message);
+                await FailAsync(connection, transaction, row, e.Message, LogLevel.Error);
                 metrics.EmailFailed(row.Kind, "attempts");
             }
             else
@@ -137,11 +138,11 @@ internal sealed class EmailOutbox(
         _ => null,
     };
 
-    private async Task FailAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, OutboxRow row, string error)
+    private async Task FailAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, OutboxRow row, string error, LogLevel level)
     {
         const string failed = "UPDATE email_outbox SET status = 'failed', attempts = attempts + 1, last_error = @error WHERE id = @id";
         await RecordAsync(connection, transaction, failed, new { id = row.Id, error });
-        logger.LogError("Gave up on {Kind} email {OutboxId} to subscriber {SubscriberId}: {Error}", row.Kind, row.Id, row.SubscriberId, error);
+        logger.Log(level, "Gave up on {Kind} email {OutboxId} to subscriber {SubscriberId}: {Error}", row.Kind, row.Id, row.SubscriberId, error);
     }
 
     // The outcome is recorded even when shutdown has begun: the message may already be with the server.
@@ -157,10 +158,11 @@ internal sealed class EmailOutboxWorker(EmailOutbox outbox, OutboxSignal signal,
 {
     protected override TimeSpan PollInterval => options.Value.PollInterval;
 
-    protected override async Task WorkAsync(CancellationToken stoppingToken)
+    protected override async Task<bool> WorkAsync(CancellationToken stoppingToken)
     {
         while (await outbox.SendNextAsync(stoppingToken))
         {
         }
+        return true;
     }
 }

@@ -4,6 +4,8 @@ using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
 using MimeKit;
 using Subscriptions.Infrastructure;
 
@@ -67,12 +69,16 @@ public sealed class TestApp : WebApplicationFactory<Program>
 
     public string PickupDirectory { get; }
 
+    /// <summary>What the app logged, besides the console.</summary>
+    public FakeLogCollector Logs => Services.GetRequiredService<FakeLogCollector>();
+
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
         foreach (var (key, value) in _settings)
         {
             builder.UseSetting(key, value);
         }
+        builder.ConfigureLogging(logging => logging.AddFakeLogging());
         if (_time is not null)
         {
             builder.ConfigureTestServices(services => services.AddSingleton(_time));
