@@ -175,6 +175,29 @@ public sealed class DigestScheduleTests : IAsyncLifetime
         }
     }
 
+    [Fact]
+    public async Task SlotsMissedForMoreThanADayAreNamedInAWarning()
+    {
+        await using var smtp = await TestSmtpServer.StartNewAsync();
+        var settings = new Dictionary<string, string?>
+        {
+            ["Digest:Enabled"] = "true",
+            ["Digest:Schedule"] = "0 0 7 * * ?",
+            ["Papers:Sources"] = "file",
+            ["Papers:File:Path"] = Path.Combine(AppContext.BaseDirectory, "Payloads", "trending-page.txt"),
+        };
+        // The last slot planned was 05:00 the day before, 28 hours before this start: a start catches up 23 hours at most.
+        await _database.ExecuteAsync("INSERT INTO digest_slots (slot, planned_at, matched, planned, by_schedule) VALUES ('2030-01-09T05:00:00Z', now(), 0, 0, true)");
+
+        await using var app = await FireOnceAsync(new ShiftedTime(new DateTimeOffset(2030, 1, 10, 9, 20, 0, TimeSpan.Zero)), smtp, settings);
+
+        Assert.Equal(new DateTime(2030, 1, 9, 10, 0, 0), DateTime.SpecifyKind(await _database.ScalarAsync<DateTime>(
+            "SELECT min(slot) FROM digest_slots WHERE slot > '2030-01-09T05:00:00Z'"), DateTimeKind.Unspecified));
+        var skipped = Assert.Single(app.Logs.GetSnapshot(), log => log.Message.Contains("were not planned", StringComparison.Ordinal));
+        Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Warning, skipped.Level);
+        Assert.StartsWith("Digest slots 2030-01-09T06:00:00.0000000+00:00 to 2030-01-09T09:00:00.0000000+00:00 were not planned", skipped.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>Starts an instance whose clock says <paramref name="time"/>, with the hourly trigger due: it fires once. Returns it once that firing has finished.</summary>
     private async Task<TestApp> FireOnceAsync(ShiftedTime time, TestSmtpServer smtp, Dictionary<string, string?> settings)
     {

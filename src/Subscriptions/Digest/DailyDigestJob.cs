@@ -22,9 +22,19 @@ internal sealed class DailyDigestJob(
     {
         var digest = options.Value;
         var current = DeliverySlots.SlotOf(time.GetUtcNow());
-        var first = await planner.LastScheduledSlotAsync(current, cancellationToken) is { } last && last < current
-            ? (last + DeliverySlots.Length > current - CatchUpAtMost ? last + DeliverySlots.Length : current - CatchUpAtMost)
-            : current;
+        var first = current;
+        if (await planner.LastScheduledSlotAsync(current, cancellationToken) is { } last && last < current)
+        {
+            var next = last + DeliverySlots.Length;
+            first = next > current - CatchUpAtMost ? next : current - CatchUpAtMost;
+            if (next < first)
+            {
+                logger.LogWarning(
+                    "Digest slots {FirstSkipped:O} to {LastSkipped:O} were not planned: no instance ran then, and a start catches up {CatchUpHours} hours at most. " +
+                    "`digest --at <slot>` plans one of them by hand",
+                    next, first - DeliverySlots.Length, CatchUpAtMost.TotalHours);
+            }
+        }
         var fetched = new HashSet<DateOnly>(); // days whose sources this firing asked already (a catch-up plans several slots)
         for (var slot = first; slot <= current; slot += DeliverySlots.Length)
         {
