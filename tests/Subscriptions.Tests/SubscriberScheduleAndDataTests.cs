@@ -472,10 +472,11 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
 
         var recording = _app.Services.GetRequiredService<SuppressionStore>().RecordAsync(
             [new BounceEvent(BounceKind.Hard, "bounced-while-erased@example.org", Status: "5.1.1")], SuppressionStore.WebhookSource, CancellationToken.None);
-        await Eventually.TrueAsync(() => WaitsAsync("%WITH verdicts AS%"), "the recording to wait for the suppressions");
+        await Eventually.TrueAsync(() => _database.SessionWaitsAsync("%WITH verdicts AS%"), "the recording to wait for the suppressions");
         var erasure = _app.Services.GetRequiredService<SubscriberData>().EraseAsync(id, CancellationToken.None);
         // For its subscriber's row (now) or for the suppressions (before).
-        await Eventually.TrueAsync(async () => await WaitsAsync("SELECT email_key FROM subscribers%") || await WaitsAsync("WITH moved AS%"),
+        await Eventually.TrueAsync(
+            async () => await _database.SessionWaitsAsync("SELECT email_key FROM subscribers%") || await _database.SessionWaitsAsync("WITH moved AS%"),
             "the erasure to wait");
         // Let go, the erasure ran to its end before the recording did, missing the bounce it had recorded, uncommitted, and
         // the recording then wrote the address's suppression. It must wait for the recording instead.
@@ -491,11 +492,6 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
         Assert.Equal("hard_bounce", await _database.ScalarAsync<string>(
             "SELECT reason FROM suppressions WHERE email = @erased", new { erased = SubscriberData.ErasedKey("bounced-while-erased@example.org") }));
     }
-
-    /// <summary>Whether a session of this database waits for a lock in a statement like <paramref name="statement"/>.</summary>
-    private async Task<bool> WaitsAsync(string statement) => await _database.ScalarAsync<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE @statement)",
-        new { statement });
 
     /// <summary>Until one session of this database waits for an advisory lock (the subscriber-deletion lock, sql/0016).</summary>
     private Task OneWaitsForTheDeletionLockAsync(string waitingFor) =>

@@ -1,3 +1,4 @@
+using Dapper;
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
 using Subscriptions.Bounces;
@@ -68,6 +69,29 @@ public sealed class SuppressionTests : IAsyncLifetime
         Assert.Equal(["twice@example.org"], first.Suppressed);
         Assert.Equal(["new@example.org"], second.Suppressed);
         Assert.Equal(2, await _database.ScalarAsync<long>("SELECT count(*) FROM suppressions"));
+    }
+
+    [Fact]
+    public async Task TwoSoftBouncesOfAnAddressRecordedAtOnceCountEachOther()
+    {
+        await using var app = new TestApp(_database, _smtp);
+        var store = app.Services.GetRequiredService<SuppressionStore>();
+        // One soft bounce already: the limit is 3 within 14 days.
+        await _database.ExecuteAsync("INSERT INTO bounce_events (email, kind, status, source, received_at) VALUES ('full@example.org', 'soft', '4.2.2', 'imap', now())");
+        // Holds both recordings after they have recorded their event, before their verdicts (which suppress: they wait for this).
+        await using var holder = await _database.DataSource.OpenConnectionAsync();
+        await using var holding = await holder.BeginTransactionAsync();
+        await holder.ExecuteAsync("LOCK TABLE suppressions IN ACCESS EXCLUSIVE MODE", transaction: holding);
+
+        var recordings = new[] { SuppressionStore.WebhookSource, SuppressionStore.ImapSource }.Select(source =>
+            Task.Run(() => store.RecordAsync([new BounceEvent(BounceKind.Soft, "full@example.org", Status: "4.2.2")], source, CancellationToken.None))).ToList();
+        // Both at their verdict (before), or one there and the other waiting for it (now).
+        await Eventually.TrueAsync(async () => await _database.SessionsWaitingAsync("%WITH verdicts AS%") + await _database.SessionsWaitingAsync("%bounce_address%") == 2,
+            "both recordings to wait");
+        await holding.CommitAsync();
+
+        Assert.Equal(["full@example.org"], (await Task.WhenAll(recordings)).SelectMany(outcome => outcome.Suppressed));
+        Assert.Equal("soft_bounces", await _database.ScalarAsync<string>("SELECT reason FROM suppressions WHERE email = 'full@example.org'"));
     }
 
     [Fact]

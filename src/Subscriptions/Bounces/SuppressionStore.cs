@@ -93,6 +93,15 @@ internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<Bou
             """;
         var ids = (await connection.QueryAsync<long>(new CommandDefinition(record, batch, transaction, cancellationToken: cancellationToken))).ToArray();
 
+        // One verdict per address at a time, in the order of the keys so that two batches cannot wait for each other: two
+        // soft bounces of one address recorded at once (two webhook calls, or the webhook and the mailbox) each counted
+        // without the other, and the address reached the limit with no suppression.
+        const string oneVerdictAtATime = """
+            SELECT pg_advisory_xact_lock(hashtext('subscriptions.bounce_address'), k.key)
+            FROM (SELECT DISTINCT hashtext(email) AS key FROM bounce_events WHERE id = ANY(@ids) ORDER BY key) k
+            """;
+        await connection.ExecuteAsync(new CommandDefinition(oneVerdictAtATime, new { ids }, transaction, cancellationToken: cancellationToken));
+
         // The verdict per address: this batch's complaint or hard bounce, or enough soft bounces lately.
         const string act = """
             WITH verdicts AS (

@@ -67,6 +67,16 @@ public sealed class TestDatabase : IAsyncLifetime, IAsyncDisposable
         return [.. await connection.QueryAsync<T>(sql, parameters)];
     }
 
+    /// <summary>Whether a session of this database waits for a lock in a statement like <paramref name="statement"/> (SQL <c>LIKE</c>).</summary>
+    public Task<bool> SessionWaitsAsync(string statement) => ScalarAsync<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE @statement)",
+        new { statement });
+
+    /// <summary>How many sessions of this database wait for a lock in a statement like <paramref name="statement"/> (SQL <c>LIKE</c>).</summary>
+    public Task<long> SessionsWaitingAsync(string statement) => ScalarAsync<long>(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE @statement",
+        new { statement });
+
     public async Task ExecuteAsync(string sql, object? parameters = null)
     {
         await using var connection = await DataSource.OpenConnectionAsync();
