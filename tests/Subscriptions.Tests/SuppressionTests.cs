@@ -1,5 +1,5 @@
-using Dapper;
 using System.Net;
+using Dapper;
 using Microsoft.Extensions.DependencyInjection;
 using Subscriptions.Bounces;
 using Subscriptions.Digest;
