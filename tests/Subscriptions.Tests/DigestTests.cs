@@ -332,6 +332,37 @@ public sealed class DigestTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task DeliveriesAnotherInstanceHandsBackAreSentWithinThePollIntervalNotAfterThePass()
+    {
+        for (var i = 0; i < 24; i++)
+        {
+            await AddSubscriberAsync($"handed{i:00}@example.org", "active", "lidar");
+        }
+        await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?> { ["Digest:BatchSize"] = "2", ["Smtp:Connections"] = "1" });
+        await app.Services.GetRequiredService<DigestRunner>().PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
+        // The first four are another instance's batches, claimed before this pass began.
+        await _database.ExecuteAsync("""
+            UPDATE deliveries SET status = 'sending', claimed_by = 'another-instance#1', claimed_until = now() + interval '10 minutes'
+            WHERE id IN (SELECT id FROM deliveries ORDER BY id LIMIT 4)
+            """);
+        _smtp.DelayReplies(TimeSpan.FromMilliseconds(100)); // a pass of a few seconds
+        var counters = new SendCounters();
+
+        var sending = app.Services.GetRequiredService<DeliverySender>().SendDueAsync([Day], counters, CancellationToken.None);
+        // That instance stops: it hands them back, behind where this pass's claims have got to.
+        await Eventually.TrueAsync(() => _smtp.Received.Count >= 4, "this pass to have sent a few");
+        await _database.ExecuteAsync("""
+            UPDATE deliveries SET status = 'pending', claimed_by = NULL, claimed_until = NULL, next_attempt_at = now()
+            WHERE claimed_by = 'another-instance#1'
+            """);
+        await sending.WaitAsync(TimeSpan.FromSeconds(60));
+
+        // Before, they waited for the pass's end, and the next pass (the next poll, or never, for the digest verb's one pass).
+        Assert.Equal(24, counters.Sent);
+        Assert.All(Enumerable.Range(0, 24), i => Assert.Single(_smtp.MessagesTo($"handed{i:00}@example.org")));
+    }
+
+    [Fact]
     public async Task AFailureToConnectIsNotRecordedOnADeliveryAnotherSenderHasTakenOver()
     {
         for (var i = 0; i < 6; i++)

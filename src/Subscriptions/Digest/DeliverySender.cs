@@ -67,7 +67,7 @@ internal sealed class DeliverySender(
         // deliveries' key starts there. Asked once a pass; asked in every claim, it walked the queue's index over the
         // entries of every delivery sent since the index was last vacuumed (a third of a claim's buffers, 80,000 emails
         // into a 100,000 run).
-        var frontier = new ClaimFrontier(await OldestQueuedAsync(cancellationToken) - 1);
+        var frontier = new ClaimFrontier(await OldestQueuedAsync(cancellationToken) - 1, digestOptions.Value.PollInterval, time);
         // Two senders per SMTP connection: while one waits for the database to record its outcome,
         // the other has the connection. Each still has at most one message in flight.
         var senders = Enumerable.Range(1, SenderCount())
@@ -106,13 +106,24 @@ internal sealed class DeliverySender(
 
     /// <summary>
     /// The highest delivery id claimed by the senders of one pass: each claim starts past it, rather than past the
-    /// sender's own last batch, so that it does not walk again over the rows the others have claimed since.
+    /// sender's own last batch, so that it does not walk again over the rows the others have claimed since. Once every
+    /// <paramref name="lookBackEvery"/> (<c>Digest:PollInterval</c>) one claim starts from the oldest queued delivery
+    /// instead: deliveries behind the frontier became due again meanwhile (handed back by an instance that stopped, a claim
+    /// run out, a retry), and a long pass would otherwise leave them until it ends, an hour later at a throttled relay.
     /// </summary>
-    private sealed class ClaimFrontier(long start)
+    private sealed class ClaimFrontier(long start, TimeSpan lookBackEvery, TimeProvider time)
     {
         private long _id = start;
+        private long _lookedBackAt = time.GetTimestamp();
 
         public long Id => Interlocked.Read(ref _id);
+
+        /// <summary>True for one caller once <c>lookBackEvery</c> has passed since the last look back.</summary>
+        public bool TakeLookBack()
+        {
+            var last = Interlocked.Read(ref _lookedBackAt);
+            return time.GetElapsedTime(last) >= lookBackEvery && Interlocked.CompareExchange(ref _lookedBackAt, time.GetTimestamp(), last) == last;
+        }
 
         public void MovePast(long id)
         {
@@ -147,9 +158,12 @@ internal sealed class DeliverySender(
     private async Task<long> OldestQueuedAsync(CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return await connection.ExecuteScalarAsync<long>(new CommandDefinition(
-            "SELECT coalesce(min(delivery_id), 0) FROM delivery_queue", cancellationToken: cancellationToken));
+        return await OldestQueuedAsync(connection, cancellationToken);
     }
+
+    private static Task<long> OldestQueuedAsync(NpgsqlConnection connection, CancellationToken cancellationToken) =>
+        connection.ExecuteScalarAsync<long>(new CommandDefinition(
+            "SELECT coalesce(min(delivery_id), 0) FROM delivery_queue", cancellationToken: cancellationToken));
 
     public async Task<long> CountOpenAsync(IReadOnlyList<DateOnly> days, CancellationToken cancellationToken)
     {
@@ -201,11 +215,12 @@ internal sealed class DeliverySender(
             RecordSent: Batch(connection, RecordSentAndCommit()),
             RecordSentThenLockNext: Batch(connection, [.. RecordSentAndCommit(), .. LockAndCheck()]));
 
-        // Each pass moves forward through the table, past what this pass's senders have claimed: rows behind
-        // that become due again (retries, expired claims) are taken by the next pass.
+        // Each pass moves forward through the table, past what this pass's senders have claimed; rows behind that become
+        // due again (handed back, retries, expired claims) are taken by a claim that looks back, once a poll interval.
         while (!cancellationToken.IsCancellationRequested)
         {
-            var batch = await ClaimAsync(connection, days, frontier.Id, sender, cancellationToken);
+            var after = frontier.TakeLookBack() ? await OldestQueuedAsync(connection, cancellationToken) - 1 : frontier.Id;
+            var batch = await ClaimAsync(connection, days, after, sender, cancellationToken);
             if (batch.Count == 0)
             {
                 return;
@@ -246,7 +261,10 @@ internal sealed class DeliverySender(
                     }
                     if (outcome == SendOutcome.ServerDown)
                     {
+                        // This sender's pass ends after the pause: its claims look back for what is due, and during an
+                        // outage they would meet their own deliveries, handed back, for as long as it lasts.
                         await Task.Delay(smtpOptions.Value.BreakDuration, cancellationToken);
+                        return;
                     }
                     break;
                 }
