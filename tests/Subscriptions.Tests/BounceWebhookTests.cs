@@ -239,6 +239,27 @@ public sealed class BounceWebhookTests(TestDatabase database) : IClassFixture<Te
     }
 
     [Fact]
+    public async Task RefusedCallsAreReportedToTheOperatorAtMostOnceAMinute()
+    {
+        await using var app = new TestApp(database, settings: new Dictionary<string, string?> { ["Bounces:WebhookSecret"] = Secret });
+        using var client = app.CreatePlainClient();
+        using var unsigned = new HttpRequestMessage(HttpMethod.Post, "/webhooks/bounces")
+        {
+            Content = new StringContent("""{"type":"complaint","email":"refused@example.org"}""", Encoding.UTF8, "application/json"),
+        };
+        Assert.Equal(HttpStatusCode.Unauthorized, (await client.SendAsync(unsigned)).StatusCode);
+        using var malformed = new HttpRequestMessage(HttpMethod.Post, "/webhooks/bounces") { Content = new StringContent("[1", Encoding.UTF8, "application/json") };
+        malformed.Headers.Add("X-Signature", Sign("[1"));
+        Assert.Equal(HttpStatusCode.BadRequest, (await client.SendAsync(malformed)).StatusCode);
+
+        // The first refusal is told at once (before, neither was); the second waits for the next warning, a minute on at the earliest.
+        var warning = Assert.Single(app.Logs.GetSnapshot(), log => log.Message.StartsWith("Bounce webhook: refused", StringComparison.Ordinal));
+        Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Warning, warning.Level);
+        Assert.StartsWith("Bounce webhook: refused 1 call(s) since the last warning, the latest from", warning.Message, StringComparison.Ordinal);
+        Assert.Contains("unsigned or wrongly signed", warning.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task ASignatureOverAnotherBodyIs401()
     {
         await database.AddSubscriberAsync("tampered@example.org", "active", null, "lidar");

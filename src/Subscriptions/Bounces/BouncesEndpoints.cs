@@ -16,7 +16,8 @@ internal static class BouncesEndpoints
     }
 
     private static async Task<Results<Ok<WebhookReceived>, ProblemHttpResult, NotFound>> ReceiveAsync(
-        HttpRequest request, SuppressionStore store, MessageIds messageIds, IOptions<BouncesOptions> options, ILoggerFactory loggers, CancellationToken cancellationToken)
+        HttpRequest request, SuppressionStore store, MessageIds messageIds, IOptions<BouncesOptions> options, WebhookRefusals refusals, ILoggerFactory loggers,
+        CancellationToken cancellationToken)
     {
         // Decided per request rather than when mapping, so a bad setting is reported with all the others at start.
         if (!options.Value.HasWebhook)
@@ -30,12 +31,14 @@ internal static class BouncesEndpoints
         }
         if (!BounceWebhook.IsAuthentic(body, request.Headers[BounceWebhook.SignatureHeader], request.Headers.Authorization, options.Value.WebhookSecret!))
         {
+            refusals.Refused("unsigned or wrongly signed", request.HttpContext.Connection.RemoteIpAddress?.ToString());
             return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Unsigned or wrongly signed request",
                 detail: $"Send {BounceWebhook.SignatureHeader}: sha256=<hex HMAC-SHA256 of the body with Bounces:WebhookSecret>.");
         }
         var (events, error, notice) = BounceWebhook.Parse(body);
         if (error is not null)
         {
+            refusals.Refused($"malformed ({error})", request.HttpContext.Connection.RemoteIpAddress?.ToString());
             return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Malformed bounce event", detail: error);
         }
         if (notice is not null)

@@ -23,6 +23,7 @@ internal static class BouncesExtensions
     public static IServiceCollection AddBounces(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddSuppressions();
+        services.AddSingleton<WebhookRefusals>();
         if (!string.IsNullOrWhiteSpace(configuration["Bounces:Imap:Host"]))
         {
             services.AddEmail(); // for the return paths (VERP) that reports come back to
