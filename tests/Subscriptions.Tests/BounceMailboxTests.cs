@@ -82,6 +82,10 @@ public sealed class BounceMailboxTests(TestDatabase database, DovecotServer dove
         Assert.Equal(Malformed.Length, (await dovecot.SubjectsAsync("INBOX")).Count);
         var mailbox = app.Services.GetRequiredService<BounceMailbox>();
         Assert.Equal(Malformed.Length, mailbox.UnreadableCount);
+        // Told by their UID and the sender's domain: an out-of-office reply's sender is a subscriber, and logs outlive an erasure.
+        var left = app.Logs.GetSnapshot().Where(log => log.Message.StartsWith("Left message", StringComparison.Ordinal)).ToList();
+        Assert.Contains(left, log => log.Message.Contains(", from ", StringComparison.Ordinal));
+        Assert.All(left, log => Assert.DoesNotContain("@", log.Message, StringComparison.Ordinal));
 
         // Two more soft bounces within the window bounce the address; the unreadable ones are not counted again.
         dovecot.Deliver(Path.Combine(Samples, "yahoo-deferred.eml"));

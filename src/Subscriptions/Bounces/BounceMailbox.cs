@@ -149,8 +149,8 @@ internal sealed class BounceMailbox(
         var events = BounceReports.Read(message);
         if (events is null)
         {
-            logger.LogWarning("Left message {Uid} ({Subject}, from {From}) in the bounce mailbox: it is not a delivery status notification or abuse report that can be read",
-                uid, message.Subject, message.From.ToString());
+            logger.LogWarning("Left message {Uid} ({Subject}, from {FromDomain}) in the bounce mailbox: it is not a delivery status notification or abuse report that can be read",
+                uid, message.Subject, SenderDomain(message));
             return null;
         }
         // Anyone can write to this mailbox. A report is about an email of ours when the return path it came back to (VERP)
@@ -160,13 +160,20 @@ internal sealed class BounceMailbox(
         var sent = returnPaths.SentEmailOf(message) ?? events.Select(bounce => messageIds.OfMessageId(bounce.OriginalMessageId)).FirstOrDefault(found => found is not null);
         if (sent is null && returnPaths.IsEnabled && events.Count > 0)
         {
-            logger.LogWarning("Message {Uid} ({Subject}, from {From}) in the bounce mailbox came back to no return path of ours and returns no Message-ID " +
-                "of ours: the addresses it names are not acted on", uid, message.Subject, message.From.ToString());
+            logger.LogWarning("Message {Uid} ({Subject}, from {FromDomain}) in the bounce mailbox came back to no return path of ours and returns no Message-ID " +
+                "of ours: the addresses it names are not acted on", uid, message.Subject, SenderDomain(message));
         }
         return [.. events.Select(bounce => sent is not null
             ? bounce with { Sent = sent, Recipient = null }
             : bounce with { Recipient = returnPaths.IsEnabled ? null : bounce.Recipient, RecipientMustBeSubscriber = true })];
     }
+
+    /// <summary>
+    /// The domain the message came from, not the address: an out-of-office reply comes from the subscriber, and logs outlive
+    /// an erasure. The UID finds the message in the mailbox.
+    /// </summary>
+    private static string SenderDomain(MimeMessage message) =>
+        message.From.Mailboxes.FirstOrDefault() is { Domain: { Length: > 0 } domain } ? domain : "no sender";
 
     private static async Task<IMailFolder> ProcessedFolderAsync(ImapClient client, string name, CancellationToken cancellationToken)
     {
