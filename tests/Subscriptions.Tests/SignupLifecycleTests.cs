@@ -170,6 +170,26 @@ public sealed class SignupLifecycleTests(TestDatabase database) : IClassFixture<
     }
 
     [Fact]
+    public async Task ASignupAgainThatEndsUnconfirmedLeavesNothingOfWhatItAskedFor()
+    {
+        var notice = await ActiveSubscriberNoticeAsync("ida@example.org");
+        var oldUnsubscribe = TestApp.LinkIn(notice, "/unsubscribe");
+        var oldExport = TestApp.LinkIn(notice, "/preferences").Replace("/preferences?", "/preferences/export?", StringComparison.Ordinal);
+        await _client.PostAsync(oldUnsubscribe, content: null);
+        await _client.SignUpAsync("ida@example.org", "someone else's topic");
+        Assert.Equal("someone else's topic", (await (await _client.GetAsync(oldExport)).ReadJsonAsync()).GetProperty("pendingSignup").GetProperty("topics")[0].GetString());
+
+        // Its owner, who did not ask for it, unsubscribes again with the old link: the signup is over, and with it what it asked for.
+        Assert.Equal(HttpStatusCode.OK, (await _client.PostAsync(oldUnsubscribe, content: null)).StatusCode);
+
+        Assert.Equal("unsubscribed", await database.SubscriberStatusAsync("ida@example.org"));
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, (await (await _client.GetAsync(oldExport)).ReadJsonAsync()).GetProperty("pendingSignup").ValueKind);
+        Assert.Equal(0, await database.ScalarAsync<long>("SELECT count(renewed_topics) FROM subscribers WHERE email = 'ida@example.org'"));
+        Assert.Equal(["topic modelling"], await database.QueryAsync<string>(
+            "SELECT t.text FROM topics t JOIN subscribers s ON s.id = t.subscriber_id WHERE s.email = 'ida@example.org'"));
+    }
+
+    [Fact]
     public async Task ANewSubscriptionAfterABounceStartsWithNoRefusalsCounted()
     {
         await _client.SignUpAsync("returning@example.org", "topic modelling");

@@ -104,7 +104,7 @@ internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<Bou
         await connection.ExecuteAsync(new CommandDefinition(oneVerdictAtATime, new { ids }, transaction, cancellationToken: cancellationToken));
 
         // The verdict per address: this batch's complaint or hard bounce, or enough soft bounces lately.
-        const string act = """
+        const string act = $"""
             WITH verdicts AS (
                 SELECT b.email,
                        CASE WHEN bool_or(b.kind = 'complaint' AND b.id = ANY(@ids)) THEN 'complaint'
@@ -123,12 +123,12 @@ internal sealed class SuppressionStore(NpgsqlDataSource dataSource, IOptions<Bou
                 RETURNING email
             ), unsubscribed AS (
                 UPDATE subscribers s
-                SET status = 'unsubscribed', unsubscribed_at = @now, updated_at = @now, confirmation_nonce = NULL
+                SET status = 'unsubscribed', unsubscribed_at = @now, updated_at = @now, confirmation_nonce = NULL, {SubscriberStore.ForgetRenewal}
                 FROM verdicts v
                 WHERE s.email_key = v.email AND v.reason = 'complaint' AND s.status <> 'unsubscribed'
             ), bounced AS (
                 UPDATE subscribers s
-                SET status = 'bounced', updated_at = @now, confirmation_nonce = NULL
+                SET status = 'bounced', updated_at = @now, confirmation_nonce = NULL, {SubscriberStore.ForgetRenewal}
                 FROM verdicts v
                 WHERE s.email_key = v.email AND v.reason <> 'complaint' AND s.status IN ('pending', 'active')
             )

@@ -98,8 +98,8 @@ internal sealed class SubscriberLookup(NpgsqlDataSource dataSource, SuppressionS
                 }
             case SubscriberAction.Unsubscribe:
                 {
-                    const string unsubscribe = """
-                        UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = @now, updated_at = @now
+                    const string unsubscribe = $"""
+                        UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = @now, updated_at = @now, {SubscriberStore.ForgetRenewal}
                         WHERE id = @id AND status IN ('pending', 'active')
                         """;
                     var changed = await connection.ExecuteAsync(new CommandDefinition(unsubscribe, new { id, now }, cancellationToken: cancellationToken));

@@ -117,7 +117,8 @@ internal sealed class SubscriberData(NpgsqlDataSource dataSource)
             [.. ratings],
             [.. bounces],
             suppression,
-            row.RenewedTopics is { } renewedTopics
+            // Pending: during a rolling upgrade an older instance may have confirmed it without applying or forgetting it.
+            row.Status == "pending" && row.RenewedTopics is { } renewedTopics
                 ? new ExportPendingSignup(renewedTopics, Settings(
                     row.MaxPapers, row.RenewedTimeZone, row.RenewedDeliveryHour, row.RenewedFrequency ?? DeliveryChoice.Daily, row.RenewedWeekday))
                 : null);

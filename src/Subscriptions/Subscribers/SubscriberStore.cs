@@ -51,6 +51,14 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
     public static readonly TimeSpan SignupEmailWindow = TimeSpan.FromDays(1);
 
     /// <summary>
+    /// The <c>SET</c> items that forget what a signup of a former subscriber's address asked for (sql/0026): at its
+    /// confirmation, which applies it, and wherever the pending signup ends unconfirmed (an unsubscribe, a bounce, a
+    /// complaint). The renewed key stays: it marks the row as a former subscriber's, whom Retention does not erase.
+    /// </summary>
+    public const string ForgetRenewal =
+        "renewed_topics = NULL, renewed_time_zone = NULL, renewed_delivery_hour = NULL, renewed_frequency = NULL, renewed_weekday = NULL";
+
+    /// <summary>
     /// Records a signup and queues the email it calls for, in one transaction: a new or returning
     /// address gets a fresh confirmation; an address that is already active gets a notice instead
     /// (its topics change only through its own preferences link). The outbox's sender is woken once it is committed.
@@ -210,11 +218,10 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
 
         if (outcome == ConfirmOutcome.Confirmed)
         {
-            const string activate = """
+            const string activate = $"""
                 UPDATE subscribers
                 SET status = 'active', confirmed_at = @now, updated_at = @now, permanent_failures = 0,
-                    subscription_key = coalesce(renewed_subscription_key, subscription_key), renewed_subscription_key = NULL,
-                renewed_topics = NULL, renewed_time_zone = NULL, renewed_delivery_hour = NULL, renewed_frequency = NULL, renewed_weekday = NULL
+                    subscription_key = coalesce(renewed_subscription_key, subscription_key), renewed_subscription_key = NULL, {ForgetRenewal}
                 WHERE id = @id
                 """;
             await connection.ExecuteAsync(new CommandDefinition(
@@ -247,9 +254,9 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
 
-        const string unsubscribe = """
+        const string unsubscribe = $"""
             UPDATE subscribers
-            SET status = 'unsubscribed', unsubscribed_at = @now, updated_at = @now, confirmation_nonce = NULL
+            SET status = 'unsubscribed', unsubscribed_at = @now, updated_at = @now, confirmation_nonce = NULL, {ForgetRenewal}
             WHERE id = @SubscriberId AND subscription_key = @Nonce AND status <> 'unsubscribed'
             RETURNING id
             """;
