@@ -331,21 +331,30 @@ public sealed class DigestTests : IAsyncLifetime
             "SELECT count(*) FROM deliveries WHERE status = 'sending' AND claimed_by = 'another-instance#1'"));
     }
 
-    [Fact]
-    public async Task DeliveriesAnotherInstanceHandsBackAreSentWithinThePollIntervalNotAfterThePass()
+    [Theory]
+    [InlineData(24, 4, "00:00:00.200")]
+    // More than a batch handed back, and one look back in the pass: it goes on, batch after batch, until it has caught up
+    // (before, a batch a poll interval, and the pass of ~4 s ended with the rest unsent).
+    [InlineData(50, 8, "00:00:03")]
+    public async Task DeliveriesAnotherInstanceHandsBackAreSentWithinThePollIntervalNotAfterThePass(int subscribers, int handedBack, string pollInterval)
     {
-        for (var i = 0; i < 24; i++)
+        for (var i = 0; i < subscribers; i++)
         {
             await AddSubscriberAsync($"handed{i:00}@example.org", "active", "lidar");
         }
-        await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?> { ["Digest:BatchSize"] = "2", ["Smtp:Connections"] = "1" });
+        await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?>
+        {
+            ["Digest:BatchSize"] = "2",
+            ["Smtp:Connections"] = "1",
+            ["Digest:PollInterval"] = pollInterval,
+        });
         await app.Services.GetRequiredService<DigestRunner>().PlanDayAsync(Day, ingestFirst: false, _ => { }, CancellationToken.None);
-        // The first four are another instance's batches, claimed before this pass began.
+        // The first ones are another instance's batches, claimed before this pass began.
         await _database.ExecuteAsync("""
             UPDATE deliveries SET status = 'sending', claimed_by = 'another-instance#1', claimed_until = now() + interval '10 minutes'
-            WHERE id IN (SELECT id FROM deliveries ORDER BY id LIMIT 4)
-            """);
-        _smtp.DelayReplies(TimeSpan.FromMilliseconds(100)); // a pass of a few seconds
+            WHERE id IN (SELECT id FROM deliveries ORDER BY id LIMIT @handedBack)
+            """, new { handedBack });
+        _smtp.DelayReplies(TimeSpan.FromMilliseconds(100)); // a pass of 100 ms a message at least, over one connection
         var counters = new SendCounters();
 
         var sending = app.Services.GetRequiredService<DeliverySender>().SendDueAsync([Day], counters, CancellationToken.None);
@@ -358,8 +367,8 @@ public sealed class DigestTests : IAsyncLifetime
         await sending.WaitAsync(TimeSpan.FromSeconds(60));
 
         // Before, they waited for the pass's end, and the next pass (the next poll, or never, for the digest verb's one pass).
-        Assert.Equal(24, counters.Sent);
-        Assert.All(Enumerable.Range(0, 24), i => Assert.Single(_smtp.MessagesTo($"handed{i:00}@example.org")));
+        Assert.Equal(subscribers, counters.Sent);
+        Assert.All(Enumerable.Range(0, subscribers), i => Assert.Single(_smtp.MessagesTo($"handed{i:00}@example.org")));
     }
 
     [Fact]

@@ -109,21 +109,33 @@ internal sealed class DeliverySender(
     /// sender's own last batch, so that it does not walk again over the rows the others have claimed since. Once every
     /// <paramref name="lookBackEvery"/> (<c>Digest:PollInterval</c>) one claim starts from the oldest queued delivery
     /// instead: deliveries behind the frontier became due again meanwhile (handed back by an instance that stopped, a claim
-    /// run out, a retry), and a long pass would otherwise leave them until it ends, an hour later at a throttled relay.
+    /// run out, a retry), and a long pass would otherwise leave them until it ends, an hour later at a throttled relay. A look
+    /// back that fills its batch behind the frontier goes on with the next claim, until it has caught up.
     /// </summary>
     private sealed class ClaimFrontier(long start, TimeSpan lookBackEvery, TimeProvider time)
     {
         private long _id = start;
         private long _lookedBackAt = time.GetTimestamp();
+        private long _lookBackGoesOnAfter;
 
         public long Id => Interlocked.Read(ref _id);
 
-        /// <summary>True for one caller once <c>lookBackEvery</c> has passed since the last look back.</summary>
-        public bool TakeLookBack()
+        /// <summary>
+        /// True for one caller once <c>lookBackEvery</c> has passed since the last look back, or when a look back goes on; then
+        /// <paramref name="after"/> is where it goes on from, or 0 for the oldest queued delivery.
+        /// </summary>
+        public bool TakeLookBack(out long after)
         {
+            after = Interlocked.Exchange(ref _lookBackGoesOnAfter, 0);
+            if (after > 0)
+            {
+                return true;
+            }
             var last = Interlocked.Read(ref _lookedBackAt);
             return time.GetElapsedTime(last) >= lookBackEvery && Interlocked.CompareExchange(ref _lookedBackAt, time.GetTimestamp(), last) == last;
         }
+
+        public void GoOnLookingBackAfter(long id) => Interlocked.Exchange(ref _lookBackGoesOnAfter, id);
 
         public void MovePast(long id)
         {
@@ -219,11 +231,16 @@ internal sealed class DeliverySender(
         // due again (handed back, retries, expired claims) are taken by a claim that looks back, once a poll interval.
         while (!cancellationToken.IsCancellationRequested)
         {
-            var after = frontier.TakeLookBack() ? await OldestQueuedAsync(connection, cancellationToken) - 1 : frontier.Id;
+            var lookingBack = frontier.TakeLookBack(out var goOnAfter);
+            var after = !lookingBack ? frontier.Id : goOnAfter > 0 ? goOnAfter : await OldestQueuedAsync(connection, cancellationToken) - 1;
             var batch = await ClaimAsync(connection, days, after, sender, cancellationToken);
             if (batch.Count == 0)
             {
                 return;
+            }
+            if (lookingBack && batch.Count == digestOptions.Value.BatchSize && batch[^1].Id < frontier.Id)
+            {
+                frontier.GoOnLookingBackAfter(batch[^1].Id);
             }
             frontier.MovePast(batch[^1].Id);
             using var handBack = new HandBackOnStop(batch, ids => ReleaseQuietlyAsync(sender, ids), cancellationToken);
