@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
+using Subscriptions.Subscribers;
 using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
@@ -27,6 +28,29 @@ public sealed class SignupRateLimitTests(TestDatabase database) : IClassFixture<
 
         // Only signups are limited; the rest of the site still answers.
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/")).StatusCode);
+    }
+
+    [Fact]
+    public async Task ASignupThatWouldWaitBehindTooManyIsTurnedAwayAtOnceWith503()
+    {
+        // One turn and no room to wait, held by the test: as when a burst has filled the queue.
+        var gate = new SignupGate(permits: 1, queueLimit: 0);
+        await using var app = new TestApp(database, services: services => services.AddSingleton(gate));
+        using var client = app.CreatePlainClient();
+        var held = await gate.EnterAsync(CancellationToken.None);
+
+        var busy = await client.SignUpAsync("turned-away@example.org", "robotics");
+        var page = await client.PostFormAsync("/subscriptions", ("email", "turned-away@example.org"), ("topics", "robotics"));
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, busy.StatusCode);
+        Assert.Equal("2", Assert.Single(busy.Headers.GetValues("Retry-After")));
+        Assert.Equal("application/problem+json", busy.Content.Headers.ContentType?.MediaType);
+        Assert.Equal("Too many signups at this moment", (await busy.ReadJsonAsync()).GetProperty("title").GetString());
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, page.StatusCode);
+        Assert.Null(await database.SubscriberStatusAsync("turned-away@example.org"));
+
+        held.Dispose();
+        Assert.Equal(HttpStatusCode.Accepted, (await client.SignUpAsync("turned-away@example.org", "robotics")).StatusCode);
     }
 
     [Fact]

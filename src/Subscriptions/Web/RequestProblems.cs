@@ -14,6 +14,9 @@ internal sealed class RequestProblems(ILogger<RequestProblems> logger) : IExcept
 {
     private const int RetryAfterSeconds = 10;
 
+    /// <summary>After a signup turned away because too many wait for the database: a burst passes in seconds.</summary>
+    private const int BusyRetryAfterSeconds = 2;
+
     public async ValueTask<bool> TryHandleAsync(HttpContext context, Exception exception, CancellationToken cancellationToken)
     {
         var (status, title, detail) = exception switch
@@ -35,13 +38,19 @@ internal sealed class RequestProblems(ILogger<RequestProblems> logger) : IExcept
                 (StatusCodes.Status400BadRequest, "The request holds a character that cannot be stored", "Leave out control characters such as NUL."),
             _ when DatabaseUnavailable(exception) => (StatusCodes.Status503ServiceUnavailable, "The service is briefly unavailable",
                 $"Its database cannot be reached right now. Nothing was changed; try again in a minute."),
+            Subscribers.SignupsQueueFullException => (StatusCodes.Status503ServiceUnavailable, "Too many signups at this moment",
+                "Nothing was stored; try again in a few seconds."),
             _ => (0, "", ""),
         };
         if (status == 0 || context.Response.HasStarted)
         {
             return false;
         }
-        if (status == StatusCodes.Status503ServiceUnavailable)
+        if (exception is Subscribers.SignupsQueueFullException)
+        {
+            context.Response.Headers.RetryAfter = BusyRetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+        else if (status == StatusCodes.Status503ServiceUnavailable)
         {
             logger.LogWarning("{Method} {Path} answered 503: the database is unavailable ({Error})", context.Request.Method, context.Request.Path, exception.Message);
             context.Response.Headers.RetryAfter = RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);

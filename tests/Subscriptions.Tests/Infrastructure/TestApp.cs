@@ -20,9 +20,13 @@ public sealed class TestApp : WebApplicationFactory<Program>
     public const string BaseUrl = "http://subscriptions.test";
     private readonly Dictionary<string, string?> _settings;
     private readonly TimeProvider? _time;
+    private readonly Action<IServiceCollection>? _services;
 
-    public TestApp(TestDatabase database, TestSmtpServer? smtp = null, TimeProvider? time = null, IDictionary<string, string?>? settings = null)
+    public TestApp(
+        TestDatabase database, TestSmtpServer? smtp = null, TimeProvider? time = null, IDictionary<string, string?>? settings = null,
+        Action<IServiceCollection>? services = null)
     {
+        _services = services;
         PickupDirectory = Path.Combine(Path.GetTempPath(), $"subscriptions-outbox-{Guid.NewGuid():N}");
         _time = time;
         _settings = new Dictionary<string, string?>
@@ -82,6 +86,10 @@ public sealed class TestApp : WebApplicationFactory<Program>
         if (_time is not null)
         {
             builder.ConfigureTestServices(services => services.AddSingleton(_time));
+        }
+        if (_services is not null)
+        {
+            builder.ConfigureTestServices(_services);
         }
     }
 
