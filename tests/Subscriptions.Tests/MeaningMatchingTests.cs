@@ -124,6 +124,10 @@ public sealed class MeaningMatchingTests(TestDatabase database) : IClassFixture<
         Assert.Equal(["2611.00001", "2611.00002", "2611.00003"], (await PreviewAsync("author:\"Yann LeCun\"")).Select(p => p.ArxivId).Order());
         // Accents and case do not matter in names.
         Assert.Equal(9, (await PreviewAsync("author:\"jose nunez\"")).Count);
+        // A name of one word is a surname (before, it matched no one, and the topic was accepted): not a first name.
+        Assert.Equal(["2611.00001", "2611.00002", "2611.00003"], (await PreviewAsync("author:LeCun")).Select(p => p.ArxivId).Order());
+        Assert.Equal(9, (await PreviewAsync("author:nunez")).Count);
+        Assert.Empty(await PreviewAsync("author:Yann"));
         // Beside a filter, words that leave nothing to search ("the", a stray OR) are no words: such a topic was accepted and
         // then matched nothing at all.
         Assert.Equal(9, (await PreviewAsync("author:\"jose nunez\" the")).Count);

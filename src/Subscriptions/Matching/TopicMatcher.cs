@@ -315,10 +315,12 @@ internal sealed class TopicMatcher(
                         ELSE 1 + ts_rank(p.search_vector, q.query) END AS score
             FROM queries q
             JOIN day_papers p ON (q.query IS NULL OR p.search_vector @@ q.query)
-            -- Every author: and category: filter must hold: authors compare without case or accents.
-            WHERE NOT EXISTS (SELECT 1 FROM unnest(q.authors) AS wanted(name)
-                              WHERE NOT EXISTS (SELECT 1 FROM unnest(p.authors) AS author(name)
-                                                WHERE lower(unaccent(author.name)) = lower(unaccent(wanted.name))))
+            -- Every author: and category: filter must hold: authors compare without case or accents, and a name of one word
+            -- is a surname, which ends the author's name.
+            WHERE NOT EXISTS (SELECT 1 FROM unnest(q.authors) AS wanted(name), lower(unaccent(wanted.name)) AS w(name)
+                              WHERE NOT EXISTS (SELECT 1 FROM unnest(p.authors) AS author(name), lower(unaccent(author.name)) AS a(name)
+                                                WHERE a.name = w.name
+                                                   OR (strpos(w.name, ' ') = 0 AND right(a.name, length(w.name) + 1) = ' ' || w.name)))
               AND NOT EXISTS (SELECT 1 FROM unnest(q.categories) AS wanted(name)
                               WHERE NOT EXISTS (SELECT 1 FROM unnest(p.categories) AS category(name)
                                                 WHERE lower(category.name) = lower(wanted.name)))
@@ -382,8 +384,12 @@ internal sealed class TopicMatcher(
 
     private static bool MeetsFilters(TopicSyntax syntax, string[] authors, string[] categories) =>
         !syntax.HasFilters
-        || (syntax.Authors.All(wanted => authors.Any(author => string.Equals(Fold(author), Fold(wanted), StringComparison.Ordinal)))
+        || (syntax.Authors.All(wanted => authors.Any(author => IsAuthor(Fold(author), Fold(wanted))))
             && syntax.Categories.All(wanted => categories.Contains(wanted, StringComparer.OrdinalIgnoreCase)));
+
+    // As the SQL's filter: the whole name, or a one-word name as the surname that ends it.
+    private static bool IsAuthor(string author, string wanted) =>
+        author == wanted || (!wanted.Contains(' ', StringComparison.Ordinal) && author.EndsWith(" " + wanted, StringComparison.Ordinal));
 
     // The C# side of the SQL's lower(unaccent(...)) for the few papers matched by meaning.
     private static string Fold(string name) =>
