@@ -117,10 +117,7 @@ public sealed class SignupLifecycleTests(TestDatabase database) : IClassFixture<
     [Fact]
     public async Task SigningUpAgainAfterUnsubscribingSendsANewConfirmation()
     {
-        var notice = await ActiveSubscriberNoticeAsync("emmy@example.org");
-        var oldUnsubscribe = TestApp.LinkIn(notice, "/unsubscribe");
-        var oldExport = TestApp.LinkIn(notice, "/preferences").Replace("/preferences?", "/preferences/export?", StringComparison.Ordinal);
-        await _client.PostAsync(oldUnsubscribe, content: null);
+        var (oldUnsubscribe, oldExport) = await FormerSubscriberAsync("emmy@example.org");
 
         // Anyone may type the address: until the new subscription is confirmed, its owner's links still reach their data,
         // and their topics and delivery time are as they left them.
@@ -172,10 +169,7 @@ public sealed class SignupLifecycleTests(TestDatabase database) : IClassFixture<
     [Fact]
     public async Task ASignupAgainThatEndsUnconfirmedLeavesNothingOfWhatItAskedFor()
     {
-        var notice = await ActiveSubscriberNoticeAsync("ida@example.org");
-        var oldUnsubscribe = TestApp.LinkIn(notice, "/unsubscribe");
-        var oldExport = TestApp.LinkIn(notice, "/preferences").Replace("/preferences?", "/preferences/export?", StringComparison.Ordinal);
-        await _client.PostAsync(oldUnsubscribe, content: null);
+        var (oldUnsubscribe, oldExport) = await FormerSubscriberAsync("ida@example.org");
         await _client.SignUpAsync("ida@example.org", "someone else's topic");
         Assert.Equal("someone else's topic", (await (await _client.GetAsync(oldExport)).ReadJsonAsync()).GetProperty("pendingSignup").GetProperty("topics")[0].GetString());
 
@@ -356,6 +350,15 @@ public sealed class SignupLifecycleTests(TestDatabase database) : IClassFixture<
         Assert.Equal("active", await database.SubscriberStatusAsync(email));
         await _client.SignUpAsync(email, "topic modelling");
         return await WaitForSecondMessageAsync(email);
+    }
+
+    /// <summary>A subscriber who unsubscribed: their old unsubscribe and data-export links.</summary>
+    private async Task<(string Unsubscribe, string Export)> FormerSubscriberAsync(string email)
+    {
+        var notice = await ActiveSubscriberNoticeAsync(email);
+        var unsubscribe = TestApp.LinkIn(notice, "/unsubscribe");
+        await _client.PostAsync(unsubscribe, content: null);
+        return (unsubscribe, TestApp.LinkIn(notice, "/preferences").Replace("/preferences?", "/preferences/export?", StringComparison.Ordinal));
     }
 
     private async Task<MimeKit.MimeMessage> WaitForSecondMessageAsync(string email) => (await WaitForMessagesAsync(email, 2))[1];
