@@ -13,7 +13,6 @@ using Subscriptions.Infrastructure;
 
 namespace Subscriptions.Bounces;
 
-/// <summary>What one read of the bounce mailbox did.</summary>
 /// <summary>What a round of the bounce mailbox did; <c>Skipped</c> when another instance was reading it.</summary>
 internal sealed record MailboxRound(int Processed, int Unreadable, IReadOnlyList<string> Suppressed, bool Skipped = false);
 

@@ -45,7 +45,6 @@ internal sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<Migra
 
     public static IReadOnlyList<MigrationScript> Scripts { get; } = LoadEmbeddedScripts();
 
-
     public async Task<IReadOnlyList<string>> ApplyPendingAsync(CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
