@@ -3,7 +3,6 @@ using System.Diagnostics.Metrics;
 using MailKit;
 using MailKit.Net.Imap;
 using MailKit.Search;
-using MailKit.Security;
 using Microsoft.Extensions.Options;
 using MimeKit;
 using Npgsql;
@@ -58,14 +57,8 @@ internal sealed class BounceMailbox(
         var settings = options.Value;
         using var client = new ImapClient { Timeout = (int)TimeSpan.FromSeconds(30).TotalMilliseconds };
         await client.ConnectAsync(settings.Imap.Host!, settings.Imap.Port, settings.Imap.Security, cancellationToken);
-        // As for SMTP (MailSenders): Auto on a port but 993 is STARTTLS when the server offers it, and someone on the path can
-        // strike the offer out. Only Bounces:Imap:Security=None says the password may go in the clear.
-        if (!client.IsSecure && settings.Imap.Security != SecureSocketOptions.None)
-        {
-            throw new AuthenticationException(
-                $"{settings.Imap.Host}:{settings.Imap.Port} offered no TLS (STARTTLS), and Bounces:Imap:Password is not sent in the clear. " +
-                "Check the server's port and Bounces:Imap:Security (StartTls, or SslOnConnect on 993), or set Bounces:Imap:Security=None to send it unencrypted.");
-        }
+        ClearTextLogin.Refuse(client, settings.Imap.Security, $"{settings.Imap.Host}:{settings.Imap.Port}", "Bounces:Imap:Password", "server",
+            "Bounces:Imap:Security", tlsPort: 993);
         // Validated at start: a host comes with a username and password.
         await client.AuthenticateAsync(settings.Imap.Username!, settings.Imap.Password!, cancellationToken);
 

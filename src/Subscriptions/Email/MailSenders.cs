@@ -5,7 +5,6 @@ using System.Threading.Channels;
 using System.Threading.RateLimiting;
 using MailKit;
 using MailKit.Net.Smtp;
-using MailKit.Security;
 using Microsoft.Extensions.Options;
 using MimeKit;
 using Polly;
@@ -272,14 +271,7 @@ internal sealed class SmtpMailSender : IMailTransport, IAsyncDisposable
             await client.ConnectAsync(stream, host, _options.Port, _options.Security, cancellationToken);
             if (!string.IsNullOrEmpty(_options.Username))
             {
-                // Auto on a port but 465 is STARTTLS when the relay offers it, and someone on the path can strike the offer
-                // out: the password would then go in the clear. Only Smtp:Security=None says that is meant.
-                if (!client.IsSecure && _options.Security != SecureSocketOptions.None)
-                {
-                    throw new AuthenticationException(
-                        $"{host}:{_options.Port} offered no TLS (STARTTLS), and Smtp:Username's password is not sent in the clear. " +
-                        "Check the relay's port and Smtp:Security (StartTls, or SslOnConnect on 465), or set Smtp:Security=None to send it unencrypted.");
-                }
+                ClearTextLogin.Refuse(client, _options.Security, $"{host}:{_options.Port}", "Smtp:Username's password", "relay", "Smtp:Security", tlsPort: 465);
                 await client.AuthenticateAsync(_options.Username, _options.Password ?? "", cancellationToken);
             }
             // SIZE= on MAIL FROM is optional (RFC 1870), and MailKit writes every message once more just to measure it.
