@@ -148,35 +148,24 @@ internal sealed class SubscriberStore(NpgsqlDataSource dataSource, OutboxSignal 
                 // then the owner's own links (their data) still work, and their data is as they left it.
                 const string renew = """
                     UPDATE subscribers
-                    SET status = 'pending',
-                        renewed_subscription_key = CASE WHEN status = 'pending' THEN renewed_subscription_key ELSE @key END,
-                        renewed_topics = CASE WHEN status = 'pending' THEN renewed_topics ELSE @topics END,
-                        renewed_time_zone = CASE WHEN status = 'pending' THEN renewed_time_zone ELSE @TimeZone END,
-                        renewed_delivery_hour = CASE WHEN status = 'pending' THEN renewed_delivery_hour ELSE @Hour END,
-                        renewed_frequency = CASE WHEN status = 'pending' THEN renewed_frequency ELSE @Frequency END,
-                        renewed_weekday = CASE WHEN status = 'pending' THEN renewed_weekday ELSE @Weekday END,
-                        confirmation_nonce = @nonce,
-                        confirmation_expires_at = @expires,
-                        confirmed_at = NULL,
-                        updated_at = @now
+                    SET status = 'pending', confirmation_nonce = @nonce, confirmation_expires_at = @expires, confirmed_at = NULL, updated_at = @now
                     WHERE id = @id
                     """;
                 await connection.ExecuteAsync(new CommandDefinition(
-                    renew,
-                    new
-                    {
-                        id,
-                        confirmation.key,
-                        confirmation.nonce,
-                        confirmation.expires,
-                        now,
-                        topics = topics.ToArray(),
-                        delivery.TimeZone,
-                        delivery.Hour,
-                        delivery.Frequency,
-                        delivery.Weekday,
-                    },
-                    transaction, cancellationToken: cancellationToken));
+                    renew, new { id, confirmation.nonce, confirmation.expires, now }, transaction, cancellationToken: cancellationToken));
+                if (status != "pending")
+                {
+                    const string newSubscription = """
+                        UPDATE subscribers
+                        SET renewed_subscription_key = @key, renewed_topics = @topics, renewed_time_zone = @TimeZone, renewed_delivery_hour = @Hour,
+                            renewed_frequency = @Frequency, renewed_weekday = @Weekday
+                        WHERE id = @id
+                        """;
+                    await connection.ExecuteAsync(new CommandDefinition(
+                        newSubscription,
+                        new { id, confirmation.key, topics = topics.ToArray(), delivery.TimeZone, delivery.Hour, delivery.Frequency, delivery.Weekday },
+                        transaction, cancellationToken: cancellationToken));
+                }
             }
         }
 
