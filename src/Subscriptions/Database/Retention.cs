@@ -53,8 +53,10 @@ internal sealed class RetentionOptions : IValidatableObject
     }
 }
 
-/// <summary>What a round deleted; <see cref="More"/> when it stopped at its limit with more due.</summary>
-/// <summary>What a round deleted; <c>Skipped</c> when another instance was doing the round.</summary>
+/// <summary>
+/// What a round deleted; <see cref="More"/> when it stopped at its limit with more due; <see cref="Skipped"/> when another
+/// instance was doing the round.
+/// </summary>
 internal sealed record RetentionRound(long Deliveries, long UnconfirmedSignups, bool More, bool Skipped = false);
 
 /// <summary>
