@@ -1,8 +1,6 @@
 using System.Collections.Concurrent;
-using System.Globalization;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
-using System.Text;
 using System.Text.Json;
 using Dapper;
 using Microsoft.Extensions.Options;
@@ -48,7 +46,7 @@ internal sealed class TopicMatcher(
 
     private readonly ConcurrentDictionary<string, DaysSearched> _recentDays = new(StringComparer.Ordinal);
 
-    internal sealed record DayPaper(long Id, string[] Authors, string[] Categories, double Trend);
+    internal sealed record DayPaper(long Id, double Trend);
 
     /// <summary>Papers per list for subscribers who did not choose (<c>Digest:MaxPapers</c>).</summary>
     public int DefaultMaxPapers => options.Value.MaxPapers;
@@ -261,14 +259,13 @@ internal sealed class TopicMatcher(
                     WINDOW same_day AS (PARTITION BY day)) per_day
                 GROUP BY id
             )
-            SELECT p.id, p.authors, p.categories, t.trend FROM trending t JOIN papers p ON p.id = t.id
+            SELECT id, trend FROM trending
             """;
         List<DayPaper> papers;
         await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
         {
-            papers = [.. (await connection.QueryAsync<(long Id, string[] Authors, string[] Categories, double Trend)>(
-                new CommandDefinition(dayPapers, new { days = days.ToArray() }, cancellationToken: cancellationToken)))
-                .Select(row => new DayPaper(row.Id, row.Authors, row.Categories, row.Trend))];
+            papers = [.. await connection.QueryAsync<DayPaper>(
+                new CommandDefinition(dayPapers, new { days = days.ToArray() }, cancellationToken: cancellationToken))];
         }
         float[]?[]? vectors = null;
         if (embedder.Enabled)
@@ -298,6 +295,8 @@ internal sealed class TopicMatcher(
         }
         var parsed = distinct.ToDictionary(topic => topic, TopicSyntax.Parse, StringComparer.Ordinal);
         // A paper the words refuse for an excluded term comes back with the score -1, so that meaning cannot find it either.
+        // With meaning on, a topic with filters also gets the papers that meet its filters without its words (the score null):
+        // only those may meaning find for it. The filters are checked here alone, so that words and meaning agree on them.
         const string wordHits = """
             WITH queries AS (
                 -- Words that leave no term ("the") are none: an empty query matches no paper, and the filters would go unused.
@@ -308,6 +307,17 @@ internal sealed class TopicMatcher(
                 SELECT DISTINCT p.id, p.search_vector, p.authors, p.categories
                 FROM paper_days d JOIN papers p ON p.id = d.paper_id
                 WHERE d.day = ANY(@days)
+            ), filtered AS (
+                -- Every author: and category: filter must hold: authors compare without case or accents, and a name of one
+                -- word is a surname, which ends the author's name.
+                SELECT q.topic, p.id FROM queries q JOIN day_papers p ON cardinality(q.authors) > 0 OR cardinality(q.categories) > 0
+                WHERE NOT EXISTS (SELECT 1 FROM unnest(q.authors) AS wanted(name), lower(unaccent(wanted.name)) AS w(name)
+                                  WHERE NOT EXISTS (SELECT 1 FROM unnest(p.authors) AS author(name), lower(unaccent(author.name)) AS a(name)
+                                                    WHERE a.name = w.name
+                                                       OR (strpos(w.name, ' ') = 0 AND right(a.name, length(w.name) + 1) = ' ' || w.name)))
+                  AND NOT EXISTS (SELECT 1 FROM unnest(q.categories) AS wanted(name)
+                                  WHERE NOT EXISTS (SELECT 1 FROM unnest(p.categories) AS category(name)
+                                                    WHERE lower(category.name) = lower(wanted.name)))
             )
             SELECT q.topic, p.id,
                    CASE WHEN q.query IS NULL THEN 1
@@ -315,17 +325,14 @@ internal sealed class TopicMatcher(
                         ELSE 1 + ts_rank(p.search_vector, q.query) END AS score
             FROM queries q
             JOIN day_papers p ON (q.query IS NULL OR p.search_vector @@ q.query)
-            -- Every author: and category: filter must hold: authors compare without case or accents, and a name of one word
-            -- is a surname, which ends the author's name.
-            WHERE NOT EXISTS (SELECT 1 FROM unnest(q.authors) AS wanted(name), lower(unaccent(wanted.name)) AS w(name)
-                              WHERE NOT EXISTS (SELECT 1 FROM unnest(p.authors) AS author(name), lower(unaccent(author.name)) AS a(name)
-                                                WHERE a.name = w.name
-                                                   OR (strpos(w.name, ' ') = 0 AND right(a.name, length(w.name) + 1) = ' ' || w.name)))
-              AND NOT EXISTS (SELECT 1 FROM unnest(q.categories) AS wanted(name)
-                              WHERE NOT EXISTS (SELECT 1 FROM unnest(p.categories) AS category(name)
-                                                WHERE lower(category.name) = lower(wanted.name)))
+            WHERE (cardinality(q.authors) = 0 AND cardinality(q.categories) = 0)
+               OR EXISTS (SELECT 1 FROM filtered f WHERE f.topic = q.topic AND f.id = p.id)
             UNION ALL
             SELECT q.topic, p.id, -1 FROM queries q JOIN day_papers p ON q.excluded IS NOT NULL AND p.search_vector @@ q.excluded
+            UNION ALL
+            SELECT q.topic, p.id, NULL FROM queries q JOIN filtered f ON f.topic = q.topic JOIN day_papers p ON p.id = f.id
+            WHERE @meaning AND q.query IS NOT NULL AND NOT p.search_vector @@ q.query
+              AND NOT coalesce(p.search_vector @@ q.excluded, false)
             """;
         var queries = JsonSerializer.Serialize(parsed.Select(pair => new
         {
@@ -335,11 +342,11 @@ internal sealed class TopicMatcher(
             categories = pair.Value.Categories,
             exclusions = pair.Value.Exclusions,
         }));
-        List<(string Topic, long PaperId, double Score)> words;
+        List<(string Topic, long PaperId, double? Score)> words;
         await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
         {
-            words = [.. await connection.QueryAsync<(string, long, double)>(
-                new CommandDefinition(wordHits, new { days = days.ToArray(), queries }, cancellationToken: cancellationToken))];
+            words = [.. await connection.QueryAsync<(string, long, double?)>(new CommandDefinition(
+                wordHits, new { days = days.ToArray(), queries, meaning = day.Vectors is not null }, cancellationToken: cancellationToken))];
         }
         var wordScores = words.GroupBy(row => row.Topic, StringComparer.Ordinal)
             .ToDictionary(group => group.Key, group => group.ToDictionary(row => row.PaperId, row => row.Score), StringComparer.Ordinal);
@@ -355,21 +362,21 @@ internal sealed class TopicMatcher(
             found.Clear();
             var topicWords = wordScores.GetValueOrDefault(topic);
             var topicVector = topicVectors.GetValueOrDefault(topic);
-            var syntax = parsed[topic];
+            var filtered = parsed[topic].HasFilters;
             for (var place = 0; place < day.Papers.Count; place++)
             {
                 var paper = day.Papers[place];
                 var cosine = topicVector is not null && day.Vectors![place] is { } paperVector
                     ? TensorPrimitives.Dot(topicVector, paperVector)
                     : 0;
-                if (topicWords is not null && topicWords.TryGetValue(paper.Id, out var wordScore))
+                // No row: the words did not find the paper, and it fails the filters if the topic has any.
+                double? wordScore = null;
+                var listed = topicWords is not null && topicWords.TryGetValue(paper.Id, out wordScore);
+                if (wordScore >= 0)
                 {
-                    if (wordScore >= 0)
-                    {
-                        found.Add(new TopicHit(place, wordScore + MeaningWeight * cosine + trendWeight * paper.Trend, ByMeaning: false));
-                    }
+                    found.Add(new TopicHit(place, wordScore.Value + MeaningWeight * cosine + trendWeight * paper.Trend, ByMeaning: false));
                 }
-                else if (cosine >= threshold && MeetsFilters(syntax, paper.Authors, paper.Categories))
+                else if (wordScore is null && (listed || !filtered) && cosine >= threshold)
                 {
                     found.Add(new TopicHit(place, MeaningWeight * cosine + trendWeight * paper.Trend, ByMeaning: true));
                 }
@@ -381,20 +388,6 @@ internal sealed class TopicMatcher(
         }
         return hits;
     }
-
-    private static bool MeetsFilters(TopicSyntax syntax, string[] authors, string[] categories) =>
-        !syntax.HasFilters
-        || (syntax.Authors.All(wanted => authors.Any(author => IsAuthor(Fold(author), Fold(wanted))))
-            && syntax.Categories.All(wanted => categories.Contains(wanted, StringComparer.OrdinalIgnoreCase)));
-
-    // As the SQL's filter: the whole name, or a one-word name as the surname that ends it.
-    private static bool IsAuthor(string author, string wanted) =>
-        author == wanted || (!wanted.Contains(' ', StringComparison.Ordinal) && author.EndsWith(" " + wanted, StringComparison.Ordinal));
-
-    // The C# side of the SQL's lower(unaccent(...)) for the few papers matched by meaning.
-    private static string Fold(string name) =>
-        new([.. name.Normalize(NormalizationForm.FormD).Where(c => CharUnicodeInfo.GetUnicodeCategory(c) != UnicodeCategory.NonSpacingMark)
-            .Select(char.ToLowerInvariant)]);
 
     private async Task<Dictionary<long, FeedbackExamples>> FeedbackAsync(long[] subscriberIds, CancellationToken cancellationToken)
     {
