@@ -15,10 +15,14 @@ internal sealed class FeedbackStore(NpgsqlDataSource dataSource, TimeProvider ti
     /// </summary>
     public async Task<string?> PaperTitleAsync(long subscriberId, long paperId, bool sentOnly, CancellationToken cancellationToken)
     {
+        // Only the deliveries from the day before the paper was first listed on can hold it (as the planner reads them): a
+        // link in a recent email otherwise read every digest the subscriber ever got, a year of them by default.
         const string sql = """
             SELECT title FROM papers p
             WHERE p.id = @paperId
-              AND (NOT @sentOnly OR EXISTS (SELECT 1 FROM delivery_papers d WHERE d.subscriber_id = @subscriberId AND p.id = ANY (d.paper_ids)))
+              AND (NOT @sentOnly OR EXISTS (SELECT 1 FROM delivery_papers d
+                                            WHERE d.subscriber_id = @subscriberId AND p.id = ANY (d.paper_ids)
+                                              AND d.day >= (SELECT min(day) - 1 FROM paper_days WHERE paper_id = @paperId)))
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         return await connection.QuerySingleOrDefaultAsync<string?>(
