@@ -104,6 +104,24 @@ public sealed class TopicMatchingTests(TestDatabase database) : IClassFixture<Te
     }
 
     [Fact]
+    public async Task ANewerDaysSearchesSupersedeTheOlderOnes()
+    {
+        var matcher = _app.Services.GetRequiredService<TopicMatcher>();
+        DateOnly[] week = [.. Enumerable.Range(-6, 7).Select(Day.AddDays)];
+        DateOnly[] nextWeek = [.. week.Select(day => day.AddDays(1))];
+
+        // A day's slots search the day's papers and the week's; the next day's slots, the next ones.
+        await matcher.ForDaysAsync([Day], CancellationToken.None);
+        await matcher.ForDaysAsync(week, CancellationToken.None);
+        Assert.Equal(2, matcher.DaySetsKept);
+        await matcher.ForDaysAsync([Day.AddDays(1)], CancellationToken.None);
+        await matcher.ForDaysAsync(nextWeek, CancellationToken.None);
+
+        // The searches of the day before (each with every topic its slots searched) were kept until three more days' came.
+        Assert.Equal(2, matcher.DaySetsKept);
+    }
+
+    [Fact]
     public async Task NoMatchAtAllGivesAnEmptyList() =>
         Assert.Empty(await MatchAsync("protein folding"));
 

@@ -41,8 +41,9 @@ internal sealed class TopicMatcher(
     private const double MeaningWeight = 4;
     private const double TrendWeightWithMeaning = 0.1;
 
-    // The sets of days whose papers and topic hits are kept (ForDaysAsync): a day's and a week's, with room for a few more.
-    private const int RecentDaysKept = 8;
+    // The sets of days whose papers and topic hits are kept (ForDaysAsync): a day's and a week's, with room for a few more
+    // (`digest --date` of an earlier day). Each holds the hits of every topic its slots searched: tens of MB at 300,000 topics.
+    private const int RecentDaysKept = 4;
 
     private readonly ConcurrentDictionary<string, DaysSearched> _recentDays = new(StringComparer.Ordinal);
 
@@ -146,7 +147,12 @@ internal sealed class TopicMatcher(
         var version = await DaysVersionAsync(days, cancellationToken);
         if (!_recentDays.TryGetValue(key, out var recent) || recent.Version != version)
         {
-            recent = new DaysSearched(version, await DayPapersAsync(days, cancellationToken), new(StringComparer.Ordinal));
+            recent = new DaysSearched(version, days.Max(), await DayPapersAsync(days, cancellationToken), new(StringComparer.Ordinal));
+            // A newer day's papers supersede the sets that end before it: no slot after this one reads them again.
+            foreach (var superseded in _recentDays.Where(entry => entry.Value.Latest < recent.Latest).Select(entry => entry.Key).ToList())
+            {
+                _recentDays.TryRemove(superseded, out _);
+            }
             if (_recentDays.Count >= RecentDaysKept)
             {
                 _recentDays.Clear();
@@ -160,7 +166,10 @@ internal sealed class TopicMatcher(
     /// A set of days' papers, and the hits of every topic searched in them so far (an empty array for a topic with none),
     /// shared by the batch matchers of those days while <paramref name="Version"/> holds.
     /// </summary>
-    private sealed record DaysSearched(string Version, DayPapers Papers, ConcurrentDictionary<string, TopicHit[]> Hits);
+    private sealed record DaysSearched(string Version, DateOnly Latest, DayPapers Papers, ConcurrentDictionary<string, TopicHit[]> Hits);
+
+    /// <summary>How many sets of days' searches are kept for the next slots.</summary>
+    internal int DaySetsKept => _recentDays.Count;
 
     /// <summary>
     /// What the days' papers are made of, as far as matching reads it: their listings, their text and their meaning vectors,
