@@ -1,4 +1,9 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+using Npgsql;
 using Subscriptions.Bounces;
 using Subscriptions.Database;
 using Subscriptions.Subscribers;
@@ -155,6 +160,33 @@ public sealed class RetentionTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task TopicVectorsNoOneFollowsAreSweptOnceADayNotEveryRound()
+    {
+        // The app's own worker does its first round, then waits a day: the rounds below are this test's.
+        await using var app = RetainingApp(interval: "1.00:00:00");
+        var worker = app.Services.GetServices<IHostedService>().OfType<RetentionWorker>().Single();
+        await Eventually.TrueAsync(() => worker.CompletedRounds >= 1, "the worker's first round");
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var retention = new Retention(app.Services.GetRequiredService<NpgsqlDataSource>(), app.Services.GetRequiredService<SubscriberData>(),
+            app.Services.GetRequiredService<IOptions<RetentionOptions>>(), time, NullLogger<Retention>.Instance);
+        const string orphans = "SELECT topic FROM topic_embeddings ORDER BY topic";
+
+        await _database.ExecuteAsync("INSERT INTO topic_embeddings (topic, model, vector) VALUES ('left by one race', 'test', '{1}')");
+        await retention.DeleteDueAsync(CancellationToken.None);
+        Assert.Empty(await _database.QueryAsync<string>(orphans));
+
+        // The sweep reads every stored vector: an hour later it is not done again.
+        await _database.ExecuteAsync("INSERT INTO topic_embeddings (topic, model, vector) VALUES ('left by another', 'test', '{1}')");
+        time.Advance(TimeSpan.FromHours(1));
+        await retention.DeleteDueAsync(CancellationToken.None);
+        Assert.Equal(["left by another"], await _database.QueryAsync<string>(orphans));
+
+        time.Advance(TimeSpan.FromDays(1));
+        await retention.DeleteDueAsync(CancellationToken.None);
+        Assert.Empty(await _database.QueryAsync<string>(orphans));
+    }
+
+    [Fact]
     public async Task ZeroKeepsEverything()
     {
         var (stale, _) = await _database.AddSubscriberAsync("stale@example.org", "pending", null, "lidar");
@@ -189,11 +221,11 @@ public sealed class RetentionTests : IAsyncLifetime
     }
 
     /// <summary>The service's own defaults (a year, a month) unless given, each round a fifth of a second apart.</summary>
-    private TestApp RetainingApp(string? deliveries = null, string? unconfirmedSignups = null) =>
+    private TestApp RetainingApp(string? deliveries = null, string? unconfirmedSignups = null, string interval = "00:00:00.200") =>
         new(_database, settings: new Dictionary<string, string?>
         {
             ["Retention:Deliveries"] = deliveries,
             ["Retention:UnconfirmedSignups"] = unconfirmedSignups,
-            ["Retention:Interval"] = "00:00:00.200",
+            ["Retention:Interval"] = interval,
         });
 }

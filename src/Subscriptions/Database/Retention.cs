@@ -73,6 +73,10 @@ internal sealed class Retention(NpgsqlDataSource dataSource, SubscriberData data
     // At most this many batches a round: a backlog of years (the first round after an upgrade) is worked off in rounds
     // one after another, each logged, rather than in one that says nothing for an hour.
     private const int BatchesPerRound = 100;
+    // The sweep of unfollowed topic vectors reads every stored vector (1.5 KB each); what it finds is left by rare races.
+    private static readonly TimeSpan TopicVectorSweepInterval = TimeSpan.FromDays(1);
+
+    private DateTimeOffset _lastTopicVectorSweep = DateTimeOffset.MinValue;
 
     /// <summary>Deletes what is due; returns at once, having done nothing, while another instance is doing it.</summary>
     public async Task<RetentionRound> DeleteDueAsync(CancellationToken cancellationToken)
@@ -87,9 +91,10 @@ internal sealed class Retention(NpgsqlDataSource dataSource, SubscriberData data
         var now = time.GetUtcNow();
         var (deliveries, moreDeliveries) = settings.Deliveries == TimeSpan.Zero ? (0, false) : await DeleteDeliveriesAsync(now - settings.Deliveries, cancellationToken);
         var (signups, moreSignups) = settings.UnconfirmedSignups == TimeSpan.Zero ? (0, false) : await EraseUnconfirmedAsync(now - settings.UnconfirmedSignups, cancellationToken);
-        if (settings.UnconfirmedSignups != TimeSpan.Zero)
+        if (settings.UnconfirmedSignups != TimeSpan.Zero && now - _lastTopicVectorSweep >= TopicVectorSweepInterval)
         {
             await DeleteUnfollowedTopicVectorsAsync(cancellationToken);
+            _lastTopicVectorSweep = now;
         }
         if (deliveries + signups > 0)
         {
