@@ -8,3 +8,8 @@ DROP INDEX bounce_events_soft;
 -- index each look read every subscriber. Few rows are in this one: a signup leaves it when it is confirmed.
 CREATE INDEX subscribers_never_confirmed ON subscribers (id)
     WHERE status <> 'active' AND renewed_subscription_key IS NULL AND confirmed_at IS NULL;
+
+-- The console's runs, failures and papers of the last days (Operators/Dashboard.cs) read deliveries by day: without an
+-- index each page read every delivery kept, a year of them by default. A send changes no delivery's day, so recording an
+-- outcome stays a HOT update (sql/0004).
+CREATE INDEX deliveries_day ON deliveries (day);
