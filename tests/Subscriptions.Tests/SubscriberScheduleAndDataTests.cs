@@ -212,6 +212,17 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task TheArchiveIndexIsKeptForAWhileAndTheDayPagesAreNot()
+    {
+        Assert.Contains("href=\"/papers/2026-11-25\"", await _client.GetStringAsync("/papers"));
+        await _database.SaveDayAsync(Day.AddDays(1), TestDatabase.LidarPaper);
+
+        // The index counts every day ever stored, for anyone who asks: a flood of requests reads it once a minute.
+        Assert.DoesNotContain("href=\"/papers/2026-11-26\"", await _client.GetStringAsync("/papers"));
+        Assert.Contains("Lidar Odometry at Night", await _client.GetStringAsync("/papers/2026-11-26"));
+    }
+
+    [Fact]
     public async Task DownloadMyDataHoldsTheAddressTopicsSettingsHistoryEveryDeliveryWithItsPapersAndTheRatings()
     {
         var (id, token) = await AddActiveAsync("export@example.org");

@@ -10,10 +10,12 @@ internal static class PaperEndpoints
         var papers = endpoints.MapGroup("/api/papers");
         papers.MapGet("", GetPapersAsync);
 
-        // The public archive: an index of days, and a page per day. Anything but a stored day is a bare 404.
+        // The public archive: an index of days, and a page per day. Anything but a stored day is a bare 404. The index counts
+        // the papers of every day ever stored (a thousand days in three years), for anyone who asks: it is kept a minute.
         var archive = endpoints.MapGroup("/papers");
         archive.MapGet("", async (PaperStore store, CancellationToken cancellationToken) =>
-            new RazorComponentResult<ArchiveIndexPage>(new { Days = await store.DaysAsync(cancellationToken) }));
+            new RazorComponentResult<ArchiveIndexPage>(new { Days = await store.DaysAsync(cancellationToken) }))
+            .CacheOutput(policy => policy.Expire(TimeSpan.FromMinutes(1)));
         archive.MapGet("/{date}", GetArchiveDayAsync);
         return endpoints;
     }

@@ -44,6 +44,9 @@ internal static class WebExtensions
         services.AddRazorComponents();
         services.AddProblemDetails();
         services.AddExceptionHandler<RequestProblems>();
+        // Public pages that cost a query over all their history (the archive's index of days) are kept a minute. Each page
+        // is small; the cap keeps the cache far from the process's memory budget.
+        services.AddOutputCache(options => options.SizeLimit = 4 * 1024 * 1024);
         services.AddRateLimiter(options =>
         {
             options.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
@@ -73,6 +76,7 @@ internal static class WebExtensions
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseRateLimiter();
+        app.UseOutputCache();
         return app;
     }
 }
