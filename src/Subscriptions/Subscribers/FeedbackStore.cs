@@ -22,7 +22,7 @@ internal sealed class FeedbackStore(NpgsqlDataSource dataSource, TimeProvider ti
             WHERE p.id = @paperId
               AND (NOT @sentOnly OR EXISTS (SELECT 1 FROM delivery_papers d
                                             WHERE d.subscriber_id = @subscriberId AND p.id = ANY (d.paper_ids)
-                                              AND d.day >= (SELECT min(day) - 1 FROM paper_days WHERE paper_id = @paperId)))
+                                              AND d.day >= coalesce((SELECT min(day) - 1 FROM paper_days WHERE paper_id = @paperId), '-infinity')))
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         return await connection.QuerySingleOrDefaultAsync<string?>(
