@@ -278,6 +278,38 @@ public sealed class BounceMailboxTests(TestDatabase database, DovecotServer dove
     });
 
     [Fact]
+    public Task ReportsAreDeletedFromTheProcessedFolderOnceTheyArrivedLongerAgoThanKeepProcessed() => WithOwnMailboxAsync(async (ownDatabase, ownDovecot) =>
+    {
+        await ownDatabase.AddSubscriberAsync("exim-hard@example.org", "active", null, "lidar");
+        await ownDatabase.AddSubscriberAsync("gmail-hard@example.org", "active", null, "lidar");
+        // One report arrived 40 days ago (read late: the service was down, or this is the first version that prunes), one now.
+        ownDovecot.Deliver(Path.Combine(Samples, "exim-rejected.eml"), receivedAt: DateTimeOffset.UtcNow.AddDays(-40));
+        ownDovecot.Deliver(Path.Combine(Samples, "gmail-no-such-user.eml"));
+        await using (var app = new TestApp(ownDatabase, settings: new Dictionary<string, string?>(ownDovecot.Settings) { ["Bounces:PollInterval"] = "00:00:00.050" }))
+        {
+            await app.WaitForFreshRoundAsync<BounceMailboxWorker>();
+            Assert.Contains(app.Logs.GetSnapshot(), record => record.Message.Contains("1 old report(s) deleted from the processed folder", StringComparison.Ordinal));
+        }
+
+        // Both are acted on; the old one is gone from the mailbox, with the subscriber's address it names.
+        Assert.Equal("bounced", await ownDatabase.SubscriberStatusAsync("exim-hard@example.org"));
+        Assert.Equal("bounced", await ownDatabase.SubscriberStatusAsync("gmail-hard@example.org"));
+        var kept = Assert.Single(await ownDovecot.SubjectsAsync("Processed"));
+        Assert.Empty(await ownDovecot.SubjectsAsync("INBOX"));
+
+        // 0 keeps them for good.
+        ownDovecot.Deliver(Path.Combine(Samples, "exim-rejected.eml"), receivedAt: DateTimeOffset.UtcNow.AddDays(-40));
+        await using (var keeping = new TestApp(ownDatabase,
+            settings: new Dictionary<string, string?>(ownDovecot.Settings) { ["Bounces:PollInterval"] = "00:00:00.050", ["Bounces:KeepProcessed"] = "0" }))
+        {
+            await keeping.WaitForFreshRoundAsync<BounceMailboxWorker>();
+        }
+        var processed = await ownDovecot.SubjectsAsync("Processed");
+        Assert.Equal(2, processed.Count);
+        Assert.Contains(kept, processed);
+    });
+
+    [Fact]
     public async Task NoImapHostMeansNoMailboxReader()
     {
         await using var app = new TestApp(database);

@@ -8,11 +8,12 @@ public sealed class BounceSettingsTests(TestDatabase database) : IClassFixture<T
     [Fact]
     public async Task AnImapHostWithoutCredentialsIsNamed()
     {
-        var (exitCode, _, error) = await ServeAsync("--Bounces:Imap:Host=imap.example.org", "--Bounces:Imap:Port=0");
+        var (exitCode, _, error) = await ServeAsync("--Bounces:Imap:Host=imap.example.org", "--Bounces:Imap:Port=0", "--Bounces:KeepProcessed=01:00:00");
 
         Assert.Equal(78, exitCode);
         Assert.Contains("Bounces:Imap:Username and Bounces:Imap:Password are required when Bounces:Imap:Host is set", error);
         Assert.Contains("Bounces:Imap:Port must be between 1 and 65535", error);
+        Assert.Contains("Bounces:KeepProcessed must be 0 (kept for good) or between 1 and 36,500 days", error);
     }
 
     [Fact]

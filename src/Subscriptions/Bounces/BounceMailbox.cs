@@ -13,17 +13,18 @@ using Subscriptions.Infrastructure;
 namespace Subscriptions.Bounces;
 
 /// <summary>What a round of the bounce mailbox did; <c>Skipped</c> when another instance was reading it.</summary>
-internal sealed record MailboxRound(int Processed, int Unreadable, IReadOnlyList<string> Suppressed, bool Skipped = false);
+internal sealed record MailboxRound(int Processed, int Unreadable, IReadOnlyList<string> Suppressed, int Pruned = 0, bool Skipped = false);
 
 /// <summary>
 /// Reads the bounce mailbox over IMAP: the reports it can read are recorded, one transaction for each chunk of
 /// <see cref="MessagesPerTransaction"/> messages, and then moved to <c>Bounces:ProcessedFolder</c>. A report read
 /// again because its move failed, or the process stopped before it, is not recorded again. A message it cannot read
-/// stays where it is for a person to look at; it is logged and counted once, and not fetched again.
+/// stays where it is for a person to look at; it is logged and counted once, and not fetched again. Reports that arrived
+/// longer ago than <c>Bounces:KeepProcessed</c> are deleted from the processed folder.
 /// </summary>
 internal sealed class BounceMailbox(
     NpgsqlDataSource dataSource, SuppressionStore store, ReturnPaths returnPaths, MessageIds messageIds, IOptions<BouncesOptions> options, IMeterFactory meters,
-    ILogger<BounceMailbox> logger)
+    TimeProvider time, ILogger<BounceMailbox> logger)
 {
     private const long ReaderLockKey = 0x5375_6273_426F_756E; // "SubsBoun"
     private const int MessagesPerTransaction = 200;
@@ -115,8 +116,31 @@ internal sealed class BounceMailbox(
             processed += read.Count;
             suppressed.AddRange(outcome.Suppressed);
         }
+        var pruned = settings.KeepProcessed == TimeSpan.Zero ? 0 : await PruneAsync(client, processedFolder, settings.KeepProcessed, cancellationToken);
         await client.DisconnectAsync(quit: true, cancellationToken);
-        return new MailboxRound(processed, newlyUnreadable, suppressed);
+        return new MailboxRound(processed, newlyUnreadable, suppressed, pruned);
+    }
+
+    /// <summary>Deletes the reports that arrived (their IMAP internal date, a day at a time) before <paramref name="keep"/> ago.</summary>
+    private async Task<int> PruneAsync(ImapClient client, IMailFolder processedFolder, TimeSpan keep, CancellationToken cancellationToken)
+    {
+        await processedFolder.OpenAsync(FolderAccess.ReadWrite, cancellationToken);
+        var old = await processedFolder.SearchAsync(SearchQuery.DeliveredBefore((time.GetUtcNow() - keep).UtcDateTime), cancellationToken);
+        if (old.Count == 0)
+        {
+            return 0;
+        }
+        await processedFolder.AddFlagsAsync(old, MessageFlags.Deleted, silent: true, cancellationToken);
+        // Without UIDPLUS a server can only expunge every message flagged deleted in the folder: in this one, ours.
+        if (client.Capabilities.HasFlag(ImapCapabilities.UidPlus))
+        {
+            await processedFolder.ExpungeAsync(old, cancellationToken);
+        }
+        else
+        {
+            await processedFolder.ExpungeAsync(cancellationToken);
+        }
+        return old.Count;
     }
 
     private IReadOnlyList<BounceEvent>? LeftAsTooLarge(UniqueId uid, uint? size)
@@ -193,10 +217,11 @@ internal sealed class BounceMailboxWorker(BounceMailbox mailbox, BounceMailboxSi
     protected override async Task<bool> WorkAsync(CancellationToken stoppingToken)
     {
         var round = await mailbox.ProcessAsync(stoppingToken);
-        if (round.Processed > 0 || round.Unreadable > 0)
+        if (round.Processed > 0 || round.Unreadable > 0 || round.Pruned > 0)
         {
-            logger.LogInformation("Bounce mailbox: {Processed} report(s) processed, {Unreadable} new unreadable message(s), {Suppressed} address(es) suppressed",
-                round.Processed, round.Unreadable, round.Suppressed.Count);
+            logger.LogInformation("Bounce mailbox: {Processed} report(s) processed, {Unreadable} new unreadable message(s), {Suppressed} address(es) suppressed, " +
+                "{Pruned} old report(s) deleted from the processed folder",
+                round.Processed, round.Unreadable, round.Suppressed.Count, round.Pruned);
         }
         return !round.Skipped;
     }

@@ -14,6 +14,12 @@ internal sealed class BouncesOptions : IValidatableObject
     [Required(ErrorMessage = "is required, e.g. \"Processed\"")]
     public string ProcessedFolder { get; set; } = "Processed";
 
+    /// <summary>
+    /// How long reports stay in <see cref="ProcessedFolder"/> after they arrived; 0 keeps them for good. They name
+    /// subscribers' addresses, which an erasure cannot reach there.
+    /// </summary>
+    public TimeSpan KeepProcessed { get; set; } = TimeSpan.FromDays(30);
+
     /// <summary>How often the bounce mailbox is read.</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "1.00:00:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromMinutes(1);
@@ -33,6 +39,10 @@ internal sealed class BouncesOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
+        if (KeepProcessed != TimeSpan.Zero && (KeepProcessed < TimeSpan.FromDays(1) || KeepProcessed > TimeSpan.FromDays(36_500)))
+        {
+            yield return new ValidationResult("must be 0 (kept for good) or between 1 and 36,500 days, e.g. 30.00:00:00", [nameof(KeepProcessed)]);
+        }
         if (!Imap.HasHost)
         {
             yield break;

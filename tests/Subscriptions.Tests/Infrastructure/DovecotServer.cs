@@ -133,13 +133,18 @@ public sealed class DovecotServer : IAsyncLifetime
 
     /// <summary>
     /// Delivers a message file into the INBOX as a mail server's local delivery does: byte for byte into the
-    /// Maildir (written to <c>tmp/</c>, then renamed into <c>new/</c>), malformed files included.
+    /// Maildir (written to <c>tmp/</c>, then renamed into <c>new/</c>), malformed files included. Dovecot takes the file's
+    /// time as the message's arrival (its IMAP internal date): <paramref name="receivedAt"/>, or now.
     /// </summary>
-    public void Deliver(string file)
+    public void Deliver(string file, DateTimeOffset? receivedAt = null)
     {
         var name = $"{DateTimeOffset.UtcNow.ToUnixTimeSeconds()}.{Guid.NewGuid():N}.subscriptions-test";
         var temporary = Path.Combine(_inbox, "tmp", name);
         File.Copy(file, temporary);
+        if (receivedAt is { } time)
+        {
+            File.SetLastWriteTimeUtc(temporary, time.UtcDateTime);
+        }
         if (LocalPrograms.IsRoot)
         {
             LocalPrograms.Run("chown", "dovecot:dovecot", temporary);
