@@ -175,6 +175,23 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AFeedEntryWithoutALinkOfItsOwnLinksToTheDayThePaperWasListedOn()
+    {
+        await AddActiveAsync("tokyo@example.org");
+        await _app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
+        var feedLink = TestApp.LinkIn(Assert.Single(_smtp.MessagesTo("tokyo@example.org")), "/feed");
+        // A paper with no page or PDF (a file source's text page), delivered on the subscriber's next local date, as east of
+        // the operator the papers of the 25th are on the 26th in Tokyo.
+        await _database.ExecuteAsync("UPDATE papers SET page_url = NULL, pdf_url = NULL");
+        await _database.ExecuteAsync("UPDATE deliveries SET day = day + 1 WHERE subscriber_id = (SELECT id FROM subscribers WHERE email = 'tokyo@example.org')");
+
+        var entry = Assert.Single(XDocument.Parse(await _client.GetStringAsync(feedLink)).Root!.Elements(Atom + "entry"));
+
+        // The email's "view this on the web" link goes there too (DigestEmails); the 26th had no papers, or other ones.
+        Assert.Equal($"{TestApp.BaseUrl}/papers/2026-11-25", (string?)entry.Element(Atom + "link")?.Attribute("href"));
+    }
+
+    [Fact]
     public async Task TheFeedLeavesOutCharactersXmlCannotHoldThatEarlierVersionsStored()
     {
         await AddActiveAsync("oldtext@example.org");

@@ -41,9 +41,10 @@ internal static class FeedEndpoints
             return TypedResults.NotFound();
         }
 
-        // Each paper once (a subscriber is never planned a paper twice), with the delivery that carried it.
+        // Each paper once (a subscriber is never planned a paper twice), with the delivery that carried it, and the day it was
+        // listed on (deliveries planned before slots have none: theirs), which is not the delivery's local date east of the operator.
         const string sql = """
-            SELECT p.id, p.title, p.abstract, p.authors, p.page_url, p.pdf_url, d.day, d.created_at, d.sent_at,
+            SELECT p.id, p.title, p.abstract, p.authors, p.page_url, p.pdf_url, coalesce((e.value ->> 'day')::date, d.day) AS listed_on, d.created_at, d.sent_at,
                    array(SELECT jsonb_array_elements_text(e.value -> 'topics')) AS topics
             FROM deliveries d
             CROSS JOIN LATERAL jsonb_array_elements(d.papers) AS e(value)
@@ -65,7 +66,7 @@ internal static class FeedEndpoints
         feed.Authors.Add(new SyndicationPerson { Name = "Trending Papers" });
         feed.Items = rows.Select(row =>
         {
-            var url = row.PageUrl ?? row.PdfUrl ?? options.Link($"/papers/{row.Day:yyyy-MM-dd}").AbsoluteUri;
+            var url = row.PageUrl ?? row.PdfUrl ?? options.Link($"/papers/{row.ListedOn:yyyy-MM-dd}").AbsoluteUri;
             // Text stored by earlier versions may hold characters XML cannot (the writer threw: a 500 for 30 days).
             var topics = row.Topics.Select(XmlChars.WithoutInvalidCharacters).ToList();
             var matched = $"Matched your topic{(topics.Count == 1 ? "" : "s")}: {string.Join(", ", topics)}.";
@@ -107,7 +108,7 @@ internal static class FeedEndpoints
         public string[] Authors { get; set; } = [];
         public string? PageUrl { get; set; }
         public string? PdfUrl { get; set; }
-        public DateOnly Day { get; set; }
+        public DateOnly ListedOn { get; set; }
         public DateTime CreatedAt { get; set; }
         public DateTime? SentAt { get; set; }
         public string[] Topics { get; set; } = [];
