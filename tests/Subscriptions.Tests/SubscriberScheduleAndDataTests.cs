@@ -177,9 +177,7 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
     [Fact]
     public async Task AFeedEntryWithoutALinkOfItsOwnLinksToTheDayThePaperWasListedOn()
     {
-        await AddActiveAsync("tokyo@example.org");
-        await _app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
-        var feedLink = TestApp.LinkIn(Assert.Single(_smtp.MessagesTo("tokyo@example.org")), "/feed");
+        var feedLink = await FeedLinkOfASubscriberSentTheDayAsync("tokyo@example.org");
         // A paper with no page or PDF (a file source's text page), delivered on the subscriber's next local date, as east of
         // the operator the papers of the 25th are on the 26th in Tokyo.
         await _database.ExecuteAsync("UPDATE papers SET page_url = NULL, pdf_url = NULL");
@@ -194,9 +192,7 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
     [Fact]
     public async Task TheFeedLeavesOutCharactersXmlCannotHoldThatEarlierVersionsStored()
     {
-        await AddActiveAsync("oldtext@example.org");
-        await _app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
-        var feedLink = TestApp.LinkIn(Assert.Single(_smtp.MessagesTo("oldtext@example.org")), "/feed");
+        var feedLink = await FeedLinkOfASubscriberSentTheDayAsync("oldtext@example.org");
         // As earlier versions could store them: a control character in a title, U+FFFF in a topic.
         await _database.ExecuteAsync("UPDATE papers SET title = title || chr(1)");
         await _database.ExecuteAsync("""
@@ -534,6 +530,14 @@ public sealed class SubscriberScheduleAndDataTests : IAsyncLifetime
         var body = await response.Content.ReadAsStringAsync();
         Assert.DoesNotContain(asked, body, StringComparison.OrdinalIgnoreCase);
         Assert.DoesNotContain("detail", body, StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>The feed link in the day's email of a new subscriber to "lidar".</summary>
+    private async Task<string> FeedLinkOfASubscriberSentTheDayAsync(string email)
+    {
+        await AddActiveAsync(email);
+        await _app.Services.GetRequiredService<DigestRunner>().RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
+        return TestApp.LinkIn(Assert.Single(_smtp.MessagesTo(email)), "/feed");
     }
 
     private async Task<(long Id, string Token)> AddActiveAsync(string email)
