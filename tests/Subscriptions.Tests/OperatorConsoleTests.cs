@@ -253,6 +253,30 @@ public sealed partial class OperatorConsoleTests(TestDatabase database) : IClass
     }
 
     [Fact]
+    public async Task ThePapersOfTheDayCountTheDigestsTheyWentIntoWhateverTheSubscribersLocalDate()
+    {
+        var dashboard = _app.Services.GetRequiredService<Dashboard>();
+        var today = dashboard.Today;
+        await database.SaveDayAsync(today, Papers.PaperRecord.Create("2611.09555", "Lidar Under the Sea", "Sonar.", ["A. Author"], null, 5));
+        var paper = await database.ScalarAsync<long>("SELECT id FROM papers WHERE arxiv_id = '2611.09555'");
+        // Sent with the day's papers: in the default slot, on the subscriber's next local date (east of the operator, or the
+        // next day's slot before the default time), and on the date before (far west of the operator).
+        foreach (var (email, localDate) in new[] { ("here@example.org", today), ("tokyo@example.org", today.AddDays(1)), ("early@example.org", today.AddDays(-1)) })
+        {
+            var (id, _) = await database.AddSubscriberAsync(email, "active", null, "lidar");
+            await database.ExecuteAsync("""
+                INSERT INTO deliveries (subscriber_id, day, papers, status, attempts, next_attempt_at, created_at, sent_at)
+                VALUES (@id, @localDate, jsonb_build_array(jsonb_build_object('paper_id', @paper, 'topics', jsonb_build_array('lidar'), 'day', @today::text)),
+                        'sent', 1, now(), now(), now())
+                """, new { id, localDate, paper, today });
+        }
+
+        var view = await dashboard.BuildAsync(notice: null, CancellationToken.None);
+
+        Assert.Equal(3, Assert.Single(view.Papers, used => used.Title == "Lidar Under the Sea").Digests);
+    }
+
+    [Fact]
     public async Task ResendConfirmationQueuesAFreshLinkForAPendingSubscriber()
     {
         var (id, _) = await database.AddSubscriberAsync("pending-one@example.org", "pending", null, "lidar");

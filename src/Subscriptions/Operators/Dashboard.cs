@@ -98,11 +98,14 @@ internal sealed class Dashboard(NpgsqlDataSource dataSource, SendingControl send
         var failed = (await connection.QueryAsync<DeliveryFailure>(new CommandDefinition(failures,
             new { today, since = today.AddDays(-RunDays) }, cancellationToken: cancellationToken))).ToList();
 
+        // A paper is counted by the day it was planned from, not by the delivery's date: that is the subscriber's local date,
+        // a day later east of the operator or in a slot before the default time, a day earlier far west of it. (Deliveries
+        // planned before slots name no day: theirs.)
         const string papers = """
             WITH used AS (
                 SELECT (paper ->> 'paper_id')::bigint AS paper_id, count(*) AS digests
                 FROM deliveries d, jsonb_array_elements(d.papers) AS paper
-                WHERE d.day = @today AND d.status = 'sent'
+                WHERE d.day BETWEEN @today - 1 AND @today + 1 AND d.status = 'sent' AND coalesce((paper ->> 'day')::date, d.day) = @today
                 GROUP BY 1
             ),
             listed AS (
