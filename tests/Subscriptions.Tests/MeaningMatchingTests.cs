@@ -281,7 +281,28 @@ public sealed class MeaningMatchingTests(TestDatabase database) : IClassFixture<
 
         Assert.True(exitCode == 0, error);
         Assert.Contains($"Embedded {papers} paper(s)", output);
+        Assert.Contains($"Papers: {papers} of {papers} embedded", output);
         Assert.Equal(0L, await database.ScalarAsync<long>("SELECT count(*) FROM paper_embeddings WHERE model <> 'all-MiniLM-L6-v2'"));
+    }
+
+    [Fact]
+    public async Task EmbeddingEverythingGoesAPageAtATimeAndSaysHowFarItIs()
+    {
+        await database.AddSubscriberAsync("pages@example.org", "active", null, "depth estimation", "audio interpretability", "hallucinations");
+        var papers = await database.ScalarAsync<long>("SELECT count(*) FROM papers");
+        var topics = await database.ScalarAsync<long>("SELECT count(DISTINCT text) FROM topics");
+        await database.ExecuteAsync("UPDATE paper_embeddings SET model = 'an-older-model'; UPDATE topic_embeddings SET model = 'an-older-model'");
+        var progress = new List<string>();
+
+        var (embeddedPapers, embeddedTopics) = await _app.Services.GetRequiredService<EmbeddingStore>().EmbedStaleAsync(
+            all: false, progress.Add, CancellationToken.None, pageSize: 4);
+
+        Assert.Equal((papers, topics), (embeddedPapers, embeddedTopics));
+        Assert.Equal((int)Math.Ceiling(papers / 4.0), progress.Count(line => line.StartsWith("Papers: ", StringComparison.Ordinal)));
+        Assert.Equal($"Papers: {papers} of {papers} embedded", progress.Last(line => line.StartsWith("Papers: ", StringComparison.Ordinal)));
+        Assert.Equal($"Topics: {topics} of {topics} embedded", progress[^1]);
+        Assert.Equal(0L, await database.ScalarAsync<long>("SELECT count(*) FROM paper_embeddings WHERE model <> 'all-MiniLM-L6-v2'"));
+        Assert.Equal(0L, await database.ScalarAsync<long>("SELECT count(*) FROM topic_embeddings e JOIN topics t ON t.text = e.topic WHERE e.model <> 'all-MiniLM-L6-v2'"));
     }
 
     [Theory]

@@ -23,7 +23,7 @@ internal static class EmbedCommand
                 return Verbs.BadConfiguration;
             }
             var started = TimeProvider.System.GetTimestamp();
-            var (papers, topics) = await host.Services.GetRequiredService<EmbeddingStore>().EmbedStaleAsync(result.GetValue(all), cancellationToken);
+            var (papers, topics) = await host.Services.GetRequiredService<EmbeddingStore>().EmbedStaleAsync(result.GetValue(all), Console.WriteLine, cancellationToken);
             Console.WriteLine($"Embedded {papers:N0} paper(s) and {topics:N0} topic(s) with {embedder.ModelName} " +
                 $"in {TimeProvider.System.GetElapsedTime(started).TotalSeconds:F1} s.");
             return Verbs.Done;

@@ -37,30 +37,57 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
         return await EmbedPapersAsync(sql, new { day }, cancellationToken);
     }
 
-    /// <summary>The embed verb: every paper and every subscriber's topic without a vector of the current model (or all, when <paramref name="all"/>).</summary>
-    public async Task<(int Papers, int Topics)> EmbedStaleAsync(bool all, CancellationToken cancellationToken)
+    /// <summary>
+    /// The embed verb: every paper and every subscriber's topic without a vector of the current model (or all, when
+    /// <paramref name="all"/>), <paramref name="pageSize"/> at a time, so that three years of papers are neither read into
+    /// memory at once nor embedded without a word for half an hour: <paramref name="progress"/> hears of each page.
+    /// </summary>
+    public async Task<(int Papers, int Topics)> EmbedStaleAsync(bool all, Action<string> progress, CancellationToken cancellationToken, int pageSize = 1024)
     {
-        const string papers = """
-            SELECT p.id, p.title, p.abstract FROM papers p
-            WHERE @all OR NOT EXISTS (SELECT 1 FROM paper_embeddings e WHERE e.paper_id = p.id AND e.model = @model)
-            ORDER BY p.id
-            """;
-        var paperCount = await EmbedPapersAsync(papers, new { all }, cancellationToken, askFirst: false);
+        var model = embedder.ModelName;
+        const string stalePapers = "@all OR NOT EXISTS (SELECT 1 FROM paper_embeddings e WHERE e.paper_id = p.id AND e.model = @model)";
+        const string staleTopics = "@all OR NOT EXISTS (SELECT 1 FROM topic_embeddings e WHERE e.topic = t.text AND e.model = @model)";
+        const string countPapers = $"SELECT count(*) FROM papers p WHERE {stalePapers}";
+        const string pageOfPapers = $"SELECT p.id, p.title, p.abstract FROM papers p WHERE p.id > @after AND ({stalePapers}) ORDER BY p.id LIMIT @pageSize";
+        const string countTopics = $"SELECT count(DISTINCT t.text) FROM topics t WHERE {staleTopics}";
+        const string pageOfTopics = $"SELECT DISTINCT t.text FROM topics t WHERE t.text > @after AND ({staleTopics}) ORDER BY t.text LIMIT @pageSize";
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var paperTotal = await connection.ExecuteScalarAsync<long>(new CommandDefinition(
+            countPapers, new { all, model }, cancellationToken: cancellationToken));
+        var papers = 0;
+        for (long after = 0; ;)
+        {
+            List<(long Id, string Title, string Abstract)> page = [.. await connection.QueryAsync<(long, string, string)>(new CommandDefinition(
+                pageOfPapers, new { after, all, model, pageSize }, cancellationToken: cancellationToken))];
+            if (page.Count == 0)
+            {
+                break;
+            }
+            papers += await EmbedPapersAsync(page, model, cancellationToken);
+            after = page[^1].Id;
+            progress($"Papers: {papers:N0} of {paperTotal:N0} embedded");
+        }
 
-        const string topics = """
-            SELECT DISTINCT t.text FROM topics t
-            WHERE @all OR NOT EXISTS (SELECT 1 FROM topic_embeddings e WHERE e.topic = t.text AND e.model = @model)
-            """;
-        List<string> stale;
-        await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
+        var topicTotal = await connection.ExecuteScalarAsync<long>(new CommandDefinition(
+            countTopics, new { all, model }, cancellationToken: cancellationToken));
+        var topics = 0;
+        for (var after = ""; ;)
         {
-            stale = [.. await connection.QueryAsync<string>(new CommandDefinition(topics, new { all, model = embedder.ModelName }, cancellationToken: cancellationToken))];
+            List<string> page = [.. await connection.QueryAsync<string>(new CommandDefinition(
+                pageOfTopics, new { after, all, model, pageSize }, cancellationToken: cancellationToken))];
+            if (page.Count == 0)
+            {
+                break;
+            }
+            foreach (var chunk in page.Chunk(PaperBatch))
+            {
+                await SaveTopicsAsync(chunk, embedder.Embed([.. chunk.Select(TopicSyntax.MeaningOf)], cancellationToken), cancellationToken);
+            }
+            topics += page.Count;
+            after = page[^1];
+            progress($"Topics: {topics:N0} of {topicTotal:N0} embedded");
         }
-        foreach (var chunk in stale.Chunk(PaperBatch))
-        {
-            await SaveTopicsAsync(chunk, embedder.Embed([.. chunk.Select(TopicSyntax.MeaningOf)], cancellationToken), cancellationToken);
-        }
-        return (paperCount, stale.Count);
+        return (papers, topics);
     }
 
     /// <summary>
