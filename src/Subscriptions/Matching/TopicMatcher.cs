@@ -309,9 +309,9 @@ internal sealed class TopicMatcher(
         const string wordHits = """
             WITH queries AS (
                 -- Words that leave no term ("the") are none: an empty query matches no paper, and the filters would go unused.
-                SELECT topic, CASE WHEN words <> '' AND numnode(topic_query(words)) > 0 THEN topic_query(words) END AS query, authors, categories,
-                       CASE WHEN exclusions <> '' AND numnode(topic_query(exclusions)) > 0 THEN topic_query(exclusions) END AS excluded
-                FROM jsonb_to_recordset(@queries::jsonb) AS q(topic text, words text, authors text[], categories text[], exclusions text)
+                SELECT topic, CASE WHEN words <> '' AND numnode(topic_query(words)) > 0 THEN topic_query(words) END AS query, filtered,
+                       authors, categories, CASE WHEN exclusions <> '' AND numnode(topic_query(exclusions)) > 0 THEN topic_query(exclusions) END AS excluded
+                FROM jsonb_to_recordset(@queries::jsonb) AS q(topic text, words text, filtered boolean, authors text[], categories text[], exclusions text)
             ), day_papers AS (
                 SELECT DISTINCT p.id, p.search_vector, p.authors, p.categories
                 FROM paper_days d JOIN papers p ON p.id = d.paper_id
@@ -319,7 +319,7 @@ internal sealed class TopicMatcher(
             ), filtered AS (
                 -- Every author: and category: filter must hold: authors compare without case or accents, and a name of one
                 -- word is a surname, which ends the author's name.
-                SELECT q.topic, p.id FROM queries q JOIN day_papers p ON cardinality(q.authors) > 0 OR cardinality(q.categories) > 0
+                SELECT q.topic, p.id FROM queries q JOIN day_papers p ON q.filtered
                 WHERE NOT EXISTS (SELECT 1 FROM unnest(q.authors) AS wanted(name), lower(unaccent(wanted.name)) AS w(name)
                                   WHERE NOT EXISTS (SELECT 1 FROM unnest(p.authors) AS author(name), lower(unaccent(author.name)) AS a(name)
                                                     WHERE a.name = w.name
@@ -334,8 +334,7 @@ internal sealed class TopicMatcher(
                         ELSE 1 + ts_rank(p.search_vector, q.query) END AS score
             FROM queries q
             JOIN day_papers p ON (q.query IS NULL OR p.search_vector @@ q.query)
-            WHERE (cardinality(q.authors) = 0 AND cardinality(q.categories) = 0)
-               OR EXISTS (SELECT 1 FROM filtered f WHERE f.topic = q.topic AND f.id = p.id)
+            WHERE NOT q.filtered OR EXISTS (SELECT 1 FROM filtered f WHERE f.topic = q.topic AND f.id = p.id)
             UNION ALL
             SELECT q.topic, p.id, -1 FROM queries q JOIN day_papers p ON q.excluded IS NOT NULL AND p.search_vector @@ q.excluded
             UNION ALL
@@ -347,6 +346,7 @@ internal sealed class TopicMatcher(
         {
             topic = pair.Key,
             words = pair.Value.Words,
+            filtered = pair.Value.HasFilters,
             authors = pair.Value.Authors,
             categories = pair.Value.Categories,
             exclusions = pair.Value.Exclusions,
