@@ -91,10 +91,10 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
     }
 
     /// <summary>
-    /// Embeds the papers <paramref name="sql"/> lists. With <paramref name="askFirst"/>, it lists them before waiting its turn
-    /// too, so that a caller with nothing missing (most) does not wait for another's embedding.
+    /// Embeds the papers <paramref name="sql"/> lists. It lists them before waiting its turn too, so that a caller with
+    /// nothing missing (most) does not wait for another's embedding.
     /// </summary>
-    private async Task<int> EmbedPapersAsync(string sql, object parameters, CancellationToken cancellationToken, bool askFirst = true)
+    private async Task<int> EmbedPapersAsync(string sql, object parameters, CancellationToken cancellationToken)
     {
         var model = embedder.ModelName;
         var arguments = new DynamicParameters(parameters);
@@ -104,7 +104,7 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
             await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
             return [.. await connection.QueryAsync<(long, string, string)>(new CommandDefinition(sql, arguments, cancellationToken: cancellationToken))];
         }
-        if (askFirst && (await PapersAsync()).Count == 0)
+        if ((await PapersAsync()).Count == 0)
         {
             return 0; // the usual case, without waiting for another caller's embedding
         }
@@ -112,7 +112,12 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
         try
         {
             // Asked (again) once it is this caller's turn: what the one before embedded is not missing any more.
-            return await EmbedPapersAsync(await PapersAsync(), model, cancellationToken);
+            var embedded = await EmbedPapersAsync(await PapersAsync(), model, cancellationToken);
+            if (embedded > 0)
+            {
+                logger.LogInformation("Embedded {Count} papers with {Model}", embedded, model);
+            }
+            return embedded;
         }
         finally
         {
@@ -133,10 +138,6 @@ internal sealed class EmbeddingStore(NpgsqlDataSource dataSource, TextEmbedder e
             var rows = System.Text.Json.JsonSerializer.Serialize(chunk.Select((paper, i) => new { id = paper.Id, vector = vectors[i] }));
             await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
             await connection.ExecuteAsync(new CommandDefinition(upsert, new { model, rows }, cancellationToken: cancellationToken));
-        }
-        if (papers.Count > 0)
-        {
-            logger.LogInformation("Embedded {Count} papers with {Model}", papers.Count, model);
         }
         return papers.Count;
     }
