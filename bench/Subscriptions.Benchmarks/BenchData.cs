@@ -51,7 +51,7 @@ internal static class BenchData
     public static async Task EmbedAsync(string connectionString)
     {
         await using var dataSource = NpgsqlDataSource.Create(connectionString);
-        await Embeddings(dataSource, semantic: true).Store.EmbedStaleAsync(all: false, CancellationToken.None);
+        await Embeddings(dataSource, semantic: true).Store.EmbedStaleAsync(all: false, _ => { }, CancellationToken.None);
     }
 
     /// <summary>The service's matcher over the benchmark's database, with meaning on or off (words only), 10 papers per list.</summary>

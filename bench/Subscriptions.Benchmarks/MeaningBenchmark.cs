@@ -34,7 +34,7 @@ internal static class MeaningBenchmark
         Console.WriteLine($"Model {embedder.ModelName} loaded in {loading.Elapsed.TotalSeconds:F1} s");
         var store = new EmbeddingStore(dataSource, embedder, NullLogger<EmbeddingStore>.Instance);
         var embedding = Stopwatch.StartNew();
-        var (papers, topics) = await store.EmbedStaleAsync(all: false, CancellationToken.None);
+        var (papers, topics) = await store.EmbedStaleAsync(all: false, _ => { }, CancellationToken.None);
         Console.WriteLine($"Embedded the day's {papers} papers and {topics:N0} distinct topics in {embedding.Elapsed.TotalSeconds:F1} s (at ingest and signup in production)");
         await MatchAsync(dataSource, semantic: true, subscribers, runs);
 
