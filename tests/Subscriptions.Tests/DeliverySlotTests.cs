@@ -185,6 +185,8 @@ public sealed class DeliverySlotTests : IAsyncLifetime
     [Fact]
     public async Task EachSubscriberIsPlannedInTheSlotOfTheirOwnHourAndZone()
     {
+        // Kolkata's 09:00 comes before the day's papers are ingested (07:00 UTC): it gets the day before's.
+        await _database.SaveDayAsync(Day.AddDays(-1), TestDatabase.LidarPaper);
         await _database.SaveDayAsync(Day, TestDatabase.LidarPaper);
         var legacy = await AddAsync("legacy@example.org", null, null); // the operator's default: 07:00 UTC
         var berlin = await AddAsync("berlin@example.org", "Europe/Berlin", 8); // 07:00 UTC in November
@@ -220,37 +222,64 @@ public sealed class DeliverySlotTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task ASubscriberInADaylightSavingZoneGetsOneDigestPerLocalDayAcrossTheChange()
+    public async Task ASubscriberInADaylightSavingZoneGetsOneDigestPerLocalDayAndEveryDaysPapersOnceAcrossTheChange()
     {
-        // A new paper every day from 22 to 27 October (Berlin goes back an hour on the 25th) and 5 to 10 March
-        // (New York goes forward on the 8th); each subscriber asked for 02:00, the hour that repeats or is skipped.
-        foreach (var first in new[] { new DateOnly(2026, 10, 22), new DateOnly(2026, 3, 5) })
-        {
-            for (var i = 0; i < 6; i++)
-            {
-                var day = first.AddDays(i);
-                await _database.SaveDayAsync(day, PaperRecord.Create(null, $"Lidar mapping, day {day:MMdd}", "Scans.", [], null, 3));
-            }
-        }
+        // Each day's papers are ingested as the schedule does, at the default slot (07:00 UTC): 22 to 27 October (Berlin and
+        // London go back an hour on the 25th) and 5 to 10 March (New York goes forward on the 8th). Berlin and New York asked
+        // for 02:00, the hour that repeats or is skipped; London for 07:00, which daylight saving moves from before the
+        // default slot (06:00 UTC) to it (07:00 UTC): on the 25th, the papers of the 24th and the 25th are both new to them.
+        // New York's 02:00 moves the other way on the 8th: on the 9th (06:00 UTC) nothing is new yet, and no email goes.
         var berlin = await AddAsync("berlin@example.org", "Europe/Berlin", 2);
+        var london = await AddAsync("london@example.org", "Europe/London", 7);
         var newYork = await AddAsync("newyork@example.org", "America/New_York", 2);
         await using var app = new TestApp(_database, _smtp, settings: DefaultTime);
         var planner = app.Services.GetRequiredService<DeliveryPlanner>();
 
-        foreach (var first in new[] { new DateTimeOffset(2026, 10, 23, 0, 0, 0, TimeSpan.Zero), new DateTimeOffset(2026, 3, 6, 0, 0, 0, TimeSpan.Zero) })
+        foreach (var first in new[] { new DateOnly(2026, 10, 22), new DateOnly(2026, 3, 5) })
         {
-            for (var slot = first; slot < first.AddDays(4); slot += DeliverySlots.Length)
+            var from = new DateTimeOffset(first.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
+            for (var slot = from; slot < from.AddDays(6); slot += DeliverySlots.Length)
             {
+                if (slot.Hour == 7)
+                {
+                    var day = DateOnly.FromDateTime(slot.UtcDateTime);
+                    await _database.SaveDayAsync(day, PaperRecord.Create(null, $"Lidar mapping, day {day:MMdd}", "Scans.", [], null, 3));
+                }
                 await planner.PlanSlotAsync(slot, papersDay: null, CancellationToken.None);
             }
         }
 
         Assert.Equal(
-            ["2026-10-23", "2026-10-24", "2026-10-25", "2026-10-26"],
-            await DeliveryDaysAsync(berlin, "2026-10-01", "2026-10-31"));
+            ["03-06: 03-05", "03-07: 03-06", "03-08: 03-07", "03-09: 03-08", "03-10: 03-09",
+             "10-23: 10-22", "10-24: 10-23", "10-25: 10-24", "10-26: 10-25", "10-27: 10-26"],
+            await DeliveredPaperDaysAsync(berlin));
         Assert.Equal(
-            ["2026-03-06", "2026-03-07", "2026-03-08", "2026-03-09"],
-            await DeliveryDaysAsync(newYork, "2026-03-01", "2026-03-31"));
+            ["03-05: 03-05", "03-06: 03-06", "03-07: 03-07", "03-08: 03-08", "03-09: 03-09", "03-10: 03-10",
+             "10-23: 10-22", "10-24: 10-23", "10-25: 10-24 10-25", "10-26: 10-26", "10-27: 10-27"],
+            await DeliveredPaperDaysAsync(london));
+        Assert.Equal(
+            ["03-05: 03-05", "03-06: 03-06", "03-07: 03-07", "03-08: 03-08", "03-10: 03-09",
+             "10-23: 10-22", "10-24: 10-23", "10-25: 10-24", "10-26: 10-25", "10-27: 10-26"],
+            await DeliveredPaperDaysAsync(newYork));
+    }
+
+    [Fact]
+    public async Task PapersStoredBeforeTheDefaultTimeWaitForIt()
+    {
+        // The day before's papers came at the default time (07:00 UTC), after this subscriber's 05:00; the day's are fetched
+        // early, by hand at 03:00. The 05:00 slot sends the day before's still, and the day's come the next day: taking the
+        // day's at once left the day before's to no one.
+        await _database.SaveDayAsync(Day.AddDays(-1), PaperRecord.Create(null, "Lidar of the day before", "Scans.", [], null, 3));
+        var early = await AddAsync("early@example.org", "UTC", 5);
+        await _database.SaveDayAsync(Day, PaperRecord.Create(null, "Lidar of the day", "Scans.", [], null, 3));
+        await using var app = new TestApp(_database, _smtp, settings: DefaultTime);
+        var planner = app.Services.GetRequiredService<DeliveryPlanner>();
+
+        var plan = await planner.PlanSlotAsync(new DateTimeOffset(2026, 11, 25, 5, 0, 0, TimeSpan.Zero), papersDay: null, CancellationToken.None);
+        await planner.PlanSlotAsync(new DateTimeOffset(2026, 11, 26, 5, 0, 0, TimeSpan.Zero), papersDay: null, CancellationToken.None);
+
+        Assert.Equal(Day.AddDays(-1), plan.PapersDay);
+        Assert.Equal(["11-25: 11-24", "11-26: 11-25"], await DeliveredPaperDaysAsync(early));
     }
 
     [Fact]
@@ -428,10 +457,12 @@ public sealed class DeliverySlotTests : IAsyncLifetime
 
     private static readonly Dictionary<string, string?> DefaultTime = new() { ["Digest:Schedule"] = "0 0 7 * * ?", ["Digest:TimeZone"] = "UTC" };
 
-    private async Task<List<string>> DeliveryDaysAsync(long subscriber, string from, string to) =>
-        [.. (await _database.QueryAsync<DateTime>(
-            "SELECT day FROM deliveries WHERE subscriber_id = @subscriber AND day BETWEEN @from::date AND @to::date ORDER BY day",
-            new { subscriber, from, to })).Select(day => day.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture))];
+    /// <summary>Each delivery's local date and the days its papers are shown from: "10-25: 10-24 10-25".</summary>
+    private async Task<IReadOnlyList<string>> DeliveredPaperDaysAsync(long subscriber) => await _database.QueryAsync<string>("""
+        SELECT to_char(d.day, 'MM-DD') || ': ' ||
+               (SELECT string_agg(DISTINCT to_char((p->>'day')::date, 'MM-DD'), ' ') FROM jsonb_array_elements(d.papers) AS p)
+        FROM deliveries d WHERE d.subscriber_id = @subscriber ORDER BY d.day
+        """, new { subscriber });
 
     private async Task<long> AddAsync(string email, string? timeZone, int? hour, string frequency = "daily", int? weekday = null, string topic = "lidar")
     {

@@ -53,7 +53,8 @@ internal static class DigestCommand
             var isDryRun = result.GetValue(dryRun);
             var options = host.Services.GetRequiredService<IOptions<DigestOptions>>().Value;
             var instant = result.GetValue(at);
-            var day = result.GetValue(date) ?? (instant is { } given ? DigestSchedule.LocalDate(options, given) : DigestSchedule.DayOfFiring(options, DateTimeOffset.UtcNow));
+            // An instant's papers are those of the latest default slot by its slot: a slot before the day's ingests none of the day's.
+            var day = result.GetValue(date) ?? DigestSchedule.DayOfFiring(options, instant is { } given ? DeliverySlots.SlotOf(given) : DateTimeOffset.UtcNow);
             var slot = instant is { } moment ? DeliverySlots.SlotOf(moment) : DigestSchedule.DefaultSlot(options, day);
             // What makes planning a slot again add nothing is its deliveries, and Retention deletes them after a while.
             var kept = host.Services.GetRequiredService<IOptions<RetentionOptions>>().Value.Deliveries;

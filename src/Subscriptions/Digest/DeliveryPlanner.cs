@@ -15,9 +15,9 @@ internal sealed record SlotPlan(DateTimeOffset Slot, DateOnly PapersDay, long Co
 
 /// <summary>
 /// Turns a slot's matches into <c>deliveries</c>: the slot's subscribers (<see cref="DeliverySlots"/>) are matched
-/// against the latest ingested day (a week of days for weekly subscribers), leaving out every paper each of
-/// them was already planned, and get one row each, keyed by their local date. The unique (subscriber, day) key
-/// makes planning a slot twice add nothing, and gives nobody two digests on one local date.
+/// against the days ingested since their delivery time the local date before (a week of days for weekly subscribers),
+/// leaving out every paper each of them was already planned, and get one row each, keyed by their local date. The
+/// unique (subscriber, day) key makes planning a slot twice add nothing, and gives nobody two digests on one local date.
 /// </summary>
 internal sealed class DeliveryPlanner(
     NpgsqlDataSource dataSource, TopicMatcher matcher, IOptions<DigestOptions> options, TimeProvider time, ILogger<DeliveryPlanner> logger)
@@ -27,41 +27,63 @@ internal sealed class DeliveryPlanner(
     private const int BatchSize = 1000;
     private const int WeekDays = 7;
 
-    /// <summary>A daily subscriber's candidates: the one latest day ingested (earlier days were theirs the day before).</summary>
     private const string Daily = "daily";
 
-    /// <summary>A subscriber due in the slot: who they are and what they want, their local date there, and how often they get mail.</summary>
-    private sealed record DueSubscriber(SubscriberTopics Subscriber, DateOnly Day, string Frequency);
+    /// <summary>The key of a weekly subscriber's candidate days: the week's. A daily subscriber's are keyed by the days themselves.</summary>
+    private const string Weekly = "weekly";
+
+    /// <summary>A subscriber due in the slot: who they are and what they want, their local date there, and the key of their candidate days.</summary>
+    private sealed record DueSubscriber(SubscriberTopics Subscriber, DateOnly Day, string Candidates);
+
+    /// <summary>A due hour as the columns hold it (<see cref="AsStored"/>), and the key of its daily subscribers' candidate days.</summary>
+    private sealed record StoredDueHour(DueHour Hour, string DailyCandidates);
 
     /// <summary>A delivery to insert: its papers as JSON, and their ids as a PostgreSQL array literal (for <c>delivery_papers</c>).</summary>
     private sealed record PlannedDelivery(long SubscriberId, DateOnly Day, string Papers, string PaperIds);
 
     /// <summary>
     /// Plans the slot at <paramref name="slot"/> (a whole UTC hour) with the papers of <paramref name="papersDay"/> (default:
-    /// the latest ingested on or before the slot's date in <c>Digest:TimeZone</c>); <paramref name="bySchedule"/> when the
-    /// hourly schedule plans it rather than an operator.
+    /// the latest ingested by the slot's schedule: on or before the day of the latest default slot, see
+    /// <see cref="DigestSchedule.DayOfFiring"/>); <paramref name="bySchedule"/> when the hourly schedule plans it rather than
+    /// an operator.
     /// </summary>
     public async Task<SlotPlan> PlanSlotAsync(DateTimeOffset slot, DateOnly? papersDay, CancellationToken cancellationToken, bool bySchedule = false)
     {
         slot = DeliverySlots.SlotOf(slot);
         var digest = options.Value;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var day = papersDay ?? await LatestPapersDayAsync(connection, DigestSchedule.LocalDate(digest, slot), cancellationToken);
+        // Papers stored early (an `ingest` before the default time) wait for it: a slot before it that took them would leave
+        // the day before's to no one.
+        var day = papersDay ?? await LatestPapersDayAsync(connection, DigestSchedule.DayOfFiring(digest, slot), cancellationToken);
         if (day is not { } latest)
         {
             await RecordSlotAsync(connection, slot, 0, 0, bySchedule, cancellationToken);
             return new SlotPlan(slot, default, 0, 0, 0, []);
         }
 
-        var dueHours = await DueHoursAsync(connection, slot, digest, cancellationToken);
         var weekDays = await IngestedDaysAsync(connection, latest.AddDays(1 - WeekDays), latest, cancellationToken);
+        var candidates = new Dictionary<string, IReadOnlyList<DateOnly>>(StringComparer.Ordinal) { [Weekly] = weekDays };
+        var dueHours = new List<StoredDueHour>();
+        foreach (var due in await DueHoursAsync(connection, slot, digest, cancellationToken))
+        {
+            // A daily subscriber's candidates are the days ingested since the slot of their delivery time the local date
+            // before: one day, but two or none when a change of daylight saving (theirs or the operator's) moves their slot
+            // across the operator's default one, where each day's papers are ingested (with the latest day alone, autumn's
+            // change skipped a day's papers for them). An operator's `digest --date` sends that day's.
+            IReadOnlyList<DateOnly> days = papersDay is null
+                ? [.. weekDays.Where(candidate => candidate > DigestSchedule.DayOfFiring(digest, DeliverySlots.SlotTheDayBefore(due)))]
+                : [latest];
+            var key = string.Join(',', days.Select(candidate => candidate.DayNumber));
+            candidates.TryAdd(key, days);
+            dueHours.AddRange(AsStored(due, digest).Select(stored => new StoredDueHour(stored, key)));
+        }
         // Which day a planned paper is shown from: the latest of the window it was listed on.
         var paperDays = await PaperDaysAsync(connection, weekDays, cancellationToken);
         var since = await FirstListedAsync(connection, paperDays.Keys, cancellationToken);
 
         long covered = 0, matched = 0, added = 0;
         var localDays = new HashSet<DateOnly>();
-        var matchers = new Dictionary<string, TopicMatcher.BatchMatcher>(StringComparer.Ordinal);
+        var matchers = new Dictionary<string, TopicMatcher.BatchMatcher>(StringComparer.Ordinal); // by candidate days
         var batches = new Dictionary<string, List<DueSubscriber>>(StringComparer.Ordinal);
         // The slot's subscribers are read in one pass on this connection. A full batch is matched on another thread while
         // the next one is read (one batch at a time: the matcher is not shared), and its deliveries are written on two
@@ -79,20 +101,24 @@ internal sealed class DeliveryPlanner(
             {
                 covered++;
                 localDays.Add(due.Day);
-                if (!batches.TryGetValue(due.Frequency, out var batch))
+                if (candidates[due.Candidates].Count == 0)
                 {
-                    batches[due.Frequency] = batch = new List<DueSubscriber>(BatchSize);
+                    continue; // nothing ingested since their last delivery time
+                }
+                if (!batches.TryGetValue(due.Candidates, out var batch))
+                {
+                    batches[due.Candidates] = batch = new List<DueSubscriber>(BatchSize);
                 }
                 batch.Add(due);
                 if (batch.Count == BatchSize)
                 {
-                    batches.Remove(due.Frequency);
+                    batches.Remove(due.Candidates);
                     await planning;
                     planning = Task.Run(() => PlanBatchAsync(batch), cancellationToken);
                 }
             }
             await planning;
-            foreach (var batch in batches.OrderBy(pair => pair.Key != Daily).Select(pair => pair.Value))
+            foreach (var batch in batches.OrderBy(pair => pair.Key == Weekly).Select(pair => pair.Value))
             {
                 await PlanBatchAsync(batch);
             }
@@ -109,8 +135,6 @@ internal sealed class DeliveryPlanner(
         await RecordSlotAsync(connection, slot, matched, added, bySchedule, cancellationToken);
         return new SlotPlan(slot, latest, covered, matched, added, [.. localDays.Order()]);
 
-        // A daily subscriber's candidates are the one latest day ingested (earlier days were theirs the day before); a
-        // weekly subscriber's, the week's.
         async Task PlanBatchAsync(List<DueSubscriber> batch)
         {
             if (batch.Count == 0)
@@ -120,10 +144,10 @@ internal sealed class DeliveryPlanner(
             // The query reads subscribers in the index's order; deliveries are numbered, and so sent, in subscriber order
             // (within a batch, and daily ones first: for a slot smaller than a batch, as they were when the query sorted).
             batch.Sort(static (x, y) => x.Subscriber.Id.CompareTo(y.Subscriber.Id));
-            var frequency = batch[0].Frequency;
-            if (!matchers.TryGetValue(frequency, out var matcherOfDays))
+            var key = batch[0].Candidates;
+            if (!matchers.TryGetValue(key, out var matcherOfDays))
             {
-                matchers[frequency] = matcherOfDays = await matcher.ForDaysAsync(frequency == Daily ? [latest] : weekDays, cancellationToken);
+                matchers[key] = matcherOfDays = await matcher.ForDaysAsync(candidates[key], cancellationToken);
             }
             var localDay = batch.ToDictionary(due => due.Subscriber.Id, due => due.Day);
             var lists = await matcherOfDays.MatchAsync([.. batch.Select(due => due.Subscriber)], cancellationToken);
@@ -164,8 +188,7 @@ internal sealed class DeliveryPlanner(
             cancellationToken: cancellationToken))).ToDictionary(row => row.PaperId, row => row.Day);
 
     /// <summary>
-    /// The hours due in the slot, in every time zone subscribers chose, as the columns hold them: each also as NULL ('' and
-    /// -1 there) where it is the operator's default zone or hour. Time zones are few: the due hours are worked out here
+    /// The hours due in the slot, in every time zone subscribers chose. Time zones are few: the due hours are worked out here
     /// per zone (DST rules and all), and the database only joins.
     /// </summary>
     private async Task<List<DueHour>> DueHoursAsync(
@@ -191,7 +214,7 @@ internal sealed class DeliveryPlanner(
             logger.LogError("Slot {Slot:O}: subscribers in time zones this machine does not know ({Zones}) are not planned; install or update " +
                 "the time zone database (Debian's tzdata) on every instance", slot, string.Join(", ", unknown));
         }
-        return [.. DeliverySlots.DueIn(slot, zones).SelectMany(due => AsStored(due, digest))];
+        return [.. DeliverySlots.DueIn(slot, zones)];
     }
 
     /// <summary>
@@ -203,7 +226,7 @@ internal sealed class DeliveryPlanner(
     /// streamed: what each subscriber needs comes with them, three lookups by key, not a query per kind of thing.
     /// </summary>
     private async IAsyncEnumerable<DueSubscriber> DueSubscribersAsync(
-        NpgsqlConnection connection, List<DueHour> dueHours, DateOnly? since, long[] windowPapers,
+        NpgsqlConnection connection, List<StoredDueHour> dueHours, DateOnly? since, long[] windowPapers,
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
         if (dueHours.Count == 0)
@@ -211,11 +234,11 @@ internal sealed class DeliveryPlanner(
             yield break;
         }
         const string sql = """
-            SELECT s.id, s.email, coalesce(s.max_papers, @defaultMaxPapers), z.day, s.frequency,
+            SELECT s.id, s.email, coalesce(s.max_papers, @defaultMaxPapers), z.day, s.frequency, z.n,
                    ARRAY(SELECT t.text FROM topics t WHERE t.subscriber_id = s.id ORDER BY t.position),
                    ARRAY(SELECT p.paper_id FROM delivery_papers d CROSS JOIN LATERAL unnest(d.paper_ids) AS p(paper_id)
                          WHERE d.subscriber_id = s.id AND d.day >= @since AND d.day <> z.day AND p.paper_id = ANY(@windowPapers))
-            FROM unnest(@zones::text[], @hours::int[], @days::date[], @weekdays::int[]) AS z(zone, hour, day, weekday)
+            FROM unnest(@zones::text[], @hours::int[], @days::date[], @weekdays::int[]) WITH ORDINALITY AS z(zone, hour, day, weekday, n)
             JOIN subscribers s ON coalesce(s.time_zone, '') = z.zone AND coalesce(s.delivery_hour, -1) = z.hour
             WHERE s.status = 'active' AND (s.frequency = 'daily' OR s.weekday = z.weekday)
               AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email_key)
@@ -228,21 +251,23 @@ internal sealed class DeliveryPlanner(
         command.Parameters.AddWithValue("defaultMaxPapers", matcher.DefaultMaxPapers);
         command.Parameters.Add(new NpgsqlParameter<DateOnly?>("since", NpgsqlTypes.NpgsqlDbType.Date) { TypedValue = since });
         command.Parameters.AddWithValue("windowPapers", windowPapers);
-        command.Parameters.AddWithValue("zones", dueHours.Select(due => due.TimeZone).ToArray());
-        command.Parameters.AddWithValue("hours", dueHours.Select(due => due.Hour).ToArray());
-        command.Parameters.AddWithValue("days", dueHours.Select(due => due.Day).ToArray());
-        command.Parameters.AddWithValue("weekdays", dueHours.Select(due => due.Weekday).ToArray());
+        command.Parameters.AddWithValue("zones", dueHours.Select(due => due.Hour.TimeZone).ToArray());
+        command.Parameters.AddWithValue("hours", dueHours.Select(due => due.Hour.Hour).ToArray());
+        command.Parameters.AddWithValue("days", dueHours.Select(due => due.Hour.Day).ToArray());
+        command.Parameters.AddWithValue("weekdays", dueHours.Select(due => due.Hour.Weekday).ToArray());
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
             var subscriber = new SubscriberTopics(reader.GetInt64(0), reader.GetString(1), reader.GetInt32(2),
-                reader.GetFieldValue<string[]>(5), reader.GetFieldValue<long[]>(6));
-            yield return new DueSubscriber(subscriber, reader.GetFieldValue<DateOnly>(3), reader.GetString(4));
+                reader.GetFieldValue<string[]>(6), reader.GetFieldValue<long[]>(7));
+            var candidates = reader.GetString(4) == Daily ? dueHours[(int)reader.GetInt64(5) - 1].DailyCandidates : Weekly;
+            yield return new DueSubscriber(subscriber, reader.GetFieldValue<DateOnly>(3), candidates);
         }
         await reader.DisposeAsync();
         await transaction.CommitAsync(cancellationToken);
     }
 
+    /// <summary>A due hour as the columns hold it: also as NULL ('' and -1 there) where it is the operator's default zone or hour.</summary>
     private static IEnumerable<DueHour> AsStored(DueHour due, DigestOptions digest)
     {
         const string defaultZone = "";

@@ -21,6 +21,13 @@ internal static class DeliverySlots
         return new DateTimeOffset(utc.Year, utc.Month, utc.Day, utc.Hour, 0, 0, TimeSpan.Zero);
     }
 
+    /// <summary>The slot a moment falls due in: the whole UTC hour at or after it.</summary>
+    public static DateTimeOffset SlotDue(DateTimeOffset moment) => SlotOf(moment + Length - TimeSpan.FromTicks(1));
+
+    /// <summary>The slot the same delivery time fell due in on the local date before.</summary>
+    public static DateTimeOffset SlotTheDayBefore(DueHour due) =>
+        SlotDue(Moment(due.Day.AddDays(-1), due.Hour, TimeZoneInfo.FindSystemTimeZoneById(due.TimeZone)));
+
     /// <summary>The delivery hours of these time zones that fall due in the slot.</summary>
     public static IEnumerable<DueHour> DueIn(DateTimeOffset slot, IEnumerable<string> timeZones)
     {

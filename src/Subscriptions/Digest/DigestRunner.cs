@@ -32,14 +32,14 @@ internal sealed class DigestRunner(
     }
 
     /// <summary>
-    /// Plans the slot, with the papers of <paramref name="papersDay"/> (default: the latest day ingested on or
-    /// before the slot's date in <c>Digest:TimeZone</c>); ingests that day first when asked. <paramref name="bySchedule"/>:
+    /// Plans the slot, with the papers of <paramref name="papersDay"/> (default: those of the days the slot's schedule has
+    /// ingested, see <see cref="DeliveryPlanner.PlanSlotAsync"/>); ingests that day (default: the latest default slot's) first when asked. <paramref name="bySchedule"/>:
     /// the hourly schedule plans it, not an operator.
     /// </summary>
     public async Task<(IReadOnlyList<SourceReport> Sources, SlotPlan Plan)> PlanSlotAsync(
         DateTimeOffset slot, DateOnly? papersDay, bool ingestFirst, Action<string> progress, CancellationToken cancellationToken, bool bySchedule = false)
     {
-        var sources = await IngestAsync(papersDay ?? DigestSchedule.LocalDate(options.Value, slot), ingestFirst, progress, cancellationToken);
+        var sources = await IngestAsync(papersDay ?? DigestSchedule.DayOfFiring(options.Value, slot), ingestFirst, progress, cancellationToken);
         var plan = await planner.PlanSlotAsync(slot, papersDay, cancellationToken, bySchedule);
         progress($"Slot {plan.Slot:yyyy-MM-dd HH:mm}Z, papers of {plan.PapersDay:yyyy-MM-dd}: {plan.Covered:N0} subscribers due");
         progress($"Planned: {plan.Matched:N0} subscribers have matching papers; {plan.Added:N0} new deliveries ({plan.Matched - plan.Added:N0} planned before)");
@@ -57,7 +57,7 @@ internal sealed class DigestRunner(
         var stopwatch = Stopwatch.StartNew();
         if (dryRun)
         {
-            return await DryRunAsync(papersDay ?? DigestSchedule.LocalDate(options.Value, slot), ingestFirst, progress, stopwatch, cancellationToken);
+            return await DryRunAsync(papersDay ?? DigestSchedule.DayOfFiring(options.Value, slot), ingestFirst, progress, stopwatch, cancellationToken);
         }
 
         var (sources, plan) = await PlanSlotAsync(slot, papersDay, ingestFirst, progress, cancellationToken);

@@ -72,7 +72,7 @@ internal static class DigestSchedule
 
     /// <summary>The slot of the operator's default delivery time on a day: the hour of <c>Digest:Schedule</c> in <c>Digest:TimeZone</c>.</summary>
     public static DateTimeOffset DefaultSlot(DigestOptions options, DateOnly day) =>
-        DeliverySlots.SlotOf(DeliverySlots.Moment(day, options.DefaultHour, options.TimeZoneInfo) + DeliverySlots.Length - TimeSpan.FromTicks(1));
+        DeliverySlots.SlotDue(DeliverySlots.Moment(day, options.DefaultHour, options.TimeZoneInfo));
 
     /// <summary>Creates the job and its hourly trigger, or replaces the daily trigger of earlier versions.</summary>
     private sealed class ScheduleSetup(ISchedulerFactory schedulers, IOptions<DigestOptions> options, ILogger<ScheduleSetup> logger) : IHostedService
