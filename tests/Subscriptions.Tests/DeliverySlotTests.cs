@@ -264,6 +264,28 @@ public sealed class DeliverySlotTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task TheDigestOfADayGivesEachSubscriberOfItsDefaultSlotTheDaysSinceTheirDeliveryTimeTheDayBefore()
+    {
+        // London's 07:00 was 06:00 UTC on Saturday 24 October, before that day's papers came (07:00 UTC), and is 07:00 UTC,
+        // the default slot, on the Sunday: the day's digest planned by hand (`digest --date`, the console's run) gives them
+        // the Saturday's papers and the Sunday's; a subscriber whose 07:00 is UTC's, the Sunday's.
+        foreach (var day in new[] { new DateOnly(2026, 10, 23), new DateOnly(2026, 10, 24), new DateOnly(2026, 10, 25) })
+        {
+            await _database.SaveDayAsync(day, PaperRecord.Create(null, $"Lidar mapping, day {day:MMdd}", "Scans.", [], null, 3));
+        }
+        var london = await AddAsync("london@example.org", "Europe/London", 7);
+        var utc = await AddAsync("utc@example.org", "UTC", 7);
+        await using var app = new TestApp(_database, _smtp, settings: DefaultTime);
+        await app.Services.GetRequiredService<DeliveryPlanner>().PlanSlotAsync(
+            new DateTimeOffset(2026, 10, 24, 6, 0, 0, TimeSpan.Zero), papersDay: null, CancellationToken.None);
+
+        await app.Services.GetRequiredService<DigestRunner>().PlanDayAsync(new DateOnly(2026, 10, 25), ingestFirst: false, _ => { }, CancellationToken.None);
+
+        Assert.Equal(["10-24: 10-23", "10-25: 10-24 10-25"], await DeliveredPaperDaysAsync(london));
+        Assert.Equal(["10-25: 10-25"], await DeliveredPaperDaysAsync(utc));
+    }
+
+    [Fact]
     public async Task PapersStoredBeforeTheDefaultTimeWaitForIt()
     {
         // The day before's papers came at the default time (07:00 UTC), after this subscriber's 05:00; the day's are fetched

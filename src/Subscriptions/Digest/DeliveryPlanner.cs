@@ -69,10 +69,10 @@ internal sealed class DeliveryPlanner(
             // A daily subscriber's candidates are the days ingested since the slot of their delivery time the local date
             // before: one day, but two or none when a change of daylight saving (theirs or the operator's) moves their slot
             // across the operator's default one, where each day's papers are ingested (with the latest day alone, autumn's
-            // change skipped a day's papers for them). An operator's `digest --date` sends that day's.
-            IReadOnlyList<DateOnly> days = papersDay is null
-                ? [.. weekDays.Where(candidate => candidate > DigestSchedule.DayOfFiring(digest, DeliverySlots.SlotTheDayBefore(due)))]
-                : [latest];
+            // change skipped a day's papers for them). `digest --date` plans the default slot of its day: that day is
+            // among every due subscriber's candidates there.
+            var dayBefore = DigestSchedule.DayOfFiring(digest, DeliverySlots.SlotTheDayBefore(due));
+            IReadOnlyList<DateOnly> days = [.. weekDays.Where(candidate => candidate > dayBefore)];
             var key = string.Join(',', days.Select(candidate => candidate.DayNumber));
             candidates.TryAdd(key, days);
             dueHours.AddRange(AsStored(due, digest).Select(stored => new StoredDueHour(stored, key)));
