@@ -135,7 +135,7 @@ public sealed class DeliverySlotTests : IAsyncLifetime
             counts => counts.Sequential + counts.ByKey > sequentialBefore + byKeyBefore,
             "the planner's scans of delivery_papers", counts => $"{counts.Sequential} sequential, {counts.ByKey} by key");
         Assert.Equal(sequentialBefore, sequential);
-        Assert.Equal(byKeyBefore + 30, byKey); // one lookup per subscriber
+        Assert.Equal(byKeyBefore + 60, byKey); // two lookups per subscriber: the papers they were planned, their delivery the date before
     }
 
     [Fact]
@@ -283,6 +283,28 @@ public sealed class DeliverySlotTests : IAsyncLifetime
 
         Assert.Equal(["10-24: 10-23", "10-25: 10-24 10-25"], await DeliveredPaperDaysAsync(london));
         Assert.Equal(["10-25: 10-25"], await DeliveredPaperDaysAsync(utc));
+    }
+
+    [Fact]
+    public async Task ASubscriberWhoMovesTheirTimeFromBeforeTheDaysPapersToAfterGetsTheDayBetweenToo()
+    {
+        // At 05:00 UTC on the 25th they got the 24th's papers (the 25th's come at 07:00), then chose 09:00: on the 26th the
+        // 25th's papers are new to them as well as the 26th's. Worked out from the new time alone, the 25th's were no one's.
+        foreach (var day in new[] { Day.AddDays(-1), Day, Day.AddDays(1) })
+        {
+            await _database.SaveDayAsync(day, PaperRecord.Create(null, $"Lidar mapping, day {day:MMdd}", "Scans.", [], null, 3));
+        }
+        var mover = await AddAsync("mover@example.org", "UTC", 5);
+        await using var app = new TestApp(_database, _smtp, settings: DefaultTime);
+        var planner = app.Services.GetRequiredService<DeliveryPlanner>();
+
+        await planner.PlanSlotAsync(new DateTimeOffset(2026, 11, 25, 5, 0, 0, TimeSpan.Zero), papersDay: null, CancellationToken.None);
+        await _database.ExecuteAsync("UPDATE subscribers SET delivery_hour = 9 WHERE id = @mover", new { mover });
+        var again = await planner.PlanSlotAsync(new DateTimeOffset(2026, 11, 25, 9, 0, 0, TimeSpan.Zero), papersDay: null, CancellationToken.None);
+        await planner.PlanSlotAsync(new DateTimeOffset(2026, 11, 26, 9, 0, 0, TimeSpan.Zero), papersDay: null, CancellationToken.None);
+
+        Assert.Equal(0, again.Added); // they had the 25th's digest
+        Assert.Equal(["11-25: 11-24", "11-26: 11-25 11-26"], await DeliveredPaperDaysAsync(mover));
     }
 
     [Fact]

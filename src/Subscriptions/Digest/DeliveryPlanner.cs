@@ -32,11 +32,17 @@ internal sealed class DeliveryPlanner(
     /// <summary>The key of a weekly subscriber's candidate days: the week's. A daily subscriber's are keyed by the days themselves.</summary>
     private const string Weekly = "weekly";
 
-    /// <summary>A subscriber due in the slot: who they are and what they want, their local date there, and the key of their candidate days.</summary>
-    private sealed record DueSubscriber(SubscriberTopics Subscriber, DateOnly Day, string Candidates);
+    /// <summary>
+    /// A subscriber due in the slot: who they are and what they want, their local date there, how often they get mail, and
+    /// the newest day of papers they had before this date (if daily).
+    /// </summary>
+    private sealed record DueSubscriber(SubscriberTopics Subscriber, DateOnly Day, string Frequency, DateOnly PapersThrough);
 
-    /// <summary>A due hour as the columns hold it (<see cref="AsStored"/>), and the key of its daily subscribers' candidate days.</summary>
-    private sealed record StoredDueHour(DueHour Hour, string DailyCandidates);
+    /// <summary>
+    /// A due hour as the columns hold it (<see cref="AsStored"/>), and the newest day of papers the schedule had ingested by
+    /// the same delivery time the local date before.
+    /// </summary>
+    private sealed record StoredDueHour(DueHour Hour, DateOnly PapersThroughTheDayBefore);
 
     /// <summary>A delivery to insert: its papers as JSON, and their ids as a PostgreSQL array literal (for <c>delivery_papers</c>).</summary>
     private sealed record PlannedDelivery(long SubscriberId, DateOnly Day, string Papers, string PaperIds);
@@ -62,21 +68,18 @@ internal sealed class DeliveryPlanner(
         }
 
         var weekDays = await IngestedDaysAsync(connection, latest.AddDays(1 - WeekDays), latest, cancellationToken);
+        // A daily subscriber's candidates are the days ingested after those of their delivery the local date before (its
+        // papers_through, sql/0028), or without one, after those the schedule had ingested by their delivery time then: one
+        // day, but two or none when daylight saving (theirs or the operator's) or a change of their delivery time moves
+        // their slot across the operator's default one, where each day's papers are ingested (with the latest day alone,
+        // autumn's change skipped a day's papers for them). `digest --date` plans the default slot of its day: that day
+        // is among every due subscriber's candidates there. Candidates are keyed by their days; a weekly subscriber's are the week's.
         var candidates = new Dictionary<string, IReadOnlyList<DateOnly>>(StringComparer.Ordinal) { [Weekly] = weekDays };
-        var dueHours = new List<StoredDueHour>();
-        foreach (var due in await DueHoursAsync(connection, slot, digest, cancellationToken))
-        {
-            // A daily subscriber's candidates are the days ingested since the slot of their delivery time the local date
-            // before: one day, but two or none when a change of daylight saving (theirs or the operator's) moves their slot
-            // across the operator's default one, where each day's papers are ingested (with the latest day alone, autumn's
-            // change skipped a day's papers for them). `digest --date` plans the default slot of its day: that day is
-            // among every due subscriber's candidates there.
-            var dayBefore = DigestSchedule.DayOfFiring(digest, DeliverySlots.SlotTheDayBefore(due));
-            IReadOnlyList<DateOnly> days = [.. weekDays.Where(candidate => candidate > dayBefore)];
-            var key = string.Join(',', days.Select(candidate => candidate.DayNumber));
-            candidates.TryAdd(key, days);
-            dueHours.AddRange(AsStored(due, digest).Select(stored => new StoredDueHour(stored, key)));
-        }
+        var dailyKeys = new Dictionary<DateOnly, string>();
+        var dueHours = (await DueHoursAsync(connection, slot, digest, cancellationToken))
+            .SelectMany(due => AsStored(due, digest).Select(stored =>
+                new StoredDueHour(stored, DigestSchedule.DayOfFiring(digest, DeliverySlots.SlotTheDayBefore(due)))))
+            .ToList();
         // Which day a planned paper is shown from: the latest of the window it was listed on.
         var paperDays = await PaperDaysAsync(connection, weekDays, cancellationToken);
         var since = await FirstListedAsync(connection, paperDays.Keys, cancellationToken);
@@ -101,26 +104,28 @@ internal sealed class DeliveryPlanner(
             {
                 covered++;
                 localDays.Add(due.Day);
-                if (candidates[due.Candidates].Count == 0)
+                var key = due.Frequency == Daily ? DailyKey(due.PapersThrough) : Weekly;
+                if (candidates[key].Count == 0)
                 {
-                    continue; // nothing ingested since their last delivery time
+                    continue; // nothing ingested since their last delivery
                 }
-                if (!batches.TryGetValue(due.Candidates, out var batch))
+                if (!batches.TryGetValue(key, out var batch))
                 {
-                    batches[due.Candidates] = batch = new List<DueSubscriber>(BatchSize);
+                    batches[key] = batch = new List<DueSubscriber>(BatchSize);
                 }
                 batch.Add(due);
                 if (batch.Count == BatchSize)
                 {
-                    batches.Remove(due.Candidates);
+                    batches.Remove(key);
                     await planning;
-                    planning = Task.Run(() => PlanBatchAsync(batch), cancellationToken);
+                    var days = candidates[key];
+                    planning = Task.Run(() => PlanBatchAsync(key, days, batch), cancellationToken);
                 }
             }
             await planning;
-            foreach (var batch in batches.OrderBy(pair => pair.Key == Weekly).Select(pair => pair.Value))
+            foreach (var (key, batch) in batches.OrderBy(pair => pair.Key == Weekly))
             {
-                await PlanBatchAsync(batch);
+                await PlanBatchAsync(key, candidates[key], batch);
             }
             added += (await Task.WhenAll(inserting)).Sum();
         }
@@ -135,7 +140,19 @@ internal sealed class DeliveryPlanner(
         await RecordSlotAsync(connection, slot, matched, added, bySchedule, cancellationToken);
         return new SlotPlan(slot, latest, covered, matched, added, [.. localDays.Order()]);
 
-        async Task PlanBatchAsync(List<DueSubscriber> batch)
+        string DailyKey(DateOnly papersThrough)
+        {
+            if (!dailyKeys.TryGetValue(papersThrough, out var key))
+            {
+                IReadOnlyList<DateOnly> days = [.. weekDays.Where(candidate => candidate > papersThrough)];
+                dailyKeys[papersThrough] = key = string.Join(',', days.Select(candidate => candidate.DayNumber));
+                candidates.TryAdd(key, days);
+            }
+            return key;
+        }
+
+        // On another thread than the reading: what it needs of the candidates comes as arguments.
+        async Task PlanBatchAsync(string key, IReadOnlyList<DateOnly> days, List<DueSubscriber> batch)
         {
             if (batch.Count == 0)
             {
@@ -144,10 +161,9 @@ internal sealed class DeliveryPlanner(
             // The query reads subscribers in the index's order; deliveries are numbered, and so sent, in subscriber order
             // (within a batch, and daily ones first: for a slot smaller than a batch, as they were when the query sorted).
             batch.Sort(static (x, y) => x.Subscriber.Id.CompareTo(y.Subscriber.Id));
-            var key = batch[0].Candidates;
             if (!matchers.TryGetValue(key, out var matcherOfDays))
             {
-                matchers[key] = matcherOfDays = await matcher.ForDaysAsync(candidates[key], cancellationToken);
+                matchers[key] = matcherOfDays = await matcher.ForDaysAsync(days, cancellationToken);
             }
             var localDay = batch.ToDictionary(due => due.Subscriber.Id, due => due.Day);
             var lists = await matcherOfDays.MatchAsync([.. batch.Select(due => due.Subscriber)], cancellationToken);
@@ -157,7 +173,7 @@ internal sealed class DeliveryPlanner(
                 $"{{{string.Join(',', list.Papers.Select(paper => paper.PaperId.ToString(CultureInfo.InvariantCulture)))}}}")).ToList();
             var writer = batchesPlanned++ % writers.Length;
             added += await inserting[writer];
-            inserting[writer] = InsertAsync(writers[writer], planned, cancellationToken);
+            inserting[writer] = InsertAsync(writers[writer], planned, latest, cancellationToken);
         }
     }
 
@@ -219,11 +235,12 @@ internal sealed class DeliveryPlanner(
 
     /// <summary>
     /// The active, unsuppressed subscribers whose delivery time is one of <paramref name="dueHours"/> (through the index
-    /// subscribers_delivery_time, sql/0014), each with their local date, their topics, and the papers of the window they were
-    /// already planned on another date. A paper can have been planned only from a day it was listed on, so only deliveries
+    /// subscribers_delivery_time, sql/0014), each with their local date, their topics, the papers of the window they were
+    /// already planned on another date, and the newest day of papers they had before (of their delivery the date before, or
+    /// the due hour's). A paper can have been planned only from a day it was listed on, so only deliveries
     /// (their papers in <c>delivery_papers</c>) from <paramref name="since"/> on are read. The delivery of the slot's own
     /// date does not count, so planning a slot again matches what it did the first time (and adds nothing). One pass,
-    /// streamed: what each subscriber needs comes with them, three lookups by key, not a query per kind of thing.
+    /// streamed: what each subscriber needs comes with them, four lookups by key, not a query per kind of thing.
     /// </summary>
     private async IAsyncEnumerable<DueSubscriber> DueSubscribersAsync(
         NpgsqlConnection connection, List<StoredDueHour> dueHours, DateOnly? since, long[] windowPapers,
@@ -235,6 +252,7 @@ internal sealed class DeliveryPlanner(
         }
         const string sql = """
             SELECT s.id, s.email, coalesce(s.max_papers, @defaultMaxPapers), z.day, s.frequency, z.n,
+                   (SELECT d.papers_through FROM delivery_papers d WHERE d.subscriber_id = s.id AND d.day = z.day - 1),
                    ARRAY(SELECT t.text FROM topics t WHERE t.subscriber_id = s.id ORDER BY t.position),
                    ARRAY(SELECT p.paper_id FROM delivery_papers d CROSS JOIN LATERAL unnest(d.paper_ids) AS p(paper_id)
                          WHERE d.subscriber_id = s.id AND d.day >= @since AND d.day <> z.day AND p.paper_id = ANY(@windowPapers))
@@ -259,9 +277,9 @@ internal sealed class DeliveryPlanner(
         while (await reader.ReadAsync(cancellationToken))
         {
             var subscriber = new SubscriberTopics(reader.GetInt64(0), reader.GetString(1), reader.GetInt32(2),
-                reader.GetFieldValue<string[]>(6), reader.GetFieldValue<long[]>(7));
-            var candidates = reader.GetString(4) == Daily ? dueHours[(int)reader.GetInt64(5) - 1].DailyCandidates : Weekly;
-            yield return new DueSubscriber(subscriber, reader.GetFieldValue<DateOnly>(3), candidates);
+                reader.GetFieldValue<string[]>(7), reader.GetFieldValue<long[]>(8));
+            var papersThrough = reader.IsDBNull(6) ? dueHours[(int)reader.GetInt64(5) - 1].PapersThroughTheDayBefore : reader.GetFieldValue<DateOnly>(6);
+            yield return new DueSubscriber(subscriber, reader.GetFieldValue<DateOnly>(3), reader.GetString(4), papersThrough);
         }
         await reader.DisposeAsync();
         await transaction.CommitAsync(cancellationToken);
@@ -297,7 +315,7 @@ internal sealed class DeliveryPlanner(
         await connection.ExecuteScalarAsync<DateOnly?>(new CommandDefinition(
             "SELECT min(day) - 1 FROM paper_days WHERE paper_id = ANY(@papers)", new { papers = papers.ToArray() }, cancellationToken: cancellationToken));
 
-    private async Task<int> InsertAsync(NpgsqlConnection connection, List<PlannedDelivery> batch, CancellationToken cancellationToken)
+    private async Task<int> InsertAsync(NpgsqlConnection connection, List<PlannedDelivery> batch, DateOnly papersThrough, CancellationToken cancellationToken)
     {
         if (batch.Count == 0)
         {
@@ -317,8 +335,8 @@ internal sealed class DeliveryPlanner(
             ), queued AS (
                 INSERT INTO delivery_queue (delivery_id, day) SELECT id, day FROM planned
             )
-            INSERT INTO delivery_papers (subscriber_id, day, paper_ids)
-            SELECT planned.subscriber_id, planned.day, t.paper_ids::bigint[]
+            INSERT INTO delivery_papers (subscriber_id, day, paper_ids, papers_through)
+            SELECT planned.subscriber_id, planned.day, t.paper_ids::bigint[], @papersThrough
             FROM planned JOIN unnest(@ids, @days, @paperIds) AS t(id, day, paper_ids) ON t.id = planned.subscriber_id AND t.day = planned.day
             """;
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -330,6 +348,7 @@ internal sealed class DeliveryPlanner(
             days = batch.Select(row => row.Day).ToArray(),
             papers = batch.Select(row => row.Papers).ToArray(),
             paperIds = batch.Select(row => row.PaperIds).ToArray(),
+            papersThrough,
         }, transaction, cancellationToken: cancellationToken));
         await transaction.CommitAsync(cancellationToken);
         return added;
