@@ -135,7 +135,7 @@ public sealed class DeliverySlotTests : IAsyncLifetime
             counts => counts.Sequential + counts.ByKey > sequentialBefore + byKeyBefore,
             "the planner's scans of delivery_papers", counts => $"{counts.Sequential} sequential, {counts.ByKey} by key");
         Assert.Equal(sequentialBefore, sequential);
-        Assert.Equal(byKeyBefore + 60, byKey); // two lookups per subscriber: the papers they were planned, their delivery the date before
+        Assert.Equal(byKeyBefore + 60, byKey); // two lookups per subscriber: the papers they were planned, their digests of the week before
     }
 
     [Fact]
@@ -288,23 +288,46 @@ public sealed class DeliverySlotTests : IAsyncLifetime
     [Fact]
     public async Task ASubscriberWhoMovesTheirTimeFromBeforeTheDaysPapersToAfterGetsTheDayBetweenToo()
     {
-        // At 05:00 UTC on the 25th they got the 24th's papers (the 25th's come at 07:00), then chose 09:00: on the 26th the
-        // 25th's papers are new to them as well as the 26th's. Worked out from the new time alone, the 25th's were no one's.
-        foreach (var day in new[] { Day.AddDays(-1), Day, Day.AddDays(1) })
-        {
-            await _database.SaveDayAsync(day, PaperRecord.Create(null, $"Lidar mapping, day {day:MMdd}", "Scans.", [], null, 3));
-        }
+        // At 05:00 UTC on the 23rd they got the 22nd's papers (each day's come at 07:00); on the 24th the 23rd's matched
+        // none of their topics, and they chose 09:00: on the 25th, the 24th's papers are new to them as well as the 25th's.
+        // Worked out from the new time alone, or from a digest the day before (they had none), the 24th's were no one's.
+        await _database.SaveDayAsync(Day.AddDays(-3), PaperRecord.Create(null, "Lidar mapping, day 1122", "Scans.", [], null, 3));
+        await _database.SaveDayAsync(Day.AddDays(-2), PaperRecord.Create(null, "Protein folding kinetics", "Enzymes.", [], null, 3));
+        await _database.SaveDayAsync(Day.AddDays(-1), PaperRecord.Create(null, "Lidar mapping, day 1124", "Scans.", [], null, 3));
+        await _database.SaveDayAsync(Day, PaperRecord.Create(null, "Lidar mapping, day 1125", "Scans.", [], null, 3));
         var mover = await AddAsync("mover@example.org", "UTC", 5);
         await using var app = new TestApp(_database, _smtp, settings: DefaultTime);
         var planner = app.Services.GetRequiredService<DeliveryPlanner>();
 
-        await planner.PlanSlotAsync(new DateTimeOffset(2026, 11, 25, 5, 0, 0, TimeSpan.Zero), papersDay: null, CancellationToken.None);
+        await planner.PlanSlotAsync(new DateTimeOffset(2026, 11, 23, 5, 0, 0, TimeSpan.Zero), papersDay: null, CancellationToken.None);
+        await planner.PlanSlotAsync(new DateTimeOffset(2026, 11, 24, 5, 0, 0, TimeSpan.Zero), papersDay: null, CancellationToken.None);
         await _database.ExecuteAsync("UPDATE subscribers SET delivery_hour = 9 WHERE id = @mover", new { mover });
+        await planner.PlanSlotAsync(new DateTimeOffset(2026, 11, 25, 9, 0, 0, TimeSpan.Zero), papersDay: null, CancellationToken.None);
+        // Planning that slot again adds nothing.
         var again = await planner.PlanSlotAsync(new DateTimeOffset(2026, 11, 25, 9, 0, 0, TimeSpan.Zero), papersDay: null, CancellationToken.None);
-        await planner.PlanSlotAsync(new DateTimeOffset(2026, 11, 26, 9, 0, 0, TimeSpan.Zero), papersDay: null, CancellationToken.None);
 
-        Assert.Equal(0, again.Added); // they had the 25th's digest
-        Assert.Equal(["11-25: 11-24", "11-26: 11-25 11-26"], await DeliveredPaperDaysAsync(mover));
+        Assert.Equal(["11-23: 11-22", "11-25: 11-24 11-25"], await DeliveredPaperDaysAsync(mover));
+        Assert.Equal(0, again.Added);
+    }
+
+    [Fact]
+    public async Task ADayAskedForBeforeItsPapersCameIsNotTakenAsHad()
+    {
+        // The day's digest planned by hand while its papers are not there yet (their fetch failed): London's 07:00 subscriber
+        // gets the 24th's papers on the 25th; the 25th's, fetched later, come with the 26th's, not never.
+        await _database.SaveDayAsync(new DateOnly(2026, 10, 24), PaperRecord.Create(null, "Lidar mapping, day 1024", "Scans.", [], null, 3));
+        var london = await AddAsync("london@example.org", "Europe/London", 7);
+        await using var app = new TestApp(_database, _smtp, settings: DefaultTime);
+
+        await app.Services.GetRequiredService<DigestRunner>().PlanDayAsync(new DateOnly(2026, 10, 25), ingestFirst: false, _ => { }, CancellationToken.None);
+        foreach (var day in new[] { new DateOnly(2026, 10, 25), new DateOnly(2026, 10, 26) })
+        {
+            await _database.SaveDayAsync(day, PaperRecord.Create(null, $"Lidar mapping, day {day:MMdd}", "Scans.", [], null, 3));
+        }
+        await app.Services.GetRequiredService<DeliveryPlanner>().PlanSlotAsync(
+            new DateTimeOffset(2026, 10, 26, 7, 0, 0, TimeSpan.Zero), papersDay: null, CancellationToken.None);
+
+        Assert.Equal(["10-25: 10-24", "10-26: 10-25 10-26"], await DeliveredPaperDaysAsync(london));
     }
 
     [Fact]

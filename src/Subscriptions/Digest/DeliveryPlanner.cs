@@ -34,7 +34,7 @@ internal sealed class DeliveryPlanner(
 
     /// <summary>
     /// A subscriber due in the slot: who they are and what they want, their local date there, how often they get mail, and
-    /// the newest day of papers they had before this date (if daily).
+    /// the newest day of papers before this date that they are taken to have had (if daily).
     /// </summary>
     private sealed record DueSubscriber(SubscriberTopics Subscriber, DateOnly Day, string Frequency, DateOnly PapersThrough);
 
@@ -68,12 +68,14 @@ internal sealed class DeliveryPlanner(
         }
 
         var weekDays = await IngestedDaysAsync(connection, latest.AddDays(1 - WeekDays), latest, cancellationToken);
-        // A daily subscriber's candidates are the days ingested after those of their delivery the local date before (its
-        // papers_through, sql/0028), or without one, after those the schedule had ingested by their delivery time then: one
-        // day, but two or none when daylight saving (theirs or the operator's) or a change of their delivery time moves
-        // their slot across the operator's default one, where each day's papers are ingested (with the latest day alone,
-        // autumn's change skipped a day's papers for them). `digest --date` plans the default slot of its day: that day
-        // is among every due subscriber's candidates there. Candidates are keyed by their days; a weekly subscriber's are the week's.
+        // A daily subscriber's candidates are the days ingested after those the schedule had ingested by their delivery time
+        // the local date before: one day, but two or none when daylight saving (theirs or the operator's) moves their slot
+        // across the operator's default one, where each day's papers are ingested (with the latest day alone, autumn's
+        // change skipped a day's papers for them). Their last digest of the week before (its papers_through, sql/0028)
+        // can add the day before that: one that moved their time from before the default slot to after it, or whose slot
+        // came before a late fetch of the day's papers, gets the day between too. `digest --date` plans the default slot of
+        // its day: that day is among every due subscriber's candidates there. Candidates are keyed by their days; a weekly
+        // subscriber's are the week's.
         var candidates = new Dictionary<string, IReadOnlyList<DateOnly>>(StringComparer.Ordinal) { [Weekly] = weekDays };
         var dailyKeys = new Dictionary<DateOnly, string>();
         var dueHours = (await DueHoursAsync(connection, slot, digest, cancellationToken))
@@ -173,7 +175,8 @@ internal sealed class DeliveryPlanner(
                 $"{{{string.Join(',', list.Papers.Select(paper => paper.PaperId.ToString(CultureInfo.InvariantCulture)))}}}")).ToList();
             var writer = batchesPlanned++ % writers.Length;
             added += await inserting[writer];
-            inserting[writer] = InsertAsync(writers[writer], planned, latest, cancellationToken);
+            // The newest day matched, which is not the slot's when it was asked for (`digest --date`) and is not ingested.
+            inserting[writer] = InsertAsync(writers[writer], planned, days[^1], cancellationToken);
         }
     }
 
@@ -236,9 +239,9 @@ internal sealed class DeliveryPlanner(
     /// <summary>
     /// The active, unsuppressed subscribers whose delivery time is one of <paramref name="dueHours"/> (through the index
     /// subscribers_delivery_time, sql/0014), each with their local date, their topics, the papers of the window they were
-    /// already planned on another date, and the newest day of papers they had before (of their delivery the date before, or
-    /// the due hour's). A paper can have been planned only from a day it was listed on, so only deliveries
-    /// (their papers in <c>delivery_papers</c>) from <paramref name="since"/> on are read. The delivery of the slot's own
+    /// already planned on another date, and the newest day of papers they are taken to have had (see <see cref="PlanSlotAsync"/>).
+    /// A paper can have been planned only from a day it was listed on, so only deliveries (their papers in
+    /// <c>delivery_papers</c>) from <paramref name="since"/> on are read. The delivery of the slot's own
     /// date does not count, so planning a slot again matches what it did the first time (and adds nothing). One pass,
     /// streamed: what each subscriber needs comes with them, four lookups by key, not a query per kind of thing.
     /// </summary>
@@ -252,7 +255,7 @@ internal sealed class DeliveryPlanner(
         }
         const string sql = """
             SELECT s.id, s.email, coalesce(s.max_papers, @defaultMaxPapers), z.day, s.frequency, z.n,
-                   (SELECT d.papers_through FROM delivery_papers d WHERE d.subscriber_id = s.id AND d.day = z.day - 1),
+                   (SELECT max(d.papers_through) FROM delivery_papers d WHERE d.subscriber_id = s.id AND d.day BETWEEN z.day - 7 AND z.day - 1),
                    ARRAY(SELECT t.text FROM topics t WHERE t.subscriber_id = s.id ORDER BY t.position),
                    ARRAY(SELECT p.paper_id FROM delivery_papers d CROSS JOIN LATERAL unnest(d.paper_ids) AS p(paper_id)
                          WHERE d.subscriber_id = s.id AND d.day >= @since AND d.day <> z.day AND p.paper_id = ANY(@windowPapers))
@@ -278,7 +281,8 @@ internal sealed class DeliveryPlanner(
         {
             var subscriber = new SubscriberTopics(reader.GetInt64(0), reader.GetString(1), reader.GetInt32(2),
                 reader.GetFieldValue<string[]>(7), reader.GetFieldValue<long[]>(8));
-            var papersThrough = reader.IsDBNull(6) ? dueHours[(int)reader.GetInt64(5) - 1].PapersThroughTheDayBefore : reader.GetFieldValue<DateOnly>(6);
+            var scheduled = dueHours[(int)reader.GetInt64(5) - 1].PapersThroughTheDayBefore;
+            var papersThrough = reader.IsDBNull(6) ? scheduled : Max(reader.GetFieldValue<DateOnly>(6), scheduled.AddDays(-1));
             yield return new DueSubscriber(subscriber, reader.GetFieldValue<DateOnly>(3), reader.GetString(4), papersThrough);
         }
         await reader.DisposeAsync();
@@ -387,4 +391,6 @@ internal sealed class DeliveryPlanner(
         await connection.ExecuteAsync(new CommandDefinition(sql, new { slot, now = time.GetUtcNow(), matched, added, bySchedule },
             cancellationToken: cancellationToken));
     }
+
+    private static DateOnly Max(DateOnly x, DateOnly y) => x > y ? x : y;
 }
