@@ -176,6 +176,40 @@ public sealed class DigestScheduleTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ASourceThatFailedAtADefaultSlotLateInTheDayIsFetchedAgainBeforeTheSlotsAfterMidnight()
+    {
+        // A default time of 23:00: the slots from midnight to 22:00 plan that day's papers, and ask its failed source again.
+        await using var smtp = await TestSmtpServer.StartNewAsync();
+        var papersFile = Path.Combine(Path.GetTempPath(), $"subscriptions-late-papers-{Guid.NewGuid():N}.txt");
+        var settings = new Dictionary<string, string?>
+        {
+            ["Digest:Enabled"] = "true",
+            ["Digest:Schedule"] = "0 0 23 * * ?",
+            ["Papers:Sources"] = "file",
+            ["Papers:File:Path"] = papersFile, // not there at 23:00: the fetch fails
+        };
+        await AddScheduledAsync("early2@example.org", "UTC", 2, "dexterous manipulation");
+        await _database.ExecuteAsync("INSERT INTO digest_slots (slot, planned_at, matched, planned, by_schedule) VALUES ('2030-01-11T22:00:00Z', now(), 0, 0, true)");
+        try
+        {
+            await FireOnceAsync(new ShiftedTime(new DateTimeOffset(2030, 1, 11, 23, 20, 0, TimeSpan.Zero)), smtp, settings);
+            Assert.Equal(0, await _database.ScalarAsync<long>("SELECT count(*) FROM paper_days WHERE day = '2030-01-11'"));
+
+            // 02:20 the next day: the file has come; the slots from 00:00 ask the source for the 11th's papers again.
+            File.Copy(Path.Combine(AppContext.BaseDirectory, "Payloads", "trending-page.txt"), papersFile);
+            await using var app = await FireOnceAsync(new ShiftedTime(new DateTimeOffset(2030, 1, 12, 2, 20, 0, TimeSpan.Zero)), smtp, settings);
+
+            var message = await smtp.WaitForMessageToAsync("early2@example.org", TimeSpan.FromSeconds(30));
+            Assert.Contains("Diffusion Policies for Dexterous Manipulation", message.TextBody);
+            Assert.NotEqual(0, await _database.ScalarAsync<long>("SELECT count(*) FROM paper_days WHERE day = '2030-01-11'"));
+        }
+        finally
+        {
+            File.Delete(papersFile);
+        }
+    }
+
+    [Fact]
     public async Task SlotsMissedForMoreThanADayAreNamedInAWarning()
     {
         await using var smtp = await TestSmtpServer.StartNewAsync();

@@ -8,8 +8,8 @@ namespace Subscriptions.Digest;
 /// <summary>
 /// Plans the hourly slot that is due, and every slot since the last one planned (at most a day's worth) when
 /// all instances were down meanwhile; the slot of the operator's default time ingests the day's papers
-/// first, and each slot after it that day fetches again the sources that have no papers for the day. Every
-/// instance's <see cref="DeliveryWorker"/> then sends it.
+/// first, and each slot after it until the next day's fetches again the sources that have no papers for the day.
+/// Every instance's <see cref="DeliveryWorker"/> then sends it.
 /// </summary>
 [DisallowConcurrentExecution]
 internal sealed class DailyDigestJob(
@@ -38,7 +38,8 @@ internal sealed class DailyDigestJob(
         var fetched = new HashSet<DateOnly>(); // days whose sources this firing asked already (a catch-up plans several slots)
         for (var slot = first; slot <= current; slot += DeliverySlots.Length)
         {
-            var date = DigestSchedule.LocalDate(digest, slot);
+            // The day whose papers the slot plans: that of the latest default slot (DeliveryPlanner).
+            var date = DigestSchedule.DayOfFiring(digest, slot);
             var defaultSlot = DigestSchedule.DefaultSlot(digest, date);
             var isDefaultSlot = slot == defaultSlot;
             logger.LogInformation("Digest slot {Slot:O} started (scheduled {Scheduled:O}){Ingest}", slot, context.ScheduledFireTimeUtc,
@@ -47,7 +48,7 @@ internal sealed class DailyDigestJob(
             {
                 fetched.Add(date);
             }
-            else if (slot > defaultSlot && fetched.Add(date))
+            else if (fetched.Add(date))
             {
                 await FetchMissingSourcesAsync(date, defaultSlot, cancellationToken);
             }
@@ -61,7 +62,7 @@ internal sealed class DailyDigestJob(
 
     /// <summary>
     /// The default slot's fetch may have failed (a source down, a timeout) or found nothing yet: the sources without papers
-    /// for the day are asked again before each later slot of that day, or the day's papers would reach no one.
+    /// for the day are asked again before each later slot until the next day's default one, or the day's papers would reach no one.
     /// </summary>
     private async Task FetchMissingSourcesAsync(DateOnly date, DateTimeOffset defaultSlot, CancellationToken cancellationToken)
     {
