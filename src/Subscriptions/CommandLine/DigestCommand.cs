@@ -14,7 +14,7 @@ internal static class DigestCommand
         var date = Verbs.DateOption("The day to digest: the slot of the default delivery time that day, with that day's papers (default: the day of the latest scheduled time).");
         var at = new Option<DateTimeOffset?>("--at")
         {
-            Description = "Run the hourly slot of this instant (every subscriber whose delivery time falls in it), with the latest papers stored by then.",
+            Description = "Run the hourly slot of this instant (every subscriber whose delivery time falls in it), with the papers of the day of the latest default time at or before it.",
             HelpName = "INSTANT",
             CustomParser = result =>
             {
