@@ -144,64 +144,55 @@ public sealed class DigestScheduleTests : IAsyncLifetime
     [Fact]
     public async Task ASourceThatFailedAtTheDefaultSlotIsFetchedAgainBeforeTheDaysLaterSlots()
     {
-        await using var smtp = await TestSmtpServer.StartNewAsync();
-        var papersFile = Path.Combine(Path.GetTempPath(), $"subscriptions-late-papers-{Guid.NewGuid():N}.txt");
-        var settings = new Dictionary<string, string?>
-        {
-            ["Digest:Enabled"] = "true",
-            ["Digest:Schedule"] = "0 0 7 * * ?",
-            ["Papers:Sources"] = "file",
-            ["Papers:File:Path"] = papersFile, // not there at 07:00: the fetch fails
-        };
-        await AddScheduledAsync("late8@example.org", "UTC", 8, "dexterous manipulation");
-        await _database.ExecuteAsync("INSERT INTO digest_slots (slot, planned_at, matched, planned, by_schedule) VALUES ('2030-01-11T06:00:00Z', now(), 0, 0, true)");
-        try
-        {
-            // 07:20: the slot of the default time fetches the day's papers, and the file is not there.
-            await FireOnceAsync(new ShiftedTime(new DateTimeOffset(2030, 1, 11, 7, 20, 0, TimeSpan.Zero)), smtp, settings);
-            Assert.Equal(0, await _database.ScalarAsync<long>("SELECT count(*) FROM paper_days WHERE day = '2030-01-11'"));
+        // 07:20: the slot of the default time fetches the day's papers, and the file is not there. 08:20: the file has come;
+        // the 08:00 slot asks the source again before it plans.
+        var message = await SentAfterALateFileAsync(defaultHour: 7, subscriberHour: 8,
+            failing: new DateTimeOffset(2030, 1, 11, 7, 20, 0, TimeSpan.Zero), answering: new DateTimeOffset(2030, 1, 11, 8, 20, 0, TimeSpan.Zero));
 
-            // 08:20: the file has come; the 08:00 slot asks the source again before it plans.
-            File.Copy(Path.Combine(AppContext.BaseDirectory, "Payloads", "trending-page.txt"), papersFile);
-            await using var app = await FireOnceAsync(new ShiftedTime(new DateTimeOffset(2030, 1, 11, 8, 20, 0, TimeSpan.Zero)), smtp, settings);
-
-            var message = await smtp.WaitForMessageToAsync("late8@example.org", TimeSpan.FromSeconds(30));
-            Assert.EndsWith("11 Jan 2030", message.Subject, StringComparison.Ordinal);
-            Assert.Contains("Diffusion Policies for Dexterous Manipulation", message.TextBody);
-        }
-        finally
-        {
-            File.Delete(papersFile);
-        }
+        Assert.EndsWith("11 Jan 2030", message.Subject, StringComparison.Ordinal);
     }
 
     [Fact]
     public async Task ASourceThatFailedAtADefaultSlotLateInTheDayIsFetchedAgainBeforeTheSlotsAfterMidnight()
     {
         // A default time of 23:00: the slots from midnight to 22:00 plan that day's papers, and ask its failed source again.
+        var message = await SentAfterALateFileAsync(defaultHour: 23, subscriberHour: 2,
+            failing: new DateTimeOffset(2030, 1, 11, 23, 20, 0, TimeSpan.Zero), answering: new DateTimeOffset(2030, 1, 12, 2, 20, 0, TimeSpan.Zero));
+
+        Assert.EndsWith("12 Jan 2030", message.Subject, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// The papers of 11 January 2030 come from a file that is not there when the default slot (<paramref name="failing"/>)
+    /// fetches them, and is there when the instance fires again at <paramref name="answering"/>: the email that then reaches a
+    /// UTC subscriber at <paramref name="subscriberHour"/>, with the file's papers.
+    /// </summary>
+    private async Task<MimeKit.MimeMessage> SentAfterALateFileAsync(int defaultHour, int subscriberHour, DateTimeOffset failing, DateTimeOffset answering)
+    {
         await using var smtp = await TestSmtpServer.StartNewAsync();
         var papersFile = Path.Combine(Path.GetTempPath(), $"subscriptions-late-papers-{Guid.NewGuid():N}.txt");
         var settings = new Dictionary<string, string?>
         {
             ["Digest:Enabled"] = "true",
-            ["Digest:Schedule"] = "0 0 23 * * ?",
+            ["Digest:Schedule"] = $"0 0 {defaultHour} * * ?",
             ["Papers:Sources"] = "file",
-            ["Papers:File:Path"] = papersFile, // not there at 23:00: the fetch fails
+            ["Papers:File:Path"] = papersFile,
         };
-        await AddScheduledAsync("early2@example.org", "UTC", 2, "dexterous manipulation");
-        await _database.ExecuteAsync("INSERT INTO digest_slots (slot, planned_at, matched, planned, by_schedule) VALUES ('2030-01-11T22:00:00Z', now(), 0, 0, true)");
+        await AddScheduledAsync("late@example.org", "UTC", subscriberHour, "dexterous manipulation");
+        await _database.ExecuteAsync("INSERT INTO digest_slots (slot, planned_at, matched, planned, by_schedule) VALUES (@last, now(), 0, 0, true)",
+            new { last = DeliverySlots.SlotOf(failing) - DeliverySlots.Length });
         try
         {
-            await FireOnceAsync(new ShiftedTime(new DateTimeOffset(2030, 1, 11, 23, 20, 0, TimeSpan.Zero)), smtp, settings);
+            await FireOnceAsync(new ShiftedTime(failing), smtp, settings);
             Assert.Equal(0, await _database.ScalarAsync<long>("SELECT count(*) FROM paper_days WHERE day = '2030-01-11'"));
 
-            // 02:20 the next day: the file has come; the slots from 00:00 ask the source for the 11th's papers again.
             File.Copy(Path.Combine(AppContext.BaseDirectory, "Payloads", "trending-page.txt"), papersFile);
-            await using var app = await FireOnceAsync(new ShiftedTime(new DateTimeOffset(2030, 1, 12, 2, 20, 0, TimeSpan.Zero)), smtp, settings);
+            await using var app = await FireOnceAsync(new ShiftedTime(answering), smtp, settings);
 
-            var message = await smtp.WaitForMessageToAsync("early2@example.org", TimeSpan.FromSeconds(30));
+            var message = await smtp.WaitForMessageToAsync("late@example.org", TimeSpan.FromSeconds(30));
             Assert.Contains("Diffusion Policies for Dexterous Manipulation", message.TextBody);
             Assert.NotEqual(0, await _database.ScalarAsync<long>("SELECT count(*) FROM paper_days WHERE day = '2030-01-11'"));
+            return message;
         }
         finally
         {
