@@ -331,6 +331,29 @@ public sealed class DeliverySlotTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AWeeklySubscriberWhoseSlotDaylightSavingMovesAcrossTheDefaultOneGetsEveryDaysPapersOnce()
+    {
+        // London, Sundays at 07:00: 06:00 UTC on 18 October, before that day's papers come (07:00 UTC), and 07:00 UTC on the
+        // 25th. The digest of the 18th has the 11th to the 17th; that of the 25th, the 18th to the 25th: eight days.
+        var weekly = await AddAsync("weekly@example.org", "Europe/London", 7, "weekly", weekday: 7);
+        await _database.ExecuteAsync("UPDATE subscribers SET max_papers = 20 WHERE id = @weekly", new { weekly });
+        await using var app = new TestApp(_database, _smtp, settings: DefaultTime);
+        var planner = app.Services.GetRequiredService<DeliveryPlanner>();
+
+        for (var day = new DateOnly(2026, 10, 11); day <= new DateOnly(2026, 10, 25); day = day.AddDays(1))
+        {
+            var morning = new DateTimeOffset(day.ToDateTime(new TimeOnly(6, 0)), TimeSpan.Zero);
+            await planner.PlanSlotAsync(morning, papersDay: null, CancellationToken.None);
+            await _database.SaveDayAsync(day, PaperRecord.Create(null, $"Lidar mapping, day {day:MMdd}", "Scans.", [], null, 3));
+            await planner.PlanSlotAsync(morning + DeliverySlots.Length, papersDay: null, CancellationToken.None);
+        }
+
+        Assert.Equal(
+            ["10-18: 10-11 10-12 10-13 10-14 10-15 10-16 10-17", "10-25: 10-18 10-19 10-20 10-21 10-22 10-23 10-24 10-25"],
+            await DeliveredPaperDaysAsync(weekly));
+    }
+
+    [Fact]
     public async Task PapersStoredBeforeTheDefaultTimeWaitForIt()
     {
         // The day before's papers came at the default time (07:00 UTC), after this subscriber's 05:00; the day's are fetched

@@ -26,23 +26,25 @@ internal sealed class DeliveryPlanner(
     // overlap nothing, and at 5,000 that tail made the 24 slots 25.0 s against 21.7 s at 1,000.
     private const int BatchSize = 1000;
     private const int WeekDays = 7;
+    // A week's candidates are seven days, but eight when daylight saving moves a weekly subscriber's slot across the default one.
+    private const int WindowDays = WeekDays + 1;
 
     private const string Daily = "daily";
 
-    /// <summary>The key of a weekly subscriber's candidate days: the week's. A daily subscriber's are keyed by the days themselves.</summary>
-    private const string Weekly = "weekly";
+    /// <summary>The start of the key of a weekly subscriber's candidate days; a daily subscriber's are keyed by the days alone.</summary>
+    private const string Weekly = "weekly:";
 
     /// <summary>
     /// A subscriber due in the slot: who they are and what they want, their local date there, how often they get mail, and
-    /// the newest day of papers before this date that they are taken to have had (if daily).
+    /// the newest day of papers before this date that they are taken to have had.
     /// </summary>
     private sealed record DueSubscriber(SubscriberTopics Subscriber, DateOnly Day, string Frequency, DateOnly PapersThrough);
 
     /// <summary>
     /// A due hour as the columns hold it (<see cref="AsStored"/>), and the newest day of papers the schedule had ingested by
-    /// the same delivery time the local date before.
+    /// the same delivery time the local date before, and a week before.
     /// </summary>
-    private sealed record StoredDueHour(DueHour Hour, DateOnly PapersThroughTheDayBefore);
+    private sealed record StoredDueHour(DueHour Hour, DateOnly PapersThroughTheDayBefore, DateOnly PapersThroughTheWeekBefore);
 
     /// <summary>A delivery to insert: its papers as JSON, and their ids as a PostgreSQL array literal (for <c>delivery_papers</c>).</summary>
     private sealed record PlannedDelivery(long SubscriberId, DateOnly Day, string Papers, string PaperIds);
@@ -67,23 +69,24 @@ internal sealed class DeliveryPlanner(
             return new SlotPlan(slot, default, 0, 0, 0, []);
         }
 
-        var weekDays = await IngestedDaysAsync(connection, latest.AddDays(1 - WeekDays), latest, cancellationToken);
+        var windowDays = await IngestedDaysAsync(connection, latest.AddDays(1 - WindowDays), latest, cancellationToken);
         // A daily subscriber's candidates are the days ingested after those the schedule had ingested by their delivery time
         // the local date before: one day, but two or none when daylight saving (theirs or the operator's) moves their slot
         // across the operator's default one, where each day's papers are ingested (with the latest day alone, autumn's
         // change skipped a day's papers for them). Their last digest of the week before (its papers_through, sql/0028)
         // can add the day before that: one that moved their time from before the default slot to after it, or whose slot
         // came before a late fetch of the day's papers, gets the day between too. `digest --date` plans the default slot of
-        // its day: that day is among every due subscriber's candidates there. Candidates are keyed by their days; a weekly
-        // subscriber's are the week's.
-        var candidates = new Dictionary<string, IReadOnlyList<DateOnly>>(StringComparer.Ordinal) { [Weekly] = weekDays };
-        var dailyKeys = new Dictionary<DateOnly, string>();
+        // its day: that day is among every due subscriber's candidates there. A weekly subscriber's are the same a week
+        // back: seven days, eight or six across a change of daylight saving. Candidates are keyed by their days.
+        var candidates = new Dictionary<string, IReadOnlyList<DateOnly>>(StringComparer.Ordinal);
+        var keys = new Dictionary<(bool Weekly, DateOnly PapersThrough), string>();
         var dueHours = (await DueHoursAsync(connection, slot, digest, cancellationToken))
-            .SelectMany(due => AsStored(due, digest).Select(stored =>
-                new StoredDueHour(stored, DigestSchedule.DayOfFiring(digest, DeliverySlots.SlotTheDayBefore(due)))))
+            .SelectMany(due => AsStored(due, digest).Select(stored => new StoredDueHour(stored,
+                DigestSchedule.DayOfFiring(digest, DeliverySlots.SlotDaysBefore(due, 1)),
+                DigestSchedule.DayOfFiring(digest, DeliverySlots.SlotDaysBefore(due, WeekDays)))))
             .ToList();
         // Which day a planned paper is shown from: the latest of the window it was listed on.
-        var paperDays = await PaperDaysAsync(connection, weekDays, cancellationToken);
+        var paperDays = await PaperDaysAsync(connection, windowDays, cancellationToken);
         var since = await FirstListedAsync(connection, paperDays.Keys, cancellationToken);
 
         long covered = 0, matched = 0, added = 0;
@@ -106,7 +109,7 @@ internal sealed class DeliveryPlanner(
             {
                 covered++;
                 localDays.Add(due.Day);
-                var key = due.Frequency == Daily ? DailyKey(due.PapersThrough) : Weekly;
+                var key = CandidatesKey(due.Frequency != Daily, due.PapersThrough);
                 if (candidates[key].Count == 0)
                 {
                     continue; // nothing ingested since their last delivery
@@ -125,7 +128,7 @@ internal sealed class DeliveryPlanner(
                 }
             }
             await planning;
-            foreach (var (key, batch) in batches.OrderBy(pair => pair.Key == Weekly))
+            foreach (var (key, batch) in batches.OrderBy(pair => pair.Key.StartsWith(Weekly, StringComparison.Ordinal)))
             {
                 await PlanBatchAsync(key, candidates[key], batch);
             }
@@ -142,12 +145,12 @@ internal sealed class DeliveryPlanner(
         await RecordSlotAsync(connection, slot, matched, added, bySchedule, cancellationToken);
         return new SlotPlan(slot, latest, covered, matched, added, [.. localDays.Order()]);
 
-        string DailyKey(DateOnly papersThrough)
+        string CandidatesKey(bool weekly, DateOnly papersThrough)
         {
-            if (!dailyKeys.TryGetValue(papersThrough, out var key))
+            if (!keys.TryGetValue((weekly, papersThrough), out var key))
             {
-                IReadOnlyList<DateOnly> days = [.. weekDays.Where(candidate => candidate > papersThrough)];
-                dailyKeys[papersThrough] = key = string.Join(',', days.Select(candidate => candidate.DayNumber));
+                IReadOnlyList<DateOnly> days = [.. windowDays.Where(candidate => candidate > papersThrough)];
+                keys[(weekly, papersThrough)] = key = (weekly ? Weekly : "") + string.Join(',', days.Select(candidate => candidate.DayNumber));
                 candidates.TryAdd(key, days);
             }
             return key;
@@ -281,9 +284,11 @@ internal sealed class DeliveryPlanner(
         {
             var subscriber = new SubscriberTopics(reader.GetInt64(0), reader.GetString(1), reader.GetInt32(2),
                 reader.GetFieldValue<string[]>(7), reader.GetFieldValue<long[]>(8));
-            var scheduled = dueHours[(int)reader.GetInt64(5) - 1].PapersThroughTheDayBefore;
+            var dueHour = dueHours[(int)reader.GetInt64(5) - 1];
+            var frequency = reader.GetString(4);
+            var scheduled = frequency == Daily ? dueHour.PapersThroughTheDayBefore : dueHour.PapersThroughTheWeekBefore;
             var papersThrough = reader.IsDBNull(6) ? scheduled : Max(reader.GetFieldValue<DateOnly>(6), scheduled.AddDays(-1));
-            yield return new DueSubscriber(subscriber, reader.GetFieldValue<DateOnly>(3), reader.GetString(4), papersThrough);
+            yield return new DueSubscriber(subscriber, reader.GetFieldValue<DateOnly>(3), frequency, papersThrough);
         }
         await reader.DisposeAsync();
         await transaction.CommitAsync(cancellationToken);

@@ -24,9 +24,9 @@ internal static class DeliverySlots
     /// <summary>The slot a moment falls due in: the whole UTC hour at or after it.</summary>
     public static DateTimeOffset SlotDue(DateTimeOffset moment) => SlotOf(moment + Length - TimeSpan.FromTicks(1));
 
-    /// <summary>The slot the same delivery time fell due in on the local date before.</summary>
-    public static DateTimeOffset SlotTheDayBefore(DueHour due) =>
-        SlotDue(Moment(due.Day.AddDays(-1), due.Hour, TimeZoneInfo.FindSystemTimeZoneById(due.TimeZone)));
+    /// <summary>The slot the same delivery time fell due in on the local date <paramref name="days"/> before.</summary>
+    public static DateTimeOffset SlotDaysBefore(DueHour due, int days) =>
+        SlotDue(Moment(due.Day.AddDays(-days), due.Hour, TimeZoneInfo.FindSystemTimeZoneById(due.TimeZone)));
 
     /// <summary>The delivery hours of these time zones that fall due in the slot.</summary>
     public static IEnumerable<DueHour> DueIn(DateTimeOffset slot, IEnumerable<string> timeZones)
