@@ -80,11 +80,13 @@ internal sealed class DeliveryPlanner(
         // back: seven days, eight or six across a change of daylight saving. Candidates are keyed by their days.
         var candidates = new Dictionary<string, IReadOnlyList<DateOnly>>(StringComparer.Ordinal);
         var keys = new Dictionary<(bool Weekly, DateOnly PapersThrough), string>();
-        var dueHours = (await DueHoursAsync(connection, slot, digest, cancellationToken))
-            .SelectMany(due => AsStored(due, digest).Select(stored => new StoredDueHour(stored,
-                DigestSchedule.DayOfFiring(digest, DeliverySlots.SlotDaysBefore(due, 1)),
-                DigestSchedule.DayOfFiring(digest, DeliverySlots.SlotDaysBefore(due, WeekDays)))))
-            .ToList();
+        var dueHours = new List<StoredDueHour>();
+        foreach (var due in await DueHoursAsync(connection, slot, digest, cancellationToken))
+        {
+            var dayBefore = DigestSchedule.DayOfFiring(digest, DeliverySlots.SlotDaysBefore(due, 1));
+            var weekBefore = DigestSchedule.DayOfFiring(digest, DeliverySlots.SlotDaysBefore(due, WeekDays));
+            dueHours.AddRange(AsStored(due, digest).Select(stored => new StoredDueHour(stored, dayBefore, weekBefore)));
+        }
         // Which day a planned paper is shown from: the latest of the window it was listed on.
         var paperDays = await PaperDaysAsync(connection, windowDays, cancellationToken);
         var since = await FirstListedAsync(connection, paperDays.Keys, cancellationToken);
