@@ -126,6 +126,22 @@ public sealed class DigestTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task OverPlainHttpLinksTheDigestOffersNoOneClickUnsubscribeAndTheOperatorIsTold()
+    {
+        await AddSubscriberAsync("plain@example.org", "active", "lidar");
+        await using var app = new TestApp(_database, _smtp, settings: new Dictionary<string, string?> { ["App:BaseUrl"] = "http://papers.example.org" });
+
+        await RunAsync(app);
+
+        var message = Assert.Single(_smtp.MessagesTo("plain@example.org"));
+        var headers = UnfoldedHeaders(_smtp.RawOf(message));
+        Assert.StartsWith("<http://papers.example.org/unsubscribe?token=", headers["List-Unsubscribe"], StringComparison.Ordinal);
+        Assert.False(headers.ContainsKey("List-Unsubscribe-Post"), "RFC 8058's one-click needs an HTTPS link");
+        var warning = Assert.Single(app.Logs.GetSnapshot(), log => log.Message.StartsWith("App:BaseUrl is http://papers.example.org", StringComparison.Ordinal));
+        Assert.Contains("one-click unsubscribe", warning.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task ARecipientRefusedWith550FailsAndRepeatedRefusalsBounce()
     {
         await AddSubscriberAsync("gone@example.org", "active", "lidar");

@@ -58,14 +58,18 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
             $"{items.Count} trending paper{(items.Count == 1 ? "" : "s")} on {SubjectTopics(topics)} — {date}", body,
             messageIds.ForDelivery(deliveryId, day));
 
-        // RFC 2369 and RFC 8058: mail clients show an unsubscribe button that POSTs to the link.
+        // RFC 2369 and RFC 8058: mail clients show an unsubscribe button that POSTs to the link. RFC 8058's one-click needs an
+        // HTTPS link; over plain HTTP the header would offer what receivers must not use.
         var listUnsubscribe = $"<{unsubscribe.AbsoluteUri}>";
         if (!string.IsNullOrEmpty(mail.Value.UnsubscribeMailto))
         {
             listUnsubscribe += $", <mailto:{mail.Value.UnsubscribeMailto}?subject=unsubscribe>";
         }
         message.Headers.Add("List-Unsubscribe", listUnsubscribe);
-        message.Headers.Add("List-Unsubscribe-Post", "List-Unsubscribe=One-Click");
+        if (app.Value.LinksAreHttps)
+        {
+            message.Headers.Add("List-Unsubscribe-Post", "List-Unsubscribe=One-Click");
+        }
         message.Headers.Add("List-Id", $"Daily trending papers <daily-papers.{message.From.Mailboxes.Single().Domain}>");
         return message;
     }

@@ -9,6 +9,7 @@ using Microsoft.Extensions.Options;
 using MimeKit;
 using Polly;
 using Polly.Registry;
+using Subscriptions.Subscribers;
 
 namespace Subscriptions.Email;
 
@@ -43,12 +44,21 @@ internal interface IMailTransport
 /// built, so that a bad setting is reported by start-up validation rather than as a failure to build a service.
 /// Every message is DKIM-signed here (when <c>Dkim:*</c> is set), and given its return path, whatever kind of email it is.
 /// </summary>
-internal sealed class ConfiguredMailSender(IOptions<SmtpOptions> options, DkimMessageSigner dkim, ReturnPaths returnPaths, IServiceProvider services) : IMailSender
+internal sealed class ConfiguredMailSender(
+    IOptions<SmtpOptions> options, IOptions<AppOptions> app, DkimMessageSigner dkim, ReturnPaths returnPaths, IServiceProvider services) : IMailSender
 {
     private readonly Lazy<IMailTransport> _transport = new(() =>
     {
         if (options.Value.HasHost)
         {
+            // Not for a site on this machine (a try-out with a mail catcher): no mail provider follows its links.
+            if (!app.Value.LinksAreHttps && !new Uri(app.Value.BaseUrl).IsLoopback)
+            {
+                services.GetRequiredService<ILogger<ConfiguredMailSender>>().LogWarning(
+                    "App:BaseUrl is {BaseUrl}: the links in emails are plain HTTP, and mail providers offer one-click unsubscribe " +
+                    "(RFC 8058, which Gmail and Yahoo require of bulk senders) only over HTTPS; digests go without List-Unsubscribe-Post " +
+                    "until App:BaseUrl is the site's https:// address", app.Value.BaseUrl);
+            }
             return services.GetRequiredService<SmtpMailSender>();
         }
         // Said once, loudly: a relay setting that was never read (a missing or misspelt environment variable, Smtp_Host for

@@ -17,7 +17,7 @@ namespace Subscriptions.Tests.Infrastructure;
 /// </summary>
 public sealed class TestApp : WebApplicationFactory<Program>
 {
-    public const string BaseUrl = "http://subscriptions.test";
+    public const string BaseUrl = "https://subscriptions.test";
     private readonly Dictionary<string, string?> _settings;
     private readonly TimeProvider? _time;
     private readonly Action<IServiceCollection>? _services;
