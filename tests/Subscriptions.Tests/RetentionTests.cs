@@ -11,7 +11,10 @@ using Subscriptions.Tests.Infrastructure;
 
 namespace Subscriptions.Tests;
 
-/// <summary>What is deleted once old (Retention:*): finished deliveries after a year, signups never confirmed a month after their link expired.</summary>
+/// <summary>
+/// What is deleted once old (Retention:*): finished deliveries and bounce records after a year, signups never confirmed a month
+/// after their link expired.
+/// </summary>
 public sealed class RetentionTests : IAsyncLifetime
 {
     private readonly TestDatabase _database = new();
@@ -58,6 +61,34 @@ public sealed class RetentionTests : IAsyncLifetime
         Assert.Equal(expected, left);
         Assert.Equal([.. expected.Select(row => (row.Item1, row.Item2))],
             await _database.QueryAsync<(long, DateTime)>("SELECT subscriber_id, day FROM delivery_papers ORDER BY subscriber_id, day"));
+    }
+
+    [Fact]
+    public async Task BounceRecordsReceivedMoreThanAYearAgoGoAndTheSuppressionsTheyLedToStay()
+    {
+        var (kept, _) = await _database.AddSubscriberAsync("kept@example.org", "active", null, "lidar");
+        // 6,000 soft bounces of kept@ received 400 days ago and more (two of the walk's batches), then a hard bounce of gone@
+        // 370 days ago, which suppressed it, a soft bounce of kept@ 360 days ago and a complaint received now.
+        await _database.ExecuteAsync("""
+            INSERT INTO bounce_events (email, kind, status, source, received_at)
+            SELECT 'kept@example.org', 'soft', '4.2.2', 'imap', now() - interval '400 days' - (6000 - n) * interval '1 minute'
+            FROM generate_series(1, 6000) AS n;
+            INSERT INTO bounce_events (email, kind, status, source, received_at) VALUES
+                ('gone@example.org', 'hard', '5.1.1', 'webhook', now() - interval '370 days'),
+                ('kept@example.org', 'soft', '4.2.2', 'imap', now() - interval '360 days'),
+                ('kept@example.org', 'complaint', NULL, 'webhook', now());
+            INSERT INTO suppressions (email, reason, detail, created_at) VALUES ('gone@example.org', 'hard_bounce', '5.1.1', now() - interval '370 days');
+            """);
+
+        await using (var app = RetainingApp())
+        {
+            await app.WaitForFreshRoundAsync<RetentionWorker>();
+        }
+
+        Assert.Equal([("kept@example.org", "soft"), ("kept@example.org", "complaint")],
+            await _database.QueryAsync<(string, string)>("SELECT email, kind FROM bounce_events ORDER BY id"));
+        Assert.Equal(["gone@example.org"], await _database.QueryAsync<string>("SELECT email FROM suppressions"));
+        Assert.Equal("active", await _database.ScalarAsync<string>("SELECT status FROM subscribers WHERE id = @kept", new { kept }));
     }
 
     [Fact]
@@ -194,21 +225,24 @@ public sealed class RetentionTests : IAsyncLifetime
             UPDATE subscribers SET confirmation_expires_at = now() - interval '3 years' WHERE id = @stale;
             INSERT INTO deliveries (subscriber_id, day, papers, status, next_attempt_at, created_at)
             VALUES (@stale, date '2020-01-01', '[]', 'sent', now(), now() - interval '3 years');
+            INSERT INTO bounce_events (email, kind, status, source, received_at) VALUES ('stale@example.org', 'soft', '4.2.2', 'imap', now() - interval '3 years');
             """, new { stale });
 
-        await using (var app = RetainingApp(deliveries: "0", unconfirmedSignups: "0"))
+        await using (var app = RetainingApp(deliveries: "0", unconfirmedSignups: "0", bounceRecords: "0"))
         {
             await app.WaitForFreshRoundAsync<RetentionWorker>();
         }
 
         Assert.Equal(1, await _database.ScalarAsync<long>("SELECT count(*) FROM subscribers"));
         Assert.Equal(1, await _database.ScalarAsync<long>("SELECT count(*) FROM deliveries"));
+        Assert.Equal(1, await _database.ScalarAsync<long>("SELECT count(*) FROM bounce_events"));
     }
 
     [Fact]
     public async Task KeepingDeliveriesLessThanAMonthIsRefusedAtStart()
     {
-        var (exitCode, _, error) = await ServiceBinary.RunAsync(["serve", "--Retention:Deliveries=7.00:00:00", "--Retention:UnconfirmedSignups=-1.00:00:00"],
+        var (exitCode, _, error) = await ServiceBinary.RunAsync(
+            ["serve", "--Retention:Deliveries=7.00:00:00", "--Retention:UnconfirmedSignups=-1.00:00:00", "--Retention:BounceRecords=30.00:00:00"],
             new Dictionary<string, string>
             {
                 ["ConnectionStrings__Postgres"] = _database.ConnectionString,
@@ -218,14 +252,16 @@ public sealed class RetentionTests : IAsyncLifetime
         Assert.Equal(78, exitCode);
         Assert.Contains("Retention:Deliveries must be 0 (kept for good) or at least 30 days", error);
         Assert.Contains("Retention:UnconfirmedSignups must be 0 (kept for good) or a positive time", error);
+        Assert.Contains("Retention:BounceRecords must be 0 (kept for good) or between 365 and 36,500 days", error);
     }
 
-    /// <summary>The service's own defaults (a year, a month) unless given, each round a fifth of a second apart.</summary>
-    private TestApp RetainingApp(string? deliveries = null, string? unconfirmedSignups = null, string interval = "00:00:00.200") =>
+    /// <summary>The service's own defaults (a year, a month, a year) unless given, each round a fifth of a second apart.</summary>
+    private TestApp RetainingApp(string? deliveries = null, string? unconfirmedSignups = null, string? bounceRecords = null, string interval = "00:00:00.200") =>
         new(_database, settings: new Dictionary<string, string?>
         {
             ["Retention:Deliveries"] = deliveries,
             ["Retention:UnconfirmedSignups"] = unconfirmedSignups,
+            ["Retention:BounceRecords"] = bounceRecords,
             ["Retention:Interval"] = interval,
         });
 }

@@ -25,12 +25,21 @@ internal sealed class RetentionOptions : IValidatableObject
     /// </summary>
     public TimeSpan UnconfirmedSignups { get; set; } = TimeSpan.FromDays(30);
 
+    /// <summary>
+    /// A bounce or complaint record (what the subscriber's data export and the console list) is deleted this long after it
+    /// was received. A suppression it led to stays until an operator lifts it.
+    /// </summary>
+    public TimeSpan BounceRecords { get; set; } = TimeSpan.FromDays(365);
+
     /// <summary>How often an instance looks for what to delete.</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "1.00:00:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan Interval { get; set; } = TimeSpan.FromHours(1);
 
     // A week's slot reads the deliveries of the days its papers were listed on, to send no paper twice: a month of them at least.
     public static readonly TimeSpan ShortestDeliveries = TimeSpan.FromDays(30);
+
+    // The soft bounces that suppress an address are counted over Bounces:SoftBounceWindow, a year at most.
+    public static readonly TimeSpan ShortestBounceRecords = TimeSpan.FromDays(365);
 
     private static readonly TimeSpan Longest = TimeSpan.FromDays(36_500);
 
@@ -46,6 +55,12 @@ internal sealed class RetentionOptions : IValidatableObject
         {
             yield return new ValidationResult($"must be at most {Longest.TotalDays:N0} days; 0 keeps them for good", [nameof(Deliveries)]);
         }
+        if (BounceRecords != TimeSpan.Zero && (BounceRecords < ShortestBounceRecords || BounceRecords > Longest))
+        {
+            yield return new ValidationResult(
+                $"must be 0 (kept for good) or between {ShortestBounceRecords.TotalDays:N0} and {Longest.TotalDays:N0} days: the soft bounces " +
+                "that suppress an address are counted over Bounces:SoftBounceWindow, which can be a year", [nameof(BounceRecords)]);
+        }
         if (UnconfirmedSignups < TimeSpan.Zero || UnconfirmedSignups > Longest)
         {
             yield return new ValidationResult($"must be 0 (kept for good) or a positive time of at most {Longest.TotalDays:N0} days, e.g. 30.00:00:00", [nameof(UnconfirmedSignups)]);
@@ -57,11 +72,11 @@ internal sealed class RetentionOptions : IValidatableObject
 /// What a round deleted; <see cref="More"/> when it stopped at its limit with more due; <see cref="Skipped"/> when another
 /// instance was doing the round.
 /// </summary>
-internal sealed record RetentionRound(long Deliveries, long UnconfirmedSignups, bool More, bool Skipped = false);
+internal sealed record RetentionRound(long Deliveries, long UnconfirmedSignups, long BounceRecords, bool More, bool Skipped = false);
 
 /// <summary>
 /// Deletes what is older than <see cref="RetentionOptions"/> keeps: finished deliveries (with their papers' record, by
-/// sql/0015's trigger) and signups never confirmed (erased as their owner could have: <see cref="SubscriberData.EraseUnconfirmedAsync"/>).
+/// sql/0015's trigger), bounce and complaint records, and signups never confirmed (erased as their owner could have: <see cref="SubscriberData.EraseUnconfirmedAsync"/>).
 /// Without it, a year of daily digests is 365 delivery rows a subscriber, and addresses typed into the signup form by
 /// anyone stay for good without their owner's consent.
 /// </summary>
@@ -69,6 +84,7 @@ internal sealed class Retention(NpgsqlDataSource dataSource, SubscriberData data
 {
     private const long LockKey = 0x5375_6273_5265_746E; // "SubsRetn"
     private const int DeliveriesPerBatch = 5_000;
+    private const int BounceRecordsPerBatch = 5_000;
     private const int SignupsPerBatch = 500;
     // At most this many batches a round: a backlog of years (the first round after an upgrade) is worked off in rounds
     // one after another, each logged, rather than in one that says nothing for an hour.
@@ -85,23 +101,25 @@ internal sealed class Retention(NpgsqlDataSource dataSource, SubscriberData data
         await using var deleting = await RoundLock.TryTakeAsync(dataSource, LockKey, cancellationToken);
         if (deleting is null)
         {
-            return new RetentionRound(0, 0, More: false, Skipped: true);
+            return new RetentionRound(0, 0, 0, More: false, Skipped: true);
         }
         var settings = options.Value;
         var now = time.GetUtcNow();
         var (deliveries, moreDeliveries) = settings.Deliveries == TimeSpan.Zero ? (0, false) : await DeleteDeliveriesAsync(now - settings.Deliveries, cancellationToken);
         var (signups, moreSignups) = settings.UnconfirmedSignups == TimeSpan.Zero ? (0, false) : await EraseUnconfirmedAsync(now - settings.UnconfirmedSignups, cancellationToken);
+        var (bounceRecords, moreBounceRecords) = settings.BounceRecords == TimeSpan.Zero ? (0, false) : await DeleteBounceRecordsAsync(now - settings.BounceRecords, cancellationToken);
         if (settings.UnconfirmedSignups != TimeSpan.Zero && now - _lastTopicVectorSweep >= TopicVectorSweepInterval)
         {
             await DeleteUnfollowedTopicVectorsAsync(cancellationToken);
             _lastTopicVectorSweep = now;
         }
-        if (deliveries + signups > 0)
+        if (deliveries + signups + bounceRecords > 0)
         {
-            logger.LogInformation("Retention: {Deliveries} deliveries planned before {DeliveriesBefore:u} deleted; {Signups} signups never confirmed erased",
-                deliveries, now - settings.Deliveries, signups);
+            logger.LogInformation("Retention: {Deliveries} deliveries planned before {DeliveriesBefore:u} deleted; {Signups} signups never confirmed erased; " +
+                "{BounceRecords} bounce and complaint records received before {BounceRecordsBefore:u} deleted",
+                deliveries, now - settings.Deliveries, signups, bounceRecords, now - settings.BounceRecords);
         }
-        return new RetentionRound(deliveries, signups, moreDeliveries || moreSignups);
+        return new RetentionRound(deliveries, signups, bounceRecords, moreDeliveries || moreSignups || moreBounceRecords);
     }
 
     /// <summary>
@@ -109,25 +127,47 @@ internal sealed class Retention(NpgsqlDataSource dataSource, SubscriberData data
     /// the primary key, and no index on the day is needed) and deletes the finished ones planned before
     /// <paramref name="plannedBefore"/>; stops at the first batch that reaches a newer one.
     /// </summary>
-    private async Task<(long Deleted, bool More)> DeleteDeliveriesAsync(DateTimeOffset plannedBefore, CancellationToken cancellationToken)
-    {
-        const string sql = """
+    private Task<(long Deleted, bool More)> DeleteDeliveriesAsync(DateTimeOffset plannedBefore, CancellationToken cancellationToken) =>
+        DeleteOldestAsync("""
             WITH batch AS (
                 SELECT id, status, created_at FROM deliveries WHERE id > @after ORDER BY id LIMIT @batchSize
             ), deleted AS (
                 DELETE FROM deliveries d USING batch b
-                WHERE d.id = b.id AND b.created_at < @plannedBefore AND b.status IN ('sent', 'failed', 'skipped')
+                WHERE d.id = b.id AND b.created_at < @before AND b.status IN ('sent', 'failed', 'skipped')
                 RETURNING d.id
             )
             SELECT (SELECT count(*) FROM deleted) AS deleted, (SELECT max(id) FROM batch) AS last,
-                   EXISTS (SELECT 1 FROM batch WHERE created_at >= @plannedBefore) AS reached_newer
-            """;
+                   EXISTS (SELECT 1 FROM batch WHERE created_at >= @before) AS reached_newer
+            """, plannedBefore, DeliveriesPerBatch, cancellationToken);
+
+    /// <summary>
+    /// Bounce and complaint records received before <paramref name="receivedBefore"/>, walked like the deliveries: their ids
+    /// follow the order they were received in.
+    /// </summary>
+    private Task<(long Deleted, bool More)> DeleteBounceRecordsAsync(DateTimeOffset receivedBefore, CancellationToken cancellationToken) =>
+        DeleteOldestAsync("""
+            WITH batch AS (
+                SELECT id, received_at FROM bounce_events WHERE id > @after ORDER BY id LIMIT @batchSize
+            ), deleted AS (
+                DELETE FROM bounce_events e USING batch b WHERE e.id = b.id AND b.received_at < @before
+                RETURNING e.id
+            )
+            SELECT (SELECT count(*) FROM deleted) AS deleted, (SELECT max(id) FROM batch) AS last,
+                   EXISTS (SELECT 1 FROM batch WHERE received_at >= @before) AS reached_newer
+            """, receivedBefore, BounceRecordsPerBatch, cancellationToken);
+
+    /// <summary>
+    /// Runs <paramref name="sql"/> batch after batch through a table's primary key from the oldest row (<c>@after</c>, up to
+    /// <c>@batchSize</c> rows), until a batch reaches a row from <paramref name="before"/> on or the round's limit.
+    /// </summary>
+    private async Task<(long Deleted, bool More)> DeleteOldestAsync(string sql, DateTimeOffset before, int batchSize, CancellationToken cancellationToken)
+    {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         long deleted = 0, after = 0;
         for (var batch = 0; batch < BatchesPerRound; batch++)
         {
             var (deletedNow, last, reachedNewer) = await connection.QuerySingleAsync<(long, long?, bool)>(new CommandDefinition(sql,
-                new { after, batchSize = DeliveriesPerBatch, plannedBefore }, cancellationToken: cancellationToken));
+                new { after, batchSize, before }, cancellationToken: cancellationToken));
             deleted += deletedNow;
             if (last is not { } lastId || reachedNewer)
             {

@@ -51,6 +51,7 @@ public sealed class TestApp : WebApplicationFactory<Program>
             // Kept for good: tests whose clock runs years ahead would otherwise see their rows deleted; RetentionTests turn it on.
             ["Retention:Deliveries"] = "0",
             ["Retention:UnconfirmedSignups"] = "0",
+            ["Retention:BounceRecords"] = "0",
         };
         if (smtp is not null)
         {
