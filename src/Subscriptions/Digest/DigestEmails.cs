@@ -66,7 +66,7 @@ internal sealed class DigestEmails(IOptions<MailOptions> mail, IOptions<AppOptio
             listUnsubscribe += $", <mailto:{mail.Value.UnsubscribeMailto}?subject=unsubscribe>";
         }
         message.Headers.Add("List-Unsubscribe", listUnsubscribe);
-        if (app.Value.LinksAreHttps)
+        if (unsubscribe.Scheme == Uri.UriSchemeHttps)
         {
             message.Headers.Add("List-Unsubscribe-Post", "List-Unsubscribe=One-Click");
         }

@@ -13,8 +13,8 @@ internal sealed class AppOptions : IValidatableObject
     public string BaseUrl { get; set; } = "http://localhost:8080";
 
     /// <summary>
-    /// Whether the links in emails are HTTPS: one-click unsubscribe (RFC 8058, which Gmail and Yahoo require of bulk senders)
-    /// is offered only then.
+    /// Whether the links in emails are HTTPS: digests offer one-click unsubscribe (RFC 8058, which Gmail and Yahoo require of
+    /// bulk senders) only then.
     /// </summary>
     public bool LinksAreHttps => Uri.TryCreate(BaseUrl, UriKind.Absolute, out var baseUrl) && baseUrl.Scheme == Uri.UriSchemeHttps;
 
