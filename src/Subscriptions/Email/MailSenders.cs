@@ -51,8 +51,10 @@ internal sealed class ConfiguredMailSender(
     {
         if (options.Value.HasHost)
         {
-            // Not for a site on this machine (a try-out with a mail catcher): no mail provider follows its links.
-            if (!app.Value.LinksAreHttps && !new Uri(app.Value.BaseUrl).IsLoopback)
+            // Digests offer one-click unsubscribe only with HTTPS links (DigestEmails). Not said for a site on this machine (a
+            // try-out with a mail catcher): no mail provider follows its links.
+            var baseUrl = new Uri(app.Value.BaseUrl);
+            if (baseUrl.Scheme != Uri.UriSchemeHttps && !baseUrl.IsLoopback)
             {
                 services.GetRequiredService<ILogger<ConfiguredMailSender>>().LogWarning(
                     "App:BaseUrl is {BaseUrl}: the links in emails are plain HTTP, and mail providers offer one-click unsubscribe " +

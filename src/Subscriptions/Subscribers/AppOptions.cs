@@ -12,12 +12,6 @@ internal sealed class AppOptions : IValidatableObject
     [Required(ErrorMessage = "is required"), HttpUrl]
     public string BaseUrl { get; set; } = "http://localhost:8080";
 
-    /// <summary>
-    /// Whether the links in emails are HTTPS: digests offer one-click unsubscribe (RFC 8058, which Gmail and Yahoo require of
-    /// bulk senders) only then.
-    /// </summary>
-    public bool LinksAreHttps => Uri.TryCreate(BaseUrl, UriKind.Absolute, out var baseUrl) && baseUrl.Scheme == Uri.UriSchemeHttps;
-
     /// <summary>Signs the links in emails; changing it invalidates every link already sent.</summary>
     [Required(AllowEmptyStrings = false, ErrorMessage = "is required: a random secret of at least 32 characters that signs the links in emails (e.g. `openssl rand -base64 32`)")]
     [MinLength(32, ErrorMessage = "must be at least 32 characters long")]
