@@ -1,51 +1,98 @@
+using System.CommandLine;
 using System.Globalization;
 using Subscriptions.Benchmarks;
 
-// dotnet run -c Release --project bench/Subscriptions.Benchmarks -- matching [--subscribers N] [--runs R]
-// dotnet run -c Release --project bench/Subscriptions.Benchmarks -- daily [--subscribers N] [--runs R] [--connections C] [--no-dkim] [--no-warm-up] [--progress] [--statements]
-// dotnet run -c Release --project bench/Subscriptions.Benchmarks -- message [--messages M] [--threads T]
-// dotnet run -c Release --project bench/Subscriptions.Benchmarks -- signup [--seconds S]
-// dotnet run -c Release --project bench/Subscriptions.Benchmarks -- slots [--subscribers N]
-// dotnet run -c Release --project bench/Subscriptions.Benchmarks -- meaning [--subscribers N] [--runs R] [--signups S]
-var mode = args.FirstOrDefault(a => !a.StartsWith('-')) ?? "";
-var subscribers = IntOption("--subscribers", 100_000);
-var runs = IntOption("--runs", 3);
-Console.WriteLine($"Machine: {CpuModel()}, {Environment.ProcessorCount} cores, {Environment.OSVersion}, .NET {Environment.Version}, " +
-    $"{(System.Runtime.GCSettings.IsServerGC ? "server" : "workstation")} GC, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
-Console.WriteLine($"Commit: {Commit()}");
-// Sized as a production database would be for a million subscribers: the day's deliveries fit in its buffers.
-// The signup burst meets PostgreSQL's default connection limit, as a server an operator did not tune has.
-var connectionLimit = mode == "signup" ? " -c max_connections=100" : "";
-// --statements: the daily benchmark lists the statements that took PostgreSQL longest in each run (pg_stat_statements,
-// which costs a little itself).
-var statements = args.Contains("--statements");
-var statementStatistics = statements ? " -c shared_preload_libraries=pg_stat_statements" : "";
-Subscriptions.Tests.Infrastructure.PostgresServer.ExtraSettings = "-c shared_buffers=1GB -c max_wal_size=4GB" + connectionLimit + statementStatistics;
-Console.WriteLine("PostgreSQL 15 with fsync off, shared_buffers=1GB, max_wal_size=4GB" + (connectionLimit + statementStatistics).Replace(" -c ", ", ", StringComparison.Ordinal));
-switch (mode)
+// dotnet run -c Release --project bench/Subscriptions.Benchmarks -- BENCHMARK [options]; --help lists the benchmarks, and
+// BENCHMARK --help the options of one. An option misspelt or a number that is not one stops it before anything starts:
+// a benchmark of many minutes that ran its defaults instead (as `daily --help` once did) measured what nobody asked for.
+var subscribers = CountOption("--subscribers", "How many subscribers the database holds.", 100_000);
+var runs = CountOption("--runs", "How many measured runs.", 3);
+var connections = CountOption("--connections", "SMTP connections to the relay (Smtp:Connections).", 4);
+var noDkim = new Option<bool>("--no-dkim") { Description = "Measure with DKIM off only (not also RSA-2048 and Ed25519)." };
+var noWarmUp = new Option<bool>("--no-warm-up") { Description = "No warm-up run first: run 1 is what a fresh process gets." };
+var progress = new Option<bool>("--progress") { Description = "Print the emails sent each second." };
+var statements = new Option<bool>("--statements")
 {
-    case "matching":
-        await MatchingBenchmark.RunAsync(subscribers, runs);
+    Description = "List the statements that took PostgreSQL longest in each run (pg_stat_statements, which costs a little itself).",
+};
+var messages = CountOption("--messages", "How many digests to render (each step, on one thread).", 20_000);
+var threads = CountOption("--threads", "How many threads render at once, after the one-thread steps (1: none).", 8);
+var seconds = CountOption("--seconds", "How long each burst lasts.", 20);
+var signups = CountOption("--signups", "How many signups that embed new topics to time.", 200);
+
+var root = new RootCommand("The service's benchmarks, each against a throwaway PostgreSQL cluster of its own (see the README's benchmark sections).")
+{
+    Benchmark("matching", "Compute every subscriber's capped list of a day's papers; peak memory.", [subscribers, runs],
+        result => MatchingBenchmark.RunAsync(result.GetValue(subscribers), result.GetValue(runs))),
+    Benchmark("daily", "The whole daily run, match to last outcome recorded, sending to Postfix's smtp-sink; smtp-source's rate beside it.",
+        [subscribers, runs, connections, noDkim, noWarmUp, progress, statements],
+        result => DailyBenchmark.RunAsync(result.GetValue(subscribers), result.GetValue(runs), result.GetValue(connections), result.GetValue(statements),
+            signed: !result.GetValue(noDkim), warmUp: !result.GetValue(noWarmUp), progress: result.GetValue(progress)),
+        statisticsOf: statements),
+    Benchmark("message", "What one email costs: rendering, writing and DKIM-signing a digest, step by step, without database or network.", [messages, threads],
+        result => MessageBenchmark.RunAsync(result.GetValue(messages), result.GetValue(threads))),
+    // The signup burst meets PostgreSQL's default connection limit, as a server an operator did not tune has.
+    Benchmark("signup", "Signups under a burst (wrk), at 20 and 200 connections, with GET / beside them.", [seconds],
+        result => SignupBenchmark.RunAsync(result.GetValue(seconds)), extraSettings: " -c max_connections=100"),
+    Benchmark("slots", "A day of 24 hourly slots planned, against one slot for everyone (what the single daily run planned).", [subscribers],
+        result => SlotsBenchmark.RunAsync(result.GetValue(subscribers))),
+    Benchmark("meaning", "Matching with meaning off and on, embedding 500 papers, and signups that embed new topics; peak memory of each.", [subscribers, runs, signups],
+        result => MeaningBenchmark.RunAsync(result.GetValue(subscribers), result.GetValue(runs), result.GetValue(signups))),
+};
+var parsed = root.Parse(args);
+if (parsed.Errors.Count > 0)
+{
+    foreach (var error in parsed.Errors)
+    {
+        Console.Error.WriteLine(error.Message);
+    }
+    Console.Error.WriteLine();
+    var command = parsed.CommandResult.Command;
+    root.Parse(command == root ? ["--help"] : [command.Name, "--help"]).Invoke(new InvocationConfiguration { Output = Console.Error });
+    return 64; // sysexits.h: EX_USAGE
+}
+return await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+
+static Option<int> CountOption(string name, string description, int fallback) => new(name)
+{
+    Description = description,
+    HelpName = "N",
+    DefaultValueFactory = _ => fallback,
+    CustomParser = result =>
+    {
+        var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+        if (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var count) && count >= 1)
+        {
+            return count;
+        }
+        result.AddError($"{name} {text}: expected a whole number, at least 1");
+        return fallback;
+    },
+};
+
+// The machine, the commit and the database's settings go first in every benchmark's output, so that its figures can be read
+// against them.
+static Command Benchmark(string name, string description, Option[] options, Func<ParseResult, Task> run, string extraSettings = "",
+    Option<bool>? statisticsOf = null)
+{
+    var command = new Command(name, description);
+    foreach (var option in options)
+    {
+        command.Add(option);
+    }
+    command.SetAction(async result =>
+    {
+        Console.WriteLine($"Machine: {CpuModel()}, {Environment.ProcessorCount} cores, {Environment.OSVersion}, .NET {Environment.Version}, " +
+            $"{(System.Runtime.GCSettings.IsServerGC ? "server" : "workstation")} GC, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+        Console.WriteLine($"Commit: {Commit()}");
+        var settings = extraSettings + (statisticsOf is not null && result.GetValue(statisticsOf) ? " -c shared_preload_libraries=pg_stat_statements" : "");
+        // Sized as a production database would be for a million subscribers: the day's deliveries fit in its buffers.
+        Subscriptions.Tests.Infrastructure.PostgresServer.ExtraSettings = "-c shared_buffers=1GB -c max_wal_size=4GB" + settings;
+        Console.WriteLine("PostgreSQL 15 with fsync off, shared_buffers=1GB, max_wal_size=4GB" + settings.Replace(" -c ", ", ", StringComparison.Ordinal));
+        await run(result);
         return 0;
-    case "daily":
-        await DailyBenchmark.RunAsync(subscribers, runs, IntOption("--connections", 4), statements, signed: !args.Contains("--no-dkim"),
-            warmUp: !args.Contains("--no-warm-up"), progress: args.Contains("--progress"));
-        return 0;
-    case "signup":
-        await SignupBenchmark.RunAsync(IntOption("--seconds", 20));
-        return 0;
-    case "slots":
-        await SlotsBenchmark.RunAsync(subscribers);
-        return 0;
-    case "meaning":
-        await MeaningBenchmark.RunAsync(subscribers, runs, IntOption("--signups", 200));
-        return 0;
-    case "message":
-        await MessageBenchmark.RunAsync(IntOption("--messages", 20_000), IntOption("--threads", 8));
-        return 0;
-    default:
-        Console.Error.WriteLine("Usage: Subscriptions.Benchmarks matching|daily|message|signup|slots|meaning [--subscribers N] [--runs R] [--connections C] [--no-dkim] [--no-warm-up] [--progress] [--statements] [--messages M] [--threads T] [--seconds S] [--signups S]");
-        return 64;
+    });
+    return command;
 }
 
 static string CpuModel() =>
@@ -74,10 +121,4 @@ static string Commit()
     {
         return "unknown (git not installed)";
     }
-}
-
-int IntOption(string name, int fallback)
-{
-    var index = Array.IndexOf(args, name);
-    return index >= 0 && index + 1 < args.Length ? int.Parse(args[index + 1], CultureInfo.InvariantCulture) : fallback;
 }
