@@ -18,6 +18,21 @@ var statements = new Option<bool>("--statements")
 var messages = CountOption("--messages", "How many digests to render (each step, on one thread).", 20_000);
 var threads = CountOption("--threads", "How many threads render at once, after the one-thread steps (1: none).", 8);
 var seconds = CountOption("--seconds", "How long each burst lasts.", 20);
+var historyDays = new Option<int>("--history-days")
+{
+    Description = "Days of digests sent before, for everyone, with a paper of the day that trended on the first of them (0: none).",
+    HelpName = "N",
+    CustomParser = result =>
+    {
+        var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+        if (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var days) && days <= 3650)
+        {
+            return days;
+        }
+        result.AddError($"--history-days {text}: expected a whole number of days, 0 to 3650");
+        return 0;
+    },
+};
 var signups = CountOption("--signups", "How many signups that embed new topics to time.", 200);
 
 var root = new RootCommand("The service's benchmarks, each against a throwaway PostgreSQL cluster of its own (see the README's benchmark sections).")
@@ -34,8 +49,8 @@ var root = new RootCommand("The service's benchmarks, each against a throwaway P
     // The signup burst meets PostgreSQL's default connection limit, as a server an operator did not tune has.
     Benchmark("signup", "Signups under a burst (wrk), at 20 and 200 connections, with GET / beside them.", [seconds],
         result => SignupBenchmark.RunAsync(result.GetValue(seconds)), extraSettings: " -c max_connections=100"),
-    Benchmark("slots", "A day of 24 hourly slots planned, against one slot for everyone (what the single daily run planned).", [subscribers],
-        result => SlotsBenchmark.RunAsync(result.GetValue(subscribers))),
+    Benchmark("slots", "A day of 24 hourly slots planned, against one slot for everyone (what the single daily run planned).", [subscribers, historyDays],
+        result => SlotsBenchmark.RunAsync(result.GetValue(subscribers), result.GetValue(historyDays))),
     Benchmark("meaning", "Matching with meaning off and on, embedding 500 papers, and signups that embed new topics; peak memory of each.", [subscribers, runs, signups],
         result => MeaningBenchmark.RunAsync(result.GetValue(subscribers), result.GetValue(runs), result.GetValue(signups))),
 };

@@ -12,7 +12,10 @@ namespace Subscriptions.Benchmarks;
 /// signup: each slot's planning time, and the total against the single run. Each database first plans, the way it
 /// plans the day, a history two days before that shares papers with the day, so "no repeats" has something to leave out.
 /// The day before each has papers too (some of the day's, re-listed): a slot before the default time (07:00 UTC) plans them,
-/// as by the schedule a day's papers are ingested at that time.
+/// as by the schedule a day's papers are ingested at that time. With <c>--history-days N</c>, each database also has N
+/// days of sent digests before that, for everyone, written day by day as planning writes them, and one of the day's papers
+/// trended on the first of those days too: what a service that has run for a while plans against when an old paper trends
+/// again.
 /// </summary>
 internal static class SlotsBenchmark
 {
@@ -21,14 +24,15 @@ internal static class SlotsBenchmark
 
     private static readonly DateOnly History = BenchData.Day.AddDays(-2);
 
-    public static async Task RunAsync(int subscribers)
+    public static async Task RunAsync(int subscribers, int historyDays)
     {
-        Console.WriteLine($"Slots benchmark: 100 papers a day, {subscribers:N0} active subscribers; 24 hours and {Zones.Length} time zones, a tenth weekly");
+        Console.WriteLine($"Slots benchmark: 100 papers a day, {subscribers:N0} active subscribers; 24 hours and {Zones.Length} time zones, a tenth weekly" +
+            (historyDays > 0 ? $"; {historyDays:N0} days of digests sent before, and a paper of the day that trended on the first of them" : ""));
         var digest = new DigestOptions { Schedule = "0 0 7 * * ?", TimeZone = "UTC" };
 
         // The single run: everyone at the default time.
         double single;
-        var singleDatabase = await CreateAsync(subscribers, timeZones: null);
+        var singleDatabase = await CreateAsync(subscribers, timeZones: null, historyDays);
         await using (var dataSource = NpgsqlDataSource.Create(singleDatabase))
         {
             var planner = Planner(dataSource, digest);
@@ -44,7 +48,7 @@ internal static class SlotsBenchmark
         await Subscriptions.Tests.Infrastructure.PostgresServer.DropDatabaseAsync(singleDatabase);
 
         // The same day as 24 slots, in a database whose history was planned in slots too.
-        var slotsDatabase = await CreateAsync(subscribers, Zones);
+        var slotsDatabase = await CreateAsync(subscribers, Zones, historyDays);
         await using (var dataSource = NpgsqlDataSource.Create(slotsDatabase))
         {
             var planner = Planner(dataSource, digest);
@@ -55,7 +59,7 @@ internal static class SlotsBenchmark
         }
     }
 
-    private static async Task<string> CreateAsync(int subscribers, IReadOnlyList<string>? timeZones)
+    private static async Task<string> CreateAsync(int subscribers, IReadOnlyList<string>? timeZones, int historyDays)
     {
         var load = Stopwatch.StartNew();
         var connectionString = await BenchData.CreateAsync(subscribers, timeZones);
@@ -69,9 +73,35 @@ internal static class SlotsBenchmark
             FROM paper_days CROSS JOIN (VALUES ('{History.AddDays(-1):yyyy-MM-dd}'::date), ('{BenchData.Day.AddDays(-1):yyyy-MM-dd}'::date)) AS days(day)
             WHERE paper_days.day = '{BenchData.Day:yyyy-MM-dd}' AND rank > 50;
             """);
+        if (historyDays > 0)
+        {
+            // Day by day, everyone's digest of the day after the one before (so one subscriber's rows lie on as many pages as
+            // days, as they do in a service's database), each of 10 papers of its own days. The day's first paper trended on
+            // the first of those days too, and the digests of that day carried it.
+            var first = History.AddDays(-1 - historyDays);
+            await BenchData.ExecuteAsync(connectionString, $"""
+                INSERT INTO deliveries (subscriber_id, day, papers, status, attempts, next_attempt_at, created_at, sent_at)
+                SELECT s.id, days.day, '[]', 'sent', 1, days.day, days.day, days.day
+                FROM generate_series('{first:yyyy-MM-dd}'::date, '{History.AddDays(-2):yyyy-MM-dd}'::date, interval '1 day') AS days(day), subscribers s
+                ORDER BY days.day, s.id;
+                INSERT INTO delivery_papers (subscriber_id, day, paper_ids, papers_through)
+                SELECT d.subscriber_id, d.day,
+                       CASE WHEN d.day = '{first:yyyy-MM-dd}' THEN ARRAY[p.first_paper] ELSE ARRAY[]::bigint[] END
+                         || ARRAY(SELECT 1000000000 + (d.day - '{first:yyyy-MM-dd}') * 100 + k FROM generate_series(1, 9) AS k),
+                       d.day
+                FROM deliveries d, (SELECT paper_id AS first_paper FROM paper_days WHERE day = '{BenchData.Day:yyyy-MM-dd}' AND rank = 1) AS p
+                ORDER BY d.id;
+                INSERT INTO paper_days (day, source, paper_id, upvotes, rank, fetched_at)
+                SELECT '{first:yyyy-MM-dd}', source, paper_id, upvotes, rank, now() FROM paper_days WHERE day = '{BenchData.Day:yyyy-MM-dd}' AND rank = 1;
+                """);
+        }
         Console.WriteLine(timeZones is null
             ? $"Loaded everyone at the default time in {load.Elapsed.TotalSeconds:F1} s"
             : $"Loaded everyone in their own zone and hour in {load.Elapsed.TotalSeconds:F1} s");
+        if (historyDays > 0)
+        {
+            await SettleAsync(connectionString);
+        }
         return connectionString;
     }
 

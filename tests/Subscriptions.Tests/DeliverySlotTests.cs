@@ -433,6 +433,51 @@ public sealed class DeliverySlotTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task APaperThatTrendsAgainMonthsLaterIsNotSentAgain()
+    {
+        // Planning reads what each subscriber got before only on the days a window paper could have reached them (those
+        // after a day it was listed on), not every day since the first: here 209 days back, six days before a weekly digest
+        // took it, with other digests between that do not count.
+        var repeated = TestDatabase.LidarPaper;
+        var firstListed = Day.AddDays(-209); // a Thursday: the weekly Wednesday digest six days later takes it
+        await _database.SaveDayAsync(firstListed, repeated, PaperRecord.Create(null, "Lidar in the fog", "Grey scans.", [], null, 2));
+        await _database.SaveDayAsync(Day.AddDays(-100), PaperRecord.Create(null, "Lidar in the desert", "Dry scans.", [], null, 2));
+        await _database.SaveDayAsync(Day, repeated, PaperRecord.Create(null, "Lidar in the snow", "Cold scans.", [], null, 2));
+        var daily = await AddAsync("daily@example.org", null, null);
+        var weekly = await AddAsync("weekly@example.org", null, null, "weekly", weekday: 3);
+        var newcomer = await AddAsync("newcomer@example.org", null, null, "weekly", weekday: 3);
+        await using var app = new TestApp(_database, _smtp, settings: DefaultTime);
+        var runner = app.Services.GetRequiredService<DigestRunner>();
+
+        await _database.ExecuteAsync("UPDATE subscribers SET status = 'pending' WHERE id = @newcomer", new { newcomer });
+        foreach (var day in new[] { firstListed, firstListed.AddDays(6), Day.AddDays(-100) })
+        {
+            await runner.RunAsync(day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
+        }
+        await _database.ExecuteAsync("UPDATE subscribers SET status = 'active' WHERE id = @newcomer", new { newcomer });
+        await runner.RunAsync(Day, ingestFirst: false, dryRun: false, _ => { }, CancellationToken.None);
+
+        Assert.Equal(["-209", "-100", "0"], await DeliveryDaysAsync(daily));
+        Assert.Equal(["-203", "0"], await DeliveryDaysAsync(weekly));
+        var dailyEmails = _smtp.MessagesTo("daily@example.org");
+        Assert.Contains("Lidar Odometry at Night", dailyEmails[0].TextBody);
+        var weeklyEmails = _smtp.MessagesTo("weekly@example.org");
+        Assert.Contains("Lidar Odometry at Night", weeklyEmails[0].TextBody);
+        foreach (var again in new[] { dailyEmails[^1], weeklyEmails[^1] })
+        {
+            Assert.StartsWith("1 trending paper on lidar", again.Subject, StringComparison.Ordinal);
+            Assert.Contains("Lidar in the snow", again.TextBody);
+            Assert.DoesNotContain("Lidar Odometry at Night", again.TextBody);
+        }
+        // Someone who never had it gets it.
+        Assert.Contains("Lidar Odometry at Night", Assert.Single(_smtp.MessagesTo("newcomer@example.org")).TextBody);
+
+        async Task<IReadOnlyList<string>> DeliveryDaysAsync(long subscriber) =>
+            [.. (await _database.QueryAsync<DateOnly>("SELECT day FROM deliveries WHERE subscriber_id = @subscriber ORDER BY day", new { subscriber }))
+                .Select(day => (day.DayNumber - Day.DayNumber).ToString(CultureInfo.InvariantCulture))];
+    }
+
+    [Fact]
     public async Task DigestAtRunsTheSlotOfThatInstantAndRefusesAnInstantItCannotRead()
     {
         await _database.SaveDayAsync(Day, TestDatabase.LidarPaper);
