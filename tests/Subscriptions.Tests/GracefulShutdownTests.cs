@@ -127,11 +127,21 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
     [Fact]
     public async Task AnInstanceStoppedWhilePlanningASlotHandsTheFiringToTheNextInstance()
     {
-        // A subscriber due this hour, and the hour before as the last slot the schedule planned.
+        // A subscriber due this hour, and the hour before as the last slot the schedule planned. The instances below fire
+        // the slot of the hour they run in: started in an hour's last minutes, they would fire the next one (its subscriber
+        // not due there, planning would find nothing to wait in), so the test waits for the hour to turn.
+        var untilNextHour = Digest.DeliverySlots.SlotOf(DateTimeOffset.UtcNow) + Digest.DeliverySlots.Length - DateTimeOffset.UtcNow;
+        if (untilNextHour < TimeSpan.FromMinutes(4))
+        {
+            await Task.Delay(untilNextHour + TimeSpan.FromSeconds(2));
+        }
         var slot = Digest.DeliverySlots.SlotOf(DateTimeOffset.UtcNow);
         var (id, _) = await _database.AddSubscriberAsync("recovered@example.org", "active", maxPapers: null, "lidar");
         await _database.ExecuteAsync("UPDATE subscribers SET time_zone = 'UTC', delivery_hour = @hour WHERE id = @id", new { id, hour = slot.Hour });
+        // On the slot's date, and the day before: a slot before the default time (03:00 UTC below) has the papers of the day
+        // before. With the slot's date alone, the test failed from midnight to 03:00 UTC: nothing matched, nothing was planned.
         await _database.SaveDayAsync(DateOnly.FromDateTime(slot.UtcDateTime), TestDatabase.LidarPaper);
+        await _database.SaveDayAsync(DateOnly.FromDateTime(slot.UtcDateTime).AddDays(-1), TestDatabase.LidarPaper);
         await _database.ExecuteAsync("INSERT INTO digest_slots (slot, planned_at, matched, planned, by_schedule) VALUES (@previous, now(), 0, 0, true)",
             new { previous = slot - Digest.DeliverySlots.Length });
         var environment = Environment(claimTimeout: "00:10:00");
