@@ -15,8 +15,9 @@ internal sealed class FeedbackStore(NpgsqlDataSource dataSource, TimeProvider ti
     /// </summary>
     public async Task<string?> PaperTitleAsync(long subscriberId, long paperId, bool sentOnly, CancellationToken cancellationToken)
     {
-        // Only the deliveries from the day before the paper was first listed on can hold it (as the planner reads them): a
-        // link in a recent email otherwise read every digest the subscriber ever got, a year of them by default.
+        // Only the deliveries from the day before the paper was first listed on can hold it: a link in a recent email
+        // otherwise read every digest the subscriber ever got, a year of them by default. (Planning, which asks this of every
+        // due subscriber and many papers, narrows it further to the days after each listing: DeliveryPlanner.PlannableDaysAsync.)
         const string sql = """
             SELECT title FROM papers p
             WHERE p.id = @paperId
