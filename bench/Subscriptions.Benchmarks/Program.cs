@@ -18,21 +18,8 @@ var statements = new Option<bool>("--statements")
 var messages = CountOption("--messages", "How many digests to render (each step, on one thread).", 20_000);
 var threads = CountOption("--threads", "How many threads render at once, after the one-thread steps (1: none).", 8);
 var seconds = CountOption("--seconds", "How long each burst lasts.", 20);
-var historyDays = new Option<int>("--history-days")
-{
-    Description = "Days of digests sent before, for everyone, with a paper of the day that trended on the first of them (0: none).",
-    HelpName = "N",
-    CustomParser = result =>
-    {
-        var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
-        if (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var days) && days <= 3650)
-        {
-            return days;
-        }
-        result.AddError($"--history-days {text}: expected a whole number of days, 0 to 3650");
-        return 0;
-    },
-};
+var historyDays = CountOption("--history-days",
+    "Days of digests sent before, for everyone, with a paper of the day that trended on the first of them (0: none).", 0, minimum: 0, maximum: 3650);
 var signups = CountOption("--signups", "How many signups that embed new topics to time.", 200);
 
 var root = new RootCommand("The service's benchmarks, each against a throwaway PostgreSQL cluster of its own (see the README's benchmark sections).")
@@ -68,7 +55,7 @@ if (parsed.Errors.Count > 0)
 }
 return await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 
-static Option<int> CountOption(string name, string description, int fallback) => new(name)
+static Option<int> CountOption(string name, string description, int fallback, int minimum = 1, int maximum = int.MaxValue) => new(name)
 {
     Description = description,
     HelpName = "N",
@@ -76,11 +63,13 @@ static Option<int> CountOption(string name, string description, int fallback) =>
     CustomParser = result =>
     {
         var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
-        if (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var count) && count >= 1)
+        if (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var count) && count >= minimum && count <= maximum)
         {
             return count;
         }
-        result.AddError($"{name} {text}: expected a whole number, at least 1");
+        result.AddError(maximum == int.MaxValue
+            ? $"{name} {text}: expected a whole number, at least {minimum}"
+            : $"{name} {text}: expected a whole number, {minimum} to {maximum}");
         return fallback;
     },
 };
