@@ -63,6 +63,13 @@ public sealed class ConsoleBrowserTests(TestDatabase database) : IClassFixture<T
         await page.ClickAsync("button:has-text('Pause sending')");
         Assert.Contains("paused", await page.TextContentAsync("#sending-state"));
         Assert.True(await database.ScalarAsync<bool>("SELECT paused FROM sending_control"));
+        // The browser was sent on to the dashboard (post/redirect/get): a reload shows it again, without the notice, and
+        // posts nothing.
+        Assert.EndsWith("/admin", page.Url);
+        Assert.Contains("paused on every instance", await page.TextContentAsync("[role=status]"));
+        await page.ReloadAsync();
+        Assert.Equal(0, await page.Locator("[role=status]").CountAsync());
+        Assert.Contains("paused", await page.TextContentAsync("#sending-state"));
         await page.ClickAsync("button:has-text('Resume sending')");
         Assert.Contains("Sending resumed.", await page.TextContentAsync("[role=status]"));
         Assert.False(await database.ScalarAsync<bool>("SELECT paused FROM sending_control"));

@@ -25,10 +25,10 @@ internal static class OperatorEndpoints
         var console = admin.MapGroup("").RequireAuthorization().AddEndpointFilter(RequireOwnPasswordAsync);
         console.MapGet("", ShowDashboardAsync);
         console.MapPost("/signout", (Delegate)SignOutAsync).WithSmallBody();
-        console.MapPost("/sending/pause", (HttpContext context, SendingControl sending, Dashboard dashboard, CancellationToken cancellationToken) =>
-            SetSendingAsync(context, paused: true, sending, dashboard, signal: null, cancellationToken)).WithSmallBody();
-        console.MapPost("/sending/resume", (HttpContext context, SendingControl sending, Dashboard dashboard, DeliverySignal signal, CancellationToken cancellationToken) =>
-            SetSendingAsync(context, paused: false, sending, dashboard, signal, cancellationToken)).WithSmallBody();
+        console.MapPost("/sending/pause", (HttpContext context, SendingControl sending, CancellationToken cancellationToken) =>
+            SetSendingAsync(context, paused: true, sending, signal: null, cancellationToken)).WithSmallBody();
+        console.MapPost("/sending/resume", (HttpContext context, SendingControl sending, DeliverySignal signal, CancellationToken cancellationToken) =>
+            SetSendingAsync(context, paused: false, sending, signal, cancellationToken)).WithSmallBody();
         console.MapPost("/digest/run", RunDigestAsync).WithSmallBody();
         console.MapGet("/subscribers", LookUpAsync);
         console.MapPost("/subscribers/{id:long}/{action}", ActAsync).WithSmallBody();
@@ -150,38 +150,34 @@ internal static class OperatorEndpoints
         return TypedResults.Redirect("/admin/signin");
     }
 
-    private static async Task<RazorComponentResult> ShowDashboardAsync(Dashboard dashboard, CancellationToken cancellationToken) =>
-        DashboardPage(await dashboard.BuildAsync(notice: null, cancellationToken));
+    private static async Task<RazorComponentResult> ShowDashboardAsync(HttpContext context, Dashboard dashboard, CancellationToken cancellationToken) =>
+        DashboardPage(await dashboard.BuildAsync(ConsoleNotice.Take(context), cancellationToken));
 
     private static RazorComponentResult DashboardPage(DashboardView view, int statusCode = StatusCodes.Status200OK) =>
         new RazorComponentResult<DashboardPage>(new { View = view }) { StatusCode = statusCode };
 
-    private static async Task<RazorComponentResult> SetSendingAsync(
-        HttpContext context, bool paused, SendingControl sending, Dashboard dashboard, DeliverySignal? signal, CancellationToken cancellationToken)
+    private static async Task<IResult> SetSendingAsync(HttpContext context, bool paused, SendingControl sending, DeliverySignal? signal, CancellationToken cancellationToken)
     {
         await sending.SetAsync(paused, context.User.Identity?.Name ?? "?", cancellationToken);
         // This instance resumes at once; the others at their next poll (Digest:PollInterval).
         signal?.Wake();
-        return DashboardPage(await dashboard.BuildAsync(
-            paused ? "Sending is paused on every instance: senders finish the batch in hand and claim nothing more." : "Sending resumed.",
-            cancellationToken));
+        return ConsoleNotice.SeeOther(context, "/admin",
+            paused ? "Sending is paused on every instance: senders finish the batch in hand and claim nothing more." : "Sending resumed.");
     }
 
-    private static async Task<RazorComponentResult> RunDigestAsync(HttpContext context, RunNow runNow, Dashboard dashboard, CancellationToken cancellationToken)
-    {
-        var started = runNow.TryStart(context.User.Identity?.Name ?? "?");
-        return DashboardPage(await dashboard.BuildAsync(
-            started
-                ? $"The digest of {dashboard.Today:yyyy-MM-dd} is running: papers are being fetched and deliveries planned; sending follows."
-                : "A run started from this console is still planning; nothing new was started.",
-            cancellationToken), started ? StatusCodes.Status202Accepted : StatusCodes.Status409Conflict);
-    }
+    private static async Task<IResult> RunDigestAsync(HttpContext context, RunNow runNow, Dashboard dashboard, CancellationToken cancellationToken) =>
+        runNow.TryStart(context.User.Identity?.Name ?? "?")
+            ? ConsoleNotice.SeeOther(context, "/admin",
+                $"The digest of {dashboard.Today:yyyy-MM-dd} is running: papers are being fetched and deliveries planned; sending follows.")
+            : DashboardPage(await dashboard.BuildAsync("A run started from this console is still planning; nothing new was started.", cancellationToken),
+                StatusCodes.Status409Conflict);
 
-    private static async Task<RazorComponentResult> LookUpAsync(string? email, SubscriberLookup lookup, CancellationToken cancellationToken)
+    private static async Task<RazorComponentResult> LookUpAsync(string? email, HttpContext context, SubscriberLookup lookup, CancellationToken cancellationToken)
     {
+        var notice = ConsoleNotice.Take(context); // an action's outcome, on the page it redirected to
         if (string.IsNullOrWhiteSpace(email))
         {
-            return SubscriberPage(email: "", details: null, notice: null);
+            return SubscriberPage(email: "", details: null, notice);
         }
         if (email.Length > EmailAddresses.MaxLength)
         {
@@ -194,12 +190,12 @@ internal static class OperatorEndpoints
                 StatusCodes.Status400BadRequest);
         }
         return await lookup.FindAsync(email, cancellationToken) is { } details
-            ? SubscriberPage(email, details, null)
-            : SubscriberPage(email, null, "No subscriber has that address.", StatusCodes.Status404NotFound);
+            ? SubscriberPage(email, details, notice)
+            : SubscriberPage(email, null, notice ?? "No subscriber has that address.", StatusCodes.Status404NotFound);
     }
 
-    private static async Task<RazorComponentResult> ActAsync(
-        long id, string action, HttpRequest request, SubscriberLookup lookup, CancellationToken cancellationToken)
+    private static async Task<IResult> ActAsync(
+        long id, string action, HttpContext context, SubscriberLookup lookup, CancellationToken cancellationToken)
     {
         SubscriberAction? chosen = action switch
         {
@@ -215,15 +211,21 @@ internal static class OperatorEndpoints
             return SubscriberPage("", null, "There is no such action; nothing was changed.", StatusCodes.Status404NotFound);
         }
         // Erasing cannot be undone: the form's box must be ticked (the browser insists, and so does this).
+        var request = context.Request;
         if (known == SubscriberAction.Erase && (!request.HasFormContentType || (await request.ReadFormAsync(cancellationToken))["confirm"] != "yes"))
         {
             var unconfirmed = await lookup.FindByIdAsync(id, cancellationToken);
             return SubscriberPage(unconfirmed?.Email ?? "", unconfirmed, "Tick the box to confirm the erasure; nothing was changed.",
                 StatusCodes.Status400BadRequest);
         }
+        if (await lookup.FindByIdAsync(id, cancellationToken) is null)
+        {
+            return SubscriberPage("", null, "No such subscriber; nothing was changed.", StatusCodes.Status404NotFound);
+        }
         var outcome = await lookup.ActAsync(id, known, cancellationToken);
+        // To the subscriber's page, or to the empty lookup once they are erased.
         var details = await lookup.FindByIdAsync(id, cancellationToken);
-        return SubscriberPage(details?.Email ?? "", details, outcome, details is null ? StatusCodes.Status404NotFound : StatusCodes.Status200OK);
+        return ConsoleNotice.SeeOther(context, details is null ? "/admin/subscribers" : $"/admin/subscribers?email={Uri.EscapeDataString(details.Email)}", outcome);
     }
 
     private static RazorComponentResult SubscriberPage(string email, SubscriberDetails? details, string? notice, int statusCode = StatusCodes.Status200OK) =>
