@@ -244,6 +244,10 @@ public sealed partial class OperatorConsoleTests(TestDatabase database) : IClass
         Assert.Equal(HttpStatusCode.SeeOther, erased.StatusCode); // to the empty lookup: there is no such subscriber any more
         Assert.Equal("/admin/subscribers", erased.Headers.Location?.OriginalString);
         Assert.Contains("is erased", await client.GetStringAsync(erased.Headers.Location));
+        var afterwards = await client.PostAsync($"/admin/subscribers/{id}/suppress",
+            new FormUrlEncodedContent([KeyValuePair.Create("__RequestVerificationToken", TokenIn(page))]));
+        Assert.Equal(HttpStatusCode.NotFound, afterwards.StatusCode); // an action on someone no longer there: the page, not a redirect
+        Assert.Contains("No such subscriber; nothing was changed.", await afterwards.Content.ReadAsStringAsync());
         foreach (var table in new[] { "subscribers WHERE id = @id", "topics WHERE subscriber_id = @id", "deliveries WHERE subscriber_id = @id",
                      "email_outbox WHERE subscriber_id = @id", "delivery_queue q WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = q.delivery_id)" })
         {

@@ -218,14 +218,11 @@ internal static class OperatorEndpoints
             return SubscriberPage(unconfirmed?.Email ?? "", unconfirmed, "Tick the box to confirm the erasure; nothing was changed.",
                 StatusCodes.Status400BadRequest);
         }
-        if (await lookup.FindByIdAsync(id, cancellationToken) is null)
-        {
-            return SubscriberPage("", null, "No such subscriber; nothing was changed.", StatusCodes.Status404NotFound);
-        }
-        var outcome = await lookup.ActAsync(id, known, cancellationToken);
         // To the subscriber's page, or to the empty lookup once they are erased.
-        var details = await lookup.FindByIdAsync(id, cancellationToken);
-        return ConsoleNotice.SeeOther(context, details is null ? "/admin/subscribers" : $"/admin/subscribers?email={Uri.EscapeDataString(details.Email)}", outcome);
+        return await lookup.ActAsync(id, known, cancellationToken) is { } outcome
+            ? ConsoleNotice.SeeOther(context,
+                outcome.Email is { } email ? $"/admin/subscribers?email={Uri.EscapeDataString(email)}" : "/admin/subscribers", outcome.Notice)
+            : SubscriberPage("", null, "No such subscriber; nothing was changed.", StatusCodes.Status404NotFound);
     }
 
     private static RazorComponentResult SubscriberPage(string email, SubscriberDetails? details, string? notice, int statusCode = StatusCodes.Status200OK) =>

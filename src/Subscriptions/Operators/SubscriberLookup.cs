@@ -16,6 +16,9 @@ public sealed record SubscriberDetails(
 
 public enum SubscriberAction { ResendConfirmation, Unsubscribe, Suppress, LiftSuppression, Erase }
 
+/// <summary>What an action did, in a sentence, and the subscriber's address, or null once they are erased.</summary>
+internal sealed record SubscriberActionOutcome(string Notice, string? Email);
+
 /// <summary>One subscriber, looked up by address, and what an operator can do to them.</summary>
 internal sealed class SubscriberLookup(NpgsqlDataSource dataSource, SuppressionStore suppressions, SubscriberData data, OutboxSignal outbox, TimeProvider time)
 {
@@ -63,15 +66,15 @@ internal sealed class SubscriberLookup(NpgsqlDataSource dataSource, SuppressionS
             row.SuppressionReason, row.SuppressedAt, topicList, deliveryList, emailList);
     }
 
-    /// <summary>Does <paramref name="action"/> to the subscriber with this id; the sentence that says what happened.</summary>
-    public async Task<string> ActAsync(long id, SubscriberAction action, CancellationToken cancellationToken)
+    /// <summary>Does <paramref name="action"/> to the subscriber with this id; null when there is no such subscriber.</summary>
+    public async Task<SubscriberActionOutcome?> ActAsync(long id, SubscriberAction action, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var email = await connection.QuerySingleOrDefaultAsync<string>(new CommandDefinition(
             "SELECT email FROM subscribers WHERE id = @id", new { id }, cancellationToken: cancellationToken));
         if (email is null)
         {
-            return "No such subscriber; nothing was changed.";
+            return null;
         }
         var now = time.GetUtcNow();
         switch (action)
@@ -89,12 +92,12 @@ internal sealed class SubscriberLookup(NpgsqlDataSource dataSource, SuppressionS
                         cancellationToken: cancellationToken));
                     if (renewed == 0)
                     {
-                        return $"{email} is not waiting for confirmation; nothing was sent.";
+                        return new($"{email} is not waiting for confirmation; nothing was sent.", email);
                     }
                     await EmailQueue.EnqueueAsync(connection, transaction, id, EmailQueue.Confirmation, now, cancellationToken);
                     await transaction.CommitAsync(cancellationToken);
                     outbox.Wake();
-                    return $"A new confirmation email to {email} is queued (unless the address is suppressed).";
+                    return new($"A new confirmation email to {email} is queued (unless the address is suppressed).", email);
                 }
             case SubscriberAction.Unsubscribe:
                 {
@@ -103,19 +106,19 @@ internal sealed class SubscriberLookup(NpgsqlDataSource dataSource, SuppressionS
                         WHERE id = @id AND status IN ('pending', 'active')
                         """;
                     var changed = await connection.ExecuteAsync(new CommandDefinition(unsubscribe, new { id, now }, cancellationToken: cancellationToken));
-                    return changed == 1 ? $"{email} is unsubscribed." : $"{email} was not subscribed; nothing was changed.";
+                    return new(changed == 1 ? $"{email} is unsubscribed." : $"{email} was not subscribed; nothing was changed.", email);
                 }
             case SubscriberAction.Suppress:
-                return await suppressions.AddAsync(email, cancellationToken) ? $"{email} is suppressed." : $"{email} was already suppressed.";
+                return new(await suppressions.AddAsync(email, cancellationToken) ? $"{email} is suppressed." : $"{email} was already suppressed.", email);
             case SubscriberAction.Erase:
                 // As the subscriber's own "Delete everything": a suppressed address stays suppressed, as a hash of it.
                 return await data.EraseAsync(id, cancellationToken)
-                    ? $"Everything stored about {email} is erased (a suppression, if there was one, is kept as a hash of the address)."
-                    : "No such subscriber; nothing was changed.";
+                    ? new($"Everything stored about {email} is erased (a suppression, if there was one, is kept as a hash of the address).", Email: null)
+                    : null;
             default:
-                return await suppressions.RemoveAsync(email, cancellationToken)
+                return new(await suppressions.RemoveAsync(email, cancellationToken)
                     ? $"The suppression of {email} is lifted."
-                    : $"{email} was not suppressed.";
+                    : $"{email} was not suppressed.", email);
         }
     }
 
