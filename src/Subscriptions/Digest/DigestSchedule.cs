@@ -39,6 +39,10 @@ internal static class DigestSchedule
                 {
                     options.StoreJobDataAsStrings = true;
                     options.RecoverFiringsCancelledByShutdown = true;
+                    // Its misfire handler and cluster manager are threads of their own, foreground by default: with the
+                    // database gone or hung, Quartz's shutdown outlasted the bound on stopping (ShutdownOptions.RunBoundedAsync),
+                    // and they kept the process alive, checking in, after Main had returned.
+                    options.UseBackgroundThreads = true;
                 });
                 store.UseSystemTextJsonSerializer();
                 // The app's one data source: one pool, and Npgsql logging through the host.
