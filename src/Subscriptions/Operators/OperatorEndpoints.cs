@@ -221,9 +221,12 @@ internal static class OperatorEndpoints
         // To the subscriber's page, or to the empty lookup once they are erased.
         return await lookup.ActAsync(id, known, cancellationToken) is { } outcome
             ? ConsoleNotice.SeeOther(context,
-                outcome.Email is { } email ? $"/admin/subscribers?email={Uri.EscapeDataString(email)}" : "/admin/subscribers", outcome.Notice)
+                outcome.Email is { } email ? LookupPath(email) : "/admin/subscribers", outcome.Notice)
             : SubscriberPage("", null, "No such subscriber; nothing was changed.", StatusCodes.Status404NotFound);
     }
+
+    /// <summary>The lookup page of one address (the dashboard links its failed deliveries' addresses there).</summary>
+    public static string LookupPath(string email) => $"/admin/subscribers?email={Uri.EscapeDataString(email)}";
 
     private static RazorComponentResult SubscriberPage(string email, SubscriberDetails? details, string? notice, int statusCode = StatusCodes.Status200OK) =>
         new RazorComponentResult<SubscriberPage>(new { Email = email, Details = details, Notice = notice }) { StatusCode = statusCode };
