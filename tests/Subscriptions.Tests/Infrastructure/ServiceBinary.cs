@@ -31,6 +31,10 @@ public static class ServiceBinary
         // runtimeconfig: a daily run's first seconds sent faster). A test's process lives seconds and recompiled its start
         // at once: the command-line tests took half as much CPU again (85-89 s of the machine against 52-60 s).
         start.Environment["DOTNET_TC_CallCountingDelayMs"] = "100";
+        // Nor does it live long enough for dynamic PGO to pay: its hot methods were compiled a third time, instrumented
+        // first. Off here and in the test host (the test project's TieredPGO), the command-line, digest and slot tests took
+        // 161-181 s of the machine's CPU against 187-219 s (four runs each, in turn).
+        start.Environment["DOTNET_TieredPGO"] = "0";
         foreach (var (key, value) in environment)
         {
             start.Environment[key] = value;
