@@ -91,8 +91,8 @@ internal static partial class MessageBenchmark
                 message.WriteTo(wire, measure);
                 Interlocked.Add(ref size, measure.Length);
             }),
-            // As MailKit sends a digest to a relay without CHUNKING (smtp-sink): prepared for 8BITMIME, and written through its
-            // dot-stuffing filter, which reads every byte of the message; with CHUNKING (BDAT) it writes the message as it is.
+            // As MailKit sends a digest (with DATA: it uses BDAT only for binary content, CHUNKING or not): prepared for
+            // 8BITMIME, and written through its dot-stuffing filter, which reads every byte of the message.
             ("render + prepare + write as MailKit's DATA", i =>
             {
                 using var message = Render(i);
