@@ -614,7 +614,7 @@ public sealed class DigestTests : IAsyncLifetime
     private Dictionary<string, string?> OneSender(Dictionary<string, string?> settings)
     {
         settings["Smtp:Connections"] = "1";
-        settings["ConnectionStrings:Postgres"] = $"{_database.ConnectionString};Maximum Pool Size=11";
+        settings["ConnectionStrings:Postgres"] = $"{_database.ConnectionString};Maximum Pool Size={DeliverySender.ConnectionsLeftToOthers + 1}";
         return settings;
     }
 

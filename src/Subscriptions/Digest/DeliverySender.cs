@@ -81,7 +81,7 @@ internal sealed class DeliverySender(
     /// With only four left, Smtp:Connections=10 on the default pool had hourly planning take the rest, and web requests and
     /// readiness waited for a connection until they failed.
     /// </summary>
-    private const int ConnectionsLeftToOthers = 10;
+    internal const int ConnectionsLeftToOthers = 10;
 
     private int _senderCountLogged;
 
