@@ -68,6 +68,8 @@ fi
 export ConnectionStrings__Postgres="Host=$cluster/run;Port=$port;Username=postgres;Database=subscriptions"
 export App__TokenSecret="${App__TokenSecret:-$(cat "$data/token-secret")}"
 export Mail__PickupDirectory="${Mail__PickupDirectory:-$repo/outbox}"
+# The garbage collector's first generation, as in the image (hexadecimal, 16 MB): docs/operations.md, "Runtime settings".
+export DOTNET_GCgen0size="${DOTNET_GCgen0size:-0x1000000}"
 
 cd "$repo"
 echo "Serving on http://localhost:8080 (PostgreSQL data in $cluster, emails in $repo/outbox). Ctrl+C stops."

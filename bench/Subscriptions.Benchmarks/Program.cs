@@ -89,6 +89,7 @@ static Command Benchmark(string name, string description, Option[] options, Func
         Console.WriteLine($"Machine: {CpuModel()}, {Environment.ProcessorCount} cores, {Environment.OSVersion}, .NET {Environment.Version}, " +
             $"{(System.Runtime.GCSettings.IsServerGC ? "server" : "workstation")} GC, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
         Console.WriteLine($"Commit: {Commit()}");
+        Console.WriteLine(FirstGeneration());
         var settings = extraSettings + (statisticsOf is not null && result.GetValue(statisticsOf) ? " -c shared_preload_libraries=pg_stat_statements" : "");
         // Sized as a production database would be for a million subscribers: the day's deliveries fit in its buffers.
         Subscriptions.Tests.Infrastructure.PostgresServer.ExtraSettings = "-c shared_buffers=1GB -c max_wal_size=4GB" + settings;
@@ -98,6 +99,13 @@ static Command Benchmark(string name, string description, Option[] options, Func
     });
     return command;
 }
+
+// deploy/ runs the service with a fixed first generation (DOTNET_GCgen0size), which only the environment can set: `dotnet run`
+// sets it for the benchmarks too (Properties/launchSettings.json); the built binary run directly gets the runtime's own.
+static string FirstGeneration() =>
+    Environment.GetEnvironmentVariable("DOTNET_GCgen0size") is { Length: > 0 } size
+        ? $"GC first generation: DOTNET_GCgen0size={size}, as deploy/ runs the service"
+        : "GC first generation: the runtime's own, from the cache size the host reports (DOTNET_GCgen0size not set; deploy/ sets it)";
 
 static string CpuModel() =>
     File.Exists("/proc/cpuinfo")

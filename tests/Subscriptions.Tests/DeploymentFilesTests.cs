@@ -111,6 +111,31 @@ public sealed class DeploymentFilesTests(TestDatabase database) : IClassFixture<
         AssertKnownSettings(settings);
     }
 
+    /// <summary>
+    /// The runtime reads its first generation's size only from the environment, so each way of running the service sets it
+    /// (the image for Compose and Kubernetes), and `dotnet run` sets it for the benchmarks, which measure the service as
+    /// deployed. The runtime reads the value as hexadecimal, with or without 0x.
+    /// </summary>
+    [Fact]
+    public void EveryWayOfRunningTheServiceGivesItTheSameFirstGeneration()
+    {
+        var launchSettings = System.Text.Json.JsonDocument.Parse(File.ReadAllText(
+            Path.Combine(RepositoryRoot(), "bench", "Subscriptions.Benchmarks", "Properties", "launchSettings.json")));
+        var sizes = new Dictionary<string, string?>
+        {
+            ["Dockerfile"] = Setting("Dockerfile", @"^ENV DOTNET_GCgen0size=(\S+)$"),
+            ["subscriptions.service"] = Setting("subscriptions.service", @"^Environment=DOTNET_GCgen0size=(\S+)$"),
+            ["run-local.sh"] = Setting("run-local.sh", @"^export DOTNET_GCgen0size=""\$\{DOTNET_GCgen0size:-(\S+)\}""$"),
+            ["the benchmarks' launch profile"] = launchSettings.RootElement.GetProperty("profiles").EnumerateObject().Single()
+                .Value.GetProperty("environmentVariables").GetProperty("DOTNET_GCgen0size").GetString(),
+        };
+
+        Assert.All(sizes, size => Assert.Equal(16 * 1024 * 1024, Convert.ToInt64(size.Value, 16)));
+
+        static string? Setting(string file, string pattern) => File.ReadLines(Path.Combine(Deploy, file))
+            .Select(line => System.Text.RegularExpressions.Regex.Match(line, pattern)).SingleOrDefault(match => match.Success)?.Groups[1].Value;
+    }
+
     [Fact]
     public void AMisspeltSettingIsCaught()
     {
