@@ -130,7 +130,10 @@ public sealed class DeploymentFilesTests(TestDatabase database) : IClassFixture<
                 .Value.GetProperty("environmentVariables").GetProperty("DOTNET_GCgen0size").GetString(),
         };
 
-        Assert.All(sizes, size => Assert.Equal(16 * 1024 * 1024, Convert.ToInt64(size.Value, 16)));
+        foreach (var (where, size) in sizes)
+        {
+            Assert.True(size is not null && Convert.ToInt64(size, 16) == 16 * 1024 * 1024, $"{where} sets DOTNET_GCgen0size to {size ?? "nothing"}, not 0x1000000 (16 MB)");
+        }
 
         static string? Setting(string file, string pattern) => File.ReadLines(Path.Combine(Deploy, file))
             .Select(line => System.Text.RegularExpressions.Regex.Match(line, pattern)).SingleOrDefault(match => match.Success)?.Groups[1].Value;
