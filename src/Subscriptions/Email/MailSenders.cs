@@ -88,15 +88,16 @@ internal static class MailEnvelope
     public static MimeMessage Create(MailOptions mail, DateTimeOffset date, string to, string subject, MimeEntity body, string messageIdLocalPart)
     {
         var from = mail.FromAddress;
-        var message = new MimeMessage
-        {
-            Subject = ShownAsTyped(subject),
-            Date = date,
-            MessageId = $"{messageIdLocalPart}@{from.Domain}",
-            Body = body,
-        };
+        // Built on an empty header list: MimeMessage's parameterless constructor fills in an empty From, the time now, an
+        // empty Subject and a random Message-ID (formatting each header, and drawing from the system's random source), all
+        // replaced here at once; that was a tenth of rendering a digest. The headers come out in the same order.
+        var message = new MimeMessage(new HeaderList());
         message.From.Add(from);
+        message.Date = date;
+        message.Subject = ShownAsTyped(subject);
+        message.MessageId = $"{messageIdLocalPart}@{from.Domain}";
         message.To.Add(MailboxAddress.Parse(to));
+        message.Body = body;
         // RFC 3834: made by a program, not a person, so autoresponders (out of office) do not answer it; their replies went
         // to the bounce mailbox, where they stay as unreadable reports.
         message.Headers.Add(AutoSubmitted, "auto-generated");
