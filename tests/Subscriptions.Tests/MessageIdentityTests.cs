@@ -1,4 +1,6 @@
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Subscriptions.Digest;
 using Subscriptions.Email;
 using Subscriptions.Tests.Infrastructure;
@@ -77,6 +79,25 @@ public sealed class MessageIdentityTests(TestDatabase database) : IClassFixture<
         var first = await _smtp.WaitForMessageToAsync("first@example.org");
         var second = await _smtp.WaitForMessageToAsync("second@example.org");
         Assert.NotEqual(first.MessageId, second.MessageId);
+    }
+
+    [Fact]
+    public void TheMacsOfEmailsAlreadySentStayTheSame()
+    {
+        // Made by the code of 0d402fc, under one installation's secret: links in mail already delivered must keep working, and
+        // its Message-IDs and return paths must keep naming the emails they name, whatever computes the MACs now.
+        const string secret = "a-secret-of-an-installation-that-has-sent-mail";
+        var app = Options.Create(new Subscriptions.Subscribers.AppOptions { TokenSecret = secret, BaseUrl = "https://papers.example.org" });
+        var tokens = new Subscriptions.Subscribers.LinkTokens(app);
+        byte[] nonce = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+        Assert.Equal("AQIAAAAAAAAAKgABAgMEBQYHCAkKCwwNDg_PhqXIOZkWcQJ_PzsaoXtJ", tokens.Create(Subscriptions.Subscribers.LinkPurpose.Unsubscribe, 42, nonce));
+        Assert.Equal("AQMAAAAAAAAAKgABAgMEBQYHCAkKCwwNDg9Ed96o_QyY_ix14H6ASUDN", tokens.Create(Subscriptions.Subscribers.LinkPurpose.Preferences, 42, nonce));
+
+        var messageIds = new MessageIds(Options.Create(new MailOptions { From = "Trending Papers <papers@example.org>" }),
+            new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["App:TokenSecret"] = secret }).Build());
+        Assert.Equal("delivery-42.20261125.f65410ea1cba", messageIds.ForDelivery(42, Day));
+        Assert.Equal("outbox-7.04cf3c776e73", messageIds.ForOutbox(7));
+        Assert.Equal(new SentEmail(SentEmailKind.Delivery, 42, Day), messageIds.OfMessageId("<delivery-42.20261125.f65410ea1cba@example.org>"));
     }
 
     private static Task<DigestSummary> RunDigestAsync(TestApp app) =>

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Options;
+using Subscriptions.Infrastructure;
 
 namespace Subscriptions.Email;
 
@@ -32,15 +33,15 @@ internal sealed partial class MessageIds
     private const int MacBytes = 6;
 
     private readonly string _domain;
-    private readonly Lazy<byte[]> _key;
+    private readonly Lazy<HmacSha256> _hmac;
 
     public MessageIds(IOptions<MailOptions> mail, IConfiguration configuration)
     {
         _domain = mail.Value.FromAddress.Domain;
         // The links' secret (App:TokenSecret, checked at start-up wherever emails are sent), under a key of its own. Its name
         // is that of the first use, the return paths: mail sent since then keeps return paths that verify.
-        _key = new(() => HKDF.DeriveKey(HashAlgorithmName.SHA256, Encoding.UTF8.GetBytes(configuration["App:TokenSecret"] ?? ""),
-            outputLength: 32, salt: [], info: "Mail:BounceAddress VERP"u8.ToArray()));
+        _hmac = new(() => new HmacSha256(HKDF.DeriveKey(HashAlgorithmName.SHA256, Encoding.UTF8.GetBytes(configuration["App:TokenSecret"] ?? ""),
+            outputLength: 32, salt: [], info: "Mail:BounceAddress VERP"u8.ToArray())));
     }
 
     /// <summary>The left part of a digest's Message-ID: <c>delivery-42.20261125.3f9a0c12be77</c>.</summary>
@@ -86,8 +87,12 @@ internal sealed partial class MessageIds
 
     private string Signed(string identity) => $"{identity}.{Mac(identity)}";
 
-    private string Mac(string identity) =>
-        Convert.ToHexStringLower(HMACSHA256.HashData(_key.Value, Encoding.ASCII.GetBytes(identity)).AsSpan(0, MacBytes));
+    private string Mac(string identity)
+    {
+        Span<byte> mac = stackalloc byte[HmacSha256.Length];
+        _hmac.Value.Compute(Encoding.ASCII.GetBytes(identity), mac);
+        return Convert.ToHexStringLower(mac[..MacBytes]);
+    }
 
     private static SentEmail? Parse(string identity)
     {

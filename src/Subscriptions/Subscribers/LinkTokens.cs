@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Options;
+using Subscriptions.Infrastructure;
 
 namespace Subscriptions.Subscribers;
 
@@ -32,7 +33,7 @@ internal sealed class LinkTokens(IOptions<AppOptions> options)
     private const int PayloadLength = 1 + 1 + sizeof(long) + NonceLength;
     private const int TokenLength = PayloadLength + MacLength;
 
-    private readonly byte[] _key = Encoding.UTF8.GetBytes(options.Value.TokenSecret);
+    private readonly HmacSha256 _hmac = new(Encoding.UTF8.GetBytes(options.Value.TokenSecret));
     private readonly AppOptions _app = options.Value;
     private readonly string _feedbackLinkStart = options.Value.Link("feedback?token=").AbsoluteUri;
 
@@ -115,8 +116,8 @@ internal sealed class LinkTokens(IOptions<AppOptions> options)
 
     private void Sign(ReadOnlySpan<byte> payload, Span<byte> mac)
     {
-        Span<byte> full = stackalloc byte[HMACSHA256.HashSizeInBytes];
-        HMACSHA256.HashData(_key, payload, full);
+        Span<byte> full = stackalloc byte[HmacSha256.Length];
+        _hmac.Compute(payload, full);
         full[..MacLength].CopyTo(mac);
     }
 
