@@ -82,8 +82,8 @@ public sealed class DatabaseOutageTests : IAsyncLifetime
         // Without the gauge's own deadline a scrape waits for the connect timeout: 40 s here rather than Npgsql's 15, so that
         // the bound below leaves a loaded test machine room (12.5 s was seen once, in a full run, against a bound of 12 s)
         // and still fails when the deadline is gone.
-        var waitingForever = new NpgsqlConnectionStringBuilder(_database.ConnectionString) { Timeout = 40 }.ConnectionString;
-        await using var app = new TestApp(_database, settings: new Dictionary<string, string?> { ["ConnectionStrings:Postgres"] = waitingForever });
+        var longConnectTimeout = new NpgsqlConnectionStringBuilder(_database.ConnectionString) { Timeout = 40 }.ConnectionString;
+        await using var app = new TestApp(_database, settings: new Dictionary<string, string?> { ["ConnectionStrings:Postgres"] = longConnectTimeout });
         using var client = app.CreatePlainClient();
         client.Timeout = TimeSpan.FromSeconds(90);
         Assert.Matches("(?m)^subscriptions_delivery_queue_depth[{ ]", await client.GetStringAsync("/metrics"));
