@@ -16,7 +16,9 @@ internal sealed class HmacSha256(byte[] key)
 {
     public const int Length = HMACSHA256.HashSizeInBytes;
 
-    private readonly ObjectPool<IncrementalHash> _keyed = new DefaultObjectPool<IncrementalHash>(new KeyedPolicy(key));
+    // The provider's pool of a disposable type disposes what it does not keep (more at once than it holds), rather than
+    // leaving OpenSSL's contexts to the finalizer.
+    private readonly ObjectPool<IncrementalHash> _keyed = new DefaultObjectPoolProvider().Create(new KeyedPolicy(key));
 
     /// <summary>Writes the MAC of <paramref name="data"/> (<see cref="Length"/> bytes) to <paramref name="mac"/>.</summary>
     public void Compute(ReadOnlySpan<byte> data, Span<byte> mac)
