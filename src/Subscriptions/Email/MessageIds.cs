@@ -89,9 +89,9 @@ internal sealed partial class MessageIds
 
     private string Mac(string identity)
     {
-        Span<byte> mac = stackalloc byte[HmacSha256.Length];
+        Span<byte> mac = stackalloc byte[MacBytes];
         _hmac.Value.Compute(Encoding.ASCII.GetBytes(identity), mac);
-        return Convert.ToHexStringLower(mac[..MacBytes]);
+        return Convert.ToHexStringLower(mac);
     }
 
     private static SentEmail? Parse(string identity)

@@ -14,19 +14,22 @@ namespace Subscriptions.Infrastructure;
 /// </remarks>
 internal sealed class HmacSha256(byte[] key)
 {
-    public const int Length = HMACSHA256.HashSizeInBytes;
-
     // The provider's pool of a disposable type disposes what it does not keep (more at once than it holds), rather than
     // leaving OpenSSL's contexts to the finalizer.
     private readonly ObjectPool<IncrementalHash> _keyed = new DefaultObjectPoolProvider().Create(new KeyedPolicy(key));
 
-    /// <summary>Writes the MAC of <paramref name="data"/> (<see cref="Length"/> bytes) to <paramref name="mac"/>.</summary>
+    /// <summary>
+    /// Writes the MAC of <paramref name="data"/> to <paramref name="mac"/>, truncated to its length (its leftmost bytes,
+    /// RFC 2104 section 5): the links keep 16 bytes, the Message-IDs 6.
+    /// </summary>
     public void Compute(ReadOnlySpan<byte> data, Span<byte> mac)
     {
+        Span<byte> full = stackalloc byte[HMACSHA256.HashSizeInBytes];
         var hmac = _keyed.Get();
         hmac.AppendData(data);
-        hmac.GetHashAndReset(mac);
+        hmac.GetHashAndReset(full);
         _keyed.Return(hmac);
+        full[..mac.Length].CopyTo(mac);
     }
 
     private sealed class KeyedPolicy(byte[] key) : PooledObjectPolicy<IncrementalHash>

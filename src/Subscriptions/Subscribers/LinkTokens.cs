@@ -114,12 +114,7 @@ internal sealed class LinkTokens(IOptions<AppOptions> options)
         return true;
     }
 
-    private void Sign(ReadOnlySpan<byte> payload, Span<byte> mac)
-    {
-        Span<byte> full = stackalloc byte[HmacSha256.Length];
-        _hmac.Compute(payload, full);
-        full[..MacLength].CopyTo(mac);
-    }
+    private void Sign(ReadOnlySpan<byte> payload, Span<byte> mac) => _hmac.Compute(payload, mac[..MacLength]);
 
     private static string Base64UrlEncode(ReadOnlySpan<byte> bytes) => System.Buffers.Text.Base64Url.EncodeToString(bytes);
 }
